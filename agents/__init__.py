@@ -1,0 +1,1 @@
+"""Node agents: GPU (NVML) and SNMP (PDUs, CDUs, switches)."""

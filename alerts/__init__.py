@@ -1,0 +1,1 @@
+"""Alert engine: rules, event-time evaluation, notifiers, recording and replay."""

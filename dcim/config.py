@@ -1,0 +1,527 @@
+"""Configuration models (pydantic v2, extra="forbid") for a site: its topology and one section per component.
+
+Errors name the file, the path inside it (with the YAML line where known) and what was expected.
+Secrets never live in the YAML: a secret is ``{env: NAME}`` or ``{file: PATH}`` and is resolved when used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+from dcim.errors import ConfigError, SecretError
+
+
+class Model(BaseModel):
+    """Base of every configuration model: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_default=True)
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+
+class Secret(Model):
+    """A secret taken from an environment variable or a file, never written in the YAML itself."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_literals(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            msg = (
+                "secrets are not accepted inline; give {env: VARIABLE} or {file: /path/to/secret} "
+                "(the value itself is not repeated here)"
+            )
+            raise ValueError(msg)
+        return data
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Secret:
+        if (self.env is None) == (self.file is None):
+            msg = "give exactly one of 'env' or 'file'"
+            raise ValueError(msg)
+        return self
+
+    def resolve(self) -> SecretStr:
+        """Read the secret now; SecretError says which variable or file is missing, never the value."""
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                msg = f"environment variable {self.env} is not set"
+                raise SecretError(msg)
+            return SecretStr(value)
+        assert self.file is not None
+        try:
+            return SecretStr(self.file.read_text(encoding="utf-8").strip())
+        except OSError as exc:
+            msg = f"cannot read secret file {self.file}: {exc.strerror}"
+            raise SecretError(msg) from exc
+
+    def __repr__(self) -> str:
+        return f"Secret(env={self.env!r})" if self.env else f"Secret(file={str(self.file)!r})"
+
+
+# --- topology ---------------------------------------------------------------------------------
+
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+Feed = Literal["A", "B"]
+Phase = Literal["L1", "L2", "L3"]
+
+
+class GpuModelSpec(Model):
+    """Electrical and thermal character of a GPU model, used by the simulator and as rule fallbacks."""
+
+    name: str = "NVIDIA H100 80GB HBM3"
+    tdp_w: float = Field(700.0, gt=0)
+    idle_w: float = Field(70.0, ge=0)
+    slowdown_temp_c: float = 87.0
+    shutdown_temp_c: float = 92.0
+    max_operating_temp_c: float = 85.0
+    mem_max_temp_c: float = 95.0
+    thermal_resistance_c_per_w: float = Field(0.045, gt=0, description="die-to-coolant, °C per W")
+    max_sm_clock_mhz: float = 1980.0
+    mem_clock_mhz: float = 2619.0
+    memory_bytes: int = 80 * 1024**3
+
+
+class NodeConfig(Model):
+    """A GPU server: how many GPUs of which model, and the PDU outlets its power supplies plug into."""
+
+    name: Name
+    gpus: int = Field(8, ge=0, le=16)
+    gpu_model: str = "H100-SXM5"
+    base_power_w: float = Field(1800.0, ge=0, description="CPUs, memory, NICs, fans of the server itself")
+    outlets: dict[str, list[int]] = Field(default_factory=dict, description="PDU name -> outlet numbers")
+    workload: str = "training"
+
+
+class PduConfig(Model):
+    """A rack PDU on one feed: phases, voltage, breaker rating, and which phase each outlet sits on."""
+
+    name: Name
+    feed: Feed = "A"
+    phases: Literal[1, 3] = 3
+    voltage_v: float = Field(230.0, gt=0, description="phase-to-neutral voltage")
+    breaker_a: float = Field(63.0, gt=0, description="rating of each phase's breaker")
+    outlets: int = Field(24, ge=1, le=96)
+    outlet_phase: dict[int, Phase] = Field(default_factory=dict, description="outlet -> phase; default: banks")
+    power_factor: float = Field(0.98, gt=0, le=1)
+    vendor: Literal["apc", "raritan", "servertech", "eaton", "cyberpower"] = "apc"
+    snmp_port: int | None = Field(None, ge=1, le=65535, description="loopback UDP port of its simulated agent")
+
+    def phase_of(self, outlet: int) -> Phase:
+        if outlet in self.outlet_phase:
+            return self.outlet_phase[outlet]
+        if self.phases == 1:
+            return "L1"
+        bank = (outlet - 1) * 3 // self.outlets
+        return ("L1", "L2", "L3")[min(bank, 2)]
+
+    @property
+    def capacity_w(self) -> float:
+        """Nameplate capacity: phases x voltage x breaker rating."""
+        return self.phases * self.voltage_v * self.breaker_a
+
+
+class RackConfig(Model):
+    """A rack: its nodes, its PDUs and its power budget."""
+
+    name: Name
+    nodes: list[NodeConfig] = Field(default_factory=list)
+    pdus: list[PduConfig] = Field(default_factory=list)
+    rating_w: float | None = Field(None, gt=0, description="rack power budget; default: one feed's capacity")
+    overhead_w: float = Field(600.0, ge=0, description="switches, fans and other loads on the PDUs")
+
+    @property
+    def budget_w(self) -> float:
+        if self.rating_w is not None:
+            return self.rating_w
+        caps = [p.capacity_w for p in self.pdus]
+        return min(caps) if caps else 0.0
+
+
+class RowConfig(Model):
+    name: Name
+    racks: list[RackConfig]
+
+
+class RoomConfig(Model):
+    name: Name
+    rows: list[RowConfig]
+
+
+class LoopConfig(Model):
+    """A secondary coolant loop served by one CDU, and the racks it cools."""
+
+    name: Name
+    cdu: Name
+    racks: list[str] = Field(min_length=1)
+    setpoint_c: float = Field(30.0, description="CDU supply setpoint (ASHRAE W32 / OCP ~30 °C)")
+    nominal_flow_lpm: float = Field(600.0, gt=0)
+    nominal_pump_pct: float = Field(70.0, gt=0, le=100)
+    supply_pressure_kpa: float = Field(300.0, gt=0)
+    diff_pressure_kpa: float = Field(150.0, gt=0)
+    fluid_cp_j_per_kg_k: float = Field(3900.0, gt=0, description="PG25: ~3900 J/(kg K)")
+    fluid_density_kg_per_l: float = Field(1.02, gt=0)
+    vendor: Literal["apc", "liebert"] = "liebert"
+    snmp_port: int | None = Field(None, ge=1, le=65535)
+
+
+class DefaultsConfig(Model):
+    """Templates applied to racks that give counts instead of lists (``nodes: 4``)."""
+
+    nodes_per_rack: int = Field(4, ge=0)
+    gpus_per_node: int = Field(8, ge=0, le=16)
+    gpu_model: str = "H100-SXM5"
+    pdus: list[PduConfig] = Field(
+        default_factory=lambda: [PduConfig(name="pdu-a", feed="A"), PduConfig(name="pdu-b", feed="B")]
+    )
+
+
+# --- component sections -----------------------------------------------------------------------
+
+
+class MqttConfig(Model):
+    """The MQTT broker every component talks to."""
+
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: Secret | None = None
+    client_id: str | None = None
+    topic_prefix: str = "dcim"
+    qos: Literal[0, 1, 2] = 1
+    keepalive_s: int = Field(30, ge=5)
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    tls_insecure: bool = False
+
+
+class MetricsConfig(Model):
+    """Where a component serves /metrics; ``port: 0`` turns it off."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535)
+
+
+class GpuAgentConfig(Model):
+    interval_s: float = Field(1.0, gt=0)
+    simulate: bool = False
+    queue_max: int = Field(10_000, ge=1, description="polls held while the broker is away")
+    metrics: MetricsConfig = MetricsConfig(port=9400)
+    reinit_backoff_max_s: float = Field(60.0, gt=0)
+
+
+class SnmpV3Config(Model):
+    user: str
+    auth_protocol: Literal["SHA", "SHA256", "SHA512", "MD5"] = "SHA"
+    auth_key: Secret
+    priv_protocol: Literal["AES", "AES192", "AES256", "DES"] = "AES"
+    priv_key: Secret
+
+
+class SnmpDeviceConfig(Model):
+    name: Name
+    address: str = "127.0.0.1"
+    port: int = Field(161, ge=1, le=65535)
+    version: Literal["2c", "3"] = "2c"
+    community: Secret | None = None
+    v3: SnmpV3Config | None = None
+    profile: str = "auto"
+    rack: str | None = None
+    timeout_s: float = Field(2.0, gt=0)
+    retries: int = Field(1, ge=0)
+    max_repetitions: int = Field(25, ge=1, le=500)
+
+
+class SnmpAgentConfig(Model):
+    interval_s: float = Field(10.0, gt=0)
+    max_in_flight: int = Field(64, ge=1)
+    devices: list[SnmpDeviceConfig] = Field(default_factory=list)
+    queue_max: int = Field(10_000, ge=1)
+    metrics: MetricsConfig = MetricsConfig(port=9116)
+
+
+class InfluxConfig(Model):
+    """An InfluxDB sink: v1 (/write, db + rp + user/password) or v2 (/api/v2/write, org + bucket + token)."""
+
+    url: str = "http://127.0.0.1:8086"
+    api: Literal["v1", "v2"] = "v1"
+    database: str = "dcim"
+    retention_policy: str | None = None
+    username: str | None = None
+    password: Secret | None = None
+    org: str | None = None
+    bucket: str | None = None
+    token: Secret | None = None
+    timeout_s: float = Field(10.0, gt=0)
+
+
+class CollectorConfig(Model):
+    topics: list[str] = Field(default_factory=lambda: ["dcim/#"])
+    shared_group: str | None = Field(None, description="join $share/<group>/... to split the stream")
+    sink: Literal["influx", "embedded"] = "embedded"
+    influx: InfluxConfig = InfluxConfig()
+    embedded_path: Path = Path("var/store")
+    spool_path: Path = Path("var/spool")
+    spool_max_bytes: int = Field(1024**3, ge=1024)
+    dead_letter_path: Path = Path("var/dead-letter.jsonl")
+    batch_size: int = Field(5000, ge=1)
+    linger_ms: int = Field(1000, ge=0)
+    mappings: list[Path] = Field(default_factory=list)
+    max_future_s: float = Field(600.0, gt=0, description="refuse timestamps further ahead than this")
+    max_past_s: float = Field(10 * 365 * 86400.0, gt=0)
+    metrics: MetricsConfig = MetricsConfig(port=9108)
+    alerts: bool = Field(False, description="run the alert engine on the live stream")
+
+
+class NotifierConfig(Model):
+    kind: Literal["alertmanager", "webhook", "console", "log"]
+    url: str | None = None
+    secret: Secret | None = Field(None, description="HMAC-SHA256 key for webhook signatures")
+    timeout_s: float = Field(5.0, gt=0)
+    resend_interval_s: float = Field(60.0, gt=0)
+
+
+class AlertsConfig(Model):
+    rules: list[Path] = Field(default_factory=lambda: [Path("alerts/rules")])
+    notifiers: list[NotifierConfig] = Field(default_factory=lambda: [NotifierConfig(kind="console")])
+    evaluation_interval_s: float = Field(1.0, gt=0)
+
+
+class SimulatorConfig(Model):
+    seed: int = 42
+    step_s: float = Field(1.0, gt=0)
+    ambient_c: float = 24.0
+
+
+def _default_outlets(pdu: PduConfig, node_index: int) -> list[int]:
+    """One outlet per phase bank for node ``node_index``: a server's supplies spread over the phases."""
+    bank = pdu.outlets // pdu.phases
+    return [node_index % bank + 1 + k * bank for k in range(pdu.phases)]
+
+
+class SiteConfig(Model):
+    """A whole site: topology plus one section per component."""
+
+    site: Name
+    defaults: DefaultsConfig = DefaultsConfig()
+    gpu_models: dict[str, GpuModelSpec] = Field(default_factory=lambda: {"H100-SXM5": GpuModelSpec()})
+    rooms: list[RoomConfig]
+    loops: list[LoopConfig] = Field(default_factory=list)
+    mqtt: MqttConfig = MqttConfig()
+    gpu_agent: GpuAgentConfig = GpuAgentConfig()
+    snmp_agent: SnmpAgentConfig = SnmpAgentConfig()
+    collector: CollectorConfig = CollectorConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    simulator: SimulatorConfig = SimulatorConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_counts(cls, data: Any) -> Any:
+        """``nodes: 4`` and missing ``pdus`` in a rack expand from ``defaults``."""
+        if not isinstance(data, dict):
+            return data
+        defaults = DefaultsConfig.model_validate(data.get("defaults") or {})
+        for room in data.get("rooms") or []:
+            for row in (room or {}).get("rows") or [] if isinstance(room, dict) else []:
+                for rack in (row or {}).get("racks") or [] if isinstance(row, dict) else []:
+                    if not isinstance(rack, dict):
+                        continue
+                    rname = rack.get("name", "rack")
+                    if "pdus" not in rack:
+                        rack["pdus"] = [p.model_dump() for p in defaults.pdus]
+                    nodes = rack.get("nodes", defaults.nodes_per_rack)
+                    if isinstance(nodes, int) and not isinstance(nodes, bool):
+                        try:
+                            pdus = [PduConfig.model_validate(p) for p in rack["pdus"]]
+                        except (ValidationError, TypeError):
+                            pdus = []  # the PDU's own error is reported by the main validation
+                        rack["nodes"] = [
+                            {
+                                "name": f"{rname}-n{i + 1:02d}",
+                                "gpus": defaults.gpus_per_node,
+                                "gpu_model": defaults.gpu_model,
+                                "outlets": {p.name: _default_outlets(p, i) for p in pdus},
+                            }
+                            for i in range(nodes)
+                        ]
+        return data
+
+    @model_validator(mode="after")
+    def _check_topology(self) -> SiteConfig:
+        racks = {}
+        for rack in self.racks():
+            if rack.name in racks:
+                msg = f"rack name {rack.name!r} is used twice"
+                raise ValueError(msg)
+            racks[rack.name] = rack
+            pdus = {p.name: p for p in rack.pdus}
+            for node in rack.nodes:
+                if node.gpu_model not in self.gpu_models:
+                    msg = f"node {node.name!r} uses unknown gpu_model {node.gpu_model!r} (known: {sorted(self.gpu_models)})"
+                    raise ValueError(msg)
+                for pdu_name, outlets in node.outlets.items():
+                    if pdu_name not in pdus:
+                        msg = f"node {node.name!r} plugs into unknown PDU {pdu_name!r} of rack {rack.name!r}"
+                        raise ValueError(msg)
+                    for o in outlets:
+                        if not 1 <= o <= pdus[pdu_name].outlets:
+                            msg = f"node {node.name!r}: outlet {o} does not exist on {pdu_name!r}"
+                            raise ValueError(msg)
+        for loop in self.loops:
+            for r in loop.racks:
+                if r not in racks:
+                    msg = f"loop {loop.name!r} cools unknown rack {r!r}"
+                    raise ValueError(msg)
+        return self
+
+    # -- navigation helpers, used by the simulator, the agents and the alert engine --
+
+    def racks(self) -> Iterator[RackConfig]:
+        for room in self.rooms:
+            for row in room.rows:
+                yield from row.racks
+
+    def locations(self) -> Iterator[tuple[RoomConfig, RowConfig, RackConfig]]:
+        for room in self.rooms:
+            for row in room.rows:
+                for rack in row.racks:
+                    yield room, row, rack
+
+    def rack_tags(self, rack_name: str) -> dict[str, str]:
+        """The location tags of a rack: site, room, row, rack."""
+        for room, row, rack in self.locations():
+            if rack.name == rack_name:
+                return {"site": self.site, "room": room.name, "row": row.name, "rack": rack.name}
+        msg = f"unknown rack {rack_name!r}"
+        raise KeyError(msg)
+
+    def loop_of(self, rack_name: str) -> LoopConfig | None:
+        for loop in self.loops:
+            if rack_name in loop.racks:
+                return loop
+        return None
+
+    def loop_tags(self, loop: LoopConfig) -> dict[str, str]:
+        tags = self.rack_tags(loop.racks[0])
+        return {"site": tags["site"], "room": tags["room"], "row": tags["row"], "loop": loop.name, "cdu": loop.cdu}
+
+
+# --- loading with errors that name file, path and line ----------------------------------------
+
+
+def _yaml_lines(text: str) -> dict[tuple[Any, ...], int]:
+    """Map each path in a YAML document to its 1-based line, for error messages."""
+    lines: dict[tuple[Any, ...], int] = {}
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return lines
+
+    def walk(node: yaml.Node, path: tuple[Any, ...]) -> None:
+        lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = k.value
+                lines[(*path, key)] = k.start_mark.line + 1
+                walk(v, (*path, key))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, (*path, i))
+
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def load_yaml(path: str | Path) -> tuple[Any, str]:
+    """Parse a YAML file; ConfigError names the file and line of a syntax error."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        msg = f"cannot read: {exc.strerror}"
+        raise ConfigError(msg, file=str(p)) from exc
+    try:
+        return yaml.safe_load(text), text
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        msg = f"{where}invalid YAML: {problem}"
+        raise ConfigError(msg, file=str(p)) from exc
+
+
+def validation_error(exc: ValidationError, *, file: str, text: str | None = None) -> ConfigError:
+    """Turn a pydantic error into one ConfigError naming file, path, line and what was expected."""
+    lines = _yaml_lines(text) if text else {}
+    problems = []
+    first_path = None
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "tagged-union"))))
+        path = format_loc(loc)
+        first_path = first_path or path
+        line = None
+        for n in range(len(loc), -1, -1):
+            if loc[:n] in lines:
+                line = lines[loc[:n]]
+                break
+        where = f"{path} (line {line})" if line else path
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not part of the configuration; check the spelling)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        problems.append(f"{where}: {msg}")
+    message = "invalid configuration:\n  " + "\n  ".join(problems)
+    return ConfigError(message, file=file)
+
+
+def load_model(model: type[BaseModel], path: str | Path) -> Any:
+    """Load any configuration model from a YAML file."""
+    data, text = load_yaml(path)
+    if data is None:
+        data = {}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc, file=str(path), text=text) from None
+
+
+def load_site(path: str | Path) -> SiteConfig:
+    """Load and validate a site file."""
+    return load_model(SiteConfig, path)
+
+
+#: The embedded default site, used by ``dcim demo`` and whenever no ``--site`` is given.
+DEFAULT_SITE = Path(__file__).resolve().parent / "data" / "site.yaml"
+
+
+def default_site() -> SiteConfig:
+    return load_site(DEFAULT_SITE)

@@ -1,0 +1,499 @@
+"""InfluxDB line protocol: the encoder and the decoder, side by side, tested as a round trip.
+
+Escaping follows InfluxDB's own parser: the measurement escapes comma and space; tag keys, tag
+values and field keys also escape ``=``; string field values escape ``"`` and ``\\``. A backslash
+before any other character is literal, and the reader takes it together with the next character.
+Values that line protocol cannot carry (newlines, a backslash right before a separator, NaN and
+Inf, empty tag values, points without fields) are refused with a clear error, never mangled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from dcim.errors import LineProtocolError
+from dcim.record import FieldValue, Record, UInt
+
+#: Precision name -> nanoseconds per unit. ``n``/``u`` are InfluxDB 1.x spellings.
+PRECISIONS: dict[str, int] = {"ns": 1, "n": 1, "us": 1_000, "u": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+UINT64_MAX = 2**64 - 1
+
+_MEAS_ESC = frozenset(", ")
+_KEY_ESC = frozenset(", =")
+_MEAS_TRANS = str.maketrans({",": "\\,", " ": "\\ "})
+_KEY_TRANS = str.maketrans({",": "\\,", " ": "\\ ", "=": "\\="})
+_STR_TRANS = str.maketrans({"\\": "\\\\", '"': '\\"'})
+_TRUE = frozenset(("t", "T", "true", "True", "TRUE"))
+_FALSE = frozenset(("f", "F", "false", "False", "FALSE"))
+_RESERVED_KEYS = frozenset(("time",))
+_CACHE_MAX = 200_000
+
+
+def _precision_factor(precision: str) -> int:
+    try:
+        return PRECISIONS[precision]
+    except KeyError:
+        msg = f"unknown precision {precision!r}; use one of ns, us, ms, s"
+        raise ValueError(msg) from None
+
+
+# --- encoder ----------------------------------------------------------------------------------
+
+
+def _check_name(text: str, what: str, escapable: frozenset[str]) -> None:
+    """Refuse what line protocol cannot carry; the message names what and why."""
+    if not text:
+        msg = f"{what} must not be empty"
+        raise LineProtocolError(msg)
+    if "\n" in text or "\r" in text:
+        msg = f"{what} {text!r} contains a newline, which line protocol cannot carry"
+        raise LineProtocolError(msg)
+    if "\\" in text:
+        # A run of an odd number of backslashes right before a character that gets escaped, or at
+        # the end, would pair with the escape and change the value when read back.
+        run = 0
+        for ch in text:
+            if ch == "\\":
+                run += 1
+                continue
+            if run % 2 == 1 and ch in escapable:
+                msg = f"{what} {text!r} has a backslash before {ch!r}, which line protocol cannot carry"
+                raise LineProtocolError(msg)
+            run = 0
+        if run % 2 == 1:
+            msg = f"{what} {text!r} ends in a backslash, which line protocol cannot carry"
+            raise LineProtocolError(msg)
+
+
+class _EscapeCache(dict):
+    """Escaped names and tag values, checked once; bounded so a stream of unique values cannot grow it."""
+
+    __slots__ = ("what", "escapable", "trans")
+
+    def __init__(self, what: str, escapable: frozenset[str], trans: dict[int, str]) -> None:
+        super().__init__()
+        self.what = what
+        self.escapable = escapable
+        self.trans = trans
+
+    def __missing__(self, text: str) -> str:
+        if type(text) is not str:
+            msg = f"{self.what} must be a string, got {type(text).__name__} {text!r}"
+            raise LineProtocolError(msg)
+        _check_name(text, self.what, self.escapable)
+        if self.what != "measurement" and text in _RESERVED_KEYS:
+            msg = f"{self.what} {text!r} is reserved by InfluxDB"
+            raise LineProtocolError(msg)
+        if self.what == "measurement" and text.startswith("#"):
+            msg = f"measurement {text!r} starts with '#', which readers take for a comment"
+            raise LineProtocolError(msg)
+        escaped = text.translate(self.trans)
+        if len(self) >= _CACHE_MAX:
+            self.clear()
+        self[text] = escaped
+        return escaped
+
+
+class _TagValueCache(_EscapeCache):
+    def __missing__(self, text: str) -> str:
+        if type(text) is not str:
+            msg = f"tag value must be a string, got {type(text).__name__} {text!r}"
+            raise LineProtocolError(msg)
+        if text == "":
+            msg = "tag value must not be empty (omit the tag instead)"
+            raise LineProtocolError(msg)
+        _check_name(text, "tag value", self.escapable)
+        escaped = text.translate(self.trans)
+        if len(self) >= _CACHE_MAX:
+            self.clear()
+        self[text] = escaped
+        return escaped
+
+
+_measurements = _EscapeCache("measurement", _MEAS_ESC, _MEAS_TRANS)
+_keys = _EscapeCache("key", _KEY_ESC, _KEY_TRANS)
+_tag_values = _TagValueCache("tag value", _KEY_ESC, _KEY_TRANS)
+
+
+def format_field_value(value: FieldValue, name: str = "?") -> str:
+    """One field value in line-protocol syntax."""
+    t = type(value)
+    if t is float:
+        if value != value or value in (math.inf, -math.inf):
+            msg = f"field {name!r} is {value!r}; NaN and Inf cannot be written (omit the field instead)"
+            raise LineProtocolError(msg)
+        return repr(value)
+    if t is int:
+        if not INT64_MIN <= value <= INT64_MAX:
+            msg = f"field {name!r} = {value} is outside the signed 64-bit range"
+            raise LineProtocolError(msg)
+        return f"{value}i"
+    if t is bool:
+        return "true" if value else "false"
+    if t is str:
+        if "\n" in value or "\r" in value:
+            msg = f"string field {name!r} contains a newline, which line protocol cannot carry"
+            raise LineProtocolError(msg)
+        return '"' + value.translate(_STR_TRANS) + '"'
+    if t is UInt:
+        if value > UINT64_MAX:
+            msg = f"field {name!r} = {int(value)} is outside the unsigned 64-bit range"
+            raise LineProtocolError(msg)
+        return f"{int(value)}u"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return format_field_value(float(value), name)
+    if isinstance(value, int):
+        return format_field_value(int(value), name)
+    msg = f"field {name!r} has unsupported type {t.__name__} ({value!r})"
+    raise LineProtocolError(msg)
+
+
+def encode_record(record: Record, precision: str = "ns") -> str:
+    """One record as one line (no trailing newline)."""
+    try:
+        parts = [_measurements[record.measurement]]
+        tags = record.tags
+        if tags:
+            keys = _keys
+            tvals = _tag_values
+            for k in sorted(tags):
+                parts.append(f",{keys[k]}={tvals[tags[k]]}")
+        fields = record.fields
+        if not fields:
+            msg = "a point needs at least one field"
+            raise LineProtocolError(msg)
+        sep = " "
+        for k, v in fields.items():
+            t = type(v)
+            if t is float and v == v and v not in (math.inf, -math.inf):
+                parts.append(f"{sep}{_keys[k]}={v!r}")
+            else:
+                parts.append(f"{sep}{_keys[k]}={format_field_value(v, k)}")
+            sep = ","
+        ts = record.time_ns
+        if ts is not None:
+            if precision == "ns":
+                parts.append(f" {ts}")
+            else:
+                parts.append(f" {ts // _precision_factor(precision)}")
+        return "".join(parts)
+    except LineProtocolError as exc:
+        if exc.text is None and exc.line is None:
+            msg = f"cannot encode {record.measurement!r} point: {exc.reason}"
+            raise LineProtocolError(msg, text=str(record)) from None
+        raise
+
+
+def encode(records: Iterable[Record], precision: str = "ns") -> str:
+    """Records as line protocol, one line each, newline-terminated."""
+    lines = [encode_record(r, precision) for r in records]
+    if not lines:
+        return ""
+    lines.append("")
+    return "\n".join(lines)
+
+
+# --- decoder ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class DecodeResult:
+    """What a lenient decode found: the good records and one error per bad line."""
+
+    records: list[Record] = field(default_factory=list)
+    errors: list[LineProtocolError] = field(default_factory=list)
+
+
+def _parse_value(raw: str) -> FieldValue:
+    """A field value without quotes or escapes (fast path); ValueError when it is not one."""
+    last = raw[-1]
+    if last == "i":
+        body = raw[:-1]
+        if "_" in body or not body or body[0] == "+":
+            raise ValueError
+        v = int(body)
+        if not INT64_MIN <= v <= INT64_MAX:
+            raise OverflowError
+        return v
+    if last == "u":
+        body = raw[:-1]
+        if "_" in body or not body or not body[0].isdigit():
+            raise ValueError
+        v = int(body)
+        if v > UINT64_MAX:
+            raise OverflowError
+        return UInt(v)
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    if "_" in raw or raw[0] == "+":
+        raise ValueError
+    f = float(raw)
+    if f != f or f in (math.inf, -math.inf):
+        raise ArithmeticError
+    return f
+
+
+def _fast_line(line: str, factor: int, default_time_ns: int | None) -> Record:
+    """Decode a line that has no backslash and no quote; any problem raises ValueError."""
+    sp = line.index(" ")
+    key = line[:sp]
+    rest = line[sp + 1 :]
+    sp2 = rest.find(" ")
+    if sp2 == -1:
+        fpart = rest
+        ts = default_time_ns
+    else:
+        fpart = rest[:sp2]
+        tpart = rest[sp2 + 1 :]
+        if not tpart or " " in tpart or "_" in tpart or tpart[0] == "+":
+            raise ValueError
+        ts = int(tpart) * factor
+    kparts = key.split(",")
+    meas = kparts[0]
+    if not meas:
+        raise ValueError
+    tags: dict[str, str] = {}
+    for kv in kparts[1:]:
+        k, v = kv.split("=")
+        if not k or not v or k in _RESERVED_KEYS:
+            raise ValueError
+        tags[k] = v
+    fields: dict[str, FieldValue] = {}
+    for kv in fpart.split(","):
+        k, v = kv.split("=")
+        if not k or not v or k in _RESERVED_KEYS:
+            raise ValueError
+        fields[k] = _parse_value(v)
+    return Record(meas, tags, fields, ts)
+
+
+class _Scanner:
+    """The careful reader: walks one line character by character and names the column of a problem."""
+
+    __slots__ = ("line", "pos", "lineno", "offset")
+
+    def __init__(self, line: str, lineno: int, offset: int) -> None:
+        self.line = line
+        self.pos = 0
+        self.lineno = lineno
+        self.offset = offset  # characters stripped from the left, for columns
+
+    def fail(self, msg: str, pos: int | None = None) -> LineProtocolError:
+        p = self.pos if pos is None else pos
+        return LineProtocolError(msg, line=self.lineno, column=p + 1 + self.offset, text=self.line)
+
+    def token(self, stops: str, escapable: frozenset[str]) -> str:
+        line = self.line
+        n = len(line)
+        out: list[str] = []
+        i = self.pos
+        while i < n:
+            ch = line[i]
+            if ch == "\\":
+                if i + 1 >= n:
+                    out.append(ch)
+                    i += 1
+                    break
+                nxt = line[i + 1]
+                out.append(nxt if nxt in escapable else ch + nxt)
+                i += 2
+                continue
+            if ch in stops:
+                break
+            out.append(ch)
+            i += 1
+        self.pos = i
+        return "".join(out)
+
+    def peek(self) -> str:
+        return self.line[self.pos] if self.pos < len(self.line) else ""
+
+    def string_value(self) -> str:
+        line = self.line
+        start = self.pos
+        i = self.pos + 1  # after the opening quote
+        n = len(line)
+        out: list[str] = []
+        while i < n:
+            ch = line[i]
+            if ch == "\\" and i + 1 < n:
+                nxt = line[i + 1]
+                out.append(nxt if nxt in '"\\' else ch + nxt)
+                i += 2
+                continue
+            if ch == '"':
+                self.pos = i + 1
+                return "".join(out)
+            out.append(ch)
+            i += 1
+        raise self.fail("unterminated string field value (missing closing '\"')", start)
+
+    def parse(self, factor: int, default_time_ns: int | None) -> Record:
+        line = self.line
+        meas = self.token(", ", _MEAS_ESC)
+        if not meas:
+            raise self.fail("missing measurement name")
+        tags: dict[str, str] = {}
+        while self.peek() == ",":
+            self.pos += 1
+            kpos = self.pos
+            k = self.token(", =", _KEY_ESC)
+            if not k:
+                raise self.fail("empty tag key", kpos)
+            if k in _RESERVED_KEYS:
+                raise self.fail(f"tag key {k!r} is reserved by InfluxDB", kpos)
+            if self.peek() != "=":
+                raise self.fail(f"tag {k!r} has no '=' and value")
+            self.pos += 1
+            vpos = self.pos
+            v = self.token(", =", _KEY_ESC)
+            if not v:
+                raise self.fail(f"tag {k!r} has an empty value", vpos)
+            if self.peek() == "=":
+                raise self.fail(f"unescaped '=' in the value of tag {k!r}")
+            tags[k] = v
+        if self.peek() != " ":
+            raise self.fail("expected a space and the fields after the measurement and tags")
+        self.pos += 1
+        fields: dict[str, FieldValue] = {}
+        while True:
+            kpos = self.pos
+            k = self.token(", =", _KEY_ESC)
+            if not k:
+                raise self.fail("missing field (a point needs at least one field)" if not fields else "empty field key", kpos)
+            if k in _RESERVED_KEYS:
+                raise self.fail(f"field key {k!r} is reserved by InfluxDB", kpos)
+            if self.peek() != "=":
+                raise self.fail(f"field {k!r} has no '=' and value")
+            self.pos += 1
+            vpos = self.pos
+            if self.peek() == '"':
+                value: FieldValue = self.string_value()
+            else:
+                raw = self.token(", ", frozenset())
+                if not raw:
+                    raise self.fail(f"field {k!r} has an empty value", vpos)
+                value = self._value(k, raw, vpos)
+            fields[k] = value
+            nxt = self.peek()
+            if nxt == ",":
+                self.pos += 1
+                continue
+            if nxt in (" ", ""):
+                break
+            raise self.fail(f"unexpected {nxt!r} after the value of field {k!r}")
+        ts = default_time_ns
+        if self.peek() == " ":
+            self.pos += 1
+            tpos = self.pos
+            tpart = line[self.pos :]
+            if not tpart:
+                raise self.fail("trailing space but no timestamp", tpos)
+            if " " in tpart:
+                raise self.fail("unexpected text after the timestamp", tpos + tpart.index(" "))
+            body = tpart[1:] if tpart[0] == "-" else tpart
+            if not body.isascii() or not body.isdigit():
+                raise self.fail(f"timestamp {tpart!r} is not an integer", tpos)
+            t = int(tpart)
+            if not INT64_MIN <= t <= INT64_MAX:
+                raise self.fail(f"timestamp {tpart} is outside the signed 64-bit range", tpos)
+            ts = t * factor
+        return Record(meas, tags, fields, ts)
+
+    def _value(self, key: str, raw: str, vpos: int) -> FieldValue:
+        try:
+            return _parse_value(raw)
+        except OverflowError:
+            raise self.fail(f"integer {raw!r} of field {key!r} is out of the 64-bit range", vpos) from None
+        except ArithmeticError:
+            raise self.fail(f"field {key!r} is {raw!r}; NaN and Inf are not valid values", vpos) from None
+        except ValueError:
+            raise self.fail(
+                f"field {key!r} has invalid value {raw!r} (expected a float, an integer with 'i' or 'u',"
+                ' a boolean or a "quoted string")',
+                vpos,
+            ) from None
+
+
+def _lines(data: str | bytes) -> Iterator[tuple[int, str, int]]:
+    """(line number, stripped line, columns stripped) for every line that is not blank or a comment."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        try:
+            data = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            lineno = bytes(data)[: exc.start].count(b"\n") + 1
+            msg = f"input is not valid UTF-8 (byte {exc.start})"
+            raise LineProtocolError(msg, line=lineno) from None
+    for lineno, line in enumerate(data.split("\n"), 1):
+        if line.endswith("\r"):
+            line = line[:-1]
+        if not line:
+            continue
+        c0 = line[0]
+        if c0 == " " or c0 == "\t":
+            stripped = line.lstrip(" \t")
+            offset = len(line) - len(stripped)
+            line = stripped
+            if not line:
+                continue
+            c0 = line[0]
+        else:
+            offset = 0
+        if c0 == "#":
+            continue
+        yield lineno, line, offset
+
+
+def decode_report(data: str | bytes, *, precision: str = "ns", default_time_ns: int | None = None) -> DecodeResult:
+    """Decode every line it can; each bad line becomes an error naming its line and column."""
+    factor = _precision_factor(precision)
+    result = DecodeResult()
+    records = result.records
+    try:
+        lines = list(_lines(data))
+    except LineProtocolError as exc:
+        result.errors.append(exc)
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            lines = list(_lines(bytes(data).decode("utf-8", errors="replace")))
+            bad = exc.line
+            lines = [entry for entry in lines if entry[0] != bad]
+        else:
+            lines = []
+    for lineno, line, offset in lines:
+        if "\\" not in line and '"' not in line:
+            try:
+                records.append(_fast_line(line, factor, default_time_ns))
+                continue
+            except (ValueError, ArithmeticError):
+                pass  # the careful reader finds the column of the problem
+        try:
+            records.append(_Scanner(line, lineno, offset).parse(factor, default_time_ns))
+        except LineProtocolError as exc:
+            result.errors.append(exc)
+    return result
+
+
+def decode(data: str | bytes, *, precision: str = "ns", default_time_ns: int | None = None) -> list[Record]:
+    """Decode line protocol strictly: the first bad line raises LineProtocolError (line, column)."""
+    result = decode_report(data, precision=precision, default_time_ns=default_time_ns)
+    if result.errors:
+        raise result.errors[0]
+    return result.records
+
+
+def decode_line(line: str, *, precision: str = "ns", default_time_ns: int | None = None) -> Record:
+    """Decode exactly one line."""
+    records = decode(line, precision=precision, default_time_ns=default_time_ns)
+    if len(records) != 1:
+        msg = f"expected one point, found {len(records)}"
+        raise LineProtocolError(msg, line=1)
+    return records[0]

@@ -1,0 +1,388 @@
+"""The storage schema, declared once as data: every measurement, its tags and its fields with unit and type.
+
+Agents, the collector's validation, alert rules, dashboards and the simulator import names from here;
+nobody spells a field name of their own. Field names carry their unit (``power_w``, ``temp_c``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from dcim.errors import SchemaError
+from dcim.record import FieldValue, Record, UInt
+
+FieldType = Literal["float", "int", "uint", "bool", "str"]
+FieldKind = Literal["gauge", "counter", "state", "info"]
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One field of a measurement."""
+
+    name: str
+    type: FieldType
+    unit: str
+    description: str
+    kind: FieldKind = "gauge"
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One measurement: its tags (location first, then device) and its fields by name."""
+
+    name: str
+    description: str
+    tags: tuple[str, ...]
+    fields: Mapping[str, Field]
+
+    def field(self, name: str) -> Field:
+        try:
+            return self.fields[name]
+        except KeyError:
+            msg = f"measurement {self.name!r} has no field {name!r}"
+            raise SchemaError(msg) from None
+
+
+# --- tags -------------------------------------------------------------------------------------
+
+#: The location hierarchy, outermost first.
+LOCATION_TAGS: tuple[str, ...] = ("site", "room", "row", "rack")
+
+TAGS: dict[str, str] = {
+    "site": "site (campus or building) name",
+    "room": "data hall / room",
+    "row": "row of racks",
+    "rack": "rack",
+    "node": "GPU server host name",
+    "gpu": "GPU index on its node (NVML index)",
+    "uuid": "GPU UUID",
+    "model": "device model",
+    "pdu": "rack PDU name",
+    "feed": "power feed of a PDU (A or B)",
+    "phase": "PDU input phase (L1, L2, L3)",
+    "bank": "PDU outlet bank / breaker group",
+    "outlet": "PDU outlet number",
+    "sensor": "environment probe name",
+    "loop": "coolant loop",
+    "cdu": "coolant distribution unit",
+    "ups": "UPS name",
+    "switch": "network switch name",
+    "ifname": "network interface name",
+    "xid": "XID error code",
+    "component": "telemetry component (gpu, snmp, collector, engine)",
+    "device": "polled device name",
+    "host": "host the component runs on",
+    "alertname": "alert rule name",
+    "severity": "alert severity (info, warning, critical, page)",
+}
+
+
+def _fields(*items: Field) -> dict[str, Field]:
+    return {f.name: f for f in items}
+
+
+F = Field
+
+# --- measurements -----------------------------------------------------------------------------
+
+GPU = Measurement(
+    "gpu",
+    "One GPU, read through NVML by the GPU agent.",
+    (*LOCATION_TAGS, "node", "gpu", "uuid", "model"),
+    _fields(
+        F("temp_c", "float", "degC", "GPU die temperature"),
+        F("mem_temp_c", "float", "degC", "HBM / memory temperature (NVML_FI_DEV_MEMORY_TEMP)"),
+        F("power_w", "float", "W", "power draw, averaged by the driver over ~1 s"),
+        F("power_instant_w", "float", "W", "instantaneous power draw (NVML_FI_DEV_POWER_INSTANT)"),
+        F("energy_j", "float", "J", "total energy since driver load", "counter"),
+        F("power_limit_w", "float", "W", "enforced power limit"),
+        F("power_limit_default_w", "float", "W", "default power-management limit"),
+        F("sm_clock_mhz", "float", "MHz", "SM clock"),
+        F("mem_clock_mhz", "float", "MHz", "memory clock"),
+        F("util_pct", "float", "%", "GPU (SM) utilization"),
+        F("mem_util_pct", "float", "%", "memory-controller utilization"),
+        F("enc_util_pct", "float", "%", "encoder utilization"),
+        F("dec_util_pct", "float", "%", "decoder utilization"),
+        F("mem_used_bytes", "int", "B", "framebuffer memory used"),
+        F("mem_free_bytes", "int", "B", "framebuffer memory free"),
+        F("mem_reserved_bytes", "int", "B", "framebuffer memory reserved by the driver"),
+        F("processes", "int", "1", "compute processes running on the GPU (allocated when > 0)"),
+        F("clock_event_mask", "int", "1", "raw clock-event (throttle) reasons bit mask", "state"),
+        F("throttle_gpu_idle", "bool", "1", "clocks lowered: GPU idle", "state"),
+        F("throttle_clocks_setting", "bool", "1", "clocks lowered: application clocks setting", "state"),
+        F("throttle_sw_power_cap", "bool", "1", "clocks lowered: software power cap", "state"),
+        F("throttle_hw_slowdown", "bool", "1", "clocks lowered: hardware slowdown", "state"),
+        F("throttle_sync_boost", "bool", "1", "clocks lowered: sync boost", "state"),
+        F("throttle_sw_thermal", "bool", "1", "clocks lowered: software thermal slowdown", "state"),
+        F("throttle_hw_thermal", "bool", "1", "clocks lowered: hardware thermal slowdown", "state"),
+        F("throttle_hw_power_brake", "bool", "1", "clocks lowered: hardware power brake", "state"),
+        F("throttle_display_clocks", "bool", "1", "clocks lowered: display clock setting", "state"),
+        F("violation_power_s", "float", "s", "time held below clocks by the power limit", "counter"),
+        F("violation_thermal_s", "float", "s", "time held below clocks by thermal limits", "counter"),
+        F("ecc_sbe_volatile_total", "int", "1", "corrected (single-bit) ECC errors since driver load", "counter"),
+        F("ecc_dbe_volatile_total", "int", "1", "uncorrected (double-bit) ECC errors since driver load", "counter"),
+        F("ecc_sbe_aggregate_total", "int", "1", "corrected ECC errors over the GPU's life", "counter"),
+        F("ecc_dbe_aggregate_total", "int", "1", "uncorrected ECC errors over the GPU's life", "counter"),
+        F("retired_pages_sbe", "int", "1", "pages retired for single-bit errors", "counter"),
+        F("retired_pages_dbe", "int", "1", "pages retired for double-bit errors", "counter"),
+        F("retired_pages_pending", "bool", "1", "a page retirement waits for a reset", "state"),
+        F("remapped_rows_correctable", "int", "1", "rows remapped for correctable errors", "counter"),
+        F("remapped_rows_uncorrectable", "int", "1", "rows remapped for uncorrectable errors", "counter"),
+        F("remapped_rows_pending", "bool", "1", "a row remap waits for a reset", "state"),
+        F("remapped_rows_failure", "bool", "1", "a row remap failed", "state"),
+        F("pcie_replay_total", "int", "1", "PCIe replay counter", "counter"),
+        F("nvlink_tx_bytes_total", "int", "B", "NVLink bytes transmitted, all links", "counter"),
+        F("nvlink_rx_bytes_total", "int", "B", "NVLink bytes received, all links", "counter"),
+        F("nvlink_crc_flit_errors_total", "int", "1", "NVLink CRC flit errors, all links", "counter"),
+        F("nvlink_crc_data_errors_total", "int", "1", "NVLink CRC data errors, all links", "counter"),
+        F("nvlink_replay_errors_total", "int", "1", "NVLink replay errors, all links", "counter"),
+        F("nvlink_recovery_errors_total", "int", "1", "NVLink recovery errors, all links", "counter"),
+        F("fan_pct", "float", "%", "fan speed (air-cooled GPUs only)"),
+        F("pstate", "int", "1", "performance state (0 = P0, fastest)", "state"),
+        F("temp_slowdown_c", "float", "degC", "the GPU's own slowdown temperature threshold", "info"),
+        F("temp_shutdown_c", "float", "degC", "the GPU's own shutdown temperature threshold", "info"),
+        F("temp_max_operating_c", "float", "degC", "the GPU's maximum operating temperature", "info"),
+        F("mem_temp_max_c", "float", "degC", "the GPU's maximum memory temperature", "info"),
+        F("xid_total", "int", "1", "XID errors seen by the agent since it started", "counter"),
+        F("xid_last", "int", "1", "code of the last XID error", "state"),
+        F("xid_last_time_s", "float", "s", "unix time of the last XID error", "state"),
+        F("mig_mode", "bool", "1", "MIG mode enabled (some fields are hidden)", "state"),
+        F("lost", "bool", "1", "GPU fell off the bus (NVML GPU_IS_LOST)", "state"),
+    ),
+)
+
+GPU_XID = Measurement(
+    "gpu_xid",
+    "XID errors per code on one GPU (every code is kept, not only the last).",
+    (*LOCATION_TAGS, "node", "gpu", "uuid", "xid"),
+    _fields(
+        F("count_total", "int", "1", "XID errors of this code since the agent started", "counter"),
+        F("last_time_s", "float", "s", "unix time of the last XID of this code", "state"),
+    ),
+)
+
+PDU = Measurement(
+    "pdu",
+    "One rack PDU, device totals, read over SNMP.",
+    (*LOCATION_TAGS, "pdu", "feed", "model"),
+    _fields(
+        F("power_w", "float", "W", "active power, all phases"),
+        F("apparent_power_va", "float", "VA", "apparent power, all phases"),
+        F("power_factor", "float", "1", "power factor"),
+        F("peak_power_w", "float", "W", "peak active power since last reset"),
+        F("energy_j", "float", "J", "energy since last reset", "counter"),
+        F("load_state", "str", "1", "device-reported load state: low, normal, near_overload, overload", "state"),
+        F("frequency_hz", "float", "Hz", "input frequency"),
+    ),
+)
+
+PDU_PHASE = Measurement(
+    "pdu_phase",
+    "One input phase of a rack PDU.",
+    (*LOCATION_TAGS, "pdu", "feed", "phase"),
+    _fields(
+        F("current_a", "float", "A", "phase current (RMS)"),
+        F("voltage_v", "float", "V", "phase voltage (RMS)"),
+        F("power_w", "float", "W", "phase active power"),
+        F("apparent_power_va", "float", "VA", "phase apparent power"),
+        F("power_factor", "float", "1", "phase power factor"),
+        F("energy_j", "float", "J", "phase energy", "counter"),
+        F("load_state", "str", "1", "device-reported load state: low, normal, near_overload, overload", "state"),
+    ),
+)
+
+PDU_BANK = Measurement(
+    "pdu_bank",
+    "One outlet bank (breaker group) of a rack PDU.",
+    (*LOCATION_TAGS, "pdu", "feed", "bank"),
+    _fields(
+        F("current_a", "float", "A", "bank current"),
+        F("load_state", "str", "1", "device-reported load state", "state"),
+    ),
+)
+
+PDU_OUTLET = Measurement(
+    "pdu_outlet",
+    "One metered outlet of a rack PDU.",
+    (*LOCATION_TAGS, "pdu", "feed", "outlet", "phase"),
+    _fields(
+        F("current_a", "float", "A", "outlet current"),
+        F("power_w", "float", "W", "outlet active power"),
+        F("energy_j", "float", "J", "outlet energy", "counter"),
+        F("on", "bool", "1", "outlet switched on", "state"),
+    ),
+)
+
+ENV = Measurement(
+    "env",
+    "An environment probe (temperature / humidity) on a PDU or CDU.",
+    (*LOCATION_TAGS, "pdu", "sensor"),
+    _fields(
+        F("temp_c", "float", "degC", "air temperature"),
+        F("humidity_pct", "float", "%", "relative humidity"),
+    ),
+)
+
+COOLANT_LOOP = Measurement(
+    "coolant_loop",
+    "One secondary coolant loop served by a CDU.",
+    (*LOCATION_TAGS[:3], "loop", "cdu"),
+    _fields(
+        F("supply_temp_c", "float", "degC", "coolant supply temperature to the racks"),
+        F("return_temp_c", "float", "degC", "coolant return temperature from the racks"),
+        F("setpoint_c", "float", "degC", "CDU supply-temperature setpoint"),
+        F("flow_lpm", "float", "L/min", "coolant flow"),
+        F("supply_pressure_kpa", "float", "kPa", "supply pressure"),
+        F("return_pressure_kpa", "float", "kPa", "return pressure"),
+        F("diff_pressure_kpa", "float", "kPa", "differential pressure supply - return"),
+        F("pump_speed_pct", "float", "%", "pump speed"),
+        F("heat_w", "float", "W", "heat removed (flow x cp x delta T)"),
+        F("facility_supply_temp_c", "float", "degC", "facility (primary) water supply temperature"),
+        F("leak", "bool", "1", "leak detected", "state"),
+    ),
+)
+
+UPS = Measurement(
+    "ups",
+    "A UPS (RFC 1628 UPS-MIB).",
+    (*LOCATION_TAGS, "ups", "phase"),
+    _fields(
+        F("input_voltage_v", "float", "V", "input voltage"),
+        F("output_voltage_v", "float", "V", "output voltage"),
+        F("output_current_a", "float", "A", "output current"),
+        F("output_power_w", "float", "W", "output active power"),
+        F("load_pct", "float", "%", "output load"),
+        F("battery_charge_pct", "float", "%", "battery charge remaining"),
+        F("battery_runtime_s", "float", "s", "estimated runtime on battery"),
+        F("battery_temp_c", "float", "degC", "battery temperature"),
+        F("on_battery", "bool", "1", "running on battery", "state"),
+    ),
+)
+
+NETIF = Measurement(
+    "netif",
+    "One interface of a top-of-rack or fabric switch (IF-MIB).",
+    (*LOCATION_TAGS, "switch", "ifname"),
+    _fields(
+        F("rx_bytes_total", "uint", "B", "octets received (ifHCInOctets)", "counter"),
+        F("tx_bytes_total", "uint", "B", "octets sent (ifHCOutOctets)", "counter"),
+        F("rx_errors_total", "uint", "1", "inbound errors", "counter"),
+        F("tx_errors_total", "uint", "1", "outbound errors", "counter"),
+        F("rx_discards_total", "uint", "1", "inbound discards", "counter"),
+        F("tx_discards_total", "uint", "1", "outbound discards", "counter"),
+        F("oper_up", "bool", "1", "operational status is up", "state"),
+        F("speed_bps", "float", "bit/s", "interface speed"),
+    ),
+)
+
+AGENT = Measurement(
+    "agent",
+    "Health of a telemetry component and of each device it reads.",
+    (*LOCATION_TAGS, "component", "host", "device", "node", "gpu"),
+    _fields(
+        F("up", "bool", "1", "the device answered the last poll", "state"),
+        F("stale", "bool", "1", "no fresh data from the device within its timeout", "state"),
+        F("lost", "bool", "1", "the device is lost (e.g. GPU fell off the bus)", "state"),
+        F("poll_duration_s", "float", "s", "duration of the last poll"),
+        F("errors_total", "int", "1", "poll errors since start", "counter"),
+        F("queue_depth", "int", "1", "messages waiting for the broker"),
+        F("dropped_total", "int", "1", "messages dropped because the queue was full", "counter"),
+        F("unsupported_fields", "str", "1", "fields the device does not support (comma-separated)", "info"),
+        F("message", "str", "1", "last error, human readable", "info"),
+    ),
+)
+
+ALERT = Measurement(
+    "alert",
+    "Alert transitions written by the alert engine.",
+    ("alertname", "severity", *LOCATION_TAGS, "node", "gpu", "pdu", "phase", "loop"),
+    _fields(
+        F("state", "str", "1", "new state: pending, firing, resolved, inactive", "state"),
+        F("previous", "str", "1", "previous state", "state"),
+        F("value", "float", "1", "value of the rule's expression at the transition"),
+        F("inhibited", "bool", "1", "explained by an alert higher in the topology", "state"),
+        F("summary", "str", "1", "rendered summary annotation", "info"),
+        F("fingerprint", "str", "1", "stable id of the alert's label set", "info"),
+    ),
+)
+
+MEASUREMENTS: dict[str, Measurement] = {
+    m.name: m
+    for m in (GPU, GPU_XID, PDU, PDU_PHASE, PDU_BANK, PDU_OUTLET, ENV, COOLANT_LOOP, UPS, NETIF, AGENT, ALERT)
+}
+
+
+def measurement(name: str) -> Measurement:
+    """Look up a measurement by name; SchemaError names the unknown one."""
+    try:
+        return MEASUREMENTS[name]
+    except KeyError:
+        msg = f"unknown measurement {name!r} (known: {', '.join(sorted(MEASUREMENTS))})"
+        raise SchemaError(msg) from None
+
+
+_PY_TYPES: dict[FieldType, tuple[type, ...]] = {
+    "float": (float, int),
+    "int": (int,),
+    "uint": (int,),
+    "bool": (bool,),
+    "str": (str,),
+}
+
+
+def check_value(meas: Measurement, name: str, value: FieldValue) -> str | None:
+    """Return None when ``value`` fits field ``name`` of ``meas``, else the reason it does not."""
+    fld = meas.fields.get(name)
+    if fld is None:
+        return f"unknown field {name!r} for measurement {meas.name!r}"
+    t = fld.type
+    if t == "bool":
+        ok = isinstance(value, bool)
+    elif t == "str":
+        ok = isinstance(value, str)
+    elif isinstance(value, bool) or isinstance(value, str):
+        ok = False
+    elif t == "float":
+        ok = isinstance(value, (float, int)) and not isinstance(value, UInt)
+    elif t == "uint":
+        ok = isinstance(value, int) and not isinstance(value, float) and value >= 0
+    else:  # int
+        ok = isinstance(value, int) and not isinstance(value, (float, UInt))
+    if ok:
+        return None
+    return f"field {name!r} of {meas.name!r} must be {t}, got {type(value).__name__} {value!r}"
+
+
+def validate(record: Record, *, allow_extra_tags: bool = True) -> list[str]:
+    """All reasons ``record`` does not fit the schema (empty list when it does)."""
+    meas = MEASUREMENTS.get(record.measurement)
+    if meas is None:
+        return [f"unknown measurement {record.measurement!r}"]
+    problems = [p for name, value in record.fields.items() if (p := check_value(meas, name, value))]
+    if not allow_extra_tags:
+        problems += [f"unknown tag {t!r} for measurement {meas.name!r}" for t in record.tags if t not in meas.tags]
+    return problems
+
+
+def coerce(meas: Measurement, fields: Mapping[str, FieldValue]) -> dict[str, FieldValue]:
+    """Convert numeric values to the schema's exact field types (int for int fields, UInt for uint)."""
+    out: dict[str, FieldValue] = {}
+    for name, value in fields.items():
+        t = meas.field(name).type
+        if t == "float" and not isinstance(value, bool):
+            out[name] = float(value)
+        elif t == "int" and not isinstance(value, bool):
+            out[name] = int(value)
+        elif t == "uint":
+            out[name] = UInt(int(value))
+        else:
+            out[name] = value
+    return out
+
+
+def field_names(meas: Measurement, kinds: Iterable[FieldKind] | None = None) -> list[str]:
+    """Field names of a measurement, optionally only those of the given kinds."""
+    ks = set(kinds) if kinds is not None else None
+    return [f.name for f in meas.fields.values() if ks is None or f.kind in ks]

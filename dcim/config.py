@@ -310,6 +310,21 @@ class SimulatorConfig(Model):
     ambient_c: float = 24.0
 
 
+class DashboardsConfig(Model):
+    """Grafana dashboards: where they read from, where they go, and the settings they show."""
+
+    datasource_uid: str = Field("dcim-influxdb", min_length=1, description="uid of the InfluxDB (InfluxQL) datasource")
+    datasource_name: str = "DCIM InfluxDB"
+    influx_url: str = Field("http://127.0.0.1:8086", description="written into the provisioned datasource")
+    database: str = "dcim"
+    folder: str = "DCIM"
+    folder_uid: str = Field("dcim", min_length=1)
+    tariff_per_kwh: float = Field(0.15, ge=0, description="energy price per kWh for the cost panels")
+    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$", description="ISO 4217 code; Grafana unit currency<CODE>")
+    util_good_pct: float = Field(90.0, ge=0, le=100, description="fleet GPU utilization at or above this is good")
+    util_look_pct: float = Field(80.0, ge=0, le=100, description="fleet GPU utilization under this needs a look")
+
+
 def _default_outlets(pdu: PduConfig, node_index: int) -> list[int]:
     """One outlet per phase bank for node ``node_index``: a server's supplies spread over the phases."""
     bank = pdu.outlets // pdu.phases
@@ -342,6 +357,7 @@ class SiteConfig(Model):
             for row in (room or {}).get("rows") or [] if isinstance(room, dict) else []:
                 for rack in (row or {}).get("racks") or [] if isinstance(row, dict) else []:
                     if not isinstance(rack, dict):
+    dashboards: DashboardsConfig = DashboardsConfig()
                         continue
                     rname = rack.get("name", "rack")
                     if "pdus" not in rack:

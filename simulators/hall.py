@@ -63,7 +63,7 @@ class Params:
     node_liquid_fraction: float = 0.7  # share of a node's non-GPU power (CPUs, memory) that goes to liquid
     node_base_idle_fraction: float = 0.6  # node base power at idle, as a fraction of base_power_w
     supply_tau_s: float = 60.0  # CDU supply temperature follows setpoint (+drift) this fast
-    return_tau_s: float = 15.0  # transport lag of the return temperature
+    return_tau_s: float = 5.0  # transport lag of the return temperature
     air_cooled_offset_c: float = 10.0  # without a loop, GPUs see ambient + this
     idle_clock_mhz: float = 345.0
     hw_slowdown_power_fraction: float = 0.5  # hardware slowdown halves the board power
@@ -452,10 +452,12 @@ class Hall:
             if f.ramp > 0:
                 out.append((f.at + f.ramp, i, "full", f"{label} at full strength"))
             if f.until is not None:
-                out.append((f.until, i, "recover", f"{label} recovery begins"))
                 end = f.end_s()
                 if end is not None and end > f.until:
+                    out.append((f.until, i, "recover", f"{label} recovery begins"))
                     out.append((end, i, "end", f"{label} recovered"))
+                else:
+                    out.append((f.until, i, "end", f"{label} ends"))
         out.sort(key=lambda e: (e[0], e[1]))
         return out
 
@@ -736,6 +738,12 @@ class Hall:
         """Advance by ``dt_s`` and return the refreshed state (its ``events``: those of this step)."""
         self.advance(dt_s)
         return self.state
+
+    def take_events(self) -> list[tuple[int, str]]:
+        """Scenario events since the last call (or the last ``state`` read), without refreshing the objects."""
+        events = self._pending_events
+        self._pending_events = []
+        return events
 
     @property
     def state(self) -> HallState:

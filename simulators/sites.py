@@ -1,0 +1,62 @@
+"""Generated sites: a hall of any size, for benchmarks and scale tests (the default hall is dcim/data/site.yaml)."""
+
+from __future__ import annotations
+
+from dcim.config import SiteConfig
+
+
+def make_site(
+    racks: int,
+    *,
+    nodes_per_rack: int = 4,
+    gpus_per_node: int = 8,
+    racks_per_row: int = 8,
+    racks_per_loop: int = 4,
+    site: str = "sim",
+    room: str = "hall1",
+    flow_lpm_per_rack: float = 55.0,
+) -> SiteConfig:
+    """A hall of ``racks`` racks like the default one: rows of ``racks_per_row``, a loop per ``racks_per_loop``.
+
+    Each rack has the default two 3-phase PDUs (feed A and B, 24 outlets); node n plugs into
+    outlets n, n+8 and n+16 of both (one per phase bank). ``make_site(32)`` is the 1,024-GPU hall.
+    """
+    if racks < 1:
+        msg = f"racks must be at least 1, got {racks}"
+        raise ValueError(msg)
+    rows: list[dict] = []
+    names: list[str] = []
+    for r in range(racks):
+        row_i, pos = divmod(r, racks_per_row)
+        if pos == 0:
+            rows.append({"name": _row_name(row_i), "racks": []})
+        name = f"{_row_name(row_i)}{pos + 1:02d}"
+        names.append(name)
+        rows[-1]["racks"].append({"name": name, "nodes": nodes_per_rack})
+    loops = []
+    for k in range(0, racks, racks_per_loop):
+        members = names[k : k + racks_per_loop]
+        i = k // racks_per_loop
+        loops.append({
+            "name": f"loop-{i + 1:02d}",
+            "cdu": f"cdu-{i + 1:02d}",
+            "racks": members,
+            "nominal_flow_lpm": flow_lpm_per_rack * len(members),
+        })
+    data = {
+        "site": site,
+        "defaults": {"nodes_per_rack": nodes_per_rack, "gpus_per_node": gpus_per_node},
+        "rooms": [{"name": room, "rows": rows}],
+        "loops": loops,
+    }
+    return SiteConfig.model_validate(data)
+
+
+def _row_name(i: int) -> str:
+    """A, B, ..., Z, AA, AB, ...: row names as halls letter them."""
+    out = ""
+    i += 1
+    while i:
+        i, rem = divmod(i - 1, 26)
+        out = chr(ord("A") + rem) + out
+    return out

@@ -1,0 +1,525 @@
+"""Recordings: time-ordered gzip line protocol with a ``#`` comment header, and the sources that fill them.
+
+A recording is what InfluxDB imports (its reader skips ``#`` lines), so a file can go straight back
+into a database, yet it carries enough metadata to be replayed on its own::
+
+    # dcim-recording v1
+    # source: simulator scenario=pump-degradation seed=42
+    # start_ns: 1795000000000000000
+    # end_ns: 1795000600000000000
+    # topology: embedded
+    gpu,site=dc1,... temp_c=61.2,... 1795000000000000000
+
+Reading streams the file in chunks, so an hour of a 1,024-GPU hall never sits in memory at once.
+Bad input (truncated gzip, bad lines, a missing header, time going backwards) raises
+RecordingError naming the file line; with ``skip_bad`` the good part is read and every problem
+is kept in ``reader.problems``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dcim.errors import DcimError, RecordingError
+from dcim.lineprotocol import decode_report, encode
+from dcim.record import Record
+
+MAGIC = "# dcim-recording v1"
+VERSION = 1
+#: Measurements a recording leaves out by default: the engine writes transitions, it does not read them.
+DERIVED_MEASUREMENTS = frozenset({"alert"})
+
+_CHUNK_BYTES = 4 << 20
+_HEADER_KEY = re.compile(r"^#\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s?(.*)$")
+
+
+# --- times and durations ----------------------------------------------------------------------
+
+
+def format_time(time_ns: int) -> str:
+    """RFC 3339 in UTC with nanoseconds trimmed to what is there: 2026-11-27T10:00:05Z, ...05.25Z."""
+    sec, frac = divmod(time_ns, 1_000_000_000)
+    text = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac:
+        text += "." + f"{frac:09d}".rstrip("0")
+    return text + "Z"
+
+
+def parse_time(text: str) -> int:
+    """RFC 3339 (``2026-11-27T10:00:00Z``) or an integer (seconds if < 1e12, else nanoseconds) -> ns."""
+    t = text.strip()
+    if re.fullmatch(r"-?\d+", t):
+        n = int(t)
+        return n * 1_000_000_000 if abs(n) < 10**12 else n
+    m = re.fullmatch(r"(.*T\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)?", t)
+    if not m:
+        msg = f"not a time: {text!r} (use RFC 3339 like 2026-11-27T10:00:00Z, or unix seconds)"
+        raise DcimError(msg)
+    base, frac, tz = m.groups()
+    try:
+        dt = datetime.fromisoformat(base + (tz if tz and tz != "Z" else "+00:00"))
+    except ValueError as exc:
+        msg = f"not a time: {text!r} ({exc})"
+        raise DcimError(msg) from exc
+    return int(dt.timestamp()) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration_s(text: str) -> float:
+    """``90``, ``90s``, ``10m``, ``1h30m``, ``500ms`` -> seconds."""
+    t = text.strip()
+    try:
+        return float(t)
+    except ValueError:
+        pass
+    parts = _DURATION.findall(t)
+    if not parts or "".join(n + u for n, u in parts) != t:
+        msg = f"not a duration: {text!r} (use e.g. 90s, 10m, 1h)"
+        raise DcimError(msg)
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
+
+
+# --- header -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Header:
+    """What a recording says about itself. ``topology`` is a site file path, ``embedded`` or
+    ``generated:racks=N``; replay uses it to build the same topology the engine saw live."""
+
+    source: str = "unknown"
+    start_ns: int | None = None
+    end_ns: int | None = None
+    topology: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+    present: bool = True  # False when the file had no header (read with skip_bad)
+
+    def lines(self) -> list[str]:
+        out = [MAGIC, f"# source: {self.source}"]
+        if self.start_ns is not None:
+            out.append(f"# start_ns: {self.start_ns}")
+            out.append(f"# start: {format_time(self.start_ns)}")
+        if self.end_ns is not None:
+            out.append(f"# end_ns: {self.end_ns}")
+            out.append(f"# end: {format_time(self.end_ns)}")
+        if self.topology:
+            out.append(f"# topology: {self.topology}")
+        for k in sorted(self.extra):
+            out.append(f"# {k}: {self.extra[k]}")
+        return out
+
+    @classmethod
+    def parse(cls, comment_lines: list[str], *, file: str | None = None) -> Header:
+        """The header from the file's leading comment lines; the first must be the magic line."""
+        if not comment_lines or not comment_lines[0].strip().startswith("# dcim-recording"):
+            msg = f"missing header: the first line must be {MAGIC!r} (use --skip-bad to read it anyway)"
+            raise RecordingError(msg, file=file, line=1)
+        version = comment_lines[0].split("dcim-recording", 1)[1].strip()
+        if version != f"v{VERSION}":
+            msg = f"unsupported recording version {version!r}; this build reads v{VERSION}"
+            raise RecordingError(msg, file=file, line=1)
+        h = cls()
+        for lineno, text in enumerate(comment_lines[1:], 2):
+            m = _HEADER_KEY.match(text)
+            if not m:
+                continue  # free-text comments (InfluxDB exports have '# DML' and such)
+            key, value = m.group(1), m.group(2).strip()
+            if key == "source":
+                h.source = value
+            elif key in ("start_ns", "end_ns"):
+                try:
+                    setattr(h, key, int(value))
+                except ValueError:
+                    msg = f"header {key!r} must be an integer, got {value!r}"
+                    raise RecordingError(msg, file=file, line=lineno) from None
+            elif key == "topology":
+                h.topology = value
+            elif key not in ("start", "end"):
+                h.extra[key] = value
+        return h
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def write_recording(path: str | Path, records: Iterable[Record], header: Header, *,
+                    exclude: frozenset[str] = DERIVED_MEASUREMENTS) -> int:
+    """Write records in a canonical order (time, measurement, tags); returns the count written.
+
+    The order makes two recordings of the same data the same file whichever source they came
+    from (MQTT arrival order, InfluxDB series order). A duplicate point (same measurement, tags
+    and time, as at-least-once delivery makes) keeps its last copy, as InfluxDB does. The gzip
+    member's mtime is fixed so the same records and header give the same bytes.
+    """
+    recs = [r for r in records if r.measurement not in exclude]
+    for r in recs:
+        if r.time_ns is None:
+            msg = f"a {r.measurement!r} record has no timestamp; a recording needs event time"
+            raise RecordingError(msg, file=str(path))
+    keyed = sorted(((r.time_ns, r.measurement, tuple(sorted(r.tags.items()))), i) for i, r in enumerate(recs))
+    deduped: list[Record] = []
+    for j, (key, i) in enumerate(keyed):
+        if j + 1 < len(keyed) and keyed[j + 1][0] == key:
+            continue  # a later copy of the same point follows
+        deduped.append(recs[i])
+    recs = deduped
+    if recs:
+        if header.start_ns is None:
+            header.start_ns = recs[0].time_ns
+        if header.end_ns is None:
+            header.end_ns = recs[-1].time_ns
+    header.extra["records"] = str(len(recs))
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
+        gz.write(("\n".join(header.lines()) + "\n").encode())
+        step = 20_000
+        for i in range(0, len(recs), step):
+            gz.write(encode(recs[i : i + step]).encode())
+    return len(recs)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+class RecordingReader:
+    """Reads a recording: the header at once, the records in time-ordered batches on demand.
+
+    Each call to ``batches()`` reads the file again from the start, so a replay and a report can
+    make two passes without holding the records. Plain (not gzipped) line protocol is read too.
+    """
+
+    def __init__(self, path: str | Path, *, skip_bad: bool = False, chunk_bytes: int = _CHUNK_BYTES) -> None:
+        self.path = Path(path)
+        self.skip_bad = skip_bad
+        self.chunk_bytes = chunk_bytes
+        self.problems: list[RecordingError] = []
+        self.lines_read = 0
+        try:
+            with open(self.path, "rb") as f:
+                self._gzipped = f.read(2) == b"\x1f\x8b"
+        except OSError as exc:
+            msg = f"cannot read recording: {exc.strerror}"
+            raise RecordingError(msg, file=str(path)) from exc
+        self.header = self._read_header()
+
+    # the file as text chunks that end on a line boundary, with truncation and corruption named
+    def _chunks(self) -> Iterator[bytes]:
+        with open(self.path, "rb") as f:
+            if not self._gzipped:
+                tail = b""
+                while block := f.read(self.chunk_bytes):
+                    block = tail + block
+                    cut = block.rfind(b"\n") + 1
+                    if cut:
+                        yield block[:cut]
+                    tail = block[cut:]
+                if tail:
+                    yield tail
+                return
+            d = zlib.decompressobj(wbits=31)
+            tail = b""
+            lines = 0
+            failure: str | None = None
+            while True:
+                block = f.read(self.chunk_bytes)
+                if not block:
+                    if not d.eof:
+                        failure = "the gzip stream is truncated (the file ends inside the compressed data)"
+                    break
+                try:
+                    out = d.decompress(block)
+                    while d.eof and d.unused_data:  # concatenated gzip members, as `cat a.gz b.gz` makes
+                        rest = d.unused_data
+                        d = zlib.decompressobj(wbits=31)
+                        out += d.decompress(rest)
+                except zlib.error as exc:
+                    failure = f"the gzip data is corrupt ({exc})"
+                    break
+                data = tail + out
+                cut = data.rfind(b"\n") + 1
+                if cut:
+                    chunk = data[:cut]
+                    lines += chunk.count(b"\n")
+                    yield chunk
+                tail = data[cut:]
+            if failure is not None:
+                # the partial last line is dropped: it cannot be told apart from a complete one
+                err = RecordingError(
+                    f"{failure}; {lines} complete lines before it" + ("" if self.skip_bad else
+                    " (use --skip-bad to replay them)"), file=str(self.path), line=lines + 1)
+                if not self.skip_bad:
+                    raise err
+                self.problems.append(err)
+                return
+            if tail:
+                yield tail
+
+    def _read_header(self) -> Header:
+        comments: list[str] = []
+        for chunk in self._chunks():
+            text = chunk.decode("utf-8", errors="replace")
+            done = False
+            for line in text.split("\n"):
+                if line.startswith("#"):
+                    comments.append(line)
+                elif line.strip() or comments:
+                    done = bool(line.strip())
+                    if done:
+                        break
+            if done or len(text) > 1 << 16:
+                break
+        try:
+            return Header.parse(comments, file=str(self.path))
+        except RecordingError as err:
+            if not self.skip_bad:
+                raise
+            self.problems.append(err)
+            return Header(present=False)
+
+    def batches(self) -> Iterator[list[Record]]:
+        """Records in time order, one list per chunk of the file. Problems raise or are kept."""
+        self.problems = [p for p in self.problems if "header" in str(p)]
+        base = 0
+        last_ns: int | None = None
+        for chunk in self._chunks():
+            result = decode_report(chunk)
+            # (line in chunk, column, reason) of every problem in this chunk
+            problems = [(e.line or 0, e.column, e.reason) for e in result.errors]
+            good: list[Record] = []
+            for r in result.records:
+                t = r.time_ns
+                if t is None or (last_ns is not None and t < last_ns):
+                    problems.append(self._order_problem(chunk, r, last_ns))
+                    continue
+                last_ns = t
+                good.append(r)
+            for line, col, reason in sorted(problems, key=lambda p: p[0]):
+                where = f"column {col}: " if col else ""
+                if not self.skip_bad:
+                    msg = f"{where}{reason} (use --skip-bad to replay the good lines)"
+                    raise RecordingError(msg, file=str(self.path), line=line + base)
+                self.problems.append(RecordingError(f"{where}{reason}", file=str(self.path), line=line + base))
+            base += chunk.count(b"\n")
+            self.lines_read = base
+            if good:
+                yield good
+
+    def _order_problem(self, chunk: bytes, record: Record, last_ns: int | None) -> tuple[int, None, str]:
+        """Name the line of a record that has no time or goes back in time (rare: search for it)."""
+        stamp = f" {record.time_ns}".encode() if record.time_ns is not None else None
+        lineno = 0
+        for i, line in enumerate(chunk.split(b"\n"), 1):
+            if line.startswith(record.measurement.encode()) and (
+                re.search(rb" -?\d+$", line) is None if stamp is None else line.endswith(stamp)
+            ):
+                lineno = i
+                break
+        if record.time_ns is None:
+            reason = "the point has no timestamp; a recording needs event time"
+        else:
+            reason = (f"time goes backwards ({format_time(record.time_ns)} after "
+                      f"{format_time(last_ns or 0)}); a recording must be in time order")
+        return lineno, None, reason
+
+    def records(self) -> list[Record]:
+        """Every record at once (small recordings and tests)."""
+        return [r for batch in self.batches() for r in batch]
+
+
+def read_recording(path: str | Path, *, skip_bad: bool = False) -> tuple[Header, list[Record], list[RecordingError]]:
+    """Header, records and problems of a small recording in one call."""
+    reader = RecordingReader(path, skip_bad=skip_bad)
+    records = reader.records()
+    return reader.header, records, reader.problems
+
+
+# --- sources ----------------------------------------------------------------------------------
+
+
+def records_from_simulator(scenario: str | None, duration_s: float, *, site=None, topology: str = "embedded",  # noqa: ANN001
+                           seed: int = 42, step_s: float = 1.0) -> Iterator[Record]:
+    """Run the hall model with a scenario and yield what its devices would publish, step by step."""
+    from simulators.hall import Hall
+    from simulators.scenarios import load_scenario
+
+    if site is None:
+        site = resolve_topology(topology)
+    hall = Hall(site, seed=seed, scenario=load_scenario(scenario) if scenario else None)
+    steps = round(duration_s / step_s)
+    for _ in range(steps):
+        hall.step(step_s)
+        yield from hall.records()
+
+
+def records_from_store(path: str | Path, *, start_ns: int | None = None, end_ns: int | None = None,
+                       tags: dict[str, str] | None = None) -> Iterator[Record]:
+    """Records of the embedded store in a time range; a tag filter applies where the measurement has the tag."""
+    from collector.store import EmbeddedStore
+
+    store = EmbeddedStore(path)
+    try:
+        for m in store.measurements():
+            if m in DERIVED_MEASUREMENTS:
+                continue
+            for r in store.query(m, start_ns=start_ns, end_ns=end_ns):
+                if tags and any(k in r.tags and r.tags[k] != v for k, v in tags.items()):
+                    continue
+                yield r
+    finally:
+        close = getattr(store, "close", None)
+        if close:
+            close()
+
+
+def resolve_topology(topology: str | None):  # noqa: ANN201
+    """The SiteConfig a header's ``topology`` names: a file, ``embedded`` or ``generated:racks=N``."""
+    from dcim.config import default_site, load_site
+
+    if not topology or topology == "embedded":
+        return default_site()
+    if topology.startswith("generated:"):
+        from simulators.sites import make_site
+
+        opts = dict(kv.split("=", 1) for kv in topology.split(":", 1)[1].split(",") if "=" in kv)
+        return make_site(**{k: int(v) for k, v in opts.items()})
+    return load_site(topology)
+
+
+def open_text(path: str | Path) -> io.TextIOBase:
+    """A recording (or any gzip or plain text file) for reading as text; used by tools and tests."""
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rt", encoding="utf-8") if gz else open(path, encoding="utf-8")  # noqa: SIM115
+
+
+def _influx_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def records_from_influx(url: str, db: str, *, start_ns: int, end_ns: int, tags: dict[str, str] | None = None,
+                        username: str | None = None, password: str | None = None, window_s: float = 600.0,
+                        timeout_s: float = 30.0) -> Iterator[Record]:
+    """Records of an InfluxDB 1.x database (or a 2.x/3.x v1 API) in [start_ns, end_ns], time-ordered per window.
+
+    Field types come from ``SHOW FIELD KEYS``, because the JSON answer prints 30.0 as 30. A tag
+    filter applies to the measurements that carry the tag; the others (a loop has no rack) come in
+    whole, so the engine still sees what the filtered racks depend on.
+    """
+    import httpx
+
+    auth = {"u": username, "p": password or ""} if username else {}
+
+    def query(client: httpx.Client, q: str) -> list[dict]:
+        try:
+            resp = client.post("/query", data={"q": q, "db": db, "epoch": "ns", **auth})
+        except httpx.HTTPError as exc:
+            msg = f"InfluxDB at {url} is not reachable: {exc}"
+            raise RecordingError(msg) from exc
+        if resp.status_code != 200:
+            msg = f"InfluxDB answered HTTP {resp.status_code} to {q!r}: {resp.text[:300]}"
+            raise RecordingError(msg)
+        results = resp.json().get("results", [])
+        for res in results:
+            if "error" in res:
+                msg = f"InfluxDB refused {q!r}: {res['error']}"
+                raise RecordingError(msg)
+        return [s for res in results for s in res.get("series", [])]
+
+    with httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s) as client:
+        types: dict[str, dict[str, str]] = {}
+        tag_keys: dict[str, set[str]] = {}
+        for s in query(client, "SHOW FIELD KEYS"):
+            types[s["name"]] = {row[0]: row[1] for row in s.get("values", [])}
+        for s in query(client, "SHOW TAG KEYS"):
+            tag_keys[s["name"]] = {row[0] for row in s.get("values", [])}
+        measurements = sorted(m for m in types if m not in DERIVED_MEASUREMENTS)
+        step = int(window_s * 1e9)
+        lo = start_ns
+        while lo <= end_ns:
+            hi = min(lo + step, end_ns + 1)
+            window: list[Record] = []
+            for m in measurements:
+                where = [f"time >= {lo}", f"time < {hi}"]
+                where += [f"\"{k}\" = '{_influx_escape(v)}'" for k, v in (tags or {}).items() if k in tag_keys.get(m, ())]
+                q = f'SELECT * FROM "{m}" WHERE {" AND ".join(where)} GROUP BY *'
+                ftypes = types[m]
+                for s in query(client, q):
+                    series_tags = {k: v for k, v in (s.get("tags") or {}).items() if v != ""}
+                    cols = s["columns"]
+                    for row in s.get("values", []):
+                        fields = {}
+                        for c, v in zip(cols[1:], row[1:], strict=True):
+                            if v is None:
+                                continue
+                            t = ftypes.get(c)
+                            fields[c] = float(v) if t == "float" else int(v) if t == "integer" else v
+                        if fields:
+                            window.append(Record(m, dict(series_tags), fields, int(row[0])))
+            window.sort(key=lambda r: r.time_ns)  # type: ignore[arg-type,return-value]
+            yield from window
+            lo = hi
+
+
+async def records_from_mqtt(url: str, *, topics: Iterable[str] = ("dcim/#"), duration_s: float | None = None,
+                            max_messages: int | None = None, ready=None, idle_s: float | None = None,  # noqa: ANN001
+                            counts: dict[str, int] | None = None) -> list[Record]:
+    """Line-protocol payloads from an MQTT broker for ``duration_s`` (or ``max_messages``, or until idle).
+
+    ``ready`` (an asyncio.Event) is set once the subscriptions are in place. Payloads that are not
+    line protocol (JSON from third-party devices, status messages) are counted in ``counts``.
+    """
+    import asyncio
+    from urllib.parse import urlparse
+
+    import aiomqtt
+
+    u = urlparse(url)
+    if u.scheme not in ("mqtt", "tcp", ""):
+        msg = f"unsupported MQTT URL {url!r} (use mqtt://host:port)"
+        raise RecordingError(msg)
+    counts = counts if counts is not None else {}
+    counts.setdefault("messages", 0)
+    counts.setdefault("skipped", 0)
+    out: list[Record] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + duration_s if duration_s else None
+    try:
+        async with aiomqtt.Client(u.hostname or "127.0.0.1", u.port or 1883) as client:
+            for t in topics:
+                await client.subscribe(t, qos=1)
+            if ready is not None:
+                ready.set()
+            it = aiomqtt_messages(client)
+            while True:
+                timeouts = [x for x in (idle_s, deadline - loop.time() if deadline else None) if x is not None]
+                try:
+                    msg_ = await asyncio.wait_for(anext(it), min(timeouts)) if timeouts else await anext(it)
+                except (TimeoutError, StopAsyncIteration):
+                    break
+                counts["messages"] += 1
+                payload = msg_.payload if isinstance(msg_.payload, (bytes, bytearray)) else str(msg_.payload).encode()
+                result = decode_report(bytes(payload))
+                if result.errors or not result.records:
+                    counts["skipped"] += 1
+                out.extend(r for r in result.records if r.time_ns is not None)
+                if max_messages is not None and counts["messages"] >= max_messages:
+                    break
+    except aiomqtt.MqttError as exc:
+        msg = f"MQTT broker at {url} failed: {exc}"
+        raise RecordingError(msg) from exc
+    out.sort(key=lambda r: r.time_ns)  # type: ignore[arg-type,return-value]
+    return out
+
+
+def aiomqtt_messages(client):  # noqa: ANN001, ANN201
+    """The client's message iterator (aiomqtt 2.x: ``client.messages``)."""
+    return aiter(client.messages)

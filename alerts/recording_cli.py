@@ -1,0 +1,128 @@
+"""``dcim record``: write a recording from a simulator scenario, InfluxDB, the embedded store or MQTT."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from alerts.recording import (
+    Header,
+    format_time,
+    parse_duration_s,
+    parse_time,
+    records_from_influx,
+    records_from_mqtt,
+    records_from_simulator,
+    records_from_store,
+    resolve_topology,
+    write_recording,
+)
+from dcim.errors import DcimError
+
+
+def _location_filter(rack: str | None, row: str | None, where: tuple[str, ...]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    if rack:
+        tags["rack"] = rack
+    if row:
+        tags["row"] = row
+    for item in where:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            msg = f"--where takes tag=value, got {item!r}"
+            raise DcimError(msg)
+        tags[key] = value
+    return tags
+
+
+@click.command("record")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Recording to write (gzip line protocol with a header).")
+@click.option("--scenario", help="Simulate this fault scenario (see `dcim simulate --list`).")
+@click.option("--simulate", is_flag=True, help="Simulate the hall with no fault (with --duration).")
+@click.option("--from-influx", "influx_url", metavar="URL", help="Read an InfluxDB time range (v1 /query API).")
+@click.option("--db", help="InfluxDB database (with --from-influx).")
+@click.option("--user", help="InfluxDB user (with --from-influx).")
+@click.option("--password-env", metavar="VAR", help="Environment variable holding the InfluxDB password.")
+@click.option("--from-store", "store_path", type=click.Path(file_okay=False, path_type=Path),
+              help="Read the embedded store in this folder.")
+@click.option("--from-mqtt", "mqtt_url", metavar="URL", help="Record the live MQTT stream, e.g. mqtt://127.0.0.1:1883.")
+@click.option("--topic", "topics", multiple=True, help="MQTT topic filter (repeatable; default dcim/#).")
+@click.option("--max-messages", type=int, help="Stop the MQTT recording after this many messages.")
+@click.option("--start", help="Start of the range (RFC 3339 or unix seconds).")
+@click.option("--end", help="End of the range, inclusive (RFC 3339 or unix seconds).")
+@click.option("--duration", help="Simulated time or MQTT listening time, e.g. 10m (default 10m / 60s).")
+@click.option("--rack", help="Only this rack (measurements without a rack tag come whole).")
+@click.option("--row", help="Only this row.")
+@click.option("--where", multiple=True, metavar="TAG=VALUE", help="Any other tag filter (repeatable).")
+@click.option("--site", "site_file", type=click.Path(dir_okay=False), help="Topology file (default: the embedded hall).")
+@click.option("--racks", type=int, help="Simulate a generated hall of this many racks (32 = 1,024 GPUs).")
+@click.option("--seed", type=int, default=42, show_default=True, help="Simulator seed.")
+@click.option("--step", default="1s", show_default=True, help="Simulator step.")
+def record_cmd(out: Path, scenario: str | None, simulate: bool, influx_url: str | None, db: str | None,
+               user: str | None, password_env: str | None, store_path: Path | None, mqtt_url: str | None,
+               topics: tuple[str, ...], max_messages: int | None, start: str | None, end: str | None,
+               duration: str | None, rack: str | None, row: str | None, where: tuple[str, ...],
+               site_file: str | None, racks: int | None, seed: int, step: str) -> None:
+    """Write a recording for `dcim replay` from exactly one source.
+
+    \b
+    dcim record --scenario pump-degradation --duration 10m -o pump.lp.gz
+    dcim record --from-influx http://127.0.0.1:8086 --db dcim --start 2026-11-27T10:00:00Z \\
+                --end 2026-11-27T11:00:00Z --rack A01 -o a01.lp.gz
+    dcim record --from-store var/store --start ... --end ... -o incident.lp.gz
+    dcim record --from-mqtt mqtt://127.0.0.1:1883 --duration 5m -o live.lp.gz
+    """
+    chosen = [n for n, v in (("--scenario/--simulate", scenario or simulate), ("--from-influx", influx_url),
+                             ("--from-store", store_path), ("--from-mqtt", mqtt_url)) if v]
+    if len(chosen) != 1:
+        msg = "give exactly one source: --scenario (or --simulate), --from-influx, --from-store or --from-mqtt"
+        raise click.UsageError(msg if not chosen else f"{msg} (got {', '.join(chosen)})")
+    topology = f"generated:racks={racks}" if racks else (site_file or "embedded")
+    tags = _location_filter(rack, row, where)
+    start_ns = parse_time(start) if start else None
+    end_ns = parse_time(end) if end else None
+    header = Header(topology=topology)
+    if scenario or simulate:
+        dur = parse_duration_s(duration or "10m")
+        site = resolve_topology(topology)
+        header.source = f"simulator scenario={scenario or 'none'} seed={seed} step={step}"
+        records = records_from_simulator(scenario, dur, site=site, seed=seed, step_s=parse_duration_s(step))
+        if tags:
+            records = (r for r in records if not any(k in r.tags and r.tags[k] != v for k, v in tags.items()))
+    elif influx_url:
+        if not db or start_ns is None or end_ns is None:
+            raise click.UsageError("--from-influx needs --db, --start and --end")
+        import os
+
+        password = os.environ.get(password_env) if password_env else None
+        if password_env and password is None:
+            msg = f"environment variable {password_env} is not set"
+            raise DcimError(msg)
+        header.source = f"influxdb url={influx_url} db={db}" + "".join(f" {k}={v}" for k, v in sorted(tags.items()))
+        header.start_ns, header.end_ns = start_ns, end_ns
+        records = records_from_influx(influx_url, db, start_ns=start_ns, end_ns=end_ns, tags=tags,
+                                      username=user, password=password)
+    elif store_path:
+        header.source = f"store path={store_path}" + "".join(f" {k}={v}" for k, v in sorted(tags.items()))
+        header.start_ns, header.end_ns = start_ns, end_ns
+        records = records_from_store(store_path, start_ns=start_ns,
+                                     end_ns=end_ns + 1 if end_ns is not None else None, tags=tags)
+    else:
+        assert mqtt_url is not None
+        counts: dict[str, int] = {}
+        dur = parse_duration_s(duration or "60s")
+        header.source = f"mqtt url={mqtt_url} topics={','.join(topics or ('dcim/#',))}"
+        got = asyncio.run(records_from_mqtt(mqtt_url, topics=topics or ("dcim/#",), duration_s=dur,
+                                            max_messages=max_messages, counts=counts))
+        records = [r for r in got if not any(k in r.tags and r.tags[k] != v for k, v in tags.items())]
+        if counts.get("skipped"):
+            click.echo(f"note: {counts['skipped']} of {counts['messages']} messages were not line protocol "
+                       "and are not in the recording", err=True)
+    n = write_recording(out, records, header)
+    span = ""
+    if header.start_ns is not None and header.end_ns is not None:
+        span = f" from {format_time(header.start_ns)} to {format_time(header.end_ns)}"
+    click.echo(f"{out}: {n} records{span} ({header.source})", err=True)

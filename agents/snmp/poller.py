@@ -1,0 +1,244 @@
+"""Poll many SNMP devices concurrently: detect profiles, walk their columns, parse, report health.
+
+Each device's requests run one after another (slow management cards dislike parallel walks);
+devices run side by side, and a semaphore bounds the requests in flight across all of them. A
+device that times out yields an ``agent`` health record (up=false, stale=true) and never holds
+up the others: its poll is its own task with its own timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from agents.snmp import ber
+from agents.snmp.profile import Profile, detect_candidates, parse
+from agents.snmp.transport import PysnmpSession, V2cEngine, V2cSession, WalkStats, walk_columns
+from dcim import schema
+from dcim.errors import ConfigError, DeviceError
+from dcim.record import Record
+
+SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
+
+
+@dataclass(slots=True)
+class Device:
+    """One device to poll, secrets already resolved (kept out of repr)."""
+
+    name: str
+    address: str = "127.0.0.1"
+    port: int = 161
+    version: str = "2c"
+    community: str = field(default="public", repr=False)
+    v3_user: str | None = None
+    v3_auth_protocol: str = "SHA"
+    v3_auth_key: str | None = field(default=None, repr=False)
+    v3_priv_protocol: str = "AES"
+    v3_priv_key: str | None = field(default=None, repr=False)
+    profile: str = "auto"
+    tags: dict[str, str] = field(default_factory=dict)
+    timeout_s: float = 2.0
+    retries: int = 1
+    max_repetitions: int = 25
+    backend: str = "fast"  # "fast" (own v2c codec) or "pysnmp"
+
+
+@dataclass(slots=True)
+class DevicePoll:
+    device: str
+    ok: bool
+    records: list[Record]
+    health: Record
+    profile: str | None = None
+    error: str | None = None
+    duration_s: float = 0.0
+    varbinds: int = 0
+    requests: int = 0
+
+
+DEVICE_TAG = {"pdu": "pdu", "cooling": "cdu", "ups": "ups", "switch": "switch"}
+
+
+class Poller:
+    """``async with Poller(devices, profiles) as p: polls = await p.poll_all()``."""
+
+    def __init__(self, devices: list[Device], profiles: Mapping[str, Profile], *, max_in_flight: int = 64,
+                 registry: CollectorRegistry | None = None, clock_ns: Callable[[], int] = time.time_ns,
+                 base_tags: Mapping[str, str] | None = None) -> None:
+        names = [d.name for d in devices]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"device names must be unique: {names}")
+        for d in devices:
+            if d.profile != "auto" and d.profile not in profiles:
+                raise ConfigError(f"device {d.name!r}: unknown profile {d.profile!r} (known: {sorted(profiles)})")
+        self.devices = devices
+        self.profiles = dict(profiles)
+        self.max_in_flight = max_in_flight
+        self.clock_ns = clock_ns
+        self.base_tags = dict(base_tags or {})
+        self._limit: asyncio.Semaphore | None = None
+        self._engine: V2cEngine | None = None
+        self._pysnmp_engine: Any = None
+        self._sessions: dict[str, Any] = {}
+        self._detected: dict[str, str] = {}
+        self._errors: dict[str, int] = {d.name: 0 for d in devices}
+        self._metrics = _Metrics(registry) if registry is not None else None
+
+    async def __aenter__(self) -> Poller:
+        self._limit = asyncio.Semaphore(self.max_in_flight)
+        self._engine = await V2cEngine().start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for s in self._sessions.values():
+            s.close()
+        self._sessions.clear()
+        if self._engine is not None:
+            self._engine.close()
+        if self._pysnmp_engine is not None:
+            try:
+                self._pysnmp_engine.close_dispatcher()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def session(self, d: Device) -> Any:
+        s = self._sessions.get(d.name)
+        if s is not None:
+            return s
+        if d.version == "3" or d.backend == "pysnmp":
+            if self._pysnmp_engine is None:
+                from pysnmp.hlapi.v3arch import asyncio as hl
+
+                self._pysnmp_engine = hl.SnmpEngine()
+            if d.version == "3":
+                if not d.v3_user:
+                    raise ConfigError(f"device {d.name!r}: SNMPv3 needs a user")
+                s = PysnmpSession(d.name, d.address, d.port, d.timeout_s, d.retries, user=d.v3_user,
+                                  auth_protocol=d.v3_auth_protocol, auth_key=d.v3_auth_key,
+                                  priv_protocol=d.v3_priv_protocol, priv_key=d.v3_priv_key,
+                                  limit=self._limit)  # own engine: USM keys are per engine and user name
+            else:
+                s = PysnmpSession(d.name, d.address, d.port, d.timeout_s, d.retries, community=d.community,
+                                  limit=self._limit, engine=self._pysnmp_engine)
+        else:
+            assert self._engine is not None, "use 'async with Poller(...)'"
+            s = V2cSession(self._engine, d.name, d.address, d.port, d.community, d.timeout_s, d.retries,
+                           limit=self._limit)
+        self._sessions[d.name] = s
+        return s
+
+    async def detect(self, d: Device) -> Profile:
+        """The device's profile: configured, or chosen by sysObjectID (and a probe column on ties)."""
+        if d.profile != "auto":
+            return self.profiles[d.profile]
+        name = self._detected.get(d.name)
+        if name is not None:
+            return self.profiles[name]
+        s = self.session(d)
+        oids, values = await s.get([ber.encode_oid(SYS_OBJECT_ID)])
+        sys_oid = values[0] if values else None
+        if not isinstance(sys_oid, tuple):
+            raise DeviceError("device has no sysObjectID; configure its profile", device=d.name)
+        sys_text = ".".join(map(str, sys_oid))
+        cands = detect_candidates(self.profiles.values(), sys_text)
+        if not cands:
+            raise DeviceError(f"no profile matches sysObjectID {sys_text}; configure one", device=d.name)
+        chosen = cands[0]
+        if len(cands) > 1:
+            for p in cands:
+                if p.detect.probe is None:
+                    continue
+                probe = ber.encode_oid(p.detect.probe)
+                o, v = await s.bulk([probe], 1)
+                if o and o[0].startswith(probe) and v[0] not in (ber.END_OF_MIB_VIEW_VALUE,):
+                    chosen = p
+                    break
+        self._detected[d.name] = chosen.name
+        return chosen
+
+    async def poll_device(self, d: Device) -> DevicePoll:
+        start = time.perf_counter()
+        stats = WalkStats()
+        profile: Profile | None = None
+        try:
+            # the overall deadline: every request may use all its retries, plus one for detection
+            profile = await self.detect(d)
+            s = self.session(d)
+            walk = await walk_columns(s.bulk, profile.columns(), d.max_repetitions, device=d.name, stats=stats)
+            now = self.clock_ns()
+            tags = self._tags(d, profile)
+            result = parse(profile, walk, tags, now)
+            duration = time.perf_counter() - start
+            health = self._health(d, now, up=True, duration_s=duration,
+                                  unsupported=",".join(sorted(result.unsupported)))
+            poll = DevicePoll(d.name, True, result.records, health, profile.name, None, duration,
+                              stats.varbinds, stats.requests)
+        except DeviceError as exc:
+            self._errors[d.name] += 1
+            now = self.clock_ns()
+            duration = time.perf_counter() - start
+            health = self._health(d, now, up=False, duration_s=duration, message=str(exc))
+            poll = DevicePoll(d.name, False, [], health, profile.name if profile else None, str(exc), duration,
+                              stats.varbinds, stats.requests)
+        if self._metrics is not None:
+            self._metrics.observe(poll)
+        return poll
+
+    async def poll_all(self) -> list[DevicePoll]:
+        return list(await asyncio.gather(*(self.poll_device(d) for d in self.devices)))
+
+    def _tags(self, d: Device, profile: Profile) -> dict[str, str]:
+        tags = {**self.base_tags, **d.tags}
+        key = DEVICE_TAG[profile.kind]
+        tags.setdefault(key, d.name)
+        if profile.kind == "cooling":
+            tags.setdefault("loop", d.name)
+        return tags
+
+    def _health(self, d: Device, now: int, *, up: bool, duration_s: float, message: str | None = None,
+                unsupported: str = "") -> Record:
+        tags = {k: v for k, v in {**self.base_tags, **d.tags}.items() if k in schema.AGENT.tags}
+        tags.update({"component": "snmp", "device": d.name})
+        fields: dict[str, Any] = {"up": up, "stale": not up, "poll_duration_s": round(duration_s, 6),
+                                  "errors_total": self._errors[d.name]}
+        if message:
+            fields["message"] = message
+        if unsupported:
+            fields["unsupported_fields"] = unsupported
+        return Record("agent", tags, fields, now)
+
+
+class _Metrics:
+    """The poller's own /metrics: per device up, stale, duration, errors, last success, varbinds."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        lab = ["device"]
+        self.up = Gauge("dcim_snmp_device_up", "1 when the device answered the last poll", lab, registry=registry)
+        self.stale = Gauge("dcim_snmp_device_stale", "1 when the device's data is stale (last poll failed)", lab,
+                           registry=registry)
+        self.duration = Gauge("dcim_snmp_poll_duration_seconds", "duration of the device's last poll", lab,
+                              registry=registry)
+        self.errors = Counter("dcim_snmp_poll_errors", "failed polls per device", lab, registry=registry)
+        self.polls = Counter("dcim_snmp_polls", "polls per device", lab, registry=registry)
+        self.last_ok = Gauge("dcim_snmp_last_success_timestamp_seconds", "unix time of the last successful poll",
+                             lab, registry=registry)
+        self.varbinds = Counter("dcim_snmp_varbinds", "varbinds received", lab, registry=registry)
+        self.requests = Counter("dcim_snmp_requests", "SNMP requests answered", lab, registry=registry)
+
+    def observe(self, p: DevicePoll) -> None:
+        d = p.device
+        self.up.labels(d).set(1 if p.ok else 0)
+        self.stale.labels(d).set(0 if p.ok else 1)
+        self.duration.labels(d).set(p.duration_s)
+        self.polls.labels(d).inc()
+        self.varbinds.labels(d).inc(p.varbinds)
+        self.requests.labels(d).inc(p.requests)
+        if p.ok:
+            self.last_ok.labels(d).set(p.health.time_ns / 1e9 if p.health.time_ns else time.time())
+        else:
+            self.errors.labels(d).inc()

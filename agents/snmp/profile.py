@@ -1,0 +1,408 @@
+"""Vendor profiles as data: load the YAML files and turn one device walk into records (pure).
+
+A profile lists tables; a table lists the columns it needs (by OID), how the row index splits
+into named parts, which measurement its rows become, the tags (templates over index parts and
+columns) and one entry per schema field: source column, scale, per-row decimal digits or
+divisor columns, unit tables, enum maps, sentinel values and row selectors (``when``). The
+walk (:data:`Walk`) maps each column OID to its ``(index, value)`` rows, exactly what the
+transport returns, so a recorded walk replays through :func:`parse` with no device.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dcim import schema
+from dcim.config import validation_error
+from dcim.errors import ConfigError
+from dcim.record import FieldValue, Record, UInt
+
+#: column OID (dotted, no leading dot) -> rows of (index arcs, value); value int, bytes or OID tuple
+Walk = Mapping[str, list[tuple[tuple[int, ...], Any]]]
+
+PROFILE_DIR = Path(__file__).with_name("profiles")
+
+Scalar = int | float | str | bool
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _norm_oid(oid: str) -> str:
+    oid = str(oid).strip().lstrip(".")
+    if not oid or not all(p.isdigit() for p in oid.split(".")):
+        msg = f"not a numeric OID: {oid!r}"
+        raise ValueError(msg)
+    return oid
+
+
+class ColumnSpec(_Model):
+    """A column the table reads; ``index`` names the parts of the row index used to look it up
+    when its table is indexed differently (a join, e.g. a config table without the pole part)."""
+
+    oid: str
+    index: list[str] | None = None
+
+    _n = field_validator("oid")(classmethod(lambda cls, v: _norm_oid(v)))
+
+
+class FieldSpec(_Model):
+    """One schema field of the table's measurement and how to compute it from a row."""
+
+    name: str
+    column: str
+    scale: float = 1.0
+    offset: float = 0.0
+    decimals: str | None = Field(None, description="column holding a power of ten to divide by")
+    divisor: str | None = Field(None, description="column holding a number to divide by")
+    unit: str | None = Field(None, description="column holding a unit code, looked up in `units`")
+    units: str | None = Field(None, description="name of a units table of the profile")
+    map: dict[Scalar, Scalar] | None = Field(None, description="raw value -> field value; others omit")
+    when: dict[str, Scalar] = Field(default_factory=dict, description="only rows whose index part / column equals")
+    unless: dict[str, Scalar] = Field(default_factory=dict, description="skip rows whose index part / column equals")
+    sentinels: list[int] | None = Field(None, description="raw values meaning unsupported (default: the table's)")
+    parse_float: bool = Field(False, description="the column is a decimal string (Liebert lgpFlexibleEntryValue)")
+
+    @model_validator(mode="after")
+    def _unit_pair(self) -> FieldSpec:
+        if (self.unit is None) != (self.units is None):
+            msg = "give both 'unit' (a column) and 'units' (a units table) or neither"
+            raise ValueError(msg)
+        return self
+
+
+class TableSpec(_Model):
+    """One SNMP table (or a group of scalars, index ``[instance]``) and the records it yields."""
+
+    name: str
+    measurement: str
+    index: list[str] = Field(min_length=1, description="names of index parts; a name ending in '*' takes the rest")
+    key: list[str] | None = Field(None, description="index parts identifying a record (default: all)")
+    tags: dict[str, str] = Field(default_factory=dict, description="tag -> template over index parts and columns")
+    columns: dict[str, ColumnSpec] = Field(min_length=1)
+    fields: list[FieldSpec] = Field(min_length=1)
+    sentinels: list[int] = Field(default_factory=list)
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _short_columns(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: {"oid": c} if isinstance(c, (str, int)) else c for k, c in v.items()}
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> TableSpec:
+        meas = schema.MEASUREMENTS.get(self.measurement)
+        if meas is None:
+            msg = f"unknown measurement {self.measurement!r}"
+            raise ValueError(msg)
+        names = set(self.index) | set(self.columns)
+        for f in self.fields:
+            if f.name not in meas.fields:
+                msg = f"measurement {meas.name!r} has no field {f.name!r}"
+                raise ValueError(msg)
+            for ref in (f.column, f.decimals, f.divisor, f.unit):
+                if ref is not None and ref not in self.columns:
+                    msg = f"field {f.name!r} refers to unknown column {ref!r}"
+                    raise ValueError(msg)
+            for k in [*f.when, *f.unless]:
+                if k not in names:
+                    msg = f"field {f.name!r}: 'when' refers to unknown index part or column {k!r}"
+                    raise ValueError(msg)
+        for t in self.tags:
+            if t not in meas.tags:
+                msg = f"measurement {meas.name!r} has no tag {t!r}"
+                raise ValueError(msg)
+        for k in self.key or []:
+            if k not in self.index:
+                msg = f"key part {k!r} is not an index part"
+                raise ValueError(msg)
+        for c in self.columns.values():
+            for part in c.index or []:
+                if part not in self.index:
+                    msg = f"column {c.oid}: index part {part!r} is not one of the table's"
+                    raise ValueError(msg)
+        return self
+
+
+class Detect(_Model):
+    sys_object_id: list[str] = Field(default_factory=list, description="sysObjectID prefixes")
+    probe: str | None = Field(None, description="a column that must answer when prefixes tie")
+
+    _n = field_validator("sys_object_id")(classmethod(lambda cls, v: [_norm_oid(o) for o in v]))
+
+
+class Profile(_Model):
+    """A vendor profile: one YAML file per MIB."""
+
+    name: str
+    title: str
+    mib: str = Field(description="MIB module name and version the OIDs come from")
+    kind: Literal["pdu", "cooling", "ups", "switch"]
+    detect: Detect = Detect()
+    units: dict[str, dict[Scalar, float | list[float]]] = Field(
+        default_factory=dict, description="unit tables: code -> factor or [factor, offset] to SI")
+    tables: list[TableSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _units_exist(self) -> Profile:
+        for t in self.tables:
+            for f in t.fields:
+                if f.units is not None and f.units not in self.units:
+                    msg = f"table {t.name!r} field {f.name!r}: unknown units table {f.units!r}"
+                    raise ValueError(msg)
+        return self
+
+    def columns(self) -> list[str]:
+        """Every column OID the profile reads, in table order, without duplicates."""
+        seen: dict[str, None] = {}
+        for t in self.tables:
+            for c in t.columns.values():
+                seen.setdefault(c.oid, None)
+        return list(seen)
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def load_profile(path: str | Path) -> Profile:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read profile: {exc}", file=str(path)) from exc
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc, file=str(path)) from exc
+
+
+def load_profiles(directory: str | Path = PROFILE_DIR) -> dict[str, Profile]:
+    """All profiles of a directory by name (the shipped ones by default)."""
+    out: dict[str, Profile] = {}
+    for p in sorted(Path(directory).glob("*.yaml")):
+        prof = load_profile(p)
+        if prof.name in out:
+            raise ConfigError(f"profile name {prof.name!r} is used twice", file=str(p))
+        out[prof.name] = prof
+    return out
+
+
+def detect_candidates(profiles: Iterable[Profile], sys_object_id: str) -> list[Profile]:
+    """Profiles whose sysObjectID prefix matches, longest prefix first."""
+    oid = _norm_oid(sys_object_id)
+    scored = []
+    for p in profiles:
+        best = max((len(pre) for pre in p.detect.sys_object_id
+                    if oid == pre or oid.startswith(pre + ".")), default=-1)
+        if best >= 0:
+            scored.append((best, p))
+    scored.sort(key=lambda s: -s[0])
+    return [p for _, p in scored]
+
+
+# --- parsing (pure) ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ParseResult:
+    records: list[Record]
+    #: "measurement.field" the device answers with a sentinel ("unsupported")
+    unsupported: set[str] = field(default_factory=set)
+
+
+def _split_index(names: list[str], arcs: tuple[int, ...]) -> dict[str, Any] | None:
+    out: dict[str, Any] = {}
+    for i, name in enumerate(names):
+        if name.endswith("*"):
+            out[name[:-1]] = ".".join(map(str, arcs[i:]))
+            return out
+        if i >= len(arcs):
+            return None
+        out[name] = arcs[i]
+    return out if len(arcs) == len(names) else None
+
+
+def _text(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace").strip("\x00").strip()
+    return v
+
+
+def _unit_factor(table: Mapping[Scalar, float | list[float]], code: Any) -> tuple[float, float] | None:
+    f = table.get(code)
+    if f is None and isinstance(code, str):
+        f = table.get(code.strip())
+    if f is None:
+        return None
+    if isinstance(f, list):
+        return float(f[0]), float(f[1]) if len(f) > 1 else 0.0
+    return float(f), 0.0
+
+
+class _CompiledTable:
+    """A table spec with its lookups resolved once, so parsing a walk does no spec work."""
+
+    __slots__ = ("spec", "meas", "index", "base_index", "key", "tags", "fields", "col_index", "col_oid")
+
+    def __init__(self, spec: TableSpec) -> None:
+        self.spec = spec
+        self.meas = schema.measurement(spec.measurement)
+        self.index = spec.index
+        self.base_index = [n.rstrip("*") for n in spec.index]
+        self.key = spec.key if spec.key is not None else self.base_index
+        self.tags = spec.tags
+        self.fields = spec.fields
+        self.col_oid = {name: c.oid for name, c in spec.columns.items()}
+        self.col_index = {name: c.index for name, c in spec.columns.items()}
+
+
+def parse(profile: Profile, walk: Walk, base_tags: Mapping[str, str] | None = None,
+          time_ns: int | None = None) -> ParseResult:
+    """Turn one walk of a device into records of SI fields (rows merged by measurement and tags)."""
+    base = dict(base_tags or {})
+    merged: dict[tuple, Record] = {}
+    unsupported: set[str] = set()
+    for spec in profile.tables:
+        _parse_table(profile, _CompiledTable(spec), walk, base, time_ns, merged, unsupported)
+    records = [r for r in merged.values() if r.fields]
+    return ParseResult(records, unsupported)
+
+
+def _parse_table(profile: Profile, t: _CompiledTable, walk: Walk, base: dict[str, str],
+                 time_ns: int | None, merged: dict[tuple, Record], unsupported: set[str]) -> None:
+    # column name -> {lookup key: value}; own-index columns keyed by full arcs
+    cols: dict[str, dict[tuple, Any]] = {}
+    own_rows: dict[tuple[int, ...], None] = {}
+    field_cols = {f.column for f in t.fields}
+    for name, oid in t.col_oid.items():
+        rows = walk.get(oid, ())
+        cols[name] = dict(rows)
+        if name in field_cols and t.col_index[name] is None:
+            for idx, _ in rows:
+                own_rows.setdefault(idx, None)
+    default_sentinels = t.spec.sentinels
+    meas_name = t.meas.name
+    for arcs in own_rows:
+        parts = _split_index(t.index, arcs)
+        if parts is None:
+            continue
+
+        def get(col: str, _arcs: tuple[int, ...] = arcs, _parts: dict = parts) -> Any:
+            proj = t.col_index[col]
+            if proj is None:
+                return cols[col].get(_arcs)
+            return cols[col].get(tuple(_parts[p] for p in proj))
+
+        values: dict[str, FieldValue] = {}
+        for f in t.fields:
+            if f.when and not _matches(f.when, parts, get, t.col_oid):
+                continue
+            if f.unless and _matches_any(f.unless, parts, get, t.col_oid):
+                continue
+            raw = get(f.column)
+            if raw is None or isinstance(raw, tuple) or raw.__class__.__name__ == "_Exception":
+                continue
+            sentinels = f.sentinels if f.sentinels is not None else default_sentinels
+            if isinstance(raw, int) and raw in sentinels:
+                unsupported.add(f"{meas_name}.{f.name}")
+                continue
+            value = _convert(profile, t, f, raw, get)
+            if value is None:
+                continue
+            values[f.name] = value
+        if not values:
+            continue
+        tags = dict(base)
+        for tag, template in t.tags.items():
+            tags[tag] = _render(template, parts, get, t.col_oid)
+        key = (meas_name, tuple(sorted(tags.items())))
+        rec = merged.get(key)
+        if rec is None:
+            merged[key] = Record(meas_name, tags, schema.coerce(t.meas, values), time_ns)
+        else:
+            rec.fields.update(schema.coerce(t.meas, values))
+
+
+def _matches(when: Mapping[str, Scalar], parts: Mapping[str, Any], get: Any, col_oid: Mapping[str, str]) -> bool:
+    for k, want in when.items():
+        have = get(k) if k in col_oid else parts.get(k)
+        have = _text(have)
+        if have != want and str(have) != str(want):
+            return False
+    return True
+
+
+def _matches_any(unless: Mapping[str, Scalar], parts: Mapping[str, Any], get: Any,
+                 col_oid: Mapping[str, str]) -> bool:
+    return any(_matches({k: v}, parts, get, col_oid) for k, v in unless.items())
+
+
+def _render(template: str, parts: Mapping[str, Any], get: Any, col_oid: Mapping[str, str]) -> str:
+    names = {k: v for k, v in parts.items()}
+    for c in col_oid:
+        if "{" + c in template:
+            names[c] = _text(get(c))
+    try:
+        return template.format(**names)
+    except (KeyError, IndexError, ValueError):
+        return template
+
+
+def _convert(profile: Profile, t: _CompiledTable, f: FieldSpec, raw: Any, get: Any) -> FieldValue | None:
+    ftype = t.meas.fields[f.name].type
+    if f.map is not None:
+        v = f.map.get(raw)
+        if v is None:
+            v = f.map.get(_text(raw))
+        if v is None:
+            return None
+        if ftype == "bool":
+            return bool(v)
+        return v if ftype == "str" else v
+    if ftype == "str":
+        return str(_text(raw))
+    if f.parse_float:
+        try:
+            x = float(_text(raw))
+        except ValueError:
+            return None
+    elif isinstance(raw, int):
+        x = raw
+    else:
+        return None
+    if ftype == "uint":
+        return UInt(int(x)) if x >= 0 else None
+    if ftype == "int":
+        return int(x)
+    if ftype == "bool":
+        return bool(x)
+    x = x * f.scale
+    if f.decimals is not None:
+        d = get(f.decimals)
+        if not isinstance(d, int):
+            return None
+        x = x / 10**d
+    if f.divisor is not None:
+        d = get(f.divisor)
+        if not isinstance(d, int) or d == 0:
+            return None
+        x = x / d
+    if f.unit is not None:
+        fo = _unit_factor(profile.units[f.units], _text(get(f.unit)))  # type: ignore[index]
+        if fo is None:
+            return None
+        x = x * fo[0] + fo[1]
+    x = x + f.offset
+    if not math.isfinite(x):
+        return None
+    # round away binary noise from the fixed-point scaling (0.1 * 3 = 0.30000000000000004)
+    return round(x, 9)

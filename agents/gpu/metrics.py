@@ -1,0 +1,205 @@
+"""The GPU agent's /metrics: dcgm-exporter-compatible names where dcgm-exporter has the field, ours elsewhere.
+
+dcgm-exporter spells its metrics ``DCGM_FI_*`` with labels ``gpu, UUID, pci_bus_id, device, modelName,
+Hostname`` (``hostname`` since 4.5); both host label spellings are sent so old and new dashboards
+keep working. Its counters (energy, ECC, replay, ...) carry no ``_total`` suffix; prometheus-client
+can only type a metric ``counter`` by appending ``_total``, so those are exposed untyped under the
+exact dcgm-exporter name (PromQL's rate() does not look at the type). Fields dcgm-exporter lacks and
+the agent's own health use snake_case ``dcim_gpu_*`` names in base units.
+
+A value missing from a poll (unsupported, failed, GPU lost) has no sample: never a 0.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from agents.gpu.fields import CLOCK_EVENT_BITS
+from agents.gpu.reader import GpuReading
+from agents.gpu.xid import XidSummary
+
+MIB = 1024 * 1024
+
+#: schema field -> (dcgm-exporter name, factor from schema unit, type, help as dcgm-exporter's CSV)
+DCGM: dict[str, tuple[str, float, str, str]] = {
+    "temp_c": ("DCGM_FI_DEV_GPU_TEMP", 1, "gauge", "GPU temperature (in C)."),
+    "mem_temp_c": ("DCGM_FI_DEV_MEMORY_TEMP", 1, "gauge", "Memory temperature (in C)."),
+    "power_w": ("DCGM_FI_DEV_POWER_USAGE", 1, "gauge", "Power draw (in W)."),
+    "power_instant_w": ("DCGM_FI_DEV_POWER_USAGE_INSTANT", 1, "gauge", "Current instantaneous power usage (in W)."),
+    "energy_j": ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", 1000, "counter",
+                 "Total energy consumption since boot (in mJ)."),
+    "power_limit_w": ("DCGM_FI_DEV_ENFORCED_POWER_LIMIT", 1, "gauge", "Effective power limit (in W)."),
+    "power_limit_default_w": ("DCGM_FI_DEV_POWER_MGMT_LIMIT_DEF", 1, "gauge", "Default power limit (in W)."),
+    "sm_clock_mhz": ("DCGM_FI_DEV_SM_CLOCK", 1, "gauge", "SM clock frequency (in MHz)."),
+    "mem_clock_mhz": ("DCGM_FI_DEV_MEM_CLOCK", 1, "gauge", "Memory clock frequency (in MHz)."),
+    "util_pct": ("DCGM_FI_DEV_GPU_UTIL", 1, "gauge", "GPU utilization (in %)."),
+    "mem_util_pct": ("DCGM_FI_DEV_MEM_COPY_UTIL", 1, "gauge", "Memory utilization (in %)."),
+    "enc_util_pct": ("DCGM_FI_DEV_ENC_UTIL", 1, "gauge", "Encoder utilization (in %)."),
+    "dec_util_pct": ("DCGM_FI_DEV_DEC_UTIL", 1, "gauge", "Decoder utilization (in %)."),
+    "mem_free_bytes": ("DCGM_FI_DEV_FB_FREE", 1 / MIB, "gauge", "Framebuffer memory free (in MiB)."),
+    "mem_used_bytes": ("DCGM_FI_DEV_FB_USED", 1 / MIB, "gauge", "Framebuffer memory used (in MiB)."),
+    "mem_reserved_bytes": ("DCGM_FI_DEV_FB_RESERVED", 1 / MIB, "gauge", "Framebuffer memory reserved (in MiB)."),
+    "clock_event_mask": ("DCGM_FI_DEV_CLOCKS_EVENT_REASONS", 1, "gauge", "Current clock event reasons (bitmask)."),
+    "violation_power_s": ("DCGM_FI_DEV_POWER_VIOLATION", 1e9, "counter",
+                          "Throttling duration due to power constraints (in ns)."),
+    "violation_thermal_s": ("DCGM_FI_DEV_THERMAL_VIOLATION", 1e9, "counter",
+                            "Throttling duration due to thermal constraints (in ns)."),
+    "ecc_sbe_volatile_total": ("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", 1, "counter", "Total number of single-bit volatile ECC errors."),
+    "ecc_dbe_volatile_total": ("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", 1, "counter", "Total number of double-bit volatile ECC errors."),
+    "ecc_sbe_aggregate_total": ("DCGM_FI_DEV_ECC_SBE_AGG_TOTAL", 1, "counter",
+                                "Total number of single-bit persistent ECC errors."),
+    "ecc_dbe_aggregate_total": ("DCGM_FI_DEV_ECC_DBE_AGG_TOTAL", 1, "counter",
+                                "Total number of double-bit persistent ECC errors."),
+    "retired_pages_sbe": ("DCGM_FI_DEV_RETIRED_SBE", 1, "counter", "Total number of retired pages due to single-bit errors."),
+    "retired_pages_dbe": ("DCGM_FI_DEV_RETIRED_DBE", 1, "counter", "Total number of retired pages due to double-bit errors."),
+    "retired_pages_pending": ("DCGM_FI_DEV_RETIRED_PENDING", 1, "counter", "Total number of pages pending retirement."),
+    "remapped_rows_correctable": ("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", 1, "counter",
+                                  "Number of remapped rows for correctable errors"),
+    "remapped_rows_uncorrectable": ("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", 1, "counter",
+                                    "Number of remapped rows for uncorrectable errors"),
+    "remapped_rows_pending": ("DCGM_FI_DEV_ROW_REMAP_PENDING", 1, "gauge", "Whether remapping of rows is pending"),
+    "remapped_rows_failure": ("DCGM_FI_DEV_ROW_REMAP_FAILURE", 1, "gauge", "Whether remapping of rows has failed"),
+    "pcie_replay_total": ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", 1, "counter", "Total number of PCIe retries."),
+    "nvlink_crc_flit_errors_total": ("DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", 1, "counter",
+                                     "Total number of NVLink flow-control CRC errors."),
+    "nvlink_crc_data_errors_total": ("DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL", 1, "counter",
+                                     "Total number of NVLink data CRC errors."),
+    "nvlink_replay_errors_total": ("DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL", 1, "counter",
+                                   "Total number of NVLink retries."),
+    "nvlink_recovery_errors_total": ("DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL", 1, "counter",
+                                     "Total number of NVLink recovery errors."),
+    "fan_pct": ("DCGM_FI_DEV_FAN_SPEED", 1, "gauge", "Fan speed (in %)."),
+    "pstate": ("DCGM_FI_DEV_PSTATE", 1, "gauge", "Performance state (P-state) 0-15. 0=highest"),
+    "temp_slowdown_c": ("DCGM_FI_DEV_SLOWDOWN_TEMP", 1, "gauge", "Slowdown temperature threshold (in C)."),
+    "temp_shutdown_c": ("DCGM_FI_DEV_SHUTDOWN_TEMP", 1, "gauge", "Shutdown temperature threshold (in C)."),
+    "temp_max_operating_c": ("DCGM_FI_DEV_GPU_MAX_OP_TEMP", 1, "gauge", "Maximum operating temperature (in C)."),
+    "mem_temp_max_c": ("DCGM_FI_DEV_MEM_MAX_OP_TEMP", 1, "gauge", "Maximum memory operating temperature (in C)."),
+    "xid_last": ("DCGM_FI_DEV_XID_ERRORS", 1, "gauge", "Value of the last XID error encountered."),
+}
+
+#: schema field -> (our name, factor, type, help) for fields dcgm-exporter does not have
+OWN: dict[str, tuple[str, float, str, str]] = {
+    "nvlink_tx_bytes_total": ("dcim_gpu_nvlink_tx_bytes", 1, "counter", "NVLink data bytes sent, all links."),
+    "nvlink_rx_bytes_total": ("dcim_gpu_nvlink_rx_bytes", 1, "counter", "NVLink data bytes received, all links."),
+    "processes": ("dcim_gpu_processes", 1, "gauge", "Compute processes running on the GPU."),
+    "mig_mode": ("dcim_gpu_mig_mode", 1, "gauge", "1 when MIG mode is enabled (some fields are hidden)."),
+    "xid_last_time_s": ("dcim_gpu_xid_last_time_seconds", 1, "gauge", "Unix time of the last XID error."),
+}
+
+DCGM_LABELS = ("gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname", "hostname", "DCGM_FI_DRIVER_VERSION")
+OWN_LABELS = ("gpu", "uuid", "node")
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What the last poll saw; swapped in whole, so a scrape never sees half a poll."""
+
+    node: str
+    driver_version: str
+    readings: list[GpuReading] = field(default_factory=list)
+    xids: dict[str, XidSummary] = field(default_factory=dict)
+    nvml_up: bool = False
+    polls_total: int = 0
+    poll_duration_s: float | None = None
+    reinits_total: int = 0
+    errors_by_field: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (gpu, uuid, field) -> n
+    unsupported: list[tuple[str, str, str, str]] = field(default_factory=list)  # gpu, uuid, field, reason
+
+
+class GpuCollector:
+    """A prometheus-client collector rendering the latest Snapshot."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._lock = threading.Lock()
+        self._snap: Snapshot | None = None
+        registry.register(self)
+
+    def update(self, snap: Snapshot) -> None:
+        with self._lock:
+            self._snap = snap
+
+    def describe(self) -> list[Metric]:
+        return []  # no collect at registration time: the first poll may not have happened
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            snap = self._snap
+        if snap is None:
+            return
+        families: dict[str, Metric] = {}
+
+        def fam(name: str, typ: str, doc: str, labels: tuple[str, ...]) -> Metric:
+            m = families.get(name)
+            if m is None:
+                if typ == "counter" and name.startswith("dcim_"):
+                    m = CounterMetricFamily(name, doc, labels=labels)
+                elif typ == "counter":
+                    m = Metric(name, doc, "unknown")  # dcgm-exporter's counter names have no _total
+                else:
+                    m = GaugeMetricFamily(name, doc, labels=labels)
+                families[name] = m
+            return m
+
+        for r in snap.readings:
+            g = r.gpu
+            dcgm_lv = {"gpu": str(g.index), "UUID": g.uuid, "pci_bus_id": g.pci_bus_id, "device": f"nvidia{g.index}",
+                       "modelName": g.model, "Hostname": snap.node, "hostname": snap.node,
+                       "DCGM_FI_DRIVER_VERSION": snap.driver_version}
+            own_lv = [str(g.index), g.uuid, snap.node]
+            values = dict(r.values)
+            xid = snap.xids.get(g.uuid)
+            if xid is not None and xid.last_code is not None:
+                values["xid_last"] = xid.last_code
+                values["xid_last_time_s"] = xid.last_time_s
+            for name, value in values.items():
+                if name in DCGM:
+                    mname, factor, typ, doc = DCGM[name]
+                    m = fam(mname, typ, doc, DCGM_LABELS)
+                    m.add_sample(mname, dcgm_lv, float(value) * factor)
+                elif name in OWN:
+                    mname, factor, typ, doc = OWN[name]
+                    m = fam(mname, typ, doc, OWN_LABELS)
+                    if typ == "counter":
+                        m.add_metric(own_lv, float(value) * factor)
+                    else:
+                        m.add_metric(own_lv, float(value) * factor)
+            for fname, _bit in CLOCK_EVENT_BITS:
+                if fname in values:
+                    m = fam("dcim_gpu_clock_event_active", "gauge",
+                            "1 while this clock-event (throttle) reason holds the clocks down.", (*OWN_LABELS, "reason"))
+                    m.add_metric([*own_lv, fname.removeprefix("throttle_")], float(values[fname]))
+            fam("dcim_gpu_agent_gpu_lost", "gauge", "1 while the GPU is lost (fell off the bus).", OWN_LABELS
+                ).add_metric(own_lv, float(r.lost))
+            if xid is not None:
+                xf = fam("dcim_gpu_xid_errors", "counter", "XID errors seen by the agent, per code.",
+                         (*OWN_LABELS, "xid"))
+                for code, (count, _) in sorted(xid.per_code.items()):
+                    xf.add_metric([*own_lv, str(code)], count)
+
+        health = [
+            ("dcim_gpu_agent_nvml_up", "gauge", "1 while the NVML library is open and usable.", float(snap.nvml_up)),
+            ("dcim_gpu_agent_polls", "counter", "Polls done.", float(snap.polls_total)),
+            ("dcim_gpu_agent_nvml_reinits", "counter", "Times NVML was re-opened (lost GPU, broken library).",
+             float(snap.reinits_total)),
+            ("dcim_gpu_agent_gpus", "gauge", "GPUs the agent knows of, lost ones included.", float(len(snap.readings))),
+        ]
+        if snap.poll_duration_s is not None:
+            health.append(("dcim_gpu_agent_poll_duration_seconds", "gauge", "Duration of the last poll.",
+                           snap.poll_duration_s))
+        for name, typ, doc, value in health:
+            fam(name, typ, doc, ("node",)).add_metric([snap.node], value)
+        errs = fam("dcim_gpu_agent_poll_errors", "counter", "Failed field reads (omitted from the poll), per field.",
+                   (*OWN_LABELS, "field"))
+        for (gpu, uuid, fname), n in sorted(snap.errors_by_field.items()):
+            errs.add_metric([gpu, uuid, snap.node, fname], n)
+        uns = fam("dcim_gpu_agent_unsupported_field", "gauge",
+                  "1 for each field a GPU does not give (reason: NVML code, or MIG when MIG mode hides it).",
+                  (*OWN_LABELS, "field", "reason"))
+        for gpu, uuid, fname, reason in snap.unsupported:
+            uns.add_metric([gpu, uuid, snap.node, fname, reason], 1.0)
+        yield from families.values()

@@ -262,7 +262,9 @@ class Hall:
         self.gpu_specs = specs
         self.tdp_w = np.array([s.tdp_w for s in specs], dtype=float)
         self.idle_w = np.array([s.idle_w for s in specs], dtype=float)
-        self.r_c_per_w = np.array([s.thermal_resistance_c_per_w for s in specs], dtype=float)
+        # cold plates and dies differ a little: +-5 % (1 sigma) thermal resistance, fixed per GPU
+        spread = np.clip(1.0 + 0.05 * self.rng.standard_normal(len(specs)), 0.85, 1.15)
+        self.r_c_per_w = np.array([s.thermal_resistance_c_per_w for s in specs], dtype=float) * spread
         self.maxop_c = np.array([s.max_operating_temp_c for s in specs], dtype=float)
         self.slowdown_c = np.array([s.slowdown_temp_c for s in specs], dtype=float)
         self.max_clock = np.array([s.max_sm_clock_mhz for s in specs], dtype=float)
@@ -597,7 +599,8 @@ class Hall:
         self.power = power
         self.power_instant = np.maximum(0.0, power * (1.0 + 0.03 * noise[0]))
         idle = self.util < 5.0
-        mask = np.where(idle, GPU_IDLE, 0) | np.where(power_capped & ~idle, SW_POWER_CAP, 0)
+        # the power cap bit only while the power limit is what binds (not the thermal controller)
+        mask = np.where(idle, GPU_IDLE, 0) | np.where(power_capped & ~idle & ~thermal & ~hw_slow, SW_POWER_CAP, 0)
         mask |= np.where(thermal, SW_THERMAL, 0) | np.where(hw_slow, HW_SLOWDOWN | HW_THERMAL, 0)
         self.mask = np.where(lost, 0, mask)
         dyn_ratio = np.clip((power - self.idle_w) / np.maximum(demand - self.idle_w, 1.0), 0.2, 1.0)
@@ -605,7 +608,7 @@ class Hall:
         self.sm_clock = np.where(idle, p.idle_clock_mhz, clock)
         if not settle:
             self.gpu_energy += power * dt_s
-            self.viol_power_s += np.where(power_capped & ~lost, dt_s, 0.0)
+            self.viol_power_s += np.where(power_capped & ~thermal & ~hw_slow & ~lost, dt_s, 0.0)
             self.viol_thermal_s += np.where((thermal | hw_slow) & ~lost, dt_s, 0.0)
             whole = np.floor(self.ecc_frac)
             self.ecc_sbe += whole.astype(np.int64)

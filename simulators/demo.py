@@ -1,0 +1,243 @@
+"""``dcim demo``: the simulated hall on the embedded site, accelerated, with a live view of a scripted incident.
+
+The demo is a loop that steps the hall and hands each step to pluggable consumers (a view, the
+summary; later the agents, collector and alert engine). Pacing uses an injected clock and sleep.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import click
+
+from dcim.config import SiteConfig
+from simulators.cli import duration_option, site_from
+from simulators.hall import Hall
+from simulators.overview import Overview, overview
+from simulators.scenarios import Scenario, load_scenario
+
+DEFAULT_SCENARIO = "pump-degradation"
+DEFAULT_WALL_S = 60.0  # the default speed makes the whole scenario play in about a minute
+
+
+class Consumer(Protocol):
+    """Something that takes the hall after every step: a view, a recorder, an agent, a pipeline stage."""
+
+    def on_step(self, hall: Hall, events: list[tuple[int, str]]) -> None: ...
+
+    def close(self, hall: Hall) -> None: ...
+
+
+def _clock(t_s: float) -> str:
+    m, s = divmod(int(round(t_s)), 60)
+    return f"+{m}m{s:02d}s"
+
+
+class Summary:
+    """Remembers the extremes of the run and says them in a few lines at the end."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.events: list[tuple[float, str]] = []
+        self.max_temp = (-math.inf, "", 0.0)
+        self.max_thermal = (0, 0.0)
+        self.peak_power_w = 0.0
+        self.min_flow: dict[str, float] = {}
+        self.max_phase_load = 0.0
+        self.lost = 0
+        self.final: Overview | None = None
+
+    def on_step(self, hall: Hall, events: list[tuple[int, str]]) -> None:
+        ov = overview(hall, top=1)
+        self.events += [((t - hall.start_ns) / 1e9, text) for t, text in events]
+        if ov.hottest and not ov.hottest[0].lost and ov.hottest[0].temp_c > self.max_temp[0]:
+            g = ov.hottest[0]
+            self.max_temp = (g.temp_c, f"{g.node} GPU {g.gpu}", ov.t_s)
+        if ov.thermal_throttled > self.max_thermal[0]:
+            self.max_thermal = (ov.thermal_throttled, ov.t_s)
+        self.peak_power_w = max(self.peak_power_w, ov.power_w)
+        self.max_phase_load = max(self.max_phase_load, ov.max_phase_load)
+        self.lost = max(self.lost, ov.lost)
+        for lp in ov.loops:
+            if lp.answering:
+                self.min_flow[lp.name] = min(self.min_flow.get(lp.name, math.inf), lp.flow_lpm)
+        self.final = ov
+
+    def close(self, hall: Hall) -> None:
+        pass
+
+    def text(self, wall_s: float) -> str:
+        ov = self.final
+        sim_s = ov.t_s if ov else 0.0
+        lines = [
+            f"demo finished: scenario {self.scenario.name}, {sim_s:.0f} simulated s in {wall_s:.1f} wall s "
+            f"({sim_s / max(wall_s, 1e-9):.0f}x)",
+            f"  events: {len(self.events)}",
+        ]
+        if self.max_temp[1]:
+            t, who, at = self.max_temp
+            lines.append(f"  hottest GPU: {t:.1f} C ({who}, at {_clock(at)})")
+        n, at = self.max_thermal
+        lines.append(f"  most GPUs thermally throttled at once: {n}" + (f" (at {_clock(at)})" if n else ""))
+        if self.min_flow:
+            lines.append("  lowest flow: " + ", ".join(f"{k} {v:.0f} L/min" for k, v in self.min_flow.items()))
+        if ov:
+            lines.append(f"  peak hall power: {self.peak_power_w / 1000:.1f} kW of {ov.budget_w / 1000:.0f} kW rated; "
+                         f"highest phase load {self.max_phase_load:.0%} of breaker")
+            still = []
+            if ov.thermal_throttled:
+                still.append(f"{ov.thermal_throttled} GPUs still throttled")
+            if ov.lost:
+                still.append(f"{ov.lost} GPUs lost")
+            if any(lp.leak for lp in ov.loops):
+                still.append("leak")
+            lines.append("  at the end: " + (", ".join(still) if still else "all clear"))
+        return "\n".join(lines)
+
+
+class TextView:
+    """Plain periodic lines (and every event at once) for logs and pipes."""
+
+    def __init__(self, echo: Callable[[str], None], every_s: float = 30.0) -> None:
+        self.echo = echo
+        self.every_s = every_s
+        self._next = 0.0
+
+    def on_step(self, hall: Hall, events: list[tuple[int, str]]) -> None:
+        for t, text in events:
+            self.echo(f"{_clock((t - hall.start_ns) / 1e9)} EVENT {text}")
+        if hall.t_s + 1e-9 >= self._next:
+            self._next = hall.t_s + self.every_s
+            ov = overview(hall, top=1)
+            hot = ov.hottest[0] if ov.hottest else None
+            loops = " ".join(f"{lp.name} {lp.supply_c:.1f}/{lp.return_c:.1f}C {lp.flow_lpm:.0f}L/min" for lp in ov.loops)
+            hot_s = f"hottest {hot.temp_c:.1f}C {hot.node}/{hot.gpu}" if hot and not hot.lost else ""
+            self.echo(
+                f"{_clock(ov.t_s)} power {ov.power_w / 1000:.1f}/{ov.budget_w / 1000:.0f} kW {hot_s} "
+                f"thermal-throttled {ov.thermal_throttled} lost {ov.lost} | {loops}"
+            )
+
+    def close(self, hall: Hall) -> None:
+        pass
+
+
+class LiveView:
+    """A rich Live terminal view: hall and rack power, hottest GPUs, loops, events."""
+
+    def __init__(self, scenario: Scenario, speed: float, console=None, refresh_s: float = 0.25,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.scenario = scenario
+        self.speed = speed
+        self.console = console or Console()
+        self.refresh_s = refresh_s
+        self.clock = clock
+        self.events: list[str] = []
+        self._last = -math.inf
+        self.live = Live(console=self.console, auto_refresh=False, transient=False)
+        self.live.start()
+
+    def on_step(self, hall: Hall, events: list[tuple[int, str]]) -> None:
+        self.events += [f"{_clock((t - hall.start_ns) / 1e9)} {text}" for t, text in events]
+        now = self.clock()
+        if events or now - self._last >= self.refresh_s:
+            self._last = now
+            self.live.update(self.render(overview(hall, top=6)), refresh=True)
+
+    def render(self, ov: Overview):
+        from rich.console import Group
+        from rich.panel import Panel
+        from rich.table import Table
+        from rich.text import Text
+
+        head = Text.assemble(
+            (f"dcim demo  scenario {self.scenario.name}  ", "bold"),
+            f"{_clock(ov.t_s)} of {_clock(self.scenario.duration)}  ({self.speed:g}x)   ",
+            (f"hall {ov.power_w / 1000:.1f} kW / {ov.budget_w / 1000:.0f} kW rated", "bold"),
+        )
+        racks = Table(title="racks", expand=True)
+        for col in ("rack", "power kW", "of rating", "hottest GPU C", "thermal-throttled"):
+            racks.add_column(col, justify="right")
+        for r in ov.racks:
+            frac = r.power_w / r.budget_w if r.budget_w else 0.0
+            style = "red" if frac >= 0.8 or r.throttled else ""
+            racks.add_row(r.name, f"{r.power_w / 1000:.1f}", f"{frac:.0%}", f"{r.max_temp_c:.1f}", str(r.throttled), style=style)
+        gpus = Table(title="hottest GPUs", expand=True)
+        for col in ("node/gpu", "temp C", "power W", "SM MHz", "clock-event reasons"):
+            gpus.add_column(col, justify="right")
+        for g in ov.hottest:
+            if g.lost:
+                gpus.add_row(f"{g.node}/{g.gpu}", "-", "-", "-", "LOST (XID 79)", style="bold red")
+            else:
+                gpus.add_row(f"{g.node}/{g.gpu}", f"{g.temp_c:.1f}", f"{g.power_w:.0f}", f"{g.sm_clock_mhz:.0f}", g.reasons,
+                             style="red" if "thermal" in g.reasons else "")
+        loops = Table(title="coolant loops", expand=True)
+        for col in ("loop", "supply C", "return C", "setpoint C", "flow L/min", "pump %", "heat kW", "state"):
+            loops.add_column(col, justify="right")
+        for lp in ov.loops:
+            state = "NO ANSWER" if not lp.answering else ("LEAK" if lp.leak else "ok")
+            loops.add_row(lp.name, f"{lp.supply_c:.1f}", f"{lp.return_c:.1f}", f"{lp.setpoint_c:.1f}", f"{lp.flow_lpm:.0f}",
+                          f"{lp.pump_pct:.0f}", f"{lp.heat_w / 1000:.1f}", state, style="" if state == "ok" else "bold red")
+        events = Text("\n".join(self.events[-8:]) or "(none yet)")
+        return Group(head, racks, gpus, loops, Panel(events, title="scenario events"))
+
+    def close(self, hall: Hall) -> None:
+        self.live.update(self.render(overview(hall, top=6)), refresh=True)
+        self.live.stop()
+
+
+def run(
+    hall: Hall,
+    consumers: Sequence[Consumer],
+    *,
+    duration_s: float,
+    step_s: float = 1.0,
+    speed: float = 10.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> float:
+    """Step the hall ``duration_s`` simulated seconds at ``speed`` x real time; returns the wall seconds taken."""
+    t0 = clock()
+    n = max(1, math.ceil(duration_s / step_s - 1e-9))
+    try:
+        for k in range(n + 1):
+            if k:
+                hall.advance(step_s)
+            events = hall.take_events()
+            for c in consumers:
+                c.on_step(hall, events)
+            delay = t0 + (k + 1) * step_s / speed - clock()
+            if delay > 0 and k < n:
+                sleep(delay)
+    finally:
+        for c in consumers:
+            c.close(hall)
+    return clock() - t0
+
+
+@click.command("demo")
+@click.option("--scenario", default=DEFAULT_SCENARIO, show_default=True, help="Scenario name or YAML file.")
+@click.option("--speed", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="Simulated seconds per wall second (default: the scenario plays in about 60 s).")
+@click.option("--duration", callback=duration_option, default=None, help="Simulated time (default: the scenario's).")
+@click.option("--seed", type=int, default=None, help="RNG seed (default: the site's).")
+@click.option("--site", "site_path", type=click.Path(dir_okay=False), default=None, help="Site file (default: embedded).")
+@click.option("--no-live", is_flag=True, help="Plain periodic text instead of the live view (also when not a terminal).")
+def demo_cmd(scenario, speed, duration, seed, site_path, no_live) -> None:
+    """Watch a simulated GPU hall live through a scripted incident (default: pump degradation that recovers)."""
+    site: SiteConfig = site_from(site_path)
+    sc = load_scenario(scenario)
+    duration_s = sc.duration if duration is None else duration
+    speed = speed or max(duration_s / DEFAULT_WALL_S, 1.0)
+    hall = Hall(site, seed=site.simulator.seed if seed is None else seed, scenario=sc)
+    summary = Summary(sc)
+    live = not no_live and sys.stdout.isatty()
+    view: Consumer = LiveView(sc, speed) if live else TextView(click.echo, every_s=max(10.0, 2 * speed))
+    wall_s = run(hall, [view, summary], duration_s=duration_s, step_s=site.simulator.step_s, speed=speed)
+    click.echo(summary.text(wall_s))

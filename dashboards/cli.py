@@ -1,0 +1,82 @@
+"""``dcim dashboards``: build the JSON and provisioning files, check them, push them to Grafana."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from dashboards import build as builder
+from dashboards.thresholds import DEFAULT_RULES_DIR
+from dcim.config import default_site, load_site
+from dcim.errors import DcimError
+
+_site_opt = click.option("--site", "site_file", type=click.Path(dir_okay=False, exists=True),
+                         help="Site file (default: the embedded default site).")
+_rules_opt = click.option("--rules", "rules_dir", type=click.Path(file_okay=False), default=str(DEFAULT_RULES_DIR),
+                          show_default=True, help="Alert rule pack the thresholds come from.")
+
+
+def _context(site_file: str | None, rules_dir: str, **overrides: object) -> builder.Context:
+    site = load_site(site_file) if site_file else default_site()
+    if overrides:
+        cfg = site.dashboards.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+        site = site.model_copy(update={"dashboards": cfg})
+    ctx = builder.context(site, rules_dir)
+    missing = ctx.thresholds.missing()
+    if missing:
+        click.echo(f"warning: no rule in {rules_dir} gives {', '.join(missing)}; using built-in defaults", err=True)
+    return ctx
+
+
+@click.group("dashboards")
+def dashboards_group() -> None:
+    """Grafana dashboards as code (grafana-foundation-sdk, InfluxQL)."""
+
+
+@dashboards_group.command("build")
+@_site_opt
+@_rules_opt
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=str(builder.OUT_DIR), show_default=True)
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 when the files differ from what the code generates.")
+def build_cmd(site_file: str | None, rules_dir: str, out_dir: str, check: bool) -> None:
+    """Write dashboards/json/*.json and dashboards/provisioning/*."""
+    ctx = _context(site_file, rules_dir)
+    if check:
+        problems = builder.check(ctx, Path(out_dir))
+        for p in problems:
+            click.echo(p, err=True)
+        if problems:
+            click.echo("dashboards are out of date: run `dcim dashboards build`", err=True)
+            raise SystemExit(1)
+        click.echo("dashboards are up to date")
+        return
+    for path in builder.write(ctx, Path(out_dir)):
+        click.echo(f"wrote {path}")
+
+
+@dashboards_group.command("push")
+@click.option("--url", required=True, help="Grafana base URL, e.g. http://127.0.0.1:3000")
+@click.option("--token-env", default="GRAFANA_TOKEN", show_default=True,
+              help="Environment variable holding a Grafana service-account token.")
+@click.option("--folder", default=None, help="Folder title (default: DashboardsConfig.folder).")
+@click.option("--folder-uid", default=None, help="Folder uid (default: DashboardsConfig.folder_uid).")
+@click.option("--datasource-uid", default=None, help="uid of the InfluxDB datasource in that Grafana.")
+@click.option("--timeout-s", default=10.0, show_default=True, type=float)
+@_site_opt
+@_rules_opt
+def push_cmd(url: str, token_env: str, folder: str | None, folder_uid: str | None, datasource_uid: str | None,
+             timeout_s: float, site_file: str | None, rules_dir: str) -> None:
+    """Upload every dashboard into a folder, overwriting older versions."""
+    from dashboards.push import push
+
+    token = os.environ.get(token_env, "")
+    if not token:
+        raise DcimError(f"environment variable {token_env} is not set (it must hold the Grafana token)")
+    ctx = _context(site_file, rules_dir, datasource_uid=datasource_uid, folder=folder, folder_uid=folder_uid)
+    cfg = ctx.cfg
+    done = push(url, token, builder.dashboards(ctx), folder=cfg.folder, folder_uid=cfg.folder_uid,
+                datasource_uid=cfg.datasource_uid, timeout_s=timeout_s)
+    for d in done:
+        click.echo(f"pushed {d.uid} (version {d.version}) {d.url or ''}".rstrip())

@@ -270,6 +270,14 @@ class InfluxConfig(Model):
     bucket: str | None = None
     token: Secret | None = None
     timeout_s: float = Field(10.0, gt=0)
+    gzip: bool = Field(False, description="gzip request bodies (saves bandwidth, costs collector CPU)")
+
+    @model_validator(mode="after")
+    def _v2_needs_bucket(self) -> InfluxConfig:
+        if self.api == "v2" and not self.bucket:
+            msg = "api v2 needs 'bucket' (and usually 'org' and 'token')"
+            raise ValueError(msg)
+        return self
 
 
 class CollectorConfig(Model):
@@ -288,6 +296,16 @@ class CollectorConfig(Model):
     max_past_s: float = Field(10 * 365 * 86400.0, gt=0)
     metrics: MetricsConfig = MetricsConfig(port=9108)
     alerts: bool = Field(False, description="run the alert engine on the live stream")
+    client_id: str | None = Field(
+        None, description="MQTT client id; stable across restarts (persistent session); default dcim-collector-<host>"
+    )
+    session_expiry_s: int = Field(7 * 86400, ge=0, description="MQTT 5 session expiry: how long the broker keeps our queue")
+    receive_maximum: int = Field(2000, ge=1, le=65535, description="unacknowledged QoS 1 messages the broker may send us")
+    max_payload_bytes: int = Field(4 * 1024**2, ge=1024, description="larger MQTT payloads are dead-lettered")
+    dead_letter_max_bytes: int = Field(256 * 1024**2, ge=4096, description="rotate the dead-letter file to .1 past this")
+    spool_segment_bytes: int = Field(16 * 1024**2, ge=4096)
+    spool_warn_ratio: float = Field(0.8, gt=0, lt=1, description="spool fill ratio that raises the near-full metric")
+    retry_max_s: float = Field(30.0, gt=0, description="longest wait between retries of an unavailable sink")
 
 
 class NotifierConfig(Model):
@@ -331,6 +349,18 @@ def _default_outlets(pdu: PduConfig, node_index: int) -> list[int]:
     return [node_index % bank + 1 + k * bank for k in range(pdu.phases)]
 
 
+def _rack_dicts(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every rack mapping in raw site data, skipping whatever is not shaped like one."""
+    rooms = data.get("rooms")
+    for room in rooms if isinstance(rooms, list) else []:
+        rows = room.get("rows") if isinstance(room, dict) else None
+        for row in rows if isinstance(rows, list) else []:
+            racks = row.get("racks") if isinstance(row, dict) else None
+            for rack in racks if isinstance(racks, list) else []:
+                if isinstance(rack, dict):
+                    yield rack
+
+
 class SiteConfig(Model):
     """A whole site: topology plus one section per component."""
 
@@ -345,38 +375,40 @@ class SiteConfig(Model):
     collector: CollectorConfig = CollectorConfig()
     alerts: AlertsConfig = AlertsConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    dashboards: DashboardsConfig = DashboardsConfig()
 
     @model_validator(mode="before")
     @classmethod
     def _expand_counts(cls, data: Any) -> Any:
-        """``nodes: 4`` and missing ``pdus`` in a rack expand from ``defaults``."""
+        """``nodes: 4`` and missing ``pdus`` in a rack expand from ``defaults``.
+
+        Malformed parts are left alone here: the main validation reports them with their path.
+        """
         if not isinstance(data, dict):
             return data
-        defaults = DefaultsConfig.model_validate(data.get("defaults") or {})
-        for room in data.get("rooms") or []:
-            for row in (room or {}).get("rows") or [] if isinstance(room, dict) else []:
-                for rack in (row or {}).get("racks") or [] if isinstance(row, dict) else []:
-                    if not isinstance(rack, dict):
-    dashboards: DashboardsConfig = DashboardsConfig()
-                        continue
-                    rname = rack.get("name", "rack")
-                    if "pdus" not in rack:
-                        rack["pdus"] = [p.model_dump() for p in defaults.pdus]
-                    nodes = rack.get("nodes", defaults.nodes_per_rack)
-                    if isinstance(nodes, int) and not isinstance(nodes, bool):
-                        try:
-                            pdus = [PduConfig.model_validate(p) for p in rack["pdus"]]
-                        except (ValidationError, TypeError):
-                            pdus = []  # the PDU's own error is reported by the main validation
-                        rack["nodes"] = [
-                            {
-                                "name": f"{rname}-n{i + 1:02d}",
-                                "gpus": defaults.gpus_per_node,
-                                "gpu_model": defaults.gpu_model,
-                                "outlets": {p.name: _default_outlets(p, i) for p in pdus},
-                            }
-                            for i in range(nodes)
-                        ]
+        try:
+            defaults = DefaultsConfig.model_validate(data.get("defaults") or {})
+        except (ValidationError, TypeError):
+            return data
+        for rack in _rack_dicts(data):
+            rname = rack.get("name", "rack")
+            if "pdus" not in rack:
+                rack["pdus"] = [p.model_dump() for p in defaults.pdus]
+            nodes = rack.get("nodes", defaults.nodes_per_rack)
+            if isinstance(nodes, int) and not isinstance(nodes, bool):
+                try:
+                    pdus = [PduConfig.model_validate(p) for p in rack["pdus"]]
+                except (ValidationError, TypeError):
+                    pdus = []  # the PDU's own error is reported by the main validation
+                rack["nodes"] = [
+                    {
+                        "name": f"{rname}-n{i + 1:02d}",
+                        "gpus": defaults.gpus_per_node,
+                        "gpu_model": defaults.gpu_model,
+                        "outlets": {p.name: _default_outlets(p, i) for p in pdus},
+                    }
+                    for i in range(nodes)
+                ]
         return data
 
     @model_validator(mode="after")

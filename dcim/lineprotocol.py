@@ -89,8 +89,8 @@ class _EscapeCache(dict):
         if self.what != "measurement" and text in _RESERVED_KEYS:
             msg = f"{self.what} {text!r} is reserved by InfluxDB"
             raise LineProtocolError(msg)
-        if self.what == "measurement" and text.startswith("#"):
-            msg = f"measurement {text!r} starts with '#', which readers take for a comment"
+        if self.what == "measurement" and text[0] in "#\t":
+            msg = f"measurement {text!r} starts with {text[0]!r}, which readers take for a comment or indentation"
             raise LineProtocolError(msg)
         escaped = text.translate(self.trans)
         if len(self) >= _CACHE_MAX:
@@ -155,35 +155,134 @@ def format_field_value(value: FieldValue, name: str = "?") -> str:
     raise LineProtocolError(msg)
 
 
+class _FieldTemplate:
+    """A format string for one combination of field names and value types, checked once.
+
+    Most points of a stream repeat the same fields with the same types, so their keys are escaped
+    and checked once and each point costs one ``%`` formatting call (faster than str.format for floats).
+    """
+
+    __slots__ = ("fmt", "floats", "ints", "bools", "strs", "uints", "all_float", "converts")
+
+    def __init__(self, names: tuple[str, ...], types: tuple[type, ...]) -> None:
+        parts = []
+        self.floats: list[int] = []
+        self.ints: list[int] = []
+        self.bools: list[int] = []
+        self.strs: list[int] = []
+        self.uints: list[int] = []
+        for i, (name, t) in enumerate(zip(names, types)):
+            key = _keys[name].replace("%", "%%")
+            if t is float:
+                parts.append(f"{key}=%r")
+                self.floats.append(i)
+            elif t is bool:
+                parts.append(f"{key}=%s")
+                self.bools.append(i)
+            elif t is int:
+                parts.append(f"{key}=%di")
+                self.ints.append(i)
+            elif t is str:
+                parts.append(f"{key}=%s")
+                self.strs.append(i)
+            elif t is UInt:
+                parts.append(f"{key}=%du")
+                self.uints.append(i)
+            else:
+                msg = f"field {name!r} has unsupported type {t.__name__}"
+                raise LineProtocolError(msg)
+        self.fmt = ",".join(parts)
+        self.all_float = len(self.floats) == len(names)
+        self.converts = bool(self.ints or self.bools or self.strs or self.uints)
+
+    def render(self, values: tuple) -> str | None:
+        """The fields part, or None when a value needs the careful path (which raises the error)."""
+        if self.all_float:
+            total = sum(values)
+            if total - total != 0:  # NaN or Inf somewhere (or an overflowing sum: checked one by one)
+                return None
+            return self.fmt % values
+        floats = self.floats
+        if floats:
+            total = sum([values[i] for i in floats])
+            if total - total != 0:
+                return None
+        if self.converts:
+            vals = list(values)
+            for i in self.ints:
+                if not INT64_MIN <= vals[i] <= INT64_MAX:
+                    return None
+            for i in self.uints:
+                if vals[i] > UINT64_MAX:
+                    return None
+                vals[i] = int(vals[i])
+            for i in self.bools:
+                vals[i] = "true" if vals[i] else "false"
+            for i in self.strs:
+                v = vals[i]
+                if "\n" in v or "\r" in v:
+                    return None
+                vals[i] = '"' + v.translate(_STR_TRANS) + '"'
+            return self.fmt % tuple(vals)
+        return self.fmt % values
+
+
+class _SeriesCache(dict):
+    """Escaped ``measurement,tag=value,...`` prefixes by (measurement, tag items); bounded."""
+
+    __slots__ = ()
+
+    def build(self, key: tuple, measurement: str, tags: dict[str, str]) -> str:
+        prefix = _measurements[measurement]
+        if tags:
+            prefix += "".join(f",{_keys[k]}={_tag_values[tags[k]]}" for k in sorted(tags))
+        if len(self) >= _CACHE_MAX:
+            self.clear()
+        self[key] = prefix
+        return prefix
+
+
+_series = _SeriesCache()
+_templates: dict[tuple, _FieldTemplate] = {}
+
+
+def _careful_fields(fields: dict[str, FieldValue]) -> str:
+    return ",".join(f"{_keys[k]}={format_field_value(v, k)}" for k, v in fields.items())
+
+
 def encode_record(record: Record, precision: str = "ns") -> str:
     """One record as one line (no trailing newline)."""
     try:
-        parts = [_measurements[record.measurement]]
         tags = record.tags
-        if tags:
-            keys = _keys
-            tvals = _tag_values
-            for k in sorted(tags):
-                parts.append(f",{keys[k]}={tvals[tags[k]]}")
+        try:
+            skey = (record.measurement, tuple(tags.items()))
+            prefix = _series.get(skey)
+        except TypeError:  # an unhashable tag value: the careful path names it
+            skey, prefix = None, None
+        if prefix is None:
+            prefix = _series.build(skey, record.measurement, tags) if skey else _series.build(
+                ("", ()), record.measurement, tags)
         fields = record.fields
         if not fields:
             msg = "a point needs at least one field"
             raise LineProtocolError(msg)
-        sep = " "
-        for k, v in fields.items():
-            t = type(v)
-            if t is float and v == v and v not in (math.inf, -math.inf):
-                parts.append(f"{sep}{_keys[k]}={v!r}")
-            else:
-                parts.append(f"{sep}{_keys[k]}={format_field_value(v, k)}")
-            sep = ","
+        values = tuple(fields.values())
+        tkey = (tuple(fields), tuple(map(type, values)))
+        template = _templates.get(tkey)
+        if template is None:
+            template = _FieldTemplate(*tkey)
+            if len(_templates) >= _CACHE_MAX:
+                _templates.clear()
+            _templates[tkey] = template
+        body = template.render(values)
+        if body is None:
+            body = _careful_fields(fields)
         ts = record.time_ns
-        if ts is not None:
-            if precision == "ns":
-                parts.append(f" {ts}")
-            else:
-                parts.append(f" {ts // _precision_factor(precision)}")
-        return "".join(parts)
+        if ts is None:
+            return f"{prefix} {body}"
+        if precision != "ns":
+            ts //= _precision_factor(precision)
+        return f"{prefix} {body} {ts}"
     except LineProtocolError as exc:
         if exc.text is None and exc.line is None:
             msg = f"cannot encode {record.measurement!r} point: {exc.reason}"
@@ -213,6 +312,8 @@ class DecodeResult:
 
 def _parse_value(raw: str) -> FieldValue:
     """A field value without quotes or escapes (fast path); ValueError when it is not one."""
+    if not raw:
+        raise ValueError
     last = raw[-1]
     if last == "i":
         body = raw[:-1]
@@ -242,37 +343,72 @@ def _parse_value(raw: str) -> FieldValue:
     return f
 
 
-def _fast_line(line: str, factor: int, default_time_ns: int | None) -> Record:
-    """Decode a line that has no backslash and no quote; any problem raises ValueError."""
-    sp = line.index(" ")
-    key = line[:sp]
-    rest = line[sp + 1 :]
-    sp2 = rest.find(" ")
-    if sp2 == -1:
-        fpart = rest
-        ts = default_time_ns
+_parsed_keys: dict[str, tuple[str, dict[str, str]]] = {}
+
+
+def _parse_key(key: str) -> tuple[str, dict[str, str]]:
+    """Measurement and tags of an unescaped series key; ValueError when it is not a clean one."""
+    ntags = key.count(",")
+    if ntags:
+        parts = key.replace("=", ",").split(",")
+        if len(parts) != 2 * ntags + 1:
+            raise ValueError
+        meas = parts[0]
+        tags = dict(zip(parts[1::2], parts[2::2]))
+        if "" in tags or "time" in tags or "" in tags.values():
+            raise ValueError
     else:
-        fpart = rest[:sp2]
-        tpart = rest[sp2 + 1 :]
+        meas = key
+        tags = {}
+    if not meas:
+        raise ValueError
+    return meas, tags
+
+
+def _fast_line(line: str, factor: int, default_time_ns: int | None) -> Record:
+    """Decode a line that has no backslash and no quote; any problem raises ValueError.
+
+    Splits are done by C string methods (``replace`` then ``split`` gives keys and values in
+    alternation); the careful scanner reports the exact column of whatever this refuses.
+    """
+    key, sep, rest = line.partition(" ")
+    if not sep:
+        raise ValueError
+    fpart, sep, tpart = rest.partition(" ")
+    if sep:
         if not tpart or " " in tpart or "_" in tpart or tpart[0] == "+":
             raise ValueError
         ts = int(tpart) * factor
-    kparts = key.split(",")
-    meas = kparts[0]
-    if not meas:
+    else:
+        ts = default_time_ns
+    # measurement and tags: series repeat from line to line, so their parse is cached
+    cached = _parsed_keys.get(key)
+    if cached is not None:
+        meas, tags = cached
+        tags = tags.copy()
+    else:
+        meas, tags = _parse_key(key)
+        if len(_parsed_keys) >= _CACHE_MAX:
+            _parsed_keys.clear()
+        _parsed_keys[key] = (meas, tags.copy())
+    # fields
+    nfields = fpart.count(",") + 1
+    parts = fpart.replace("=", ",").split(",")
+    if len(parts) != 2 * nfields:
         raise ValueError
-    tags: dict[str, str] = {}
-    for kv in kparts[1:]:
-        k, v = kv.split("=")
-        if not k or not v or k in _RESERVED_KEYS:
-            raise ValueError
-        tags[k] = v
-    fields: dict[str, FieldValue] = {}
-    for kv in fpart.split(","):
-        k, v = kv.split("=")
-        if not k or not v or k in _RESERVED_KEYS:
-            raise ValueError
-        fields[k] = _parse_value(v)
+    names = parts[0::2]
+    raw = parts[1::2]
+    try:
+        values: list[FieldValue] = list(map(float, raw))
+    except ValueError:
+        values = list(map(_parse_value, raw))  # integers, booleans; raises on anything else
+    else:
+        total = sum(values)
+        if total - total != 0 or "_" in "".join(raw):
+            values = list(map(_parse_value, raw))  # raises for NaN/Inf and 1_000; accepts an overflowing sum
+    fields = dict(zip(names, values))
+    if "" in fields or "time" in fields or len(fields) != nfields:
+        raise ValueError
     return Record(meas, tags, fields, ts)
 
 
@@ -369,7 +505,9 @@ class _Scanner:
             kpos = self.pos
             k = self.token(", =", _KEY_ESC)
             if not k:
-                raise self.fail("missing field (a point needs at least one field)" if not fields else "empty field key", kpos)
+                if self.peek() != "=" and not fields:
+                    raise self.fail("missing field (a point needs at least one field)", kpos)
+                raise self.fail("empty field key", kpos)
             if k in _RESERVED_KEYS:
                 raise self.fail(f"field key {k!r} is reserved by InfluxDB", kpos)
             if self.peek() != "=":
@@ -424,16 +562,9 @@ class _Scanner:
             ) from None
 
 
-def _lines(data: str | bytes) -> Iterator[tuple[int, str, int]]:
+def _strip_lines(lines: list[str]) -> Iterator[tuple[int, str, int]]:
     """(line number, stripped line, columns stripped) for every line that is not blank or a comment."""
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        try:
-            data = bytes(data).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            lineno = bytes(data)[: exc.start].count(b"\n") + 1
-            msg = f"input is not valid UTF-8 (byte {exc.start})"
-            raise LineProtocolError(msg, line=lineno) from None
-    for lineno, line in enumerate(data.split("\n"), 1):
+    for lineno, line in enumerate(lines, 1):
         if line.endswith("\r"):
             line = line[:-1]
         if not line:
@@ -458,25 +589,45 @@ def decode_report(data: str | bytes, *, precision: str = "ns", default_time_ns: 
     factor = _precision_factor(precision)
     result = DecodeResult()
     records = result.records
-    try:
-        lines = list(_lines(data))
-    except LineProtocolError as exc:
-        result.errors.append(exc)
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            lines = list(_lines(bytes(data).decode("utf-8", errors="replace")))
-            bad = exc.line
-            lines = [entry for entry in lines if entry[0] != bad]
-        else:
-            lines = []
-    for lineno, line, offset in lines:
+    append = records.append
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        raw = bytes(data)
+        try:
+            data = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad = raw[: exc.start].count(b"\n") + 1
+            msg = f"input is not valid UTF-8 (byte {exc.start})"
+            result.errors.append(LineProtocolError(msg, line=bad))
+            lines = raw.decode("utf-8", errors="replace").split("\n")
+            lines[bad - 1] = ""
+            return _decode_lines(lines, factor, default_time_ns, result)
+    if "\\" in data or '"' in data or "#" in data or "\r" in data or "\n " in data or "\n\t" in data or data[:1] in (" ", "\t"):
+        return _decode_lines(data.split("\n"), factor, default_time_ns, result)
+    # the common case, clean machine-written lines: no per-line checks beyond the fast reader
+    for lineno, line in enumerate(data.split("\n"), 1):
+        if line:
+            try:
+                append(_fast_line(line, factor, default_time_ns))
+            except (ValueError, ArithmeticError):
+                try:
+                    append(_Scanner(line, lineno, 0).parse(factor, default_time_ns))
+                except LineProtocolError as exc:
+                    result.errors.append(exc)
+    return result
+
+
+def _decode_lines(lines: list[str], factor: int, default_time_ns: int | None, result: DecodeResult) -> DecodeResult:
+    """The general loop: comments, indentation, carriage returns, escapes and quotes."""
+    append = result.records.append
+    for lineno, line, offset in _strip_lines(lines):
         if "\\" not in line and '"' not in line:
             try:
-                records.append(_fast_line(line, factor, default_time_ns))
+                append(_fast_line(line, factor, default_time_ns))
                 continue
             except (ValueError, ArithmeticError):
                 pass  # the careful reader finds the column of the problem
         try:
-            records.append(_Scanner(line, lineno, offset).parse(factor, default_time_ns))
+            append(_Scanner(line, lineno, offset).parse(factor, default_time_ns))
         except LineProtocolError as exc:
             result.errors.append(exc)
     return result

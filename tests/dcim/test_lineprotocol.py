@@ -1,0 +1,241 @@
+"""Line-protocol codec: exact encodings, every refusal, decoder errors with line and column, round trips."""
+
+from __future__ import annotations
+
+import gzip
+import math
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from dcim.errors import LineProtocolError
+from dcim.lineprotocol import decode, decode_line, decode_report, encode, encode_record
+from dcim.record import Record, UInt
+
+# --- encoder: exact output ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        (Record("gpu", {"node": "n1"}, {"temp_c": 45.5}, 1), "gpu,node=n1 temp_c=45.5 1"),
+        (Record("gpu", {}, {"x": 3}, None), "gpu x=3i"),
+        (Record("gpu", {}, {"x": UInt(3)}, None), "gpu x=3u"),
+        (Record("gpu", {}, {"ok": True, "bad": False}, None), "gpu ok=true,bad=false"),
+        (Record("gpu", {}, {"f": 1.0}, None), "gpu f=1.0"),
+        (Record("gpu", {}, {"f": -0.5e-9}, None), "gpu f=-5e-10"),
+        (Record("my meas,x", {}, {"f": 1.0}, None), "my\\ meas\\,x f=1.0"),
+        (Record("m", {"k y": "v=1,2 3"}, {"f k": 1.0}, None), "m,k\\ y=v\\=1\\,2\\ 3 f\\ k=1.0"),
+        (Record("m", {}, {"s": 'say "hi" \\o/'}, None), 'm s="say \\"hi\\" \\\\o/"'),
+        (Record("m", {}, {"s": ""}, None), 'm s=""'),
+        (Record("m=eq", {}, {"f": 1.0}, None), "m=eq f=1.0"),
+        (Record("m", {"b": "2", "a": "1"}, {"f": 1.0}, None), "m,a=1,b=2 f=1.0"),  # tags sorted
+        (Record("m", {}, {"v": 2**63 - 1}, None), f"m v={2**63 - 1}i"),
+        (Record("m", {}, {"v": UInt(2**64 - 1)}, None), f"m v={2**64 - 1}u"),
+        (Record("m", {}, {"v": 1.0}, -1), "m v=1.0 -1"),
+        (Record("m", {"t": "a\\b"}, {"v": 1.0}, None), "m,t=a\\b v=1.0"),
+        (Record("m", {"t": "ü€"}, {"v": 1.0}, None), "m,t=ü€ v=1.0"),
+    ],
+)
+def test_encode_exact(record: Record, expected: str) -> None:
+    assert encode_record(record) == expected
+    assert decode_line(expected) == record
+
+
+def test_encode_precisions() -> None:
+    r = Record("m", {}, {"v": 1.0}, 1_700_000_000_123_456_789)
+    assert encode_record(r, "s").endswith(" 1700000000")
+    assert encode_record(r, "ms").endswith(" 1700000000123")
+    assert encode_record(r, "us").endswith(" 1700000000123456")
+    assert decode("m v=1.0 1700000000", precision="s")[0].time_ns == 1_700_000_000_000_000_000
+    assert decode("m v=1.0 1700000000123", precision="ms")[0].time_ns == 1_700_000_000_123_000_000
+    with pytest.raises(ValueError, match="unknown precision"):
+        encode_record(r, "h")
+
+
+def test_encode_many_is_newline_terminated() -> None:
+    rs = [Record("m", {}, {"v": float(i)}, i) for i in range(3)]
+    text = encode(rs)
+    assert text == "m v=0.0 0\nm v=1.0 1\nm v=2.0 2\n"
+    assert decode(text) == rs
+    assert encode([]) == ""
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        (Record("m", {}, {"v": math.nan}, None), "NaN and Inf"),
+        (Record("m", {}, {"v": math.inf}, None), "NaN and Inf"),
+        (Record("m", {}, {"v": -math.inf}, None), "NaN and Inf"),
+        (Record("m", {"t": ""}, {"v": 1.0}, None), "tag value must not be empty"),
+        (Record("m", {}, {}, None), "at least one field"),
+        (Record("", {}, {"v": 1.0}, None), "measurement must not be empty"),
+        (Record("m", {"": "x"}, {"v": 1.0}, None), "key must not be empty"),
+        (Record("m", {}, {"": 1.0}, None), "key must not be empty"),
+        (Record("m", {"t": "a\nb"}, {"v": 1.0}, None), "newline"),
+        (Record("m", {}, {"s": "a\nb"}, None), "newline"),
+        (Record("m", {"t": "ends\\"}, {"v": 1.0}, None), "ends in a backslash"),
+        (Record("m", {"t": "a\\,b"}, {"v": 1.0}, None), "backslash before ','"),
+        (Record("m", {}, {"v": 2**63}, None), "signed 64-bit"),
+        (Record("m", {}, {"v": UInt(2**64)}, None), "unsigned 64-bit"),
+        (Record("m", {}, {"v": [1]}, None), "unsupported type"),
+        (Record("m", {"t": 5}, {"v": 1.0}, None), "must be a string"),
+        (Record("#m", {}, {"v": 1.0}, None), "comment"),
+        (Record("\tm", {}, {"v": 1.0}, None), "indentation"),
+        (Record("m", {}, {"time": 1.0}, None), "reserved"),
+    ],
+)
+def test_encode_refuses_with_clear_error(record: Record, message: str) -> None:
+    with pytest.raises(LineProtocolError, match=message) as info:
+        encode_record(record)
+    assert repr(record.measurement) in str(info.value)
+
+
+def test_uint_refuses_negative() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        UInt(-1)
+
+
+# --- decoder ---------------------------------------------------------------------------------
+
+
+def test_decode_all_value_types_and_comments() -> None:
+    text = (
+        "# a comment\n"
+        "\n"
+        "   \n"
+        "m,a=1 f=1.5,i=-2i,u=3u,t=t,T=TRUE,F=False,s=\"x y\" 10\n"
+        "  m f=2e3\r\n"
+        "\t# indented comment\n"
+    )
+    recs = decode(text)
+    assert recs[0] == Record(
+        "m", {"a": "1"}, {"f": 1.5, "i": -2, "u": UInt(3), "t": True, "T": True, "F": False, "s": "x y"}, 10
+    )
+    assert type(recs[0].fields["u"]) is UInt
+    assert recs[1] == Record("m", {}, {"f": 2000.0}, None)
+    assert decode("m f=1", default_time_ns=99)[0].time_ns == 99
+
+
+def test_decode_accepts_bytes_and_names_bad_utf8_line() -> None:
+    assert decode(b"m f=1 5") == [Record("m", {}, {"f": 1.0}, 5)]
+    with pytest.raises(LineProtocolError, match="UTF-8") as info:
+        decode(b"m f=1 5\nm f=\xff 6\n")
+    assert info.value.line == 2
+    report = decode_report(b"m f=1 5\nm f=\xff 6\nm f=3 7\n")
+    assert [r.time_ns for r in report.records] == [5, 7]
+    assert [e.line for e in report.errors] == [2]
+
+
+@pytest.mark.parametrize(
+    ("line", "column", "message"),
+    [
+        ("m", 2, "expected a space"),
+        ("m ", 3, "missing field"),
+        ("m,t=1 ", 7, "missing field"),
+        (",t=1 f=1", 1, "missing measurement"),
+        ("m,=1 f=1", 3, "empty tag key"),
+        ("m,t f=1", 4, "has no '='"),
+        ("m,t= f=1", 5, "empty value"),
+        ("m f=", 5, "empty value"),
+        ("m f", 4, "has no '='"),
+        ("m =1", 3, "empty field key"),
+        ("m f=1,", 7, "empty field key"),
+        ("m f=nan", 5, "NaN and Inf"),
+        ("m f=-Inf", 5, "NaN and Inf"),
+        ("m f=1_000", 5, "invalid value"),
+        ("m f=abc", 5, "invalid value"),
+        ("m f=1.5i", 5, "invalid value"),
+        ("m f=-1u", 5, "invalid value"),
+        ("m f=99999999999999999999i", 5, "64-bit"),
+        ('m f="abc', 5, "unterminated string"),
+        ('m f="a"x', 8, "unexpected 'x'"),
+        ("m f=1 12a", 7, "not an integer"),
+        ("m f=1 1 2", 8, "after the timestamp"),
+        ("m f=1 ", 7, "no timestamp"),
+        ("m time=1", 3, "reserved"),
+        ("m,time=x f=1", 3, "reserved"),
+        ("  m f=x", 7, "invalid value"),  # columns count the stripped indentation
+    ],
+)
+def test_decode_error_names_line_and_column(line: str, column: int, message: str) -> None:
+    text = "ok v=1 1\n" + line + "\nok v=2 2\n"
+    with pytest.raises(LineProtocolError, match=message) as info:
+        decode(text)
+    err = info.value
+    assert (err.line, err.column) == (2, column)
+    assert str(err).startswith(f"line 2, column {column}: ")
+    # the lenient decoder keeps every other line
+    report = decode_report(text)
+    assert [r.fields["v"] for r in report.records] == [1.0, 2.0]
+    assert len(report.errors) == 1
+
+
+def test_decode_escapes_like_influxdb() -> None:
+    # a backslash before a character that needs no escape is kept, together with that character
+    rec = decode_line(r"m\ 1,t\,k=a\=b\ c\d f\=x=1")
+    assert rec == Record("m 1", {"t,k": "a=b c\\d"}, {"f=x": 1.0}, None)
+    rec = decode_line(r'm s="a\"b\\c\d"')
+    assert rec.fields["s"] == 'a"b\\c\\d'
+
+
+def test_gzip_payload_is_not_mistaken_for_text() -> None:
+    with pytest.raises(LineProtocolError):
+        decode(gzip.compress(b"m f=1 1\n"))
+
+
+# --- round trip (property) -------------------------------------------------------------------
+
+_names = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r"), min_size=1, max_size=12
+)
+_values = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.integers(min_value=0, max_value=2**64 - 1).map(UInt),
+    st.booleans(),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r"), max_size=20),
+)
+
+
+def _encodable(rec: Record) -> bool:
+    try:
+        encode_record(rec)
+    except LineProtocolError:
+        return False
+    return True
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    meas=_names,
+    tags=st.dictionaries(_names, _names, max_size=4),
+    fields=st.dictionaries(_names, _values, min_size=1, max_size=5),
+    ts=st.one_of(st.none(), st.integers(min_value=-(2**63), max_value=2**63 - 1)),
+)
+def test_round_trip(meas: str, tags: dict, fields: dict, ts: int | None) -> None:
+    rec = Record(meas, tags, fields, ts)
+    assume(_encodable(rec))
+    line = encode_record(rec)
+    back = decode_line(line)
+    assert back == rec
+    assert [type(v) for v in back.fields.values()] == [type(v) for v in rec.fields.values()]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_decoder_never_crashes_on_garbage(text: str) -> None:
+    report = decode_report(text)
+    for err in report.errors:
+        assert isinstance(err, LineProtocolError)
+        assert err.line is not None and err.line >= 1
+    for rec in report.records:  # whatever it accepts, it can write back
+        assert decode_line(encode_record(rec)) == rec
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_decoder_never_crashes_on_bytes(data: bytes) -> None:
+    report = decode_report(data)
+    assert all(isinstance(e, LineProtocolError) for e in report.errors)

@@ -291,8 +291,34 @@ def encode_record(record: Record, precision: str = "ns") -> str:
 
 
 def encode(records: Iterable[Record], precision: str = "ns") -> str:
-    """Records as line protocol, one line each, newline-terminated."""
-    lines = [encode_record(r, precision) for r in records]
+    """Records as line protocol, one line each, newline-terminated.
+
+    The loop inlines the cached path of ``encode_record`` (series prefix and field template
+    both known, all values plain) and hands every other record to it.
+    """
+    if precision != "ns":
+        lines = [encode_record(r, precision) for r in records]
+    else:
+        series_get = _series.get
+        templates_get = _templates.get
+        lines = []
+        append = lines.append
+        for r in records:
+            fields = r.fields
+            values = tuple(fields.values())
+            try:
+                prefix = series_get((r.measurement, tuple(r.tags.items())))
+            except TypeError:
+                prefix = None
+            template = templates_get((tuple(fields), tuple(map(type, values))))
+            if prefix is None or template is None or r.time_ns is None:
+                append(encode_record(r))
+                continue
+            body = template.render(values)
+            if body is None:
+                append(encode_record(r))  # raises the precise error
+                continue
+            append(f"{prefix} {body} {r.time_ns}")
     if not lines:
         return ""
     lines.append("")

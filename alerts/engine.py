@@ -1,0 +1,838 @@
+"""The event-time alert engine: rules over records, per-series alert states, topology-aware inhibition.
+
+Public API (kept stable for live evaluation, `dcim alerts test`, recording/replay and what-if):
+
+    from alerts.engine import Engine, Transition, Alert, load_rules, DEFAULT_RULES_DIR
+    rules = load_rules([DEFAULT_RULES_DIR])          # alerts.rulefile: files or directories of *.yaml
+    engine = Engine(rules, site=site)                 # site=None: the embedded default hall
+    transitions = engine.process(records)             # records roughly in time order
+    transitions += engine.advance(end_ns)             # move event time with no data (stale, end of replay)
+    engine.active()                                   # pending and firing alerts now
+
+Time is the records' event time only: the engine's clock is the newest timestamp seen, and rules
+are evaluated at every evaluation-interval boundary the clock crosses, with the samples at or
+before that boundary. Same input, same transitions, in the same order.
+
+Semantics that differ from Prometheus on purpose (docs/alerts.md): a series that stops reporting
+holds its alert state instead of resolving (the `absent` rules page for the silence); a rule may
+have a separate clear threshold (hysteresis); an alert that keeps re-firing is held until it has
+been clear for the flap window; a pending or firing alert on a loop, rack or node marks the
+alerts it explains beneath it as inhibited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from alerts.rulefile import (
+    DEFAULT_RULES_DIR,
+    TEMPLATE,
+    AbsentRule,
+    AggregateRule,
+    EnergyBalanceRule,
+    ImbalanceRule,
+    IncreaseRule,
+    RateRule,
+    RatioRule,
+    RedundancyRule,
+    StateRule,
+    ThresholdRule,
+    load_rules,
+)
+from dcim import schema
+from dcim.config import SiteConfig
+from dcim.record import Record
+
+__all__ = ["DEFAULT_RULES_DIR", "Alert", "Engine", "Transition", "load_rules", "fingerprint"]
+
+NS = 1_000_000_000
+
+#: Record tags that become alert labels (uuid and model are device attributes, not places).
+LABEL_TAGS = ("site", "room", "row", "rack", "loop", "cdu", "pdu", "feed", "phase", "bank", "outlet", "node",
+              "gpu", "xid", "sensor", "ups", "switch", "ifname", "component", "device", "host")
+#: Labels that place an alert in the topology, outermost first; inhibition compares these.
+SCOPE_TAGS = ("site", "room", "row", "loop", "rack", "pdu", "feed", "phase", "node", "gpu")
+_ALERT_TAGS = frozenset(schema.ALERT.tags)
+
+
+def fingerprint(rule: str, labels: dict[str, str]) -> str:
+    """A stable id of an alert: its rule name and label set."""
+    text = rule + "\0" + "\0".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def scope_of(labels: dict[str, str]) -> str:
+    """The innermost topology level an alert is about: gpu, node, phase, pdu, rack, loop, row, room, site."""
+    for level in ("gpu", "node", "phase", "pdu", "rack", "loop", "row", "room", "site"):
+        if level in labels:
+            return level
+    return "site"
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One change of an alert's state (or of its inhibition while firing), at event time ``time_ns``."""
+
+    time_ns: int
+    rule: str
+    severity: str
+    labels: dict[str, str]
+    previous: str
+    state: str
+    value: float | None
+    inhibited: bool
+    inhibited_by: str | None
+    summary: str
+    fingerprint: str
+    annotations: dict[str, str] = field(default_factory=dict)
+    #: When the alert became pending (for pending) or firing (firing, resolved): Alertmanager's startsAt.
+    starts_at_ns: int | None = None
+
+    def to_record(self) -> Record:
+        """The ``alert`` measurement row for this transition."""
+        tags = {"alertname": self.rule, "severity": self.severity}
+        tags.update({k: v for k, v in self.labels.items() if k in _ALERT_TAGS and v != ""})
+        fields: dict[str, Any] = {"state": self.state, "previous": self.previous, "inhibited": self.inhibited,
+                                  "summary": self.summary, "fingerprint": self.fingerprint}
+        if self.value is not None and math.isfinite(self.value):
+            fields["value"] = float(self.value)
+        return Record(schema.ALERT.name, tags, fields, self.time_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A pending or firing alert as the engine sees it now."""
+
+    rule: str
+    severity: str
+    labels: dict[str, str]
+    state: str
+    value: float | None
+    threshold: float | None
+    active_since_ns: int
+    fired_at_ns: int | None
+    inhibited: bool
+    inhibited_by: str | None
+    summary: str
+    annotations: dict[str, str]
+    fingerprint: str
+
+
+@dataclass(slots=True)
+class _Eval:
+    """One series' result at one evaluation: None for ``fire``/``clear`` means no data, hold the state."""
+
+    labels: dict[str, str]
+    value: float | None
+    fire: bool | None
+    clear: bool | None
+    threshold: float | None = None
+
+
+@dataclass(slots=True)
+class _State:
+    rule: Any
+    labels: dict[str, str]
+    fp: str
+    state: str = "inactive"
+    value: float | None = None
+    threshold: float | None = None
+    active_since: int = 0
+    fired_at: int | None = None
+    keep_since: int | None = None
+    fires: deque = field(default_factory=deque)
+    inhibited: bool = False
+    inhibited_by: str | None = None
+    flapping: bool = False
+
+
+_CMP = {
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+}
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if not math.isfinite(v):
+        return str(v)
+    return f"{v:.2f}".rstrip("0").rstrip(".")
+
+
+def location_text(labels: dict[str, str]) -> str:
+    """``dc1/hall1/A/A01 node A01-n01 gpu 3``: the place path, then the device."""
+    path = "/".join(labels[k] for k in ("site", "room", "row", "rack") if k in labels)
+    if "rack" not in labels and "loop" in labels:
+        path = "/".join([p for p in (path, "loop " + labels["loop"]) if p])
+    dev = " ".join(f"{k} {labels[k]}" for k in ("pdu", "phase", "node", "gpu", "xid") if k in labels)
+    return " ".join(p for p in (path, dev) if p) or "site"
+
+
+def render(text: str, *, rule: str, severity: str, state: str, value: float | None, threshold: float | None,
+           labels: dict[str, str]) -> str:
+    """Fill ``{{ $value }}``, ``{{ $value:.1f }}``, ``{{ $labels.rack }}``, ``{{ $location }}`` ..."""
+
+    def sub(m: re.Match[str]) -> str:
+        var, attr, spec = m.group(1), m.group(2), m.group(3)
+        if var == "labels":
+            return labels.get(attr or "", "")
+        val: Any = {"value": value, "threshold": threshold, "rule": rule, "severity": severity,
+                    "state": state, "location": location_text(labels)}[var]
+        if spec and isinstance(val, (int, float)) and not isinstance(val, bool):
+            return format(val, spec)
+        return _fmt(val) if var in ("value", "threshold") else str(val)
+
+    return TEMPLATE.sub(sub, text)
+
+
+def _matcher(match: dict[str, str]):
+    """Compile tag matchers: ``value`` exact, ``=~re`` / ``!~re`` full-match regex, ``!=value``."""
+    checks = []
+    for tag, pat in sorted(match.items()):
+        if pat.startswith("=~"):
+            rx = re.compile(pat[2:])
+            checks.append(lambda tags, t=tag, r=rx: r.fullmatch(tags.get(t, "")) is not None)
+        elif pat.startswith("!~"):
+            rx = re.compile(pat[2:])
+            checks.append(lambda tags, t=tag, r=rx: r.fullmatch(tags.get(t, "")) is None)
+        elif pat.startswith("!="):
+            checks.append(lambda tags, t=tag, v=pat[2:]: tags.get(t, "") != v)
+        else:
+            checks.append(lambda tags, t=tag, v=pat: tags.get(t) == v)
+    return lambda tags: all(c(tags) for c in checks)
+
+
+class _Topology:
+    """Lookups from the site configuration, prepared once: rack places, loops, PDUs, GPU models."""
+
+    def __init__(self, site: SiteConfig) -> None:
+        self.site = site
+        self.rack_tags: dict[str, dict[str, str]] = {}
+        self.rack_loop: dict[str, str] = {}
+        self.node_rack: dict[str, str] = {}
+        self.node_model: dict[str, Any] = {}
+        self.pdus: dict[tuple[str, str], Any] = {}
+        self.racks: dict[str, Any] = {}
+        self.loops = {loop.name: loop for loop in site.loops}
+        for room, row, rack in site.locations():
+            self.rack_tags[rack.name] = {"site": site.site, "room": room.name, "row": row.name}
+            self.racks[rack.name] = rack
+            for node in rack.nodes:
+                self.node_rack[node.name] = rack.name
+                self.node_model[node.name] = site.gpu_models.get(node.gpu_model)
+            for pdu in rack.pdus:
+                self.pdus[(rack.name, pdu.name)] = pdu
+        for loop in site.loops:
+            for r in loop.racks:
+                self.rack_loop[r] = loop.name
+        self.loop_tags = {loop.name: site.loop_tags(loop) for loop in site.loops}
+
+    def enrich(self, labels: dict[str, str]) -> dict[str, str]:
+        """Fill the place of a device from the topology: rack from node, site/room/row and loop from rack."""
+        rack = labels.get("rack")
+        if rack is None and "node" in labels and labels["node"] in self.node_rack:
+            rack = labels["rack"] = self.node_rack[labels["node"]]
+        if rack is not None and rack in self.rack_tags:
+            for k, v in self.rack_tags[rack].items():
+                labels.setdefault(k, v)
+            if rack in self.rack_loop:
+                labels.setdefault("loop", self.rack_loop[rack])
+        elif "loop" in labels and labels["loop"] in self.loop_tags:
+            for k, v in self.loop_tags[labels["loop"]].items():
+                labels.setdefault(k, v)
+        return _ordered(labels)
+
+    def rating(self, name: str, tags: dict[str, str]) -> float | None:
+        obj, _, attr = name.partition(".")
+        rack = tags.get("rack") or self.node_rack.get(tags.get("node", ""))
+        if obj == "pdu":
+            pdu = self.pdus.get((rack or "", tags.get("pdu", "")))
+            return getattr(pdu, attr) if pdu is not None else None
+        if obj == "rack":
+            r = self.racks.get(rack or "")
+            return getattr(r, attr) if r is not None else None
+        if obj == "loop":
+            loop = self.loops.get(tags.get("loop") or self.rack_loop.get(rack or "", ""))
+            return getattr(loop, attr) if loop is not None else None
+        return None
+
+    def gpu_default(self, ref: str, tags: dict[str, str]) -> float | None:
+        spec = self.node_model.get(tags.get("node", ""))
+        if spec is None:
+            return None
+        return getattr(spec, ref.partition(".")[2], None)
+
+
+class Engine:
+    """Evaluates rules over a stream of records on event time and reports alert transitions."""
+
+    def __init__(self, rules: list[Any], *, site: SiteConfig | None = None,
+                 evaluation_interval_s: float = 1.0) -> None:
+        if site is None:
+            from dcim.config import default_site
+
+            site = default_site()
+        if evaluation_interval_s <= 0:
+            raise ValueError("evaluation_interval_s must be positive")
+        self.rules = list(rules)
+        self.site = site
+        self.topo = _Topology(site)
+        self.interval_ns = int(round(evaluation_interval_s * NS))
+        self.clock_ns: int | None = None
+        self._next_eval: int | None = None
+        self._started: int | None = None
+        # (measurement, field) -> series key -> (time_ns, value, tags)
+        self._latest: dict[tuple[str, str], dict[tuple, tuple[int, Any, dict[str, str]]]] = {}
+        self._want: dict[str, set[str]] = {}
+        # (measurement, field) -> longest window needed; series key -> deque[(time_ns, value)]
+        self._hist_window: dict[tuple[str, str], int] = {}
+        self._hist: dict[tuple[str, str], dict[tuple, deque]] = {}
+        # absent rule name -> device key -> (last time_ns, labels)
+        self._seen: dict[str, dict[tuple, tuple[int, dict[str, str]]]] = {}
+        self._absent_by_meas: dict[str, list[tuple[Any, Any]]] = {}
+        self._match = {r.name: _matcher(getattr(r, "match", {})) for r in self.rules}
+        self._states: dict[str, dict[str, _State]] = {r.name: {} for r in self.rules}
+        self._order = {r.name: i for i, r in enumerate(self.rules)}
+        for r in self.rules:
+            self._register(r)
+
+    # -- input -----------------------------------------------------------------------------
+
+    def _need(self, meas: str, fld: str, window_ns: int = 0) -> None:
+        self._want.setdefault(meas, set()).add(fld)
+        self._latest.setdefault((meas, fld), {})
+        if window_ns:
+            key = (meas, fld)
+            self._hist_window[key] = max(self._hist_window.get(key, 0), window_ns)
+            self._hist.setdefault(key, {})
+
+    def _register(self, r: Any) -> None:
+        if isinstance(r, AbsentRule):
+            self._absent_by_meas.setdefault(r.measurement, []).append((r, self._match[r.name]))
+            self._seen[r.name] = {}
+        elif isinstance(r, EnergyBalanceRule):
+            for f in ("flow_lpm", "supply_temp_c", "return_temp_c"):
+                self._need(schema.COOLANT_LOOP.name, f)
+            self._need(r.power_measurement, r.power_field)
+        elif isinstance(r, ThresholdRule):
+            self._need(r.measurement, r.field)
+            if r.threshold_field:
+                self._need(r.measurement, r.threshold_field)
+        elif isinstance(r, RateRule):
+            self._need(r.measurement, r.field, int(r.window * NS))
+        elif isinstance(r, IncreaseRule):
+            self._need(r.measurement, r.field, int(r.window * NS))
+        else:
+            self._need(r.measurement, r.field)
+
+    def _ingest(self, rec: Record) -> None:
+        t = rec.time_ns
+        meas = rec.measurement
+        wanted = self._want.get(meas)
+        key = None
+        if wanted:
+            key = tuple(sorted(rec.tags.items()))
+            for f in wanted.intersection(rec.fields):
+                value = rec.fields[f]
+                if isinstance(value, str) and schema.MEASUREMENTS[meas].fields[f].type != "str":
+                    continue
+                store = self._latest[(meas, f)]
+                old = store.get(key)
+                if old is None or old[0] <= t:
+                    store[key] = (t, value, rec.tags)
+                hist = self._hist.get((meas, f))
+                if hist is not None and not isinstance(value, str):
+                    dq = hist.setdefault(key, deque())
+                    if not dq or dq[-1][0] < t:
+                        dq.append((t, float(value)))
+        for rule, match in self._absent_by_meas.get(meas, ()):
+            if rule.field is not None and rule.field not in rec.fields:
+                continue
+            if not match(rec.tags) or any(b not in rec.tags for b in rule.by):
+                continue
+            dev = tuple(rec.tags[b] for b in rule.by)
+            seen = self._seen[rule.name]
+            old = seen.get(dev)
+            if old is None or old[0] <= t:
+                seen[dev] = (t, old[1] if old else self._labels(rec.tags, keep=rule.by))
+
+    def process(self, records: Iterable[Record]) -> list[Transition]:
+        """Feed records (roughly in time order); evaluations at each interval boundary they pass."""
+        out: list[Transition] = []
+        batch = sorted((r for r in records if r.time_ns is not None), key=lambda r: r.time_ns)
+        for rec in batch:
+            t = rec.time_ns
+            if self._next_eval is None:
+                self._next_eval = -(-t // self.interval_ns) * self.interval_ns
+                self._started = t
+            while self._next_eval < t:
+                out.extend(self._evaluate(self._next_eval))
+                self._next_eval += self.interval_ns
+            self._ingest(rec)
+            if self.clock_ns is None or t > self.clock_ns:
+                self.clock_ns = t
+        return out
+
+    def advance(self, time_ns: int) -> list[Transition]:
+        """Move event time to ``time_ns`` without data: evaluate every boundary up to and including it."""
+        out: list[Transition] = []
+        if self._next_eval is None:
+            self._next_eval = -(-time_ns // self.interval_ns) * self.interval_ns
+            self._started = time_ns
+        while self._next_eval <= time_ns:
+            out.extend(self._evaluate(self._next_eval))
+            self._next_eval += self.interval_ns
+        if self.clock_ns is None or time_ns > self.clock_ns:
+            self.clock_ns = time_ns
+        return out
+
+    def active(self) -> list[Alert]:
+        """Pending and firing alerts, in rule order then label order."""
+        out = []
+        for r in self.rules:
+            for fp in sorted(self._states[r.name], key=lambda f: sorted(self._states[r.name][f].labels.items())):
+                st = self._states[r.name][fp]
+                if st.state in ("pending", "firing"):
+                    ann = self._annotations(st, st.value)
+                    out.append(Alert(r.name, r.severity, dict(st.labels), st.state, st.value, st.threshold,
+                                     st.active_since, st.fired_at, st.inhibited, st.inhibited_by,
+                                     ann.get("summary", ""), ann, st.fp))
+        return out
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    def _labels(self, tags: dict[str, str], keep: Iterable[str] | None = None) -> dict[str, str]:
+        names = LABEL_TAGS if keep is None else tuple(keep) + tuple(t for t in schema.LOCATION_TAGS)
+        labels = {k: tags[k] for k in names if k in tags and k not in ("uuid", "model")}
+        return self.topo.enrich(labels)
+
+    def _fresh(self, rule: Any, meas: str, fld: str, b: int):
+        """Series of (meas, fld) matching the rule, as (key, time, value, tags, fresh)."""
+        match = self._match[rule.name]
+        stale_ns = rule.stale_after * NS
+        for key, (t, v, tags) in self._latest.get((meas, fld), {}).items():
+            if t > b or not match(tags):
+                continue
+            yield key, t, v, tags, (b - t) <= stale_ns
+
+    def _evaluate(self, b: int) -> list[Transition]:
+        if self._started is not None and self._started > b:
+            self._started = b
+        results: list[tuple[Any, list[_Eval]]] = []
+        for rule in self.rules:
+            results.append((rule, self._eval_rule(rule, b)))
+        changes: list[tuple[_State, str, float | None]] = []
+        for rule, evals in results:
+            states = self._states[rule.name]
+            for ev in evals:
+                if rule.labels:
+                    ev.labels = {**ev.labels, **rule.labels}
+                fp = fingerprint(rule.name, ev.labels)
+                st = states.get(fp)
+                if st is None:
+                    if ev.fire is not True:
+                        continue
+                    st = states[fp] = _State(rule, ev.labels, fp)
+                prev = st.state
+                self._step(st, ev, b)
+                if st.state != prev:
+                    changes.append((st, prev, ev.value))
+        # Inhibition is decided on the new states, so a GPU alert that fires in the same evaluation
+        # as the pump alert above it is already marked.
+        flips = self._inhibit()
+        out = []
+        for st, prev, value in changes:
+            out.append(self._transition(st, prev, b, value))
+        changed = {id(st) for st, _, _ in changes}
+        for st in flips:
+            if id(st) not in changed and st.state == "firing":
+                out.append(self._transition(st, "firing", b, st.value))
+        self._prune(b)
+        return out
+
+    def _step(self, st: _State, ev: _Eval, b: int) -> None:
+        rule = st.rule
+        if st.state in ("inactive", "resolved"):
+            if ev.fire is not True:
+                return
+            st.value, st.threshold = ev.value, ev.threshold
+            st.active_since, st.fired_at, st.keep_since = b, None, None
+            st.state = "pending"
+            if rule.for_ <= 0:
+                self._fire(st, b)
+            return
+        if ev.clear is None:
+            return  # no data: hold the state rather than resolve on silence
+        if ev.clear is False:
+            st.value, st.threshold = ev.value, ev.threshold
+            st.keep_since = None
+            if st.state == "pending" and b - st.active_since >= rule.for_ * NS:
+                self._fire(st, b)
+            return
+        if st.state == "pending":
+            st.state = "inactive"
+            st.value = ev.value
+            return
+        hold_s = rule.keep_firing_for
+        if st.flapping:
+            hold_s = max(hold_s, rule.flap.window)
+        if st.keep_since is None:
+            st.keep_since = b
+        if b - st.keep_since >= hold_s * NS:
+            st.state = "resolved"
+            st.value = ev.value
+            st.flapping = False
+
+    def _fire(self, st: _State, b: int) -> None:
+        st.state = "firing"
+        st.fired_at = b
+        st.fires.append(b)
+        flap = st.rule.flap
+        if flap is not None:
+            while st.fires and b - st.fires[0] > flap.window * NS:
+                st.fires.popleft()
+            # Flapping: once it re-fired this often, it resolves only after a whole quiet window.
+            st.flapping = len(st.fires) >= flap.max_fires
+
+    def _inhibit(self) -> list[_State]:
+        sources = [st for r in self.rules if r.inhibits for st in self._states[r.name].values()
+                   if st.state in ("pending", "firing")]
+        sources.sort(key=lambda s: (self._order[s.rule.name], s.fp))
+        flips = []
+        for r in self.rules:
+            for st in self._states[r.name].values():
+                by = None
+                if st.state in ("pending", "firing"):
+                    for src in sources:
+                        if src is not st and src.rule.matches_inhibit(r.name) and _contains(src.labels, st.labels):
+                            by = src.fp
+                            break
+                inhibited = by is not None
+                if inhibited != st.inhibited:
+                    flips.append(st)
+                st.inhibited, st.inhibited_by = inhibited, by
+        return flips
+
+    def _annotations(self, st: _State, value: float | None) -> dict[str, str]:
+        rule = st.rule
+        ann = dict(rule.annotations)
+        ann.setdefault("summary", "{{ $rule }} at {{ $location }}: {{ $value }}")
+        return {k: render(v, rule=rule.name, severity=rule.severity, state=st.state, value=value,
+                          threshold=st.threshold, labels=st.labels) for k, v in ann.items()}
+
+    def _transition(self, st: _State, prev: str, b: int, value: float | None) -> Transition:
+        ann = self._annotations(st, value)
+        starts = st.active_since if st.state == "pending" or st.fired_at is None else st.fired_at
+        if isinstance(value, bool):
+            value = float(value)
+        return Transition(b, st.rule.name, st.rule.severity, dict(st.labels), prev, st.state, value,
+                          st.inhibited, st.inhibited_by, ann.get("summary", ""), st.fp, ann, starts)
+
+    def _prune(self, b: int) -> None:
+        """Forget inactive alerts whose flap history has expired, so memory follows active series."""
+        for r in self.rules:
+            states = self._states[r.name]
+            if len(states) < 64:
+                continue
+            window_ns = (r.flap.window if r.flap else 0) * NS
+            dead = [fp for fp, st in states.items() if st.state in ("inactive", "resolved")
+                    and (not st.fires or b - st.fires[-1] > window_ns)]
+            for fp in dead:
+                del states[fp]
+
+    # -- rule kinds ------------------------------------------------------------------------
+
+    def _eval_rule(self, rule: Any, b: int) -> list[_Eval]:
+        if isinstance(rule, ThresholdRule):
+            return self._eval_threshold(rule, b)
+        if isinstance(rule, StateRule):
+            return self._eval_state(rule, b)
+        if isinstance(rule, RateRule):
+            return self._eval_rate(rule, b)
+        if isinstance(rule, IncreaseRule):
+            return self._eval_increase(rule, b)
+        if isinstance(rule, AggregateRule):
+            return self._eval_aggregate(rule, b)
+        if isinstance(rule, RatioRule):
+            return self._eval_ratio(rule, b)
+        if isinstance(rule, ImbalanceRule):
+            return self._eval_imbalance(rule, b)
+        if isinstance(rule, RedundancyRule):
+            return self._eval_redundancy(rule, b)
+        if isinstance(rule, AbsentRule):
+            return self._eval_absent(rule, b)
+        if isinstance(rule, EnergyBalanceRule):
+            return self._eval_energy(rule, b)
+        raise TypeError(f"unknown rule kind {type(rule).__name__}")
+
+    @staticmethod
+    def _compare(rule: Any, value: float, threshold: float, clear: float | None, fresh: bool) -> tuple:
+        if not fresh:
+            return None, None
+        fire = _CMP[rule.op](value, threshold)
+        clear_at = threshold if clear is None else clear
+        return fire, not _CMP[rule.op](value, clear_at)
+
+    def _eval_threshold(self, rule: ThresholdRule, b: int) -> list[_Eval]:
+        out = []
+        thr_store = self._latest.get((rule.measurement, rule.threshold_field)) if rule.threshold_field else None
+        for key, _t, v, tags, fresh in self._fresh(rule, rule.measurement, rule.field, b):
+            thr = rule.threshold
+            if thr is None:
+                got = thr_store.get(key) if thr_store else None
+                if got is not None and not isinstance(got[1], bool):
+                    thr = float(got[1])
+                elif isinstance(rule.threshold_default, (int, float)):
+                    thr = float(rule.threshold_default)
+                elif isinstance(rule.threshold_default, str):
+                    thr = self.topo.gpu_default(rule.threshold_default, self.topo.enrich(dict(tags)))
+                if thr is None:
+                    continue
+            thr += rule.threshold_offset
+            clear = rule.clear
+            if clear is None and rule.clear_delta is not None:
+                clear = thr - rule.clear_delta if rule.op in (">", ">=") else thr + rule.clear_delta
+            value = float(v)
+            fire, clr = self._compare(rule, value, thr, clear, fresh)
+            out.append(_Eval(self._labels(tags), value, fire, clr, thr))
+        return out
+
+    def _eval_state(self, rule: StateRule, b: int) -> list[_Eval]:
+        want = rule.values()
+        out = []
+        for _key, _t, v, tags, fresh in self._fresh(rule, rule.measurement, rule.field, b):
+            hit = any((type(v) is bool) == (type(w) is bool) and v == w for w in want)
+            value = float(v) if isinstance(v, (int, float)) else None
+            out.append(_Eval(self._labels(tags), value, hit if fresh else None, (not hit) if fresh else None))
+        return out
+
+    def _window(self, rule: Any, b: int):
+        """Per matching series: the history samples up to ``b`` and whether the newest is fresh."""
+        hist = self._hist[(rule.measurement, rule.field)]
+        keep_ns = self._hist_window[(rule.measurement, rule.field)]
+        for key, t, _v, tags, fresh in self._fresh(rule, rule.measurement, rule.field, b):
+            dq = hist.get(key)
+            if not dq:
+                continue
+            # Keep one sample older than the longest window as the baseline of an increase.
+            while len(dq) > 1 and dq[1][0] <= b - keep_ns:
+                dq.popleft()
+            yield tags, [(ts, x) for ts, x in dq if ts <= b], fresh
+
+    def _eval_rate(self, rule: RateRule, b: int) -> list[_Eval]:
+        out = []
+        lo = b - int(rule.window * NS)
+        for tags, samples, fresh in self._window(rule, b):
+            pts = [(ts, x) for ts, x in samples if ts >= lo]
+            if len(pts) < 2 or pts[-1][0] == pts[0][0]:
+                if fresh:
+                    continue
+                out.append(_Eval(self._labels(tags), None, None, None))
+                continue
+            rate = (pts[-1][1] - pts[0][1]) / ((pts[-1][0] - pts[0][0]) / NS) * rule.per
+            fire, clr = self._compare(rule, rate, rule.threshold, rule.clear, fresh)
+            out.append(_Eval(self._labels(tags), rate, fire, clr, rule.threshold))
+        return out
+
+    def _eval_increase(self, rule: IncreaseRule, b: int) -> list[_Eval]:
+        out = []
+        lo = b - int(rule.window * NS)
+        for tags, samples, fresh in self._window(rule, b):
+            inc = 0.0
+            for (t0, x0), (t1, x1) in zip(samples, samples[1:]):
+                if t1 <= lo:
+                    continue
+                inc += x1 - x0 if x1 >= x0 else x1  # a drop is a counter reset: count from zero
+            fire = inc > rule.threshold
+            out.append(_Eval(self._labels(tags), inc, fire if fresh else None, (not fire) if fresh else None,
+                             rule.threshold))
+        return out
+
+    def _groups(self, rule: Any, meas: str, fld: str, b: int) -> dict[tuple, list[tuple[dict[str, str], Any]]]:
+        groups: dict[tuple, list] = {}
+        for _key, _t, v, tags, fresh in self._fresh(rule, meas, fld, b):
+            if not fresh or isinstance(v, str):
+                continue
+            g = []
+            for tag in rule.by:
+                val = tags.get(tag)
+                if val is None and tag == "rack":
+                    val = self.topo.node_rack.get(tags.get("node", ""))
+                if val is None:
+                    break
+                g.append(val)
+            else:
+                groups.setdefault(tuple(g), []).append((tags, v))
+        return groups
+
+    def _group_labels(self, rule: Any, key: tuple, members: list[tuple[dict[str, str], Any]]) -> dict[str, str]:
+        labels = dict(zip(rule.by, key, strict=True))
+        # Location tags all members share (a rack's PDUs share site/room/row) stay on the alert.
+        for tag in schema.LOCATION_TAGS:
+            vals = {m[0].get(tag) for m in members}
+            if len(vals) == 1 and None not in vals:
+                labels.setdefault(tag, vals.pop())
+        return self.topo.enrich(labels)
+
+    def _eval_aggregate(self, rule: AggregateRule, b: int) -> list[_Eval]:
+        out = []
+        for key, members in sorted(self._groups(rule, rule.measurement, rule.field, b).items()):
+            xs = [float(v) for _, v in members]
+            value = {"sum": sum, "max": max, "min": min, "count": len,
+                     "avg": lambda a: sum(a) / len(a)}[rule.func](xs)
+            fire, clr = self._compare(rule, float(value), rule.threshold, rule.clear, True)
+            out.append(_Eval(self._group_labels(rule, key, members), float(value), fire, clr, rule.threshold))
+        return out
+
+    def _eval_ratio(self, rule: RatioRule, b: int) -> list[_Eval]:
+        out = []
+        for _key, _t, v, tags, fresh in self._fresh(rule, rule.measurement, rule.field, b):
+            rating = self.topo.rating(rule.rating, tags)
+            if not rating:
+                continue
+            pct = 100.0 * float(v) / rating
+            fire, clr = self._compare(rule, pct, rule.threshold, rule.clear, fresh)
+            out.append(_Eval(self._labels(tags), pct, fire, clr, rule.threshold))
+        return out
+
+    def _eval_imbalance(self, rule: ImbalanceRule, b: int) -> list[_Eval]:
+        out = []
+        for key, members in sorted(self._groups(rule, rule.measurement, rule.field, b).items()):
+            if len(members) < rule.min_members:
+                continue
+            xs = [float(v) for _, v in members]
+            mean = sum(xs) / len(xs)
+            labels = self._group_labels(rule, key, members)
+            if mean <= 0 or mean < rule.min_mean:
+                out.append(_Eval(labels, None, False, True, rule.threshold))
+                continue
+            pct = 100.0 * max(abs(x - mean) for x in xs) / mean
+            fire, clr = self._compare(rule, pct, rule.threshold, rule.clear, True)
+            out.append(_Eval(labels, pct, fire, clr, rule.threshold))
+        return out
+
+    def _eval_redundancy(self, rule: RedundancyRule, b: int) -> list[_Eval]:
+        out = []
+        for key, members in sorted(self._groups(rule, rule.measurement, rule.field, b).items()):
+            feeds, ratings = set(), []
+            for tags, _v in members:
+                rack = tags.get("rack") or self.topo.node_rack.get(tags.get("node", ""), "")
+                pdu = self.topo.pdus.get((rack, tags.get("pdu", "")))
+                feeds.add(tags.get("feed") or (pdu.feed if pdu else None))
+                rating = self.topo.rating(rule.rating, tags)
+                if rating:
+                    ratings.append(rating)
+            feeds.discard(None)
+            if len(feeds) < 2 or not ratings:
+                continue  # one feed: there is no redundancy to lose
+            pct = 100.0 * sum(float(v) for _, v in members) / min(ratings)
+            fire = pct > rule.threshold
+            clr = not pct > (rule.threshold if rule.clear is None else rule.clear)
+            out.append(_Eval(self._group_labels(rule, key, members), pct, fire, clr, rule.threshold))
+        return out
+
+    def _eval_absent(self, rule: AbsentRule, b: int) -> list[_Eval]:
+        seen = self._seen[rule.name]
+        if rule.expect == "topology" and self._started is not None:
+            for dev, labels in self._expected(rule):
+                seen.setdefault(dev, (self._started, labels))
+        out = []
+        after_ns = rule.after * NS
+        for _dev, (t, labels) in sorted(seen.items()):
+            if t > b:
+                continue
+            age_s = (b - t) / NS
+            fire = (b - t) >= after_ns
+            out.append(_Eval(labels, age_s, fire, not fire, rule.after))
+        return out
+
+    def _expected(self, rule: AbsentRule) -> list[tuple[tuple, dict[str, str]]]:
+        """Devices the site lists for the rule's measurement, keyed like ``by``."""
+        out = []
+        match = self._match[rule.name]
+        for room, row, rack in self.site.locations():
+            place = {"site": self.site.site, "room": room.name, "row": row.name, "rack": rack.name}
+            devices: list[dict[str, str]] = []
+            if rule.measurement == "gpu":
+                devices = [{**place, "node": n.name, "gpu": str(i)} for n in rack.nodes for i in range(n.gpus)]
+            elif rule.measurement in ("pdu", "pdu_phase"):
+                for p in rack.pdus:
+                    phases = ["L1", "L2", "L3"][: p.phases] if rule.measurement == "pdu_phase" else [None]
+                    devices += [{**place, "pdu": p.name, "feed": p.feed, **({"phase": ph} if ph else {})}
+                                for ph in phases]
+            for d in devices:
+                if all(k in d for k in rule.by) and match(d):
+                    out.append((tuple(d[k] for k in rule.by), self._labels(d, keep=rule.by)))
+        if rule.measurement == "coolant_loop":
+            for loop in self.site.loops:
+                d = self.site.loop_tags(loop)
+                if all(k in d for k in rule.by) and match(d):
+                    out.append((tuple(d[k] for k in rule.by), self._labels(d, keep=rule.by)))
+        return out
+
+    def _eval_energy(self, rule: EnergyBalanceRule, b: int) -> list[_Eval]:
+        out = []
+        stale_ns = rule.stale_after * NS
+        loops = {}
+        for f in ("flow_lpm", "supply_temp_c", "return_temp_c"):
+            for _key, (t, v, tags) in self._latest[("coolant_loop", f)].items():
+                if t <= b and b - t <= stale_ns and "loop" in tags:
+                    loops.setdefault(tags["loop"], {})[f] = float(v)
+        power: dict[str, float] = {}
+        counted: dict[str, int] = {}
+        for _key, (t, v, tags) in self._latest[(rule.power_measurement, rule.power_field)].items():
+            if t > b or b - t > stale_ns:
+                continue
+            rack = tags.get("rack") or self.topo.node_rack.get(tags.get("node", ""), "")
+            loop = self.topo.rack_loop.get(rack)
+            if loop is not None:
+                power[loop] = power.get(loop, 0.0) + float(v)
+                counted[loop] = counted.get(loop, 0) + 1
+        for loop in self.site.loops:
+            labels = dict(self.topo.loop_tags[loop.name])
+            vals = loops.get(loop.name, {})
+            if len(vals) < 3 or loop.name not in power:
+                if loop.name in power or vals:
+                    out.append(_Eval(labels, None, None, None))
+                continue
+            heat_w = vals["flow_lpm"] / 60.0 * loop.fluid_density_kg_per_l * loop.fluid_cp_j_per_kg_k \
+                * (vals["return_temp_c"] - vals["supply_temp_c"])
+            elec_w = power[loop.name] * rule.expected_ratio
+            if power[loop.name] < rule.min_power_w:
+                out.append(_Eval(labels, None, False, True, rule.threshold))
+                continue
+            dev = 100.0 * (heat_w - elec_w) / elec_w
+            fire = abs(dev) > rule.threshold
+            clr = not abs(dev) > (rule.threshold if rule.clear is None else rule.clear)
+            out.append(_Eval(labels, dev, fire, clr, rule.threshold))
+        return out
+
+
+_LABEL_ORDER = {k: i for i, k in enumerate(LABEL_TAGS)}
+
+
+def _ordered(labels: dict[str, str]) -> dict[str, str]:
+    """Labels outermost place first, then the device, then anything else by name (stable output)."""
+    return dict(sorted(labels.items(), key=lambda kv: (_LABEL_ORDER.get(kv[0], len(_LABEL_ORDER)), kv[0])))
+
+
+def _contains(src: dict[str, str], tgt: dict[str, str]) -> bool:
+    """Whether the alert with labels ``tgt`` lies at or beneath the place of ``src``."""
+    any_scope = False
+    for k in SCOPE_TAGS:
+        if k in src:
+            any_scope = True
+            if tgt.get(k) != src[k]:
+                return False
+    return any_scope

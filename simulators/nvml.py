@@ -435,10 +435,9 @@ def backend_for_node(site: Any, node: str, *, seed: int = 42, scenario: str | No
     except ImportError:
         Hall = None  # noqa: N806
     if Hall is not None:
-        kwargs = {"seed": seed}
-        if scenario is not None:
-            kwargs["scenario"] = scenario
-        hall = Hall(site, **kwargs)
+        from simulators.scenarios import load_scenario
+
+        hall = Hall(site, seed=seed, scenario=load_scenario(scenario) if scenario else None)
         gpus = node_gpus(hall.state.gpus, node)
         if gpus:
             return SimNvml(gpus, step=hall.step)

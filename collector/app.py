@@ -1,0 +1,367 @@
+"""The collector: MQTT in, decode and validate, batch, observers, then the router (sink or spool).
+
+Delivery guarantee (docs/collector.md): a message is acknowledged (PUBACK) only after every point
+it carried is durable, that is written to the sink or fsynced into the spool, and every line it
+carried that was refused is fsynced into the dead-letter file. Until then the broker keeps it in
+our persistent session and sends it again after a reconnect or a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from prometheus_client import CollectorRegistry
+
+from collector.deadletter import DeadLetter
+from collector.mapping import Mapping, MappingError, load_mappings
+from collector.metrics import CollectorMetrics
+from collector.route import Router
+from collector.sinks import Sink, make_sink
+from collector.spool import Spool
+from collector.validate import Reject, Validator
+from dcim.config import CollectorConfig, MqttConfig
+from dcim.errors import ConfigError
+from dcim.lineprotocol import decode_report, encode_record
+from dcim.record import Record
+
+log = logging.getLogger(__name__)
+
+STATUS_PAYLOADS = frozenset((b"online", b"offline"))
+EXCERPT = 4096
+
+
+class Observer(Protocol):
+    """Sees every validated batch before the sink write; returns records to write with it."""
+
+    def observe(self, records: list[Record]) -> list[Record]: ...
+
+
+@dataclass(slots=True)
+class AckToken:
+    generation: int  # which MQTT connection the message came on; a stale one is not acked
+    mid: int
+    qos: int
+
+
+class Collector:
+    """One collector process's pipeline. Everything it uses is passed in or built from config."""
+
+    def __init__(
+        self,
+        config: CollectorConfig,
+        mqtt: MqttConfig | None = None,
+        *,
+        sink: Sink | None = None,
+        observers: Sequence[Observer] = (),
+        mappings: Sequence[Mapping] | None = None,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.config = config
+        self.mqtt_config = mqtt or MqttConfig()
+        self.clock = clock
+        self.metrics = CollectorMetrics(registry)
+        self.validator = Validator(max_future_s=config.max_future_s, max_past_s=config.max_past_s)
+        self.mappings = list(mappings) if mappings is not None else load_mappings(config.mappings)
+        self.observers = list(observers)
+        self.sink = sink if sink is not None else make_sink(config.sink, config.influx, config.embedded_path, clock=clock)
+        self.spool = Spool(config.spool_path, max_bytes=config.spool_max_bytes,
+                           segment_bytes=config.spool_segment_bytes, warn_ratio=config.spool_warn_ratio)
+        self.dead_letter = DeadLetter(config.dead_letter_path, max_bytes=config.dead_letter_max_bytes)
+        self.router = Router(self.sink, self.spool, self.dead_letter, self.metrics,
+                             retry_max_s=config.retry_max_s, clock=clock)
+        self.client_id = config.client_id or self.mqtt_config.client_id or f"dcim-collector-{socket.gethostname()}"
+        # the batch being filled
+        self._lines: list[str] = []
+        self._acks: list[AckToken] = []
+        self._first_at = 0.0
+        self._has_data = asyncio.Event()
+        self._full = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._flush_lock = asyncio.Lock()
+        # the MQTT connection
+        self._client: Any = None
+        self._generation = 0
+        self.connected = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.ignored = 0
+
+    # --- topics -----------------------------------------------------------------------------
+
+    def subscriptions(self) -> list[str]:
+        """Topic filters to subscribe to: the configured ones and each mapping's, shared if asked."""
+        filters: list[str] = []
+        for t in [*self.config.topics, *(m.filter for m in self.mappings)]:
+            if t not in filters:
+                filters.append(t)
+        if self.config.shared_group:
+            return [f"$share/{self.config.shared_group}/{t}" for t in filters]
+        return filters
+
+    # --- one message ------------------------------------------------------------------------
+
+    def handle(self, topic: str, payload: bytes, token: AckToken | None = None) -> None:
+        """Decode, validate and batch one message; its ack waits for the batch to be durable."""
+        now = self.clock()
+        lines, rejects, kind = self.decode(topic, payload, now)
+        self.metrics.messages_received.labels(kind).inc()
+        for r in rejects:
+            self.dead_letter.add(r, topic=topic, now_ns=now)
+            self.metrics.rejected.labels(r.reason).inc()
+        if not self._lines and not self._acks:
+            self._first_at = time.monotonic()
+        if lines:
+            self.metrics.points_received.inc(len(lines))
+            self._lines += lines
+        if token is not None:
+            self._acks.append(token)
+        if self._lines or self._acks:
+            self._has_data.set()
+        if len(self._lines) >= self.config.batch_size or len(self._acks) >= self._ack_threshold():
+            self._full.set()
+            self._room.clear()
+        self.metrics.unacked.set(len(self._acks))
+
+    def _ack_threshold(self) -> int:
+        # flush before the broker's window of unacknowledged messages (receive maximum) is used up
+        return max(1, self.config.receive_maximum // 2)
+
+    def decode(self, topic: str, payload: bytes, now_ns: int) -> tuple[list[str], list[Reject], str]:
+        """(valid lines, rejects, payload kind) for one message."""
+        if len(payload) > self.config.max_payload_bytes:
+            excerpt = payload[:EXCERPT].decode("utf-8", "replace")
+            return [], [Reject("payload_too_large",
+                               f"payload of {len(payload)} bytes is over max_payload_bytes "
+                               f"{self.config.max_payload_bytes}; first {EXCERPT} bytes kept", excerpt)], "lineprotocol"
+        for mapping in self.mappings:
+            caps = mapping.match(topic)
+            if caps is None:
+                continue
+            try:
+                records = mapping.apply(caps, payload, now_ns)
+            except MappingError as exc:
+                return [], [Reject(exc.reason, f"mapping {mapping.name}: {exc.detail}",
+                                   payload[:EXCERPT].decode("utf-8", "replace"))], "json"
+            if not records:
+                if mapping.spec.unmatched == "reject":
+                    return [], [Reject("mapping_error", f"mapping {mapping.name}: no field matched",
+                                       payload[:EXCERPT].decode("utf-8", "replace"))], "json"
+                self.ignored += 1
+                return [], [], "json"
+            lines, rejects = self.validator.check_records(records, now_ns)
+            return lines, rejects, "json"
+        stripped = payload.strip()
+        if stripped in STATUS_PAYLOADS and topic.endswith("/status"):
+            return [], [], "status"
+        if stripped[:1] in (b"{", b"["):
+            return [], [Reject("no_mapping", "JSON payload on a topic that no mapping matches",
+                               payload[:EXCERPT].decode("utf-8", "replace"))], "json"
+        lines, rejects = self.validator.lines(payload, now_ns)
+        return lines, rejects, "lineprotocol"
+
+    # --- batches ----------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Make the current batch durable, then acknowledge its messages."""
+        async with self._flush_lock:
+            lines, acks = self._lines, self._acks
+            self._lines, self._acks = [], []
+            self._has_data.clear()
+            self._full.clear()
+            self._room.set()
+            if not lines and not acks:
+                return
+            if self.observers and lines:
+                lines = lines + self._observe(lines)
+            if lines:
+                self.metrics.batch_points.observe(len(lines))
+            await self.router.deliver(lines)
+            self.dead_letter.sync()
+            self._ack(acks)
+            self.metrics.unacked.set(len(self._acks))
+
+    def _observe(self, lines: list[str]) -> list[str]:
+        records = decode_report("\n".join(lines)).records
+        extra: list[str] = []
+        for obs in self.observers:
+            try:
+                out = obs.observe(records) or []
+            except Exception:  # an observer's bug must not stop the data
+                self.metrics.observer_errors.inc()
+                log.exception("observer %r failed; the batch is written without its records", obs)
+                continue
+            good, rejects = self.validator.check_records(out, self.clock())
+            for r in rejects:
+                self.dead_letter.add(r, topic=None, now_ns=self.clock())
+                self.metrics.rejected.labels(r.reason).inc()
+            extra += good
+            self.metrics.observer_points.inc(len(good))
+        return extra
+
+    def _ack(self, acks: Iterable[AckToken]) -> None:
+        client = self._client
+        n = 0
+        for t in acks:
+            if t.qos == 0:
+                continue
+            if client is None or t.generation != self._generation:
+                continue  # that connection is gone; the broker sends the message again
+            client._client.ack(t.mid, t.qos)  # noqa: SLF001 - aiomqtt 2.x has no public manual ack
+            n += 1
+        self.metrics.messages_acked.inc(n)
+
+    async def _flusher(self) -> None:
+        linger = self.config.linger_ms / 1000.0
+        while True:
+            await self._has_data.wait()
+            remaining = self._first_at + linger - time.monotonic()
+            if remaining > 0 and not self._full.is_set() and not self.stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), timeout=remaining)
+            await self.flush()
+
+    # --- MQTT -------------------------------------------------------------------------------
+
+    def _client_args(self) -> dict[str, Any]:
+        import aiomqtt
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        cfg = self.mqtt_config
+        url = urlparse(cfg.url)
+        if url.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            msg = f"mqtt.url {cfg.url!r}: use mqtt://host:port or mqtts://host:port"
+            raise ConfigError(msg)
+        tls = url.scheme in ("mqtts", "ssl") or cfg.ca_file is not None
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.config.session_expiry_s
+        props.ReceiveMaximum = self.config.receive_maximum
+        args: dict[str, Any] = {
+            "hostname": url.hostname or "127.0.0.1",
+            "port": url.port or (8883 if tls else 1883),
+            "identifier": self.client_id,
+            "protocol": aiomqtt.ProtocolVersion.V5,
+            "clean_start": False,
+            "properties": props,
+            "keepalive": cfg.keepalive_s,
+        }
+        if cfg.username:
+            args["username"] = cfg.username
+            args["password"] = cfg.password.resolve().get_secret_value() if cfg.password else None
+        if tls:
+            ctx = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+            if cfg.cert_file:
+                ctx.load_cert_chain(str(cfg.cert_file), str(cfg.key_file) if cfg.key_file else None)
+            if cfg.tls_insecure:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            args["tls_context"] = ctx
+        return args
+
+    async def _mqtt(self) -> None:
+        import aiomqtt
+        from paho.mqtt.subscribeoptions import SubscribeOptions
+
+        args = self._client_args()
+        backoff = 0.2
+        while not self.stopping.is_set():
+            client = aiomqtt.Client(**args)
+            client._client.manual_ack_set(True)  # noqa: SLF001 - PUBACK after durable, not on receipt
+            try:
+                async with client:
+                    self._generation += 1
+                    self._client = client
+                    self.metrics.mqtt_connected.set(1)
+                    self.metrics.mqtt_connects.inc()
+                    backoff = 0.2
+                    await client.subscribe([(t, SubscribeOptions(qos=self.mqtt_config.qos or 1))
+                                            for t in self.subscriptions()])
+                    self.connected.set()
+                    log.info("connected to %s as %s; subscribed to %s", self.mqtt_config.url, self.client_id,
+                             ", ".join(self.subscriptions()))
+                    async for msg in client.messages:
+                        if not self._room.is_set():
+                            await self._room.wait()
+                        payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
+                        self.handle(msg.topic.value, payload, AckToken(self._generation, msg.mid, msg.qos))
+                        if self.stopping.is_set():
+                            break
+            except aiomqtt.MqttError as exc:
+                if self.stopping.is_set():
+                    break
+                log.warning("MQTT %s: %s; reconnecting in %.1f s", self.mqtt_config.url, exc, backoff)
+            finally:
+                self._client = None
+                self.connected.clear()
+                self.metrics.mqtt_connected.set(0)
+            if self.stopping.is_set():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=backoff)
+            backoff = min(backoff * 2, 10.0)
+
+    # --- running ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until ``stop()``: ingest, flush, drain. On stop, the last batch is flushed and acked."""
+        tasks = [
+            asyncio.create_task(self._flusher(), name="flusher"),
+            asyncio.create_task(self.router.drain(self.stopping), name="drain"),
+        ]
+        mqtt_task = asyncio.create_task(self._mqtt(), name="mqtt")
+        try:
+            stop_task = asyncio.create_task(self.stopping.wait())
+            done, _ = await asyncio.wait([mqtt_task, stop_task, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t is not stop_task and t.exception() is not None:
+                    raise t.exception()
+        finally:
+            self.stopping.set()
+            # stop taking messages but keep the connection, so the last batch can be acknowledged
+            await self._quiesce(mqtt_task)
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            self.close()
+
+    async def _quiesce(self, mqtt_task: asyncio.Task) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.flush(), timeout=30)
+        mqtt_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await mqtt_task
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def close(self) -> None:
+        self.dead_letter.close()
+        self.spool.close()
+        with contextlib.suppress(Exception):
+            self.sink.close()
+
+
+def make_observers(config: CollectorConfig, site_or_config: Any) -> list[Observer]:
+    """The alert engine's observer when ``collector.alerts`` is on (imported only then)."""
+    if not config.alerts:
+        return []
+    try:
+        from alerts.live import make_observer  # noqa: PLC0415
+    except ImportError as exc:
+        msg = (f"collector.alerts is true but the live alert engine cannot be loaded ({exc}); "
+               "set collector.alerts: false or install the alerts package")
+        raise ConfigError(msg) from exc
+    return [make_observer(site_or_config)]
+

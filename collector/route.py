@@ -1,0 +1,203 @@
+"""Route a batch to the sink, or to the disk spool when the sink cannot take it, and drain the spool.
+
+``deliver`` returns only once the batch is durable: accepted by the sink, dead-lettered line by
+line where the sink refused it, or fsynced into the spool. While the spool holds anything, new
+batches go behind it, so every series keeps its order. Answers by kind:
+
+    done (2xx)                  count it
+    SinkRejected (400, 422)     bisect: halves are resent (an accepted line is idempotent) until the
+                                refused lines stand alone; those go to the dead-letter file
+    BatchTooLarge (413)         split in halves and send each; one line too large is dead-lettered
+    SinkUnavailable             spool; wait Retry-After (429/503) or back off 0.5 s doubling to
+                                retry_max_s before the next try
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from collector.deadletter import DeadLetter
+from collector.metrics import CollectorMetrics
+from collector.sinks import BatchTooLarge, Sink
+from collector.spool import Spool, SpoolFull
+from collector.validate import Reject
+from dcim.errors import SinkRejected, SinkUnavailable
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_MAX_S = 600.0
+
+
+def encode_body(lines: list[str]) -> bytes:
+    return ("\n".join(lines) + "\n").encode()
+
+
+class Router:
+    def __init__(self, sink: Sink, spool: Spool, dead_letter: DeadLetter, metrics: CollectorMetrics, *,
+                 retry_max_s: float = 30.0, monotonic: Callable[[], float] = time.monotonic,
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        self.sink = sink
+        self.spool = spool
+        self.dead_letter = dead_letter
+        self.metrics = metrics
+        self.retry_max_s = retry_max_s
+        self.monotonic = monotonic
+        self.clock = clock
+        self._failures = 0
+        self._retry_at = 0.0
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._sink_down = False
+        self._full_logged = False
+        self.metrics.sink_up.labels(sink.name).set(1)
+        self.metrics.update_spool(spool)
+
+    # --- the live path ----------------------------------------------------------------------
+
+    async def deliver(self, lines: list[str]) -> None:
+        """Make ``lines`` durable: in the sink, or in the spool (waiting while the spool is full)."""
+        if not lines:
+            return
+        body = encode_body(lines)
+        t0 = self.monotonic()
+        if self.spool.empty() and self.monotonic() >= self._retry_at:
+            try:
+                await self._write(lines, body)
+                self._sink_ok()
+                self.metrics.batch_latency.observe(self.monotonic() - t0)
+                return
+            except SinkUnavailable as exc:
+                self._sink_failed(exc)
+        await self._spool(body, len(lines))
+        self.metrics.batch_latency.observe(self.monotonic() - t0)
+
+    async def _spool(self, body: bytes, n: int) -> None:
+        while True:
+            try:
+                self.spool.append(body, n)
+            except (SpoolFull, OSError) as exc:
+                self.metrics.spool_full.set(1)
+                if not self._full_logged:
+                    self._full_logged = True
+                    log.error("cannot spool a batch (%s); holding it and the MQTT messages behind it "
+                              "unacknowledged, so the broker keeps them, until the sink drains the spool", exc)
+                self._wake.set()
+                self._room.clear()
+                try:
+                    await asyncio.wait_for(self._room.wait(), timeout=1.0)
+                except TimeoutError:
+                    pass
+                continue
+            if self._full_logged:
+                log.warning("the spool has room again")
+            self._full_logged = False
+            self.metrics.spool_full.set(0)
+            self.metrics.points_spooled.inc(n)
+            self.metrics.update_spool(self.spool)
+            self._wake.set()
+            return
+
+    # --- writing with split and bisect -------------------------------------------------------
+
+    async def _write(self, lines: list[str], body: bytes | None = None) -> None:
+        """Write lines to the sink; refused lines end in the dead-letter file. SinkUnavailable propagates."""
+        if body is None:
+            body = encode_body(lines)
+        try:
+            await self.sink.write(body)
+        except BatchTooLarge as exc:
+            self._count_error(exc.status)
+            if len(lines) == 1:
+                self._dead(lines[0], exc)
+                return
+            log.info("%s: batch of %d lines too large (413); splitting it", self.sink.name, len(lines))
+            half = len(lines) // 2
+            await self._write(lines[:half])
+            await self._write(lines[half:])
+            return
+        except SinkRejected as exc:
+            self._count_error(exc.status)
+            if len(lines) == 1:
+                self._dead(lines[0], exc)
+                return
+            half = len(lines) // 2
+            await self._write(lines[:half])
+            await self._write(lines[half:])
+            return
+        self.metrics.points_written.labels(self.sink.name).inc(len(lines))
+
+    def _dead(self, line: str, exc: Exception) -> None:
+        status = getattr(exc, "status", None)
+        self.dead_letter.add(Reject("sink_rejected", f"HTTP {status}: {exc}", line), topic=None, now_ns=self.clock())
+        self.metrics.rejected.labels("sink_rejected").inc()
+
+    def _count_error(self, status: int | None) -> None:
+        self.metrics.sink_errors.labels(self.sink.name, str(status) if status else "network").inc()
+
+    def _sink_failed(self, exc: SinkUnavailable) -> None:
+        self._count_error(exc.status)
+        self._failures += 1
+        delay = min(self.retry_max_s, 0.5 * 2 ** min(self._failures - 1, 16))
+        if exc.retry_after_s is not None:
+            delay = min(max(exc.retry_after_s, 0.0), RETRY_AFTER_MAX_S)
+        self._retry_at = self.monotonic() + delay
+        self.metrics.sink_up.labels(self.sink.name).set(0)
+        if not self._sink_down:
+            self._sink_down = True
+            log.warning("%s unavailable (%s); spooling to %s and retrying", self.sink.name, exc, self.spool.path)
+        else:
+            log.debug("%s still unavailable (%s); next try in %.1f s", self.sink.name, exc, delay)
+
+    def _sink_ok(self) -> None:
+        self._failures = 0
+        self._retry_at = 0.0
+        self.metrics.sink_up.labels(self.sink.name).set(1)
+        if self._sink_down:
+            self._sink_down = False
+            log.warning("%s is back; draining %d spooled batches", self.sink.name, self.spool.batches)
+
+    # --- draining the spool -----------------------------------------------------------------
+
+    async def drain(self, stop: asyncio.Event | None = None) -> None:
+        """Run forever (until ``stop``): send spooled batches, oldest first, as the sink allows."""
+        while stop is None or not stop.is_set():
+            if self.spool.empty():
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            wait = self._retry_at - self.monotonic()
+            if wait > 0:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                except TimeoutError:
+                    pass
+                continue
+            await self.drain_once()
+
+    async def drain_once(self) -> bool:
+        """Send the oldest spooled batch; True when it left the spool."""
+        item = self.spool.peek()
+        if item is None:
+            return False
+        body, _n = item
+        lines = body.decode().split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        try:
+            await self._write(lines, body)
+        except SinkUnavailable as exc:
+            self._sink_failed(exc)
+            return False
+        self.dead_letter.sync()  # lines the sink refused are durable before the batch leaves the spool
+        self.spool.pop()
+        self._sink_ok()
+        self.metrics.update_spool(self.spool)
+        self._room.set()
+        return True
+
+    def wake(self) -> None:
+        self._wake.set()

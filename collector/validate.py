@@ -1,0 +1,214 @@
+"""Decode and validate line-protocol payloads against the schema, line by line.
+
+One bad line never costs the others: each becomes a ``Reject`` with its reason, the rest go on.
+The hot path checks the text of a plain line (no quotes, no backslashes) directly and passes it
+through unchanged; anything unusual goes to the careful path (``dcim.lineprotocol.decode_report``
+plus ``dcim.schema``), which coerces values to the schema's types and re-encodes the line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from dcim.lineprotocol import INT64_MAX, INT64_MIN, decode_report, encode_record
+from dcim.record import Record
+from dcim.schema import MEASUREMENTS, check_value, coerce
+
+#: Reject reasons (the ``reason`` label of ``dcim_collector_rejected_total``).
+REASONS = (
+    "parse_error",          # not line protocol / not valid UTF-8
+    "unknown_measurement",
+    "unknown_field",
+    "wrong_type",
+    "time_future",          # further ahead than max_future_s
+    "time_past",            # further back than max_past_s
+    "payload_too_large",    # MQTT payload over max_payload_bytes
+    "json_error",           # a mapped topic whose payload is not JSON
+    "mapping_error",        # JSON that does not fit its mapping (missing path, bad number)
+    "no_mapping",           # JSON on a topic no mapping matches
+    "sink_rejected",        # the sink refused the line (400/422, or 413 for one line)
+)
+
+_TYPES: dict[str, dict[str, str]] = {m.name: {f.name: f.type for f in m.fields.values()} for m in MEASUREMENTS.values()}
+_TRUE_FALSE = frozenset(("t", "T", "true", "True", "TRUE", "f", "F", "false", "False", "FALSE"))
+_NUM_START = frozenset("0123456789-.")
+_SLOW = "slow"
+_KEYS_CACHE_MAX = 100_000
+
+
+@dataclass(slots=True)
+class Reject:
+    """One refused line (or payload): why, and the text itself for the dead-letter file."""
+
+    reason: str
+    detail: str
+    text: str
+    line: int | None = None
+
+
+class Validator:
+    """Checks payloads against the schema and the time window; keeps no state but a cache."""
+
+    def __init__(self, *, max_future_s: float, max_past_s: float) -> None:
+        self.max_future_ns = int(max_future_s * 1e9)
+        self.max_past_ns = int(max_past_s * 1e9)
+        # series keys (measurement + tags) already seen to be well formed: the tag part of a line
+        # repeats every poll, so checking it once is enough
+        self._good_keys: set[str] = set()
+
+    # --- line protocol ---------------------------------------------------------------------
+
+    def lines(self, payload: bytes, now_ns: int) -> tuple[list[str], list[Reject]]:
+        """Valid lines (ready to write, each with a timestamp) and the rejects of a payload."""
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return self._slow(payload, now_ns)
+        lo = now_ns - self.max_past_ns
+        hi = now_ns + self.max_future_ns
+        good: list[str] = []
+        rejects: list[Reject] = []
+        slow: list[tuple[int, str]] = []
+        scan = self._scan
+        for n, line in enumerate(text.split("\n"), 1):
+            if not line:
+                continue
+            if line[-1] == "\r":
+                line = line[:-1]
+                if not line:
+                    continue
+            if line[0] == "#":
+                continue
+            verdict = scan(line, lo, hi)
+            if verdict is None:
+                good.append(line)
+            elif verdict is _SLOW:
+                slow.append((n, line))
+            else:
+                rejects.append(Reject(verdict[0], verdict[1], line, n))
+        for n, line in slow:
+            g, r = self._slow(line, now_ns, lineno=n)
+            good += g
+            rejects += r
+        return good, rejects
+
+    def _scan(self, line: str, lo: int, hi: int) -> tuple[str, str] | str | None:
+        """None when a plain line is valid as it stands; a (reason, detail) reject; or _SLOW."""
+        if '"' in line or "\\" in line or line[0] in " \t":
+            return _SLOW
+        sp = line.find(" ")
+        if sp <= 0:
+            return _SLOW
+        sp2 = line.find(" ", sp + 1)
+        if sp2 < 0:
+            return _SLOW  # no timestamp: the careful path stamps it with the arrival time
+        tpart = line[sp2 + 1 :]
+        if not tpart.isdigit() or not tpart.isascii():
+            return _SLOW
+        ts = int(tpart)
+        key = line[:sp]
+        c = key.find(",")
+        meas = key if c < 0 else key[:c]
+        types = _TYPES.get(meas)
+        if types is None:
+            return _SLOW
+        if ts > hi:
+            return ("time_future", f"timestamp {ts} is more than {self.max_future_ns // 10**9} s ahead of now")
+        if ts < lo:
+            return ("time_past", f"timestamp {ts} is more than {self.max_past_ns // 10**9} s before now")
+        if c >= 0 and key not in self._good_keys:
+            for kv in key[c + 1 :].split(","):
+                k, eq, v = kv.partition("=")
+                if not k or not v or "=" in v or k == "time":
+                    return _SLOW
+            if len(self._good_keys) >= _KEYS_CACHE_MAX:
+                self._good_keys.clear()
+            self._good_keys.add(key)
+        for kv in line[sp + 1 : sp2].split(","):
+            k, eq, v = kv.partition("=")
+            t = types.get(k)
+            if t is None or not v:
+                return _SLOW
+            last = v[-1]
+            if t == "float":
+                if v[0] not in _NUM_START or last in "iu" or "_" in v:
+                    return _SLOW
+                try:
+                    f = float(v)
+                except ValueError:
+                    return _SLOW
+                if f != f or f in (float("inf"), float("-inf")):
+                    return _SLOW
+            elif t == "int":
+                body = v[:-1]
+                if last != "i" or not (body.isdigit() or (body[:1] == "-" and body[1:].isdigit())):
+                    return _SLOW
+                if not INT64_MIN <= int(body) <= INT64_MAX:
+                    return _SLOW
+            elif t == "bool":
+                if v not in _TRUE_FALSE:
+                    return _SLOW
+            else:  # uint and str need the careful path (str has quotes, so never gets here)
+                return _SLOW
+        return None
+
+    def _slow(self, data: str | bytes, now_ns: int, lineno: int | None = None) -> tuple[list[str], list[Reject]]:
+        result = decode_report(data, default_time_ns=now_ns)
+        rejects = [
+            Reject("parse_error", e.reason, e.text or "", (lineno or e.line) if e.line is not None else lineno)
+            for e in result.errors
+        ]
+        good, more = self.check_records(result.records, now_ns)
+        if more and lineno is not None:
+            for r in more:
+                r.line = lineno
+        return good, rejects + more
+
+    # --- records (JSON mappings, the careful path) ---------------------------------------------
+
+    def check_records(self, records: Iterable[Record], now_ns: int) -> tuple[list[str], list[Reject]]:
+        """Encoded lines for the valid records and a reject for each invalid one."""
+        lo = now_ns - self.max_past_ns
+        hi = now_ns + self.max_future_ns
+        good: list[str] = []
+        rejects: list[Reject] = []
+        for r in records:
+            reason = self._check_record(r, lo, hi)
+            if reason is not None:
+                rejects.append(Reject(reason[0], reason[1], _describe(r)))
+                continue
+            meas = MEASUREMENTS[r.measurement]
+            r = Record(r.measurement, r.tags, coerce(meas, r.fields), r.time_ns if r.time_ns is not None else now_ns)
+            try:
+                good.append(encode_record(r))
+            except Exception as exc:  # noqa: BLE001 - the codec names what it cannot carry
+                rejects.append(Reject("parse_error", str(exc), _describe(r)))
+        return good, rejects
+
+    def _check_record(self, r: Record, lo: int, hi: int) -> tuple[str, str] | None:
+        meas = MEASUREMENTS.get(r.measurement)
+        if meas is None:
+            return ("unknown_measurement", f"unknown measurement {r.measurement!r}")
+        if not r.fields:
+            return ("parse_error", "a point needs at least one field")
+        for name, value in r.fields.items():
+            problem = check_value(meas, name, value)
+            if problem is not None:
+                return ("unknown_field" if name not in meas.fields else "wrong_type", problem)
+        ts = r.time_ns
+        if ts is not None:
+            if ts > hi:
+                return ("time_future", f"timestamp {ts} is more than {self.max_future_ns // 10**9} s ahead of now")
+            if ts < lo:
+                return ("time_past", f"timestamp {ts} is more than {self.max_past_ns // 10**9} s before now")
+        return None
+
+
+def _describe(r: Record) -> str:
+    """A record as a line for the dead-letter file, even when it cannot be encoded."""
+    try:
+        return encode_record(r)
+    except Exception:  # noqa: BLE001
+        return repr(r)
+

@@ -56,11 +56,11 @@ def build(ctx: Context) -> db.Dashboard:
         description="Why clocks were lowered, reason by reason (NVML clock-event reasons).",
     )
     p.timeseries(
-        "XID errors", "none",
-        [Influx(f'SELECT last({fld(GPU, "xid_total")}) FROM {g} {w} {BY_GPU}').alias("GPU $tag_gpu all XIDs"),
-         Influx(f'SELECT last({fld(GPU_XID, "count_total")}) FROM "{GPU_XID.name}" {w} '
+        "XID errors by code", "none",
+        [Influx(f'SELECT last({fld(GPU_XID, "count_total")}) FROM "{GPU_XID.name}" {w} '
                 'GROUP BY time($__interval), "gpu", "xid" fill(none)').alias("GPU $tag_gpu XID $tag_xid")],
-        w=12, h=8, min=0, description="XID errors since the agent started: all codes, and each code on its own.",
+        w=12, h=8, min=0, no_value="no XIDs",
+        description="XID errors per code since the agent started; a series appears with a GPU's first XID.",
     )
     p.timeseries(
         "ECC errors and remapped rows", "none",

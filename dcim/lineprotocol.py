@@ -54,20 +54,17 @@ def _check_name(text: str, what: str, escapable: frozenset[str]) -> None:
         msg = f"{what} {text!r} contains a newline, which line protocol cannot carry"
         raise LineProtocolError(msg)
     if "\\" in text:
-        # A run of an odd number of backslashes right before a character that gets escaped, or at
-        # the end, would pair with the escape and change the value when read back.
-        run = 0
-        for ch in text:
+        # InfluxDB 1.x takes a character right after a backslash as escaped, whatever precedes
+        # the backslash, so a backslash before a separator, or at the end, would change the value.
+        for i, ch in enumerate(text):
             if ch == "\\":
-                run += 1
-                continue
-            if run % 2 == 1 and ch in escapable:
-                msg = f"{what} {text!r} has a backslash before {ch!r}, which line protocol cannot carry"
-                raise LineProtocolError(msg)
-            run = 0
-        if run % 2 == 1:
-            msg = f"{what} {text!r} ends in a backslash, which line protocol cannot carry"
-            raise LineProtocolError(msg)
+                nxt = text[i + 1] if i + 1 < len(text) else ""
+                if nxt == "":
+                    msg = f"{what} {text!r} ends in a backslash, which line protocol cannot carry"
+                    raise LineProtocolError(msg)
+                if nxt in escapable:
+                    msg = f"{what} {text!r} has a backslash before {nxt!r}, which line protocol cannot carry"
+                    raise LineProtocolError(msg)
 
 
 class _EscapeCache(dict):

@@ -254,7 +254,6 @@ class Hall:
         self.phase_used = np.array(
             [k < p.phases for p in self.pdu_cfgs for k in range(3)], dtype=bool
         )
-        self.outlet_v = self.phase_v[self.outlet_phase]
         self.outlet_pf = self.phase_pf[self.outlet_phase]
 
         # GPU model constants as arrays
@@ -800,7 +799,7 @@ class Hall:
             o.power_limit_w = cols["limit"][i]
             o.lost = cols["lost"][i]
         self._synced_limit = cols["limit"]
-        o_cur = (self.outlet_power / (self.outlet_v * self.outlet_pf)).tolist()
+        o_cur = (self.outlet_power / (self.phase_volt[self.outlet_phase] * self.outlet_pf)).tolist()
         o_pw = self.outlet_power.tolist()
         o_en = self.outlet_energy.tolist()
         ph_pw = self.phase_power.tolist()
@@ -932,7 +931,7 @@ class Hall:
         osel = slice(None) if all_pdus else np.flatnonzero(o_ok)
         opw = self.outlet_power[osel]
         out.append((self.outlet_block, o_rows, [
-            np.round(opw / (self.outlet_v[osel] * self.outlet_pf[osel]), 3).tolist(), np.round(opw, 1).tolist(),
+            np.round(opw / (self.phase_volt[self.outlet_phase[osel]] * self.outlet_pf[osel]), 3).tolist(), np.round(opw, 1).tolist(),
             np.round(self.outlet_energy[osel], 1).tolist(), bool_col(self.outlet_on[osel]),
         ]))
         out.append((self.env_block, p_rows, [np.round(self.env_temp[psel], 2).tolist(), np.round(self.env_hum[psel], 2).tolist()]))

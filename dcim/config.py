@@ -247,6 +247,7 @@ class SnmpDeviceConfig(Model):
     timeout_s: float = Field(2.0, gt=0)
     retries: int = Field(1, ge=0)
     max_repetitions: int = Field(25, ge=1, le=500)
+    tags: dict[str, str] = Field(default_factory=dict, description="extra tags, e.g. {pdu: pdu-a} or {loop: loop-a}")
 
 
 class SnmpAgentConfig(Model):

@@ -1,0 +1,65 @@
+"""``dcim agent gpu --simulate --once``: line protocol and /metrics output of one poll, and its errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
+
+from agents.gpu.cli import gpu_cmd
+from dcim.errors import ConfigError
+from dcim.lineprotocol import decode
+from dcim.schema import validate
+
+
+def test_once_lp_prints_valid_line_protocol_for_the_first_node() -> None:
+    res = CliRunner().invoke(gpu_cmd, ["--simulate", "--once", "--format", "lp"], catch_exceptions=False)
+    assert res.exit_code == 0
+    records = list(decode(res.output))
+    gpus = [r for r in records if r.measurement == "gpu"]
+    assert len(gpus) == 8
+    assert {r.tags["node"] for r in gpus} == {"A01-n01"}
+    assert {r.tags["site"] for r in gpus} == {"dc1"}
+    for r in records:
+        assert validate(r, allow_extra_tags=False) == []
+    assert all(r.fields["power_w"] > 0 and r.fields["temp_c"] > 0 for r in gpus)
+
+
+def test_once_prometheus_has_dcgm_names_and_labels_for_the_chosen_node() -> None:
+    res = CliRunner().invoke(gpu_cmd, ["--simulate", "--once", "--format", "prometheus", "--node", "B02-n03"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0
+    fams = {f.name: f for f in text_string_to_metric_families(res.output)}
+    temp = fams["DCGM_FI_DEV_GPU_TEMP"]
+    assert len(temp.samples) == 8
+    labels = temp.samples[0].labels
+    assert labels["Hostname"] == labels["hostname"] == "B02-n03"
+    assert labels["UUID"].startswith("GPU-") and labels["modelName"] and labels["gpu"] == "0"
+    energy = fams["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"]
+    assert energy.samples[0].name == "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"  # mJ, no _total: as dcgm-exporter
+    assert "dcim_gpu_agent_poll_duration_seconds" in fams
+
+
+def test_config_file_and_unknown_node(tmp_path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "site: lab\nrooms:\n  - name: r1\n    rows:\n      - name: x\n        racks:\n"
+        "          - name: R9\n            nodes: 1\n"
+        "defaults:\n  gpus_per_node: 2\n"
+    )
+    res = CliRunner().invoke(gpu_cmd, ["--simulate", "--once", "--site", str(site)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    records = [r for r in decode(res.output) if r.measurement == "gpu"]
+    assert [r.tags["rack"] for r in records] == ["R9", "R9"]
+    assert records[0].tags["node"] == "R9-n01"
+    res = CliRunner().invoke(gpu_cmd, ["--simulate", "--once", "--site", str(site), "--node", "nope"])
+    assert isinstance(res.exception, ConfigError) and "pass --node" in str(res.exception)
+
+
+def test_unknown_node_exits_2_with_one_line_error() -> None:
+    proc = subprocess.run([sys.executable, "-m", "dcim.cli", "agent", "gpu", "--simulate", "--once", "--node", "Z9"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: node 'Z9' is not in site") and "Traceback" not in proc.stderr

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from dcim.config import load_yaml, validation_error
+from dcim.config import _yaml_lines, format_loc, load_yaml
 from dcim.errors import ConfigError
 
 #: Where the shipped scenarios live.
@@ -232,11 +232,14 @@ class Xid(_Fault):
     code: int = Field(ge=1)
 
 
-Fault = Annotated[
-    PumpDegradation | PumpSpeed | SetpointDrift | Leak | StuckSensor | NoisySensor | NotAnswering | Workload
-    | FeedLoss | ExtraLoad | GpuLost | EccErrors | Xid,
-    Field(discriminator="kind"),
-]
+_FAULT_TYPES = (
+    PumpDegradation, PumpSpeed, SetpointDrift, Leak, StuckSensor, NoisySensor, NotAnswering, Workload, FeedLoss,
+    ExtraLoad, GpuLost, EccErrors, Xid,
+)
+Fault = Annotated[Union[_FAULT_TYPES], Field(discriminator="kind")]  # noqa: UP007 - a tuple needs Union
+
+
+_KINDS = frozenset(get_args(m.model_fields["kind"].annotation)[0] for m in _FAULT_TYPES)
 
 
 class Scenario(_Model):
@@ -272,13 +275,36 @@ class Scenario(_Model):
                     raise ConfigError(f"node {node!r} has no GPU {gpu}", file=self.name, path=where)
 
 
+def _error(exc: ValidationError, *, file: str, text: str | None) -> ConfigError:
+    """One ConfigError naming file, path (as written in the YAML) and line for every problem."""
+    lines = _yaml_lines(text) if text else {}
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = list(err["loc"])
+        # the fault kind pydantic puts after a list index is not part of the YAML path
+        if len(loc) >= 3 and loc[0] == "faults" and isinstance(loc[1], int) and loc[2] in _KINDS:
+            del loc[2]
+        loc_t = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+        line = next((lines[loc_t[:n]] for n in range(len(loc_t), -1, -1) if loc_t[:n] in lines), None)
+        where = format_loc(loc_t) + (f" (line {line})" if line else "")
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not part of a scenario; check the spelling)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif err["type"] == "union_tag_invalid":
+            msg = f"unknown fault kind {err.get('input', {}).get('kind')!r}; known: {', '.join(sorted(_KINDS))}"
+        problems.append(f"{where}: {msg}")
+    return ConfigError("invalid scenario:\n  " + "\n  ".join(problems), file=file)
+
+
 def _from_data(data: Any, *, file: str, text: str | None) -> Scenario:
     if data is None:
         data = {}
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise validation_error(exc, file=file, text=text) from None
+        raise _error(exc, file=file, text=text) from None
 
 
 def list_scenarios() -> list[tuple[str, str]]:

@@ -1,0 +1,138 @@
+"""``dcim simulate`` and ``dcim demo`` end to end, in process through dcim.cli.main and as a subprocess."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import datetime, timezone
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dcim.cli import main
+from dcim.lineprotocol import decode
+from simulators.cli import parse_start
+from simulators.hall import DEFAULT_START_NS
+from simulators.sites import make_site
+
+LINES_PER_SAMPLE = 256 + 16 + 48 + 384 + 16 + 2
+
+
+def run_main(args, capsys):
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_simulate_writes_every_domain_to_a_file(tmp_path, capsys):
+    out = tmp_path / "normal.lp"
+    code, _, err = run_main(["simulate", "--duration", "5s", "--out", str(out)], capsys)
+    assert code == 0, err
+    text = out.read_text()
+    records = decode(text)
+    assert len(records) == 5 * LINES_PER_SAMPLE
+    assert {r.measurement for r in records} == {"gpu", "pdu", "pdu_phase", "pdu_outlet", "env", "coolant_loop"}
+    times = sorted({r.time_ns for r in records})
+    assert times == [DEFAULT_START_NS + k * 1_000_000_000 for k in range(5)]
+    assert "5 samples" in err
+
+
+def test_same_seed_and_args_give_byte_identical_output_gzip_included(tmp_path, capsys):
+    a, b, c = tmp_path / "a.lp.gz", tmp_path / "b.lp.gz", tmp_path / "c.lp.gz"
+    args = ["simulate", "--scenario", "gpu-lost", "--duration", "3m", "--step", "20s", "-q"]
+    assert run_main([*args, "--out", str(a)], capsys)[0] == 0
+    assert run_main([*args, "--out", str(b)], capsys)[0] == 0
+    assert run_main([*args, "--seed", "7", "--out", str(c)], capsys)[0] == 0
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes()[:2] == b"\x1f\x8b"
+    assert gzip.decompress(a.read_bytes()) != gzip.decompress(c.read_bytes())
+    text = gzip.decompress(a.read_bytes()).decode()
+    assert "lost=true" in text and "gpu_xid," in text
+
+
+def test_simulate_to_stdout_with_a_start_time(capsys):
+    code, out, _ = run_main(["simulate", "--duration", "2s", "--out", "-", "--start", "2030-05-01T12:00:00Z", "-q"], capsys)
+    assert code == 0
+    records = decode(out)
+    assert len(records) == 2 * LINES_PER_SAMPLE
+    expected = int(datetime(2030, 5, 1, 12, tzinfo=timezone.utc).timestamp()) * 1_000_000_000
+    assert min(r.time_ns for r in records) == expected
+
+
+def test_list_shows_every_scenario_with_its_description(capsys):
+    code, out, _ = run_main(["simulate", "--list"], capsys)
+    assert code == 0
+    for name in ("normal", "pump-degradation", "gpu-lost", "leak", "stuck-sensor"):
+        assert f"{name}\n    " in out
+    assert "An operator should see" in out
+
+
+def test_unknown_scenario_is_a_clear_error_with_exit_2():
+    proc = subprocess.run(
+        [sys.executable, "-m", "dcim.cli", "simulate", "--scenario", "no-such", "--out", os.devnull],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: unknown scenario 'no-such'")
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_scenario_file_error_names_file_and_path(tmp_path, capsys):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("name: broken\ndescription: x\nfaults:\n  - {kind: pump_degradation, loop: loop-a, flow_fraction: 3}\n")
+    code, _, err = run_main(["simulate", "--scenario", str(bad), "--out", os.devnull], capsys)
+    assert code == 2
+    assert str(bad) in err and "faults[0].flow_fraction (line 4)" in err
+
+
+def test_scenario_naming_a_rack_the_site_lacks_is_refused(tmp_path, capsys):
+    site = tmp_path / "tiny.yaml"
+    import yaml
+
+    site.write_text(yaml.safe_dump(make_site(1).model_dump(mode="json", include={"site", "rooms", "loops"})))
+    code, _, err = run_main(["simulate", "--site", str(site), "--scenario", "phase-overload", "--out", os.devnull], capsys)
+    assert code == 2 and "unknown rack 'A02'" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "ns"),
+    [
+        ("1767225600", DEFAULT_START_NS),
+        ("1767225600.5", DEFAULT_START_NS + 500_000_000),
+        ("2026-01-01T00:00:00Z", DEFAULT_START_NS),
+        ("2026-01-01T01:00:00+01:00", DEFAULT_START_NS),
+        ("now", 123),
+    ],
+)
+def test_parse_start(text, ns):
+    assert parse_start(text, now_ns=123) == ns
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2026-01-01T00:00:00", "nan"])
+def test_parse_start_refuses(text):
+    from dcim.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        parse_start(text)
+
+
+def test_demo_runs_to_the_end_by_itself_and_summarizes(capsys):
+    code, out, err = run_main(["demo", "--no-live", "--speed", "100000", "--duration", "5m"], capsys)
+    assert code == 0, err
+    assert "EVENT pump degradation (loop loop-a) begins" in out
+    assert "demo finished: scenario pump-degradation, 300 simulated s" in out
+    assert "most GPUs thermally throttled at once: " in out
+    n = int(out.split("most GPUs thermally throttled at once: ")[1].split()[0])
+    assert n > 64  # row A throttles during the incident
+
+
+def test_demo_recovers_by_the_end_of_the_default_incident(capsys):
+    code, out, _ = run_main(["demo", "--no-live", "--speed", "100000"], capsys)
+    assert code == 0
+    assert "pump degradation (loop loop-a) recovered" in out
+    assert "at the end: all clear" in out

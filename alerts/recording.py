@@ -179,7 +179,7 @@ def write_recording(path: str | Path, records: Iterable[Record], header: Header,
         if header.end_ns is None:
             header.end_ns = recs[-1].time_ns
     header.extra["records"] = str(len(recs))
-    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
         gz.write(("\n".join(header.lines()) + "\n").encode())
         step = 20_000
         for i in range(0, len(recs), step):

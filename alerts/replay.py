@@ -163,14 +163,21 @@ def transition_dict(t: Any) -> dict[str, Any]:
     }
 
 
-def format_text(transitions: Iterable[Any]) -> str:
+def alert_names(transitions: Iterable[Any]) -> dict[str, str]:
+    """Fingerprint -> ``Rule location``, so an inhibition names the alert behind it, not a hash."""
+    return {t.fingerprint: f"{t.rule} {location(t.labels)}".strip()
+            for t in transitions if getattr(t, "fingerprint", None)}
+
+
+def format_text(transitions: Sequence[Any]) -> str:
     """The timeline, one transition a line: time, state, rule, location, value, inhibition."""
+    names = alert_names(transitions)
     rows = []
     for t in transitions:
         line = (f"{format_time(t.time_ns)}  {t.state:<8}  {t.rule}  {location(t.labels)}"
                 f"  value={_value_text(t.value)}")
         if t.inhibited:
-            by = ", ".join(inhibitors(t)) or "?"
+            by = ", ".join(names.get(b, b) for b in inhibitors(t)) or "?"
             line += f"  (inhibited by {by})"
         rows.append(line)
     return "\n".join(rows) + ("\n" if rows else "")

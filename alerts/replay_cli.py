@@ -40,7 +40,8 @@ def load_rule_set(paths: tuple[Path, ...] | list[Path]) -> list[Any]:
 def make_engine(rules: list[Any], site: Any) -> Any:
     from alerts.engine import Engine
 
-    return Engine(rules, site=site)
+    interval_s = site.alerts.evaluation_interval_s if site is not None else 1.0
+    return Engine(rules, site=site, evaluation_interval_s=interval_s)
 
 
 def run_replay(reader: RecordingReader, rules: list[Any], site: Any, *, speed: float | None = None,

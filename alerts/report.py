@@ -19,7 +19,7 @@ from dcim import schema
 from dcim.record import Record
 
 from alerts.recording import Header, format_time
-from alerts.replay import ReplayStats, inhibitors, location
+from alerts.replay import ReplayStats, alert_names, inhibitors, location
 from alerts.whatif import Episode, Incident, WhatIf, episodes, format_whatif, incidents
 
 #: The signals an operator wants beside an alert on a measurement, as groups drawn on one axis.
@@ -239,8 +239,9 @@ def render_html(*, header: Header, recording: str, rules_name: str, stats: Repla
         out.append(f"<pre>{_e(format_whatif(whatif))}</pre>")
     out.append("<h2>Alert timeline</h2><table><tr><th>time</th><th>state</th><th>rule</th><th>severity</th>"
                "<th>location</th><th>value</th><th>inhibited by</th></tr>")
+    names = alert_names(transitions)
     for t in transitions[:MAX_TIMELINE_ROWS]:
-        by = ", ".join(inhibitors(t)) if t.inhibited else ""
+        by = ", ".join(names.get(b, b) for b in inhibitors(t)) if t.inhibited else ""
         value = f"{t.value:.6g}" if isinstance(t.value, float) else ("-" if t.value is None else t.value)
         out.append(f'<tr class="{_e(t.state)}"><td>{_e(format_time(t.time_ns))}</td><td>{_e(t.state)}</td>'
                    f"<td>{_e(t.rule)}</td><td>{_e(t.severity)}</td><td>{_e(location(t.labels))}</td>"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerts.recording import format_time
-from alerts.replay import location
+from alerts.replay import alert_names, location
 
 AlertKey = tuple[str, tuple[tuple[str, str], ...]]
 
@@ -57,6 +57,8 @@ class Episode:
 
 def episodes(transitions: Iterable[Any], *, side: str = "a") -> list[Episode]:
     """Transitions (time-ordered) folded into episodes, in order of start."""
+    transitions = list(transitions)
+    names = alert_names(transitions)
     open_: dict[AlertKey, Episode] = {}
     done: list[Episode] = []
     for t in transitions:
@@ -81,8 +83,9 @@ def episodes(transitions: Iterable[Any], *, side: str = "a") -> list[Episode]:
             if t.inhibited:
                 by = getattr(t, "inhibited_by", None) or []
                 for b in [by] if isinstance(by, str) else by:
-                    if b not in ep.inhibited_by:
-                        ep.inhibited_by.append(str(b))
+                    name = names.get(b, str(b))
+                    if name not in ep.inhibited_by:
+                        ep.inhibited_by.append(name)
         elif state in ("resolved", "inactive"):
             ep.end_ns = t.time_ns
             if ep.pending_spans and ep.pending_spans[-1][1] is None:

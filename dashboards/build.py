@@ -31,7 +31,8 @@ GRAFANA_DASHBOARDS_PATH = "/var/lib/grafana/dashboards/dcim"
 
 
 def context(site: SiteConfig | None = None, rules_dir: str | Path = DEFAULT_RULES_DIR) -> Context:
-    return Context(site or default_site(), from_rule_pack(rules_dir))
+    site = site or default_site()
+    return Context(site, from_rule_pack(rules_dir, site))
 
 
 def to_json(obj: Any) -> dict[str, Any]:

@@ -118,6 +118,7 @@ class InfluxAnnotationQuery(dm.AnnotationQuery):
         payload["tagsColumn"] = self.tags_column
         payload["target"] = {
             "refId": "Anno",
+            "datasource": self.datasource,
             "query": self.query,
             "rawQuery": True,
             "resultFormat": "table",

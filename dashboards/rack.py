@@ -31,15 +31,18 @@ def build(ctx: Context) -> db.Dashboard:
         description=f"Dashed: {th.phase_current_pct:g} % of the {breaker_a:g} A breaker ({line_a:g} A, from the "
                     "rule pack) and the breaker rating itself.",
     )
+    # The engine's formula (Raritan's): 100 x max|Li - mean| / mean, where max|Li - mean| is
+    # max(max - mean, mean - min) = ((max - min) + |max + min - 2 mean|) / 2; InfluxQL has no greatest().
     p.timeseries(
         "Phase imbalance", "percent",
-        [Influx(f'SELECT (max("i") - min("i")) / mean("i") * 100 FROM (SELECT mean({fld(PDU_PHASE, "current_a")}) '
-                f'AS "i" FROM "{PDU_PHASE.name}" {where(*loc)} GROUP BY time($__interval), "pdu", "phase") '
-                f'{where()} GROUP BY time($__interval), "pdu" fill(none)').alias("$tag_pdu")],
+        [Influx('SELECT ((max("i") - min("i")) + abs(max("i") + min("i") - 2 * mean("i"))) / 2 / mean("i") * 100 '
+                f'FROM (SELECT mean({fld(PDU_PHASE, "current_a")}) AS "i" FROM "{PDU_PHASE.name}" {where(*loc)} '
+                f'GROUP BY time($__interval), "pdu", "phase") {where()} GROUP BY time($__interval), "pdu" fill(none)')
+         .alias("$tag_pdu")],
         w=12, h=9, lines=True, min=0,
         thresholds=steps("green", (th.phase_imbalance_pct, "red")),
-        description=f"(max - min) / mean of the phase currents of each PDU; dashed at the rule pack's "
-                    f"{th.phase_imbalance_pct:g} %.",
+        description=f"100 x max|phase - mean| / mean of each PDU's phase currents, as the alert engine computes it; "
+                    f"dashed at the rule pack's {th.phase_imbalance_pct:g} %.",
     )
     p.timeseries(
         "Phase voltage", unit_of(PDU_PHASE, "voltage_v"),

@@ -1,0 +1,121 @@
+"""Panel thresholds come from the alert rule pack (loaded with the engine's own loader)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dashboards.build import context, dashboards
+from dashboards.thresholds import Thresholds, from_rule_pack
+from dcim.config import default_site
+from dcim.errors import RuleError
+
+PACK = """\
+rules:
+  - name: PduPhaseCurrentHigh
+    kind: ratio
+    measurement: pdu_phase
+    field: current_a
+    rating: pdu.breaker_a
+    threshold: {phase_pct}
+  - name: PduPhaseCurrentCritical
+    kind: ratio
+    severity: critical
+    measurement: pdu_phase
+    field: current_a
+    rating: pdu.breaker_a
+    threshold: 95
+  - name: PduPhaseImbalance
+    kind: imbalance
+    measurement: pdu_phase
+    threshold: 25
+  - name: CoolantSupplyHot
+    kind: threshold
+    measurement: coolant_loop
+    field: supply_temp_c
+    threshold: 33.5
+  - name: CoolantFlowLow
+    kind: ratio
+    measurement: coolant_loop
+    field: flow_lpm
+    rating: loop.nominal_flow_lpm
+    op: "<"
+    threshold: 70
+  - name: GpuNearSlowdown
+    kind: threshold
+    measurement: gpu
+    field: temp_c
+    threshold_field: temp_slowdown_c
+    threshold_default: gpu_model.slowdown_temp_c
+    threshold_offset: -3
+"""
+
+
+def _pack(tmp_path: Path, phase_pct: float = 80) -> Path:
+    d = tmp_path / "rules"
+    d.mkdir(exist_ok=True)
+    (d / "power.yaml").write_text(PACK.format(phase_pct=phase_pct))
+    return d
+
+
+def test_every_threshold_comes_from_its_rule(tmp_path: Path) -> None:
+    site = default_site()
+    th = from_rule_pack(_pack(tmp_path, 75), site)
+    assert th.missing() == []
+    assert th.phase_current_pct == 75  # the warning line, not the critical one
+    assert th.phase_imbalance_pct == 25
+    assert th.coolant_supply_max_c == 33.5
+    assert th.coolant_flow_low_lpm == pytest.approx(0.7 * max(loop.nominal_flow_lpm for loop in site.loops))
+    slowdown = min(m.slowdown_temp_c for m in site.gpu_models.values())
+    assert th.gpu_slowdown_fallback_c == slowdown - 3
+    assert th.sources["phase_current_pct"] == "PduPhaseCurrentHigh"
+
+
+def _panel(d: dict[str, Any], title: str) -> dict[str, Any]:
+    return next(p for p in d["panels"] if p.get("title") == title)
+
+
+def test_a_threshold_change_reaches_the_panels(tmp_path: Path) -> None:
+    site = default_site()
+    breaker_a = min(p.breaker_a for r in site.racks() for p in r.pdus)
+    steps = {}
+    for pct in (80, 70):
+        rack = dashboards(context(site, _pack(tmp_path, pct)))["rack"]
+        steps[pct] = [s["value"] for s in _panel(rack, "Phase current")["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+    assert steps[80][1] == pytest.approx(0.8 * breaker_a)
+    assert steps[70][1] == pytest.approx(0.7 * breaker_a)
+
+
+def test_the_slowdown_fallback_reaches_every_gpu_temperature_panel(tmp_path: Path) -> None:
+    built = dashboards(context(default_site(), _pack(tmp_path)))
+    want = from_rule_pack(_pack(tmp_path)).gpu_slowdown_fallback_c
+    for key, title in (("rack", "GPU temperature"), ("node", "Temperatures against slowdown")):
+        steps = _panel(built[key], title)["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        assert steps[-1]["value"] == want, key
+    assert json.dumps(built, ensure_ascii=False).count(f"{want:g} °C") >= 2
+
+
+def test_no_rules_means_defaults_and_says_so(tmp_path: Path) -> None:
+    th = from_rule_pack(tmp_path / "nowhere")
+    assert th == Thresholds()
+    assert set(th.missing()) == {"phase_current_pct", "phase_imbalance_pct", "coolant_supply_max_c",
+                                 "coolant_flow_low_lpm", "gpu_slowdown_fallback_c"}
+
+
+def test_a_broken_rule_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    d = tmp_path / "rules"
+    d.mkdir()
+    (d / "bad.yaml").write_text("rules: [{name: X, kind: ratio, measurement: pdu_phase")
+    with pytest.raises(RuleError, match="bad.yaml"):
+        from_rule_pack(d)
+
+
+def test_the_default_pack_loads() -> None:
+    # Whatever the default pack holds, the dashboards build from it; what it gives is reported.
+    th = from_rule_pack()
+    assert set(th.sources) | set(th.missing()) == {
+        "phase_current_pct", "phase_imbalance_pct", "coolant_supply_max_c", "coolant_flow_low_lpm",
+        "gpu_slowdown_fallback_c"}

@@ -59,6 +59,29 @@ def agent() -> None:
     """Node agents: read devices and publish their records."""
 
 
+@cli.command("schema")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
+def schema_cmd(fmt: str) -> None:
+    """Print every measurement, tag and field (type, unit, kind, description)."""
+    import json
+
+    from dcim import schema
+
+    if fmt == "markdown":
+        click.echo(schema.markdown(), nl=False)
+        return
+    data = {
+        m.name: {
+            "description": m.description,
+            "tags": list(m.tags),
+            "fields": {f.name: {"type": f.type, "unit": f.unit, "kind": f.kind, "description": f.description}
+                       for f in m.fields.values()},
+        }
+        for m in schema.MEASUREMENTS.values()
+    }
+    click.echo(json.dumps(data, indent=2))
+
+
 @cli.group()
 def config() -> None:
     """Configuration files."""

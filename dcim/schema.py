@@ -386,3 +386,25 @@ def field_names(meas: Measurement, kinds: Iterable[FieldKind] | None = None) -> 
     """Field names of a measurement, optionally only those of the given kinds."""
     ks = set(kinds) if kinds is not None else None
     return [f.name for f in meas.fields.values() if ks is None or f.kind in ks]
+
+
+def markdown() -> str:
+    """The whole schema as Markdown tables (docs/schema.md is this output; a test keeps it current)."""
+    out = [
+        "# Storage schema",
+        "",
+        "Generated from `dcim/schema.py` by `dcim schema --format markdown`; do not edit by hand.",
+        "Field names carry their unit; counters end in `_total` (or are energy/time totals);",
+        "tags form the location hierarchy `site`, `room`, `row`, `rack`, then the device.",
+        "",
+        "## Tags",
+        "",
+        "| tag | meaning |",
+        "| --- | --- |",
+    ]
+    out += [f"| `{name}` | {desc} |" for name, desc in TAGS.items()]
+    for meas in MEASUREMENTS.values():
+        out += ["", f"## `{meas.name}`", "", meas.description, "", "Tags: " + ", ".join(f"`{t}`" for t in meas.tags), ""]
+        out += ["| field | type | unit | kind | description |", "| --- | --- | --- | --- | --- |"]
+        out += [f"| `{f.name}` | {f.type} | {f.unit} | {f.kind} | {f.description} |" for f in meas.fields.values()]
+    return "\n".join(out) + "\n"

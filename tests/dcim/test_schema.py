@@ -64,3 +64,10 @@ def test_coerce_and_lookup() -> None:
         schema.GPU.field("x")
     assert "temp_c" in schema.field_names(schema.GPU, ["gauge"])
     assert "energy_j" not in schema.field_names(schema.GPU, ["gauge"])
+
+
+def test_docs_schema_is_generated_from_the_code() -> None:
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "schema.md"
+    assert doc.read_text() == schema.markdown(), "docs/schema.md is stale: run `dcim schema > docs/schema.md`"

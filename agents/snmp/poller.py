@@ -40,6 +40,7 @@ class Device:
     v3_auth_key: str | None = field(default=None, repr=False)
     v3_priv_protocol: str = "AES"
     v3_priv_key: str | None = field(default=None, repr=False)
+    v3_context: str = ""
     profile: str = "auto"
     tags: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 2.0
@@ -121,7 +122,7 @@ class Poller:
                 s = PysnmpSession(d.name, d.address, d.port, d.timeout_s, d.retries, user=d.v3_user,
                                   auth_protocol=d.v3_auth_protocol, auth_key=d.v3_auth_key,
                                   priv_protocol=d.v3_priv_protocol, priv_key=d.v3_priv_key,
-                                  limit=self._limit)  # own engine: USM keys are per engine and user name
+                                  context=d.v3_context, limit=self._limit)  # own engine: USM keys are per engine and user name
             else:
                 s = PysnmpSession(d.name, d.address, d.port, d.timeout_s, d.retries, community=d.community,
                                   limit=self._limit, engine=self._pysnmp_engine)

@@ -197,7 +197,8 @@ _AUTH_FAILURES = ("unknownusername", "wrongdigest", "authentication", "decryptio
 
 def _from_pysnmp(value: Any) -> Any:
     """pysnmp/pyasn1 value -> the plain Python value our codec yields."""
-    from pysnmp.proto import rfc1902, rfc1905
+    from pyasn1.type import univ
+    from pysnmp.proto import rfc1905
 
     if isinstance(value, rfc1905.EndOfMibView):
         return ber.END_OF_MIB_VIEW_VALUE
@@ -205,11 +206,11 @@ def _from_pysnmp(value: Any) -> Any:
         return ber.NO_SUCH_OBJECT_VALUE
     if isinstance(value, rfc1905.NoSuchInstance):
         return ber.NO_SUCH_INSTANCE_VALUE
-    if isinstance(value, rfc1902.ObjectIdentifier):
+    if isinstance(value, univ.ObjectIdentifier):
         return tuple(value)
-    if isinstance(value, (rfc1902.OctetString, rfc1902.IpAddress, rfc1902.Opaque)):
+    if isinstance(value, univ.OctetString):  # also IpAddress and Opaque
         return bytes(value)
-    if isinstance(value, rfc1902.Null):
+    if isinstance(value, univ.Null):
         return None
     return int(value)
 
@@ -220,7 +221,7 @@ class PysnmpSession:
     def __init__(self, device: str, address: str, port: int, timeout_s: float, retries: int, *,
                  community: str | None = None, user: str | None = None, auth_protocol: str = "SHA",
                  auth_key: str | None = None, priv_protocol: str = "AES", priv_key: str | None = None,
-                 limit: asyncio.Semaphore | None = None, engine: Any = None) -> None:
+                 context: str = "", limit: asyncio.Semaphore | None = None, engine: Any = None) -> None:
         from pysnmp.hlapi.v3arch import asyncio as hl
 
         self._hl = hl
@@ -229,6 +230,7 @@ class PysnmpSession:
         self.timeout_s = timeout_s
         self.retries = retries
         self.limit = limit
+        self.context = context
         self.engine = engine or hl.SnmpEngine()
         if user is not None:
             self.auth = hl.UsmUserData(
@@ -266,11 +268,12 @@ class PysnmpSession:
         objs = [hl.ObjectType(hl.ObjectIdentity(hl.ObjectIdentifier(ber.decode_oid(o)))) for o in args[-1]]
         try:
             if self.limit is None:
-                res = await fn(self.engine, self.auth, target, hl.ContextData(), *args[:-1], *objs, lookupMib=False)
+                res = await fn(self.engine, self.auth, target, hl.ContextData(contextName=self.context),
+                               *args[:-1], *objs, lookupMib=False)
             else:
                 async with self.limit:
-                    res = await fn(self.engine, self.auth, target, hl.ContextData(), *args[:-1], *objs,
-                                   lookupMib=False)
+                    res = await fn(self.engine, self.auth, target, hl.ContextData(contextName=self.context),
+                                   *args[:-1], *objs, lookupMib=False)
         except (DeviceError, asyncio.CancelledError):
             raise
         except Exception as exc:  # pysnmp raises its own errors for auth failures in some versions

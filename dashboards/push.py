@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import niquests
 from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaException
 
@@ -41,9 +42,16 @@ def with_datasource_uid(data: Any, uid: str) -> Any:
     return data
 
 
-def _fail(step: str, url: str, exc: GrafanaException) -> PushError:
+#: What grafana-client raises: its own errors for HTTP answers, niquests' for the network (not wrapped).
+_ERRORS = (GrafanaException, niquests.exceptions.RequestException)
+
+
+def _fail(step: str, url: str, exc: Exception) -> PushError:
     status = getattr(exc, "status_code", None)
-    detail = getattr(exc, "message", None) or type(exc).__name__
+    if isinstance(exc, GrafanaException):
+        detail = exc.message or type(exc).__name__
+    else:
+        detail = f"cannot reach Grafana ({type(exc).__name__})"
     return PushError(f"grafana at {url}: {step} failed" + (f" (HTTP {status})" if status else "") + f": {detail}")
 
 
@@ -54,7 +62,7 @@ def ensure_folder(api: GrafanaApi, url: str, title: str, uid: str) -> str:
             if folder.get("uid") == uid or folder.get("title") == title:
                 return str(folder["uid"])
         created = api.folder.create_folder(title, uid=uid)
-    except GrafanaException as exc:
+    except _ERRORS as exc:
         raise _fail("folder lookup/creation", url, exc) from None
     return str(created.get("uid", uid))
 
@@ -76,7 +84,7 @@ def push(url: str, token: str, dashboards: Mapping[str, Mapping[str, Any]], *, f
                    "message": "dcim dashboards push"}
         try:
             answer = api.dashboard.update_dashboard(payload)
-        except GrafanaException as exc:
+        except _ERRORS as exc:
             raise _fail(f"upload of dashboard {key!r}", url, exc) from None
         done.append(Pushed(str(answer.get("uid", body.get("uid"))), answer.get("version"), answer.get("url")))
     return done

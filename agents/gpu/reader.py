@@ -11,7 +11,9 @@ Rules the issue asks for, all here:
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +44,38 @@ _VALUE_ATTR = {
     nv.NVML_VALUE_TYPE_SIGNED_INT: "siVal",
     nv.NVML_VALUE_TYPE_UNSIGNED_SHORT: "usVal",
 }
+
+
+# Decoding a field-value array through pynvml's Python-level attribute hooks costs more than the
+# library call itself, so a ctypes array is read in one pass with struct, checked against ctypes' layout.
+_FV_STRUCT = struct.Struct("=IIqqII8s")
+_FV_FAST = (
+    ctypes.sizeof(nv.c_nvmlFieldValue_t) == _FV_STRUCT.size
+    and [getattr(nv.c_nvmlFieldValue_t, f).offset for f in ("fieldId", "scopeId", "timestamp", "latencyUsec",
+                                                             "valueType", "nvmlReturn", "value")]
+    == [0, 4, 8, 16, 24, 28, 32]
+)
+_VALUE_FMT = {
+    nv.NVML_VALUE_TYPE_DOUBLE: struct.Struct("=d"),
+    nv.NVML_VALUE_TYPE_UNSIGNED_INT: struct.Struct("=I"),
+    nv.NVML_VALUE_TYPE_UNSIGNED_LONG: struct.Struct("=L" if ctypes.sizeof(ctypes.c_ulong) == 4 else "=Q"),
+    nv.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: struct.Struct("=Q"),
+    nv.NVML_VALUE_TYPE_SIGNED_LONG_LONG: struct.Struct("=q"),
+    nv.NVML_VALUE_TYPE_SIGNED_INT: struct.Struct("=i"),
+    nv.NVML_VALUE_TYPE_UNSIGNED_SHORT: struct.Struct("=H"),
+}
+_ULL = _VALUE_FMT[nv.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG]
+
+
+def field_values(raw: Any) -> list[tuple[int, Any]]:
+    """(nvmlReturn, value) for each entry of an nvmlDeviceGetFieldValues answer; value None unless SUCCESS."""
+    if _FV_FAST and isinstance(raw, ctypes.Array):
+        out = []
+        for _fid, _scope, _ts, _lat, vtype, rc, val in _FV_STRUCT.iter_unpack(memoryview(raw).cast("B")):
+            out.append((rc, _VALUE_FMT.get(vtype, _ULL).unpack_from(val)[0] if rc == nv.NVML_SUCCESS else None))
+        return out
+    return [(v.nvmlReturn, getattr(v.value, _VALUE_ATTR.get(v.valueType, "ullVal"))
+             if v.nvmlReturn == nv.NVML_SUCCESS else None) for v in raw]
 
 
 def code_of(exc: BaseException) -> int:
@@ -249,14 +283,12 @@ class NvmlReader:
             return
         sums: dict[str, int] = {}
         bad_links: set[str] = set()
-        for row, v in zip(gpu.fv_rows, raw):
-            rc = v.nvmlReturn
+        for row, (rc, x) in zip(gpu.fv_rows, field_values(raw)):
             if rc != nv.NVML_SUCCESS:
                 if row.field not in bad_links:
                     bad_links.add(row.field)
                     self._failed(gpu, (row.field,), rc, reading)
                 continue
-            x = getattr(v.value, _VALUE_ATTR.get(v.valueType, "ullVal"))
             if row.per_link:
                 sums[row.field] = sums.get(row.field, 0) + int(x)
             elif row.type == "float":
@@ -272,12 +304,11 @@ class NvmlReader:
 
     def _read_link_count(self, gpu: Gpu) -> None:
         try:
-            v = self.nvml.nvmlDeviceGetFieldValues(gpu.handle, [NVLINK_LINK_COUNT_ID])[0]
-            rc = v.nvmlReturn
+            rc, x = field_values(self.nvml.nvmlDeviceGetFieldValues(gpu.handle, [NVLINK_LINK_COUNT_ID]))[0]
         except nv.NVMLError as exc:
             rc = code_of(exc)
         if rc == nv.NVML_SUCCESS:
-            gpu.nvlink_links = int(getattr(v.value, _VALUE_ATTR.get(v.valueType, "uiVal")))
+            gpu.nvlink_links = int(x)
         elif rc == nv.NVML_ERROR_GPU_IS_LOST:
             raise GpuLost
         elif rc in UNSUPPORTED_CODES:

@@ -134,3 +134,24 @@ def test_field_values_are_batched_in_one_call_per_gpu(make_agent) -> None:
     assert "nvmlDeviceGetPowerManagementDefaultLimit" not in calls
     assert MIG_MODE.call in calls
     assert len(FIELD_READS) > 15
+
+
+def test_field_value_decoding_fast_path_matches_pynvml_attributes() -> None:
+    from agents.gpu.reader import field_values
+
+    raw = (nv.c_nvmlFieldValue_t * 5)()
+    specs = [
+        (nv.NVML_VALUE_TYPE_DOUBLE, "dVal", 41.5),
+        (nv.NVML_VALUE_TYPE_UNSIGNED_INT, "uiVal", 4_000_000_000),
+        (nv.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, "ullVal", 2**63 + 5),
+        (nv.NVML_VALUE_TYPE_SIGNED_LONG_LONG, "sllVal", -7),
+    ]
+    for v, (vtype, attr, value) in zip(raw, specs):
+        v.valueType = vtype
+        v.nvmlReturn = nv.NVML_SUCCESS
+        setattr(v.value, attr, value)
+    raw[4].nvmlReturn = nv.NVML_ERROR_NOT_SUPPORTED
+    raw[4].value.ullVal = 99  # garbage left in a failed slot must not leak out
+    expected = [(0, 41.5), (0, 4_000_000_000), (0, 2**63 + 5), (0, -7), (nv.NVML_ERROR_NOT_SUPPORTED, None)]
+    assert field_values(raw) == expected  # the struct fast path on a ctypes array
+    assert field_values(list(raw)) == expected  # the attribute path for anything else

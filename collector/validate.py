@@ -60,19 +60,26 @@ class Validator:
     # --- line protocol ---------------------------------------------------------------------
 
     def lines(self, payload: bytes, now_ns: int) -> tuple[list[str], list[Reject]]:
-        """Valid lines (ready to write, each with a timestamp) and the rejects of a payload."""
+        """Valid lines (ready to write, each with a timestamp, in payload order) and the rejects."""
         try:
-            text = payload.decode("utf-8")
+            texts: list[str | bytes] = payload.decode("utf-8").split("\n")
         except UnicodeDecodeError:
-            return self._slow(payload, now_ns)
+            texts = []
+            for raw in payload.split(b"\n"):
+                try:
+                    texts.append(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    texts.append(raw)  # only this line is lost
         lo = now_ns - self.max_past_ns
         hi = now_ns + self.max_future_ns
         good: list[str] = []
         rejects: list[Reject] = []
-        slow: list[tuple[int, str]] = []
         scan = self._scan
-        for n, line in enumerate(text.split("\n"), 1):
+        for n, line in enumerate(texts, 1):
             if not line:
+                continue
+            if type(line) is bytes:
+                rejects.append(Reject("parse_error", "line is not valid UTF-8", line.decode("utf-8", "replace"), n))
                 continue
             if line[-1] == "\r":
                 line = line[:-1]
@@ -84,13 +91,11 @@ class Validator:
             if verdict is None:
                 good.append(line)
             elif verdict is _SLOW:
-                slow.append((n, line))
+                g, r = self._slow(line, now_ns, lineno=n)
+                good += g
+                rejects += r
             else:
                 rejects.append(Reject(verdict[0], verdict[1], line, n))
-        for n, line in slow:
-            g, r = self._slow(line, now_ns, lineno=n)
-            good += g
-            rejects += r
         return good, rejects
 
     def _scan(self, line: str, lo: int, hi: int) -> tuple[str, str] | str | None:
@@ -160,9 +165,10 @@ class Validator:
             for e in result.errors
         ]
         good, more = self.check_records(result.records, now_ns)
-        if more and lineno is not None:
-            for r in more:
+        if more and lineno is not None and isinstance(data, str):
+            for r in more:  # the dead-letter file keeps the line as it came, not as re-encoded
                 r.line = lineno
+                r.text = data
         return good, rejects + more
 
     # --- records (JSON mappings, the careful path) ---------------------------------------------

@@ -1,0 +1,187 @@
+"""The collector without a broker: one message at a time through decode, validate, batch, observe, route."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+from click.testing import CliRunner
+
+from collector.app import AckToken, Collector, make_observers
+from collector.cli import check, collector_cmd
+from collector.deadletter import read_dead_letters
+from dcim.config import CollectorConfig
+from dcim.errors import ConfigError
+from dcim.lineprotocol import decode
+from dcim.record import Record
+from tests.collector.fakes import ScriptedSink
+
+NOW = 1_800_000_000 * 10**9
+
+
+def make(tmp_path, observers=(), **kw):
+    cfg = CollectorConfig(spool_path=tmp_path / "spool", dead_letter_path=tmp_path / "dl.jsonl",
+                          embedded_path=tmp_path / "store", **kw)
+    sink = ScriptedSink()
+    c = Collector(cfg, sink=sink, observers=observers, clock=lambda: NOW)
+    return c, sink
+
+
+def value(c, name, **labels):
+    return c.metrics.registry.get_sample_value(name, labels or None) or 0
+
+
+LINE = f"gpu,site=dc1,node=n1,gpu=0 power_w=300.5 {NOW}"
+
+
+async def test_good_bad_and_status_messages(tmp_path):
+    c, sink = make(tmp_path)
+    acked = []
+    c._client = types.SimpleNamespace(_client=types.SimpleNamespace(ack=lambda mid, qos: acked.append(mid)))  # noqa: SLF001
+    c._generation = 1  # noqa: SLF001
+    c.handle("dcim/dc1/A01/n1/gpu", f"{LINE}\ngpu,node=n1 nope=1 {NOW}".encode(), AckToken(1, 11, 1))
+    c.handle("dcim/dc1/A01/n1/status", b"online", AckToken(1, 12, 1))
+    c.handle("dcim/dc1/x", bytes(range(11, 256)), AckToken(1, 13, 1))
+    c.handle("dcim/dc1/x", b'{"temp": 1}', AckToken(1, 14, 1))
+    c.handle("dcim/dc1/x", b"x" * (c.config.max_payload_bytes + 1), AckToken(1, 15, 1))
+    c.handle("dcim/dc1/x", LINE.encode(), AckToken(0, 16, 1))  # from a connection that is gone
+    assert acked == []  # nothing is acknowledged before the batch is durable
+    await c.flush()
+    assert sink.accepted == [LINE, LINE]
+    assert acked == [11, 12, 13, 14, 15]
+    reasons = [d["reason"] for d in read_dead_letters(tmp_path / "dl.jsonl")]
+    assert reasons == ["unknown_field", "parse_error", "no_mapping", "payload_too_large"]
+    assert value(c, "dcim_collector_messages_received_total", kind="status") == 1
+    assert value(c, "dcim_collector_messages_received_total", kind="lineprotocol") == 4
+    assert value(c, "dcim_collector_points_received_total") == 2
+    assert value(c, "dcim_collector_messages_acked_total") == 5
+    big = read_dead_letters(tmp_path / "dl.jsonl")[-1]
+    assert big["size"] == 4096 and "first 4096 bytes" in big["detail"]
+    c.close()
+
+
+async def test_batches_flush_at_batch_size_and_ack_window(tmp_path):
+    c, _ = make(tmp_path, batch_size=3, receive_maximum=10)
+    for i in range(2):
+        c.handle("t", LINE.encode(), AckToken(1, i, 1))
+    assert not c._full.is_set()  # noqa: SLF001
+    c.handle("t", LINE.encode(), AckToken(1, 3, 1))
+    assert c._full.is_set() and not c._room.is_set()  # noqa: SLF001 - ingest waits for the flush
+    await c.flush()
+    assert c._room.is_set()  # noqa: SLF001
+    for i in range(5):  # half the broker's window of unacked messages also triggers a flush
+        c.handle("t/status", b"online", AckToken(1, i, 1))
+    assert c._full.is_set()  # noqa: SLF001
+    c.close()
+
+
+class Doubler:
+    """An observer that writes one alert record per batch, and sees what the sink will get."""
+
+    def __init__(self):
+        self.seen: list[Record] = []
+
+    def observe(self, records):
+        self.seen += records
+        return [Record("alert", {"alertname": "T", "severity": "info"}, {"state": "firing", "value": 1.0},
+                       records[-1].time_ns)]
+
+
+class Broken:
+    def observe(self, records):
+        raise RuntimeError("bug")
+
+
+async def test_observers_see_the_batch_and_their_records_go_with_it(tmp_path):
+    obs = Doubler()
+    c, sink = make(tmp_path, observers=[Broken(), obs])
+    c.handle("t", LINE.encode())
+    await c.flush()
+    assert [r.fields for r in obs.seen] == [{"power_w": 300.5}]
+    assert len(sink.calls) == 1  # one write: the data and the alert together
+    assert [r.measurement for line in sink.calls[0] for r in decode(line)] == ["gpu", "alert"]
+    assert value(c, "dcim_collector_observer_errors_total") == 1
+    assert value(c, "dcim_collector_observer_points_total") == 1
+    c.close()
+
+
+def test_alerts_true_builds_the_live_observer(monkeypatch):
+    cfg = CollectorConfig(alerts=True)
+    assert make_observers(CollectorConfig(), None) == []
+    monkeypatch.setitem(sys.modules, "alerts.live", None)  # not there (yet)
+    with pytest.raises(ConfigError, match="alerts"):
+        make_observers(cfg, cfg)
+    fake = types.ModuleType("alerts.live")
+    fake.make_observer = lambda site: ("observer for", site)
+    monkeypatch.setitem(sys.modules, "alerts.live", fake)
+    assert make_observers(cfg, "site") == [("observer for", "site")]
+
+
+async def test_mapped_json_topics(tmp_path):
+    c, sink = make(tmp_path, mappings=["bms_cdu"], max_past_s=10 * 365 * 86400.0)
+    assert "BMS/v1/PUB/Value/CDU/+/+/+/+/+/+/+" in c.subscriptions()
+    c.handle("BMS/v1/PUB/Value/CDU/LiquidFlow/dc1/hall1/A/cdu-a/loop-a/Secondary",
+             b'{"value": 200.0, "timestamp": 1743620423000, "quality": 1}')
+    c.handle("BMS/v1/PUB/Value/CDU/Status/dc1/hall1/A/cdu-a/loop-a/Pump1",
+             b'{"value": 1, "timestamp": 1743620423000, "quality": 1}')
+    c.handle("BMS/v1/PUB/Value/CDU/LiquidFlow/dc1/hall1/A/cdu-a/loop-a/Secondary", b"{broken")
+    await c.flush()
+    assert sink.accepted == ["coolant_loop,cdu=cdu-a,loop=loop-a,room=hall1,row=A,site=dc1 flow_lpm=200.0 "
+                             "1743620423000000000"]
+    assert [d["reason"] for d in read_dead_letters(tmp_path / "dl.jsonl")] == ["json_error"]
+    assert c.ignored == 1
+    c.close()
+
+
+def test_shared_subscription_topics(tmp_path):
+    c, _ = make(tmp_path, shared_group="collectors", topics=["dcim/#", "telegraf/#"])
+    assert c.subscriptions() == ["$share/collectors/dcim/#", "$share/collectors/telegraf/#"]
+    c.close()
+
+
+SITE = """
+site: t1
+rooms: [{name: hall1, rows: [{name: A, racks: [{name: A01, nodes: 1}]}]}]
+mqtt: {url: "mqtt://127.0.0.1:1883"}
+collector:
+  sink: influx
+  influx: {url: "http://127.0.0.1:8086", api: v1, database: dcim}
+  mappings: [cdu_gateway]
+"""
+
+ONLY = """
+mqtt: {url: "mqtt://127.0.0.1:1883"}
+collector:
+  sink: embedded
+  shared_group: collectors
+"""
+
+
+def test_check_config_takes_a_site_or_a_collector_file(tmp_path):
+    site = tmp_path / "site.yaml"
+    site.write_text(SITE)
+    out = check(site)
+    assert out[0].endswith(": ok") and any("influxdb_v1 http://127.0.0.1:8086" in line for line in out)
+    assert any("cdu-gateway" in line for line in out)
+    only = tmp_path / "collector.yaml"
+    only.write_text(ONLY)
+    assert any("$share/collectors/dcim/#" in line for line in check(only))
+    res = CliRunner().invoke(collector_cmd, ["--check-config", str(only)])
+    assert res.exit_code == 0 and "ok" in res.output
+
+
+def test_check_config_errors(tmp_path, monkeypatch):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("collector:\n  batch_size: 0\n  nope: 1\n")
+    with pytest.raises(ConfigError, match=r"(?s)bad.yaml.*collector.batch_size \(line 2\)"):
+        check(bad)
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("collector:\n  sink: influx\n  influx: {username: u, password: {env: NOT_SET_ANYWHERE}}\n")
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE"):
+        check(secret)
+    missing_map = tmp_path / "map.yaml"
+    missing_map.write_text("collector:\n  mappings: [no_such_mapping]\n")
+    with pytest.raises(ConfigError, match="no_such_mapping"):
+        check(missing_map)

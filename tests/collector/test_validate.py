@@ -1,0 +1,128 @@
+"""Decode and validate: every bad line is refused with its reason, the good ones always go on."""
+
+from __future__ import annotations
+
+import hypothesis.strategies as st
+from hypothesis import given, settings
+
+from collector.validate import REASONS, Validator
+from dcim.lineprotocol import decode, encode_record
+from dcim.record import Record, UInt
+from dcim.schema import MEASUREMENTS
+
+NOW = 1_800_000_000 * 10**9
+V = Validator(max_future_s=600, max_past_s=86400)
+
+
+def good_line(i: int = 0, t: int = NOW) -> str:
+    return f"gpu,site=dc1,node=n1,gpu={i} power_w=300.5,temp_c=55,mem_used_bytes=12i,throttle_hw_slowdown=false {t}"
+
+
+def reasons(payload: bytes) -> list[str]:
+    return [r.reason for r in V.lines(payload, NOW)[1]]
+
+
+def test_plain_lines_pass_through_unchanged():
+    payload = "\n".join(good_line(i) for i in range(3)).encode()
+    lines, rejects = V.lines(payload, NOW)
+    assert rejects == []
+    assert lines == [good_line(i) for i in range(3)]
+
+
+def test_each_bad_line_is_refused_alone_with_its_reason():
+    payload = "\n".join([
+        good_line(0),
+        "nosuch,node=n1 x=1 %d" % NOW,
+        "gpu,node=n1 power_w=1,bogus_field=2 %d" % NOW,
+        "gpu,node=n1 power_w=\"hot\" %d" % NOW,
+        "gpu,node=n1 throttle_hw_slowdown=1.5 %d" % NOW,
+        "gpu,node=n1 power_w=1 %d" % (NOW + 3600 * 10**9),
+        "gpu,node=n1 power_w=1 %d" % (NOW - 2 * 86400 * 10**9),
+        "gpu,node=n1 power_w=",
+        "this is not line protocol at all",
+        good_line(1),
+    ]).encode()
+    lines, rejects = V.lines(payload, NOW)
+    assert lines == [good_line(0), good_line(1)]
+    assert [(r.reason, r.line) for r in rejects] == [
+        ("unknown_measurement", 2), ("unknown_field", 3), ("wrong_type", 4), ("wrong_type", 5),
+        ("time_future", 6), ("time_past", 7), ("parse_error", 8), ("parse_error", 9),
+    ]
+    assert all(r.reason in REASONS for r in rejects)
+    assert "bogus_field" in rejects[1].detail and rejects[1].text.startswith("gpu,node=n1 power_w=1,bogus")
+
+
+def test_careful_path_coerces_and_stamps():
+    # an int for a float field would conflict in InfluxDB: it is written as a float
+    lines, rejects = V.lines(b"gpu,node=n1 power_w=300i,temp_c=50\n", NOW)
+    assert rejects == []
+    (rec,) = decode(lines[0])
+    assert rec.fields == {"power_w": 300.0, "temp_c": 50.0} and type(rec.fields["power_w"]) is float
+    assert rec.time_ns == NOW  # no timestamp: the arrival time
+    # strings, escapes and unsigned integers take the careful path and come out equal
+    src = Record("agent", {"component": "gpu", "host": "h 1"}, {"message": 'say "hi"', "errors_total": 3}, NOW)
+    lines, rejects = V.lines(encode_record(src).encode(), NOW)
+    assert rejects == [] and decode(lines[0]) == [src]
+    lines, rejects = V.lines(f"netif,switch=s1 rx_bytes_total=5u {NOW}".encode(), NOW)
+    assert rejects == [] and decode(lines[0])[0].fields == {"rx_bytes_total": UInt(5)}
+
+
+def test_comments_blank_lines_and_crlf():
+    payload = f"# a comment\n\n{good_line(0)}\r\n\r\n{good_line(1)}\r\n".encode()
+    lines, rejects = V.lines(payload, NOW)
+    assert rejects == [] and lines == [good_line(0), good_line(1)]
+
+
+def test_invalid_utf8_costs_only_its_line():
+    payload = good_line(0).encode() + b"\ngpu,node=\xff\xfe power_w=1\n" + good_line(1).encode()
+    lines, rejects = V.lines(payload, NOW)
+    assert lines == [good_line(0), good_line(1)]
+    assert [r.reason for r in rejects] == ["parse_error"]
+
+
+def test_nan_and_odd_numbers_are_not_passed_through():
+    assert reasons(f"gpu,node=n1 power_w=nan {NOW}".encode()) == ["parse_error"]
+    assert reasons(f"gpu,node=n1 power_w=1_000 {NOW}".encode()) == ["parse_error"]
+    assert reasons(f"gpu,node=n1 mem_used_bytes=+1i {NOW}".encode()) == ["parse_error"]
+    assert reasons(f"gpu,node=n1 power_w=1 +{NOW}".encode()) == ["parse_error"]
+    assert reasons(f"gpu,node=n1,time=x power_w=1 {NOW}".encode()) == ["parse_error"]
+    assert reasons(f"gpu,node==n1 power_w=1 {NOW}".encode()) == ["parse_error"]
+
+
+@given(st.binary(max_size=2000))
+@settings(max_examples=300, deadline=None)
+def test_random_bytes_never_raise(data):
+    lines, rejects = V.lines(data, NOW)
+    for line in lines:  # whatever got through is valid line protocol that fits the schema
+        (rec,) = decode(line)
+        assert rec.measurement in MEASUREMENTS
+
+
+_finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@st.composite
+def schema_records(draw):
+    meas = draw(st.sampled_from(sorted(MEASUREMENTS)))
+    m = MEASUREMENTS[meas]
+    names = draw(st.lists(st.sampled_from(sorted(m.fields)), min_size=1, max_size=6, unique=True))
+    fields = {}
+    for n in names:
+        t = m.fields[n].type
+        fields[n] = draw({"float": _finite, "int": st.integers(-(2**63), 2**63 - 1),
+                          "uint": st.integers(0, 2**64 - 1).map(UInt), "bool": st.booleans(),
+                          "str": st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)),
+                                         max_size=20)}[t])
+    tags = draw(st.dictionaries(st.sampled_from(m.tags), st.text(
+        st.characters(blacklist_characters="\r\n\\", blacklist_categories=("Cs",)), min_size=1, max_size=8), max_size=4))
+    t = draw(st.integers(NOW - 86400 * 10**9, NOW + 600 * 10**9))
+    return Record(meas, tags, fields, t)
+
+
+@given(st.lists(schema_records(), min_size=1, max_size=8))
+@settings(max_examples=200, deadline=None)
+def test_valid_records_survive_exactly(records):
+    payload = "\n".join(encode_record(r) for r in records).encode()
+    lines, rejects = V.lines(payload, NOW)
+    assert rejects == []
+    assert [decode(line)[0] for line in lines] == records

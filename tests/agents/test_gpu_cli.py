@@ -63,3 +63,22 @@ def test_unknown_node_exits_2_with_one_line_error() -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: node 'Z9' is not in site") and "Traceback" not in proc.stderr
+
+
+def test_docs_sample_config_parses_and_every_field_is_documented() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from dcim.config import GpuAgentConfig, MqttConfig
+    from dcim.schema import GPU
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "gpu-agent.md").read_text()
+    sample = re.search(r"```yaml\n(.*?)```", doc, re.S).group(1)
+    data = yaml.safe_load(sample)
+    assert GpuAgentConfig.model_validate(data["gpu_agent"]).queue_max == 10000
+    assert MqttConfig.model_validate(data["mqtt"]).password.env == "DCIM_MQTT_PASSWORD"
+    table = doc.split("## Fields", 1)[1]
+    for name in GPU.fields:
+        assert f"| `{name}` |" in table, name

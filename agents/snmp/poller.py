@@ -60,6 +60,7 @@ class DevicePoll:
     duration_s: float = 0.0
     varbinds: int = 0
     requests: int = 0
+    rows: int = 0
 
 
 DEVICE_TAG = {"pdu": "pdu", "cooling": "cdu", "ups": "ups", "switch": "switch"}
@@ -170,7 +171,9 @@ class Poller:
             # the overall deadline: every request may use all its retries, plus one for detection
             profile = await self.detect(d)
             s = self.session(d)
-            walk = await walk_columns(s.bulk, profile.columns(), d.max_repetitions, device=d.name, stats=stats)
+            walk: dict[str, list] = {}
+            for group in profile.walk_groups():
+                walk.update(await walk_columns(s.bulk, group, d.max_repetitions, device=d.name, stats=stats))
             now = self.clock_ns()
             tags = self._tags(d, profile)
             result = parse(profile, walk, tags, now)
@@ -178,14 +181,14 @@ class Poller:
             health = self._health(d, now, up=True, duration_s=duration,
                                   unsupported=",".join(sorted(result.unsupported)))
             poll = DevicePoll(d.name, True, result.records, health, profile.name, None, duration,
-                              stats.varbinds, stats.requests)
+                              stats.varbinds, stats.requests, stats.rows)
         except DeviceError as exc:
             self._errors[d.name] += 1
             now = self.clock_ns()
             duration = time.perf_counter() - start
             health = self._health(d, now, up=False, duration_s=duration, message=str(exc))
             poll = DevicePoll(d.name, False, [], health, profile.name if profile else None, str(exc), duration,
-                              stats.varbinds, stats.requests)
+                              stats.varbinds, stats.requests, stats.rows)
         if self._metrics is not None:
             self._metrics.observe(poll)
         return poll

@@ -161,6 +161,13 @@ class Profile(_Model):
                     raise ValueError(msg)
         return self
 
+    def walk_groups(self) -> list[list[str]]:
+        """Columns grouped by table entry (same rows), so one GETBULK stream never runs past a short table."""
+        groups: dict[str, list[str]] = {}
+        for col in self.columns():
+            groups.setdefault(col.rsplit(".", 1)[0], []).append(col)
+        return list(groups.values())
+
     def columns(self) -> list[str]:
         """Every column OID the profile reads, in table order, without duplicates."""
         seen: dict[str, None] = {}

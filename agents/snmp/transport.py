@@ -27,7 +27,8 @@ BulkFn = Callable[[list[bytes], int], Awaitable[Varbinds]]
 @dataclass(slots=True)
 class WalkStats:
     requests: int = 0
-    varbinds: int = 0
+    varbinds: int = 0  # received, including the one past each column's end
+    rows: int = 0  # inside the walked columns: what snmp_exporter counts as PDUs returned
 
 
 async def walk_columns(bulk: BulkFn, columns: list[str], max_repetitions: int, *,
@@ -65,6 +66,8 @@ async def walk_columns(bulk: BulkFn, columns: list[str], max_repetitions: int, *
                 raise DeviceError(msg, device=device)
             cursors[c] = oid
             result[col].append((decode_arcs(oid, len(prefix)), value))
+            if stats is not None:
+                stats.rows += 1
         if not oids:
             break
         # a column whose last varbind was cut short by the response size continues from its cursor

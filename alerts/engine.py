@@ -44,6 +44,7 @@ from alerts.rulefile import (
     StateRule,
     ThresholdRule,
     load_rules,
+    parse_condition,
 )
 from dcim import schema
 from dcim.config import SiteConfig
@@ -304,6 +305,7 @@ class Engine:
         self._match = {r.name: _matcher(getattr(r, "match", {})) for r in self.rules}
         self._states: dict[str, dict[str, _State]] = {r.name: {} for r in self.rules}
         self._order = {r.name: i for i, r in enumerate(self.rules)}
+        self._where: dict[str, list[tuple[str, tuple[str, Any]]]] = {}
         for r in self.rules:
             self._register(r)
 
@@ -327,8 +329,10 @@ class Engine:
             self._need(r.power_measurement, r.power_field)
         elif isinstance(r, ThresholdRule):
             self._need(r.measurement, r.field)
-            if r.threshold_field:
-                self._need(r.measurement, r.threshold_field)
+            for extra in (r.threshold_field, r.minus, *r.where):
+                if extra:
+                    self._need(r.measurement, extra)
+            self._where[r.name] = [(f, parse_condition(c)) for f, c in sorted(r.where.items())]
         elif isinstance(r, RateRule):
             self._need(r.measurement, r.field, int(r.window * NS))
         elif isinstance(r, IncreaseRule):
@@ -600,13 +604,36 @@ class Engine:
                 if thr is None:
                     continue
             thr += rule.threshold_offset
+            value = float(v)
+            if rule.minus is not None:
+                other = self._latest[(rule.measurement, rule.minus)].get(key)
+                if other is None or isinstance(other[1], str):
+                    continue
+                fresh = fresh and (b - other[0]) <= rule.stale_after * NS
+                value -= float(other[1])
+            if not self._where_ok(rule, key):
+                out.append(_Eval(self._labels(tags), value, False if fresh else None, True if fresh else None, thr))
+                continue
             clear = rule.clear
             if clear is None and rule.clear_delta is not None:
                 clear = thr - rule.clear_delta if rule.op in (">", ">=") else thr + rule.clear_delta
-            value = float(v)
             fire, clr = self._compare(rule, value, thr, clear, fresh)
             out.append(_Eval(self._labels(tags), value, fire, clr, thr))
         return out
+
+    def _where_ok(self, rule: ThresholdRule, key: tuple) -> bool:
+        for fld, (op, want) in self._where.get(rule.name, ()):
+            got = self._latest[(rule.measurement, fld)].get(key)
+            if got is None:
+                return False
+            v = got[1]
+            if op in ("==", "!="):
+                same = (type(v) is bool) == (type(want) is bool) and v == want
+                if same != (op == "=="):
+                    return False
+            elif isinstance(v, (str, bool)) or not _CMP[op](float(v), want):
+                return False
+        return True
 
     def _eval_state(self, rule: StateRule, b: int) -> list[_Eval]:
         want = rule.values()

@@ -203,11 +203,22 @@ class ThresholdRule(_SeriesRule):
     threshold_offset: float = 0.0
     clear: float | None = Field(None, description="absolute clear threshold (hysteresis)")
     clear_delta: float | None = Field(None, ge=0, description="clear this far on the safe side of the threshold")
+    minus: str | None = Field(None, description="compare field - minus (e.g. return - supply temperature)")
+    where: dict[str, str] = Field(default_factory=dict,
+                                  description="conditions on other fields of the series: {processes: '> 0'}")
 
     @model_validator(mode="after")
     def _check(self) -> ThresholdRule:
         _check_field(self.measurement, self.field, numeric=True)
         _check_matchers(self.measurement, self.match)
+        if self.minus is not None:
+            _check_field(self.measurement, self.minus, numeric=True, key="minus")
+        for fld, cond in self.where.items():
+            _check_field(self.measurement, fld, key=f"where.{fld}")
+            try:
+                parse_condition(cond)
+            except ValueError as exc:
+                raise FieldError(f"where.{fld}", str(exc)) from None
         if self.threshold is None and self.threshold_field is None:
             raise FieldError("threshold", "give threshold or threshold_field")
         if self.threshold is not None and self.threshold_field is not None:
@@ -222,6 +233,28 @@ class ThresholdRule(_SeriesRule):
             raise FieldError("clear", "clear needs a fixed threshold; use clear_delta with threshold_field")
         _clear_check(self.op, self.threshold, self.clear)
         return self
+
+
+_COND = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*$")
+
+
+def parse_condition(text: str) -> tuple[str, float | bool | str]:
+    """``'> 0'`` -> ('>', 0.0); ``'== true'`` -> ('==', True); ``'== normal'`` -> ('==', 'normal')."""
+    m = _COND.match(str(text))
+    if not m:
+        raise ValueError(f"condition {text!r}: write '<op> <value>' with op one of > >= < <= == !=")
+    op, raw = m.group(1), m.group(2)
+    value: float | bool | str
+    if raw.lower() in ("true", "false"):
+        value = raw.lower() == "true"
+    else:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = raw
+    if isinstance(value, (bool, str)) and op not in ("==", "!="):
+        raise ValueError(f"condition {text!r}: only == and != compare booleans and words")
+    return op, value
 
 
 def _check_topology_attr(ref: str) -> None:
@@ -281,6 +314,8 @@ RATINGS = {
     "pdu.capacity_w": "nameplate capacity of the series' PDU (W)",
     "rack.budget_w": "power budget of the series' rack (W)",
     "loop.nominal_flow_lpm": "nominal flow of the series' coolant loop (L/min)",
+    "loop.supply_pressure_kpa": "nominal supply pressure of the series' coolant loop (kPa)",
+    "loop.diff_pressure_kpa": "nominal differential pressure of the series' coolant loop (kPa)",
 }
 
 

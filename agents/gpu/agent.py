@@ -99,13 +99,12 @@ class GpuAgent:
             self.reinits_total += 1
         if self._xid_enabled:
             self._xid.start(self.reader.gpus)
-        if any(g.lost for g in self.reader.gpus):
-            # Still gone: try again later, less and less often.
-            self._next_open = now + self._backoff_s
-            self._backoff_s = min(self._backoff_s * 2, self._backoff_max_s)
-        else:
+        # The next re-open (a GPU still lost, or the library failing again) waits longer each time;
+        # a fully healthy poll resets the backoff.
+        self._next_open = now + self._backoff_s
+        self._backoff_s = min(self._backoff_s * 2, self._backoff_max_s)
+        if not any(g.lost for g in self.reader.gpus):
             self.message = None
-            self._backoff_s = self._backoff_initial_s
 
     # -- one poll --------------------------------------------------------------------------
 
@@ -118,6 +117,8 @@ class GpuAgent:
         readings = [self.reader.read(g) for g in self.reader.gpus] if self.reader.is_open else []
         if self.reader.broken:
             self.message = "NVML library error; re-opening"
+        elif self.reader.is_open and not any(g.lost for g in self.reader.gpus):
+            self._backoff_s = self._backoff_initial_s
         duration_s = self.monotonic() - t0
         self.polls_total += 1
         self.errors_total = sum(g.errors_total for g in self.reader.gpus)
@@ -136,6 +137,13 @@ class GpuAgent:
                                     time_ns=time_ns))
         self._update_metrics(readings, up, duration_s)
         return records
+
+    def stuck_record(self, elapsed_s: float) -> Record:
+        """The agent record sent while a poll has not returned: a wedged driver call must not be silent."""
+        depth, dropped = self.queue_stats() if self.queue_stats else (None, None)
+        return agent_record({**self.tags, "host": self.node}, up=False, poll_duration_s=elapsed_s,
+                            errors_total=self.errors_total, queue_depth=depth, dropped_total=dropped,
+                            message=f"poll stuck in an NVML call for {elapsed_s:.0f} s", time_ns=self.clock_ns())
 
     def _update_metrics(self, readings: list, up: bool, duration_s: float) -> None:
         errors = {}
@@ -159,14 +167,28 @@ def gpu_topic(prefix: str, tags: Mapping[str, str]) -> str:
 
 
 async def run_agent(agent: GpuAgent, publisher: Any, *, topic: str, interval_s: float,
-                    stop: asyncio.Event, polls: int | None = None) -> int:
-    """Poll every ``interval_s`` on a fixed schedule and publish each poll as one message; returns polls done."""
+                    stop: asyncio.Event, polls: int | None = None, stuck_after_s: float | None = None) -> int:
+    """Poll every ``interval_s`` on a fixed schedule and publish each poll as one message; returns polls done.
+
+    A poll that has not returned after ``stuck_after_s`` (default: 5 intervals, at least 5 s) is
+    reported by an ``agent`` record with ``up=false`` every interval until it returns; no second
+    poll is started meanwhile, since NVML calls cannot be cancelled.
+    """
     agent.queue_stats = lambda: (publisher.depth, publisher.dropped)
+    stuck_s = stuck_after_s if stuck_after_s is not None else max(5.0, 5 * interval_s)
     loop = asyncio.get_running_loop()
     next_t = loop.time()
     done = 0
     while not stop.is_set() and (polls is None or done < polls):
-        records = await asyncio.to_thread(agent.poll)
+        started = loop.time()
+        task = asyncio.ensure_future(asyncio.to_thread(agent.poll))
+        wait_s = stuck_s
+        while not (await asyncio.wait({task}, timeout=wait_s))[0]:
+            elapsed = loop.time() - started
+            log.error("poll has not returned for %.0f s (stuck NVML call?)", elapsed)
+            publisher.publish(topic, encode([agent.stuck_record(elapsed)]).encode())
+            wait_s = interval_s
+        records = task.result()
         publisher.publish(topic, encode(records).encode())
         done += 1
         next_t += interval_s

@@ -163,11 +163,7 @@ class GpuCollector:
                     m.add_sample(mname, dcgm_lv, float(value) * factor)
                 elif name in OWN:
                     mname, factor, typ, doc = OWN[name]
-                    m = fam(mname, typ, doc, OWN_LABELS)
-                    if typ == "counter":
-                        m.add_metric(own_lv, float(value) * factor)
-                    else:
-                        m.add_metric(own_lv, float(value) * factor)
+                    fam(mname, typ, doc, OWN_LABELS).add_metric(own_lv, float(value) * factor)
             for fname, _bit in CLOCK_EVENT_BITS:
                 if fname in values:
                     m = fam("dcim_gpu_clock_event_active", "gauge",

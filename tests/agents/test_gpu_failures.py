@@ -287,3 +287,65 @@ def test_xid_registration_not_supported_omits_the_count(make_agent) -> None:
     recs = agent.poll()
     assert "xid_total" not in by(recs, "gpu", 0)
     assert by(recs, "gpu", 1)["xid_total"] == 0
+
+
+def test_library_error_mid_run_reopens_nvml_with_backoff(make_agent) -> None:
+    clock = FakeClock()
+    agent, backend, reg = make_agent(synthetic_gpus("A01-n01", 2), monotonic=clock, reinit_backoff_initial_s=1.0)
+    agent.start()
+    agent.poll()
+    backend.call_errors[(1, "nvmlDeviceGetPowerUsage")] = nv.NVML_ERROR_UNINITIALIZED
+    recs = agent.poll()
+    assert recs[-1].fields["up"] is False and "re-opening" in recs[-1].fields["message"]
+    assert sample(reg, "dcim_gpu_agent_nvml_up", node="A01-n01") == 0
+    inits = backend.init_count
+    agent.poll()  # re-opened at once, and broken again
+    agent.poll()  # not yet: the next re-open waits 1 s
+    assert backend.init_count == inits + 1
+    backend.call_errors.clear()
+    clock.t += 1.0
+    recs = agent.poll()
+    assert backend.init_count == inits + 2
+    assert recs[-1].fields["up"] is True and by(recs, "gpu", 1)["power_w"] > 0
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self.depth = 0
+        self.dropped = 0
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        self.messages.append((topic, payload))
+        return True
+
+
+async def test_a_stuck_nvml_call_is_reported_not_silent(make_agent) -> None:
+    import asyncio
+    import threading
+
+    from agents.gpu.agent import run_agent
+    from dcim.lineprotocol import decode
+
+    agent, backend, _ = make_agent(synthetic_gpus("A01-n01", 2))
+    agent.start()
+    release = threading.Event()
+    real = backend.nvmlDeviceGetPowerUsage
+
+    def wedged(h):
+        release.wait(10)
+        return real(h)
+
+    backend.nvmlDeviceGetPowerUsage = wedged
+    pub = FakePublisher()
+    run = asyncio.create_task(run_agent(agent, pub, topic="t", interval_s=0.02, stop=asyncio.Event(), polls=1,
+                                        stuck_after_s=0.05))
+    while not pub.messages:
+        await asyncio.sleep(0.01)
+    release.set()
+    assert await asyncio.wait_for(run, 10) == 1
+    stuck = list(decode(pub.messages[0][1].decode()))
+    assert [r.measurement for r in stuck] == ["agent"]
+    assert stuck[0].fields["up"] is False and "stuck in an NVML call" in stuck[0].fields["message"]
+    final = list(decode(pub.messages[-1][1].decode()))
+    assert sum(r.measurement == "gpu" for r in final) == 2

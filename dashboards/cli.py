@@ -80,3 +80,30 @@ def push_cmd(url: str, token_env: str, folder: str | None, folder_uid: str | Non
                 datasource_uid=cfg.datasource_uid, timeout_s=timeout_s)
     for d in done:
         click.echo(f"pushed {d.uid} (version {d.version}) {d.url or ''}".rstrip())
+
+
+@dashboards_group.command("render")
+@click.option("--influx-url", default=None, help="InfluxDB 1.x URL (default: DashboardsConfig.influx_url).")
+@click.option("--database", default=None, help="Database (default: DashboardsConfig.database).")
+@click.option("--last", "last", default="1h", show_default=True, help="Time range ending now, e.g. 15m, 6h.")
+@click.option("--interval", default="10s", show_default=True, help="What $__interval becomes.")
+@click.option("--var", "prefer", multiple=True, metavar="NAME=VALUE", help="Select a variable value, e.g. rack=B01.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="docs/img/dashboards", show_default=True)
+@_site_opt
+@_rules_opt
+def render_cmd(influx_url: str | None, database: str | None, last: str, interval: str, prefer: tuple[str, ...],
+               out_dir: str, site_file: str | None, rules_dir: str) -> None:
+    """Draw each dashboard's layout with the data its queries return (a matplotlib sketch, PNG)."""
+    import time
+
+    from dashboards.expand import TimeRange, interval_ms
+    from dashboards.render import influx_runner, render
+
+    ctx = _context(site_file, rules_dir)
+    run = influx_runner(influx_url or ctx.cfg.influx_url, database or ctx.cfg.database)
+    now_ms = int(time.time() * 1000)
+    tr = TimeRange(now_ms - interval_ms(last), now_ms)
+    chosen = dict(p.split("=", 1) for p in prefer if "=" in p)
+    for key, data in builder.dashboards(ctx).items():
+        path = render(data, run, tr, Path(out_dir) / f"{key}.png", interval=interval, prefer=chosen)
+        click.echo(f"wrote {path}")

@@ -77,7 +77,8 @@ def resolve_variables(dashboard: Mapping[str, Any], run: Callable[[str], list[st
                       interval: str, prefer: Mapping[str, str] | None = None) -> dict[str, str]:
     """Each template variable's expansion, in order: its query (with the variables above it expanded) is
     run through ``run``; "All" selects every value, otherwise the first value is selected, as Grafana
-    does on a fresh load, unless ``prefer`` names one of the values found (a URL's ``var-x=``)."""
+    does on a fresh load, unless ``prefer`` names one of the values found for a single-select variable
+    (as a link's ``var-rack=B01`` does)."""
     out: dict[str, str] = {}
     for var in dashboard.get("templating", {}).get("list", []):
         q = expand(var["query"], out, time_range, interval)
@@ -85,7 +86,7 @@ def resolve_variables(dashboard: Mapping[str, Any], run: Callable[[str], list[st
         if not found:
             raise ExpandError(f"variable {var['name']!r} found no values with {q}")
         multi, include_all = bool(var.get("multi")), bool(var.get("includeAll"))
-        chosen = (prefer or {}).get(var["name"])
+        chosen = None if include_all else (prefer or {}).get(var["name"])
         selected = [chosen] if chosen in found else found if include_all else found[:1]
         out[var["name"]] = format_value(selected, multi=multi, include_all=include_all)
     return out

@@ -124,7 +124,7 @@ def _rest(ctx: Context, p: Panels, capacity_w: float, loc: list[str]) -> db.Dash
         [Influx(f'SELECT top("t", 10) AS "temp_c", "rack", "node", "gpu" FROM (SELECT last({fld(GPU, "temp_c")}) '
                 f'AS "t" FROM "{GPU.name}" {where(*loc)} GROUP BY "rack", "node", "gpu")')],
         w=12, h=9, sort_by="temp_c",
-        thresholds=steps("green", (th.gpu_slowdown_fallback_c - 5, "orange"), (th.gpu_slowdown_fallback_c, "red")),
+        thresholds=steps("green", (th.gpu_slowdown_fallback_c, "red")),
         description="The ten hottest GPUs now. Red at the slowdown fallback of the rule pack "
                     f"({th.gpu_slowdown_fallback_c:g} °C). Click a node for its dashboard.",
         data_links=[link_to(UIDS["node"], "Node ${__data.fields.node}", "var-node=${__data.fields.node}")],
@@ -134,7 +134,7 @@ def _rest(ctx: Context, p: Panels, capacity_w: float, loc: list[str]) -> db.Dash
         "Coolant supply temperature", unit_of(COOLANT_LOOP, "supply_temp_c"),
         [Influx(f'SELECT last({fld(COOLANT_LOOP, "supply_temp_c")}) FROM "{COOLANT_LOOP.name}" {where(*loop_loc)} '
                 'GROUP BY time($__interval), "loop" fill(none)').alias("$tag_loop")],
-        w=4, h=9, thresholds=steps("green", (th.coolant_supply_max_c - 2, "orange"), (th.coolant_supply_max_c, "red")),
+        w=4, h=9, thresholds=steps("green", (th.coolant_supply_max_c, "red")),
         description=f"Red at the supply class limit of the rule pack ({th.coolant_supply_max_c:g} °C).",
         data_links=[link_to(UIDS["coolant"], "Loop ${__field.labels.loop}", "var-loop=${__field.labels.loop}")],
     )

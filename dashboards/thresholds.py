@@ -84,7 +84,11 @@ def from_rules(rules: Iterable[Any], site: SiteConfig) -> Thresholds:
             value = _gpu_default(r, site)
             if value is not None:
                 _pick(found, "gpu_slowdown_fallback_c", value, r, lowest=True)
-    return Thresholds(**{k: v for k, (v, _) in found.items()}, sources={k: n for k, (_, n) in found.items()})
+    values = {k: v for k, (v, _) in found.items()}
+    if "coolant_flow_low_lpm" not in values and nominal:
+        # No rule: half the smallest nominal flow is a line that fits the site rather than a fixed number.
+        values["coolant_flow_low_lpm"] = 0.5 * min(nominal)
+    return Thresholds(**values, sources={k: n for k, (_, n) in found.items()})
 
 
 def from_rule_pack(rules_dir: str | Path = DEFAULT_RULES_DIR, site: SiteConfig | None = None) -> Thresholds:

@@ -11,45 +11,17 @@ from typing import Any
 
 import pytest
 
+from dashboards import sample
 from dashboards.build import context, dashboards
 from dashboards.expand import TimeRange, expand, resolve_variables, targets
-from dcim.lineprotocol import encode
-from dcim.record import Record
-from simulators.hall import Hall
-from simulators.scenarios import load_scenario
 
 pytestmark = pytest.mark.integration
 
-SCENARIO = "ecc-errors"  # has XIDs, so the gpu_xid panels have data too
 DURATION_S = 600
 STEP_S = 5.0
 INTERVAL = "10s"
 #: Open the rack and node dashboards where the scenario's faults are, as an operator following a link would.
-PREFER = {"row": "B", "rack": "B01", "node": "B01-n03"}
-
-
-def _health_and_alert_records(start_ns: int, end_ns: int) -> list[Record]:
-    """What the agents and the alert engine would have written: health per device, alert transitions."""
-    out = []
-    devices = [("snmp", "poller-1", "A01-pdu-a"), ("snmp", "poller-1", "A01-pdu-b"), ("gpu", "A01-n01", "A01-n01")]
-    for i, t in enumerate(range(start_ns, end_ns, 10 * 10**9)):
-        for component, host, device in devices:
-            stale = device == "A01-pdu-b" and t > end_ns - 120 * 10**9
-            out.append(Record("agent", {"site": "dc1", "component": component, "host": host, "device": device},
-                              {"poll_duration_s": 0.05 + 0.01 * (i % 5), "errors_total": i // 7 if stale else 0,
-                               "stale": stale, "up": not stale, "queue_depth": i % 4, "dropped_total": i // 20},
-                              t))
-    loc = {"site": "dc1", "room": "hall1", "row": "B", "rack": "B01"}
-    transitions = [
-        (start_ns + 60 * 10**9, "PduPhaseCurrentHigh", "warning", "firing", {**loc, "pdu": "pdu-a", "phase": "L1"}),
-        (start_ns + 240 * 10**9, "PduPhaseCurrentHigh", "warning", "resolved", {**loc, "pdu": "pdu-a", "phase": "L1"}),
-        (start_ns + 300 * 10**9, "GpuEccUncorrected", "critical", "firing", {**loc, "node": "B01-n03", "gpu": "2"}),
-    ]
-    for t, name, severity, state, tags in transitions:
-        out.append(Record("alert", {"alertname": name, "severity": severity, **tags},
-                          {"state": state, "previous": "pending", "value": 1.0, "inhibited": False,
-                           "summary": f"{name} {state}"}, t))
-    return out
+PREFER = sample.FOCUS
 
 
 @pytest.fixture(scope="module")
@@ -57,18 +29,7 @@ def filled(influxdb: Any) -> Iterator[tuple[Any, str, TimeRange]]:
     db = f"dash_{uuid.uuid4().hex[:8]}"
     influxdb.create_database(db)
     start_ns = (int(time.time()) - DURATION_S - 60) * 10**9
-    hall = Hall(context().site, seed=7, scenario=load_scenario(SCENARIO), start_ns=start_ns)
-    batch: list[str] = []
-    for _ in range(int(DURATION_S / STEP_S)):
-        hall.advance(STEP_S)
-        batch.append(hall.lines())
-        if len(batch) == 10:
-            influxdb.write("".join(batch), db)
-            batch = []
-    if batch:
-        influxdb.write("".join(batch), db)
-    end_ns = hall.time_ns
-    influxdb.write(encode(_health_and_alert_records(start_ns, end_ns)), db)
+    end_ns = sample.fill(lambda lines: influxdb.write(lines, db), context().site, start_ns, DURATION_S, STEP_S)
     yield influxdb, db, TimeRange(start_ns // 10**6, end_ns // 10**6 + 1)
     influxdb.drop_database(db)
 
@@ -126,3 +87,13 @@ def test_a_renamed_tag_value_is_no_data(filled: tuple[Any, str, TimeRange]) -> N
     values["rack"] = "Z99"
     where, target = next(targets(dash))
     assert not any(s.get("values") for s in _run(influxdb, db, expand(target["query"], values, time_range, INTERVAL)))
+
+
+def test_render_draws_every_dashboard_from_the_database(filled: tuple[Any, str, TimeRange], tmp_path: Any) -> None:
+    from dashboards.render import influx_runner, render
+
+    influxdb, db, time_range = filled
+    run = influx_runner(influxdb.url, db)
+    for key in ("hall", "node"):  # two are enough to prove the path; docs/img has all five
+        path = render(ALL[key], run, time_range, tmp_path / f"{key}.png", interval=INTERVAL, prefer=PREFER)
+        assert path.stat().st_size > 20_000, key

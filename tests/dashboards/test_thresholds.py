@@ -99,8 +99,13 @@ def test_the_slowdown_fallback_reaches_every_gpu_temperature_panel(tmp_path: Pat
 
 
 def test_no_rules_means_defaults_and_says_so(tmp_path: Path) -> None:
-    th = from_rule_pack(tmp_path / "nowhere")
-    assert th == Thresholds()
+    site = default_site()
+    th = from_rule_pack(tmp_path / "nowhere", site)
+    base = Thresholds()
+    assert (th.phase_current_pct, th.phase_imbalance_pct, th.gpu_slowdown_fallback_c) == (
+        base.phase_current_pct, base.phase_imbalance_pct, base.gpu_slowdown_fallback_c)
+    # without a rule the low-flow line still fits the site: half the smallest nominal flow
+    assert th.coolant_flow_low_lpm == 0.5 * min(loop.nominal_flow_lpm for loop in site.loops)
     assert set(th.missing()) == {"phase_current_pct", "phase_imbalance_pct", "coolant_supply_max_c",
                                  "coolant_flow_low_lpm", "gpu_slowdown_fallback_c"}
 

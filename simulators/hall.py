@@ -18,7 +18,7 @@ from dcim import schema
 from dcim.config import SiteConfig
 from dcim.record import Record
 from simulators import scenarios as sc
-from simulators.output import SeriesBlock, bool_col
+from simulators.output import SeriesBlock, bool_col, fixed, ints, whole
 from simulators.state import GpuState, HallState, LoopState, OutletState, PduState, PhaseState
 from simulators.workload import CODE, Workloads
 
@@ -89,14 +89,19 @@ def _check_fields(meas: schema.Measurement, names) -> list[tuple[str, str]]:
     return [(n, meas.field(n).type) for n in names]
 
 
-_GPU_FIELDS = _check_fields(schema.GPU, (*_GPU_FLOATS, *_GPU_INTS, *THROTTLE_BITS, "lost"))
-_PDU_FIELDS = _check_fields(
+def _whole(fields: list[tuple[str, str]], *names: str) -> list[tuple[str, str]]:
+    """Mark float fields written as whole numbers (energy counters: 1 J resolution)."""
+    return [(n, "whole" if n in names else k) for n, k in fields]
+
+
+_GPU_FIELDS = _whole(_check_fields(schema.GPU, (*_GPU_FLOATS, *_GPU_INTS, *THROTTLE_BITS, "lost")), "energy_j")
+_PDU_FIELDS = _whole(_check_fields(
     schema.PDU, ("power_w", "apparent_power_va", "power_factor", "peak_power_w", "energy_j", "frequency_hz", "load_state")
-)
-_PHASE_FIELDS = _check_fields(
+), "energy_j")
+_PHASE_FIELDS = _whole(_check_fields(
     schema.PDU_PHASE, ("current_a", "voltage_v", "power_w", "apparent_power_va", "power_factor", "energy_j", "load_state")
-)
-_OUTLET_FIELDS = _check_fields(schema.PDU_OUTLET, ("current_a", "power_w", "energy_j", "on"))
+), "energy_j")
+_OUTLET_FIELDS = _whole(_check_fields(schema.PDU_OUTLET, ("current_a", "power_w", "energy_j", "on")), "energy_j")
 _ENV_FIELDS = _check_fields(schema.ENV, ("temp_c", "humidity_pct"))
 _LOOP_FLOATS = (
     "supply_temp_c", "return_temp_c", "setpoint_c", "flow_lpm", "supply_pressure_kpa", "return_pressure_kpa",
@@ -870,15 +875,15 @@ class Hall:
         alive = ~self.lost
         g_rows = None if alive.all() else tuple(np.flatnonzero(alive).tolist())
         sel = slice(None) if g_rows is None else np.flatnonzero(alive)
-        r2 = lambda a: np.round(a[sel], 2).tolist()  # noqa: E731 - sensors report 0.01 resolution
+        r2 = lambda a: fixed(a[sel], 2)  # noqa: E731 - sensors report 0.01 resolution
         util = self.util[sel]
         cols = [
             r2(self.temp), r2(self.mem_temp), r2(self.power), r2(self.power_instant),
-            np.round(self.gpu_energy[sel], 3).tolist(), r2(self.power_limit), np.round(self.sm_clock[sel], 0).tolist(),
-            np.round(self.mem_clock[sel], 0).tolist(), r2(self.util), r2(self._mem_util()),
-            np.round(self.viol_power_s[sel], 3).tolist(), np.round(self.viol_thermal_s[sel], 3).tolist(),
-            self._mem_used()[sel].tolist(), (util >= 5.0).astype(np.int64).tolist(), self.mask[sel].tolist(),
-            np.zeros(len(util), dtype=np.int64).tolist(), self.ecc_sbe[sel].tolist(), self.ecc_dbe[sel].tolist(),
+            whole(self.gpu_energy[sel]), r2(self.power_limit), fixed(self.sm_clock[sel], 0),
+            fixed(self.mem_clock[sel], 0), r2(self.util), r2(self._mem_util()),
+            fixed(self.viol_power_s[sel], 1), fixed(self.viol_thermal_s[sel], 1),
+            self._mem_used()[sel].tolist(), ints((util >= 5.0).astype(np.int64)), ints(self.mask[sel]),
+            ints(np.zeros(len(util), dtype=np.int64)), ints(self.ecc_sbe[sel]), ints(self.ecc_dbe[sel]),
         ]
         mask = self.mask[sel]
         cols += [bool_col((mask & bit) != 0) for bit in THROTTLE_BITS.values()]
@@ -912,7 +917,7 @@ class Hall:
         worst = np.max((ph_cur / self.phase_breaker_a * self.phase_used).reshape(-1, 3), axis=1)[psel]
         out.append((self.pdu_block, p_rows, [
             np.round(pdu_pw, 1).tolist(), np.round(pdu_pw / pf, 1).tolist(), pf.tolist(),
-            np.round(self.pdu_peak[psel], 1).tolist(), np.round(self.pdu_energy[psel], 1).tolist(),
+            np.round(self.pdu_peak[psel], 1).tolist(), whole(self.pdu_energy[psel]),
             np.round(self.p.frequency_hz + 0.0 * pdu_pw, 2).tolist(),
             self._load_state(worst, np.ones_like(worst)),
         ]))
@@ -922,8 +927,7 @@ class Hall:
         cur = ph_cur[slots]
         volt = self.phase_volt[slots]
         out.append((self.phase_block, ph_rows, [
-            np.round(cur, 2).tolist(), np.round(volt, 1).tolist(), np.round(self.phase_power[slots], 1).tolist(),
-            np.round(volt * cur, 1).tolist(), self.phase_pf[slots].tolist(), np.round(self.phase_energy[slots], 1).tolist(),
+            fixed(cur, 2), fixed(volt, 1), fixed(self.phase_power[slots], 1), fixed(volt * cur, 1), self.phase_pf[slots].tolist(), whole(self.phase_energy[slots]),
             self._load_state(cur, self.phase_breaker_a[slots]),
         ]))
         o_ok = pa[self.outlet_pdu]
@@ -931,8 +935,8 @@ class Hall:
         osel = slice(None) if all_pdus else np.flatnonzero(o_ok)
         opw = self.outlet_power[osel]
         out.append((self.outlet_block, o_rows, [
-            np.round(opw / (self.phase_volt[self.outlet_phase[osel]] * self.outlet_pf[osel]), 3).tolist(), np.round(opw, 1).tolist(),
-            np.round(self.outlet_energy[osel], 1).tolist(), bool_col(self.outlet_on[osel]),
+            fixed(opw / (self.phase_volt[self.outlet_phase[osel]] * self.outlet_pf[osel]), 3), fixed(opw, 1),
+            whole(self.outlet_energy[osel]), bool_col(self.outlet_on[osel]),
         ]))
         out.append((self.env_block, p_rows, [np.round(self.env_temp[psel], 2).tolist(), np.round(self.env_hum[psel], 2).tolist()]))
         if self.n_loops:

@@ -1,0 +1,92 @@
+"""Simulator speed: a 1,024-GPU hall (32 racks, 64 PDUs, 8 loops) at 1 s resolution, line protocol to a file.
+
+Prints one JSON line: sim_seconds_per_wall_second (goal: at least 100), records/s, bytes/s, and the
+same run through the core encoder (hall.records() + dcim.lineprotocol.encode) for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dcim.lineprotocol import encode  # noqa: E402
+from simulators.hall import Hall  # noqa: E402
+from simulators.scenarios import load_scenario  # noqa: E402
+from simulators.sites import make_site  # noqa: E402
+
+GOAL_SIM_S_PER_WALL_S = 100.0
+
+
+def run(hall: Hall, seconds: int, path: Path, *, fast: bool = True) -> tuple[float, int, int]:
+    """Advance ``seconds`` 1 s steps writing every domain; returns (wall s, lines, bytes)."""
+    lines = size = 0
+    t = time.perf_counter()
+    with path.open("w", encoding="utf-8") as out:
+        for _ in range(seconds):
+            hall.advance(1.0)
+            text = hall.lines() if fast else encode(hall.records())
+            out.write(text)
+            lines += text.count("\n")
+            size += len(text)
+    return time.perf_counter() - t, lines, size
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--racks", type=int, default=32)
+    ap.add_argument("--seconds", type=int, default=300, help="simulated seconds for the fast path")
+    ap.add_argument("--slow-seconds", type=int, default=20, help="simulated seconds through Record + encode")
+    ap.add_argument("--scenario", default="pump-degradation")
+    args = ap.parse_args()
+
+    site = make_site(args.racks)
+    sc = load_scenario(args.scenario)
+    sc = sc.model_copy(update={"faults": [f.model_copy(update={"loop": "loop-01"}) if hasattr(f, "loop") else f
+                                          for f in sc.faults]})
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "sim.lp"
+        run(Hall(site, seed=1, scenario=sc), 3, out)  # warm up: lookup tables, layouts
+        hall = Hall(site, seed=1, scenario=sc)
+        load_before = os.getloadavg()[0]
+        wall, lines, size = run(hall, args.seconds, out)
+        slow_wall, slow_lines, _ = run(Hall(site, seed=1, scenario=sc), args.slow_seconds, out, fast=False)
+        physics_hall = Hall(site, seed=1, scenario=sc)
+        t = time.perf_counter()
+        for _ in range(args.seconds):
+            physics_hall.advance(1.0)
+        physics_wall = time.perf_counter() - t
+    rate = args.seconds / wall
+    print(json.dumps({
+        "bench": "simulate",
+        "gpus": hall.n_gpus,
+        "pdus": hall.n_pdus,
+        "outlets": hall.n_outlets,
+        "loops": hall.n_loops,
+        "step_s": 1.0,
+        "sim_seconds": args.seconds,
+        "sim_seconds_per_wall_second": round(rate, 1),
+        "goal_sim_seconds_per_wall_second": GOAL_SIM_S_PER_WALL_S,
+        "ratio_vs_goal": round(rate / GOAL_SIM_S_PER_WALL_S, 2),
+        "records_per_second": round(lines / wall),
+        "bytes_per_second": round(size / wall),
+        "lines_per_sim_second": lines // args.seconds,
+        "physics_only_sim_seconds_per_wall_second": round(args.seconds / physics_wall, 1),
+        "records_plus_core_encoder_sim_seconds_per_wall_second": round(args.slow_seconds / slow_wall, 1),
+        "fast_path_speedup_vs_core_encoder": round(rate / (args.slow_seconds / slow_wall), 1),
+        "cpu_count": os.cpu_count(),
+        "load_average_1m_before": round(load_before, 2),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }))
+
+
+if __name__ == "__main__":
+    main()

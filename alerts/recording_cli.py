@@ -57,6 +57,8 @@ def _location_filter(rack: str | None, row: str | None, where: tuple[str, ...]) 
 @click.option("--rack", help="Only this rack (measurements without a rack tag come whole).")
 @click.option("--row", help="Only this row.")
 @click.option("--where", multiple=True, metavar="TAG=VALUE", help="Any other tag filter (repeatable).")
+@click.option("--measurement", "measurements", multiple=True,
+              help="Only this measurement (repeatable), e.g. gpu and coolant_loop for a cooling incident.")
 @click.option("--site", "site_file", type=click.Path(dir_okay=False), help="Topology file (default: the embedded hall).")
 @click.option("--racks", type=int, help="Simulate a generated hall of this many racks (32 = 1,024 GPUs).")
 @click.option("--seed", type=int, default=42, show_default=True, help="Simulator seed.")
@@ -65,7 +67,7 @@ def record_cmd(out: Path, scenario: str | None, simulate: bool, influx_url: str 
                user: str | None, password_env: str | None, store_path: Path | None, mqtt_url: str | None,
                topics: tuple[str, ...], max_messages: int | None, start: str | None, end: str | None,
                duration: str | None, rack: str | None, row: str | None, where: tuple[str, ...],
-               site_file: str | None, racks: int | None, seed: int, step: str) -> None:
+               measurements: tuple[str, ...], site_file: str | None, racks: int | None, seed: int, step: str) -> None:
     """Write a recording for `dcim replay` from exactly one source.
 
     \b
@@ -121,6 +123,10 @@ def record_cmd(out: Path, scenario: str | None, simulate: bool, influx_url: str 
         if counts.get("skipped"):
             click.echo(f"note: {counts['skipped']} of {counts['messages']} messages were not line protocol "
                        "and are not in the recording", err=True)
+    if measurements:
+        wanted = {m for item in measurements for m in item.split(",") if m}
+        header.extra["measurements"] = ",".join(sorted(wanted))
+        records = (r for r in records if r.measurement in wanted)
     n = write_recording(out, records, header)
     span = ""
     if header.start_ns is not None and header.end_ns is not None:

@@ -117,8 +117,9 @@ class Incident:
 
     def title(self) -> str:
         """The alert that fired first (a page before a warning), where it was."""
-        fired = sorted((e for e in self.episodes if e.firing_ns is not None), key=lambda e: (e.inhibited, e.firing_ns))
-        lead = fired[0] if fired else self.episodes[0]
+        eps = self.side("a") or self.episodes
+        fired = sorted((e for e in eps if e.firing_ns is not None), key=lambda e: (e.inhibited, e.firing_ns))
+        lead = fired[0] if fired else eps[0]
         more = len({e.key for e in self.episodes}) - 1
         return f"{lead.rule} {location(lead.labels)}" + (f" (+{more} more)" if more else "")
 

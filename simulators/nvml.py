@@ -105,6 +105,8 @@ class SimNvml:
         self.init_error: int | None = None
         self.call_errors: dict[tuple[int, str], int] = {}
         self.value_errors: dict[tuple[int, int], int] = {}
+        #: NVML C symbols this "driver" lacks: pynvml raises FUNCTION_NOT_FOUND for them
+        self.missing_functions: set[str] = set()
         self.calls = 0  # every answered library call, for tests and the benchmark
         self.init_count = 0
         self._initialised = 0
@@ -174,6 +176,14 @@ class SimNvml:
 
     def nvmlDeviceGetTemperature(self, h: SimHandle, sensor: int) -> int:
         g = self._gpu(h, "nvmlDeviceGetTemperature", "temp_c")
+        self._symbol("nvmlDeviceGetTemperature")
+        if sensor != nv.NVML_TEMPERATURE_GPU:
+            raise _err(nv.NVML_ERROR_INVALID_ARGUMENT)
+        return round(g.temp_c)
+
+    def nvmlDeviceGetTemperatureV(self, h: SimHandle, sensor: int, version: int = nv.nvmlTemperature_v1) -> int:
+        g = self._gpu(h, "nvmlDeviceGetTemperatureV", "temp_c")
+        self._symbol("nvmlDeviceGetTemperatureV")
         if sensor != nv.NVML_TEMPERATURE_GPU:
             raise _err(nv.NVML_ERROR_INVALID_ARGUMENT)
         return round(g.temp_c)
@@ -229,6 +239,7 @@ class SimNvml:
 
     def nvmlDeviceGetMemoryInfo(self, h: SimHandle, version: int | None = None) -> Any:
         g = self._gpu(h, "nvmlDeviceGetMemoryInfo", "mem_used_bytes")
+        self._symbol("nvmlDeviceGetMemoryInfo_v2" if version else "nvmlDeviceGetMemoryInfo")
         if version:
             m = nv.c_nvmlMemory_v2_t()
             m.version = version
@@ -356,6 +367,10 @@ class SimNvml:
     def _need_init(self) -> None:
         if self._initialised <= 0:
             raise _err(nv.NVML_ERROR_UNINITIALIZED)
+
+    def _symbol(self, name: str) -> None:
+        if name in self.missing_functions:
+            raise _err(nv.NVML_ERROR_FUNCTION_NOT_FOUND)
 
     def _gpu(self, h: SimHandle, fn: str, field: str | None = None, *, mig_hidden: bool = False) -> GpuState:
         self._need_init()

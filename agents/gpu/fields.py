@@ -45,6 +45,8 @@ class CallRead:
     unit: str
     static: bool = False
     mig_hidden: bool = False
+    #: used instead when the driver lacks this function (FUNCTION_NOT_FOUND); fields it lacks are unsupported
+    fallback: CallRead | None = None
 
     @property
     def key(self) -> str:
@@ -125,7 +127,10 @@ FIELD_READS: tuple[FieldRead, ...] = (
 
 CALL_READS: tuple[CallRead, ...] = (
     CallRead("nvmlDeviceGetTemperature", (nv.NVML_TEMPERATURE_GPU,), (("temp_c", float),),
-             "nvmlDeviceGetTemperature(NVML_TEMPERATURE_GPU)", "degC"),
+             "nvmlDeviceGetTemperature(NVML_TEMPERATURE_GPU)", "degC",
+             # deprecated in NVML 13: a driver that drops it still answers the versioned call
+             fallback=CallRead("nvmlDeviceGetTemperatureV", (nv.NVML_TEMPERATURE_GPU,), (("temp_c", float),),
+                               "nvmlDeviceGetTemperatureV(NVML_TEMPERATURE_GPU)", "degC")),
     CallRead("nvmlDeviceGetPowerUsage", (), (("power_w", _mw),), "nvmlDeviceGetPowerUsage", "mW"),
     CallRead("nvmlDeviceGetEnforcedPowerLimit", (), (("power_limit_w", _mw),),
              "nvmlDeviceGetEnforcedPowerLimit", "mW"),
@@ -145,7 +150,11 @@ CALL_READS: tuple[CallRead, ...] = (
     CallRead("nvmlDeviceGetMemoryInfo", (nv.nvmlMemory_v2,),
              (("mem_used_bytes", lambda m: int(m.used)), ("mem_free_bytes", lambda m: int(m.free)),
               ("mem_reserved_bytes", lambda m: int(m.reserved))),
-             "nvmlDeviceGetMemoryInfo(version=nvmlMemory_v2) (.used, .free, .reserved)", "B"),
+             "nvmlDeviceGetMemoryInfo(version=nvmlMemory_v2) (.used, .free, .reserved)", "B",
+             # drivers before the _v2 symbol: used and free only
+             fallback=CallRead("nvmlDeviceGetMemoryInfo", (),
+                               (("mem_used_bytes", lambda m: int(m.used)), ("mem_free_bytes", lambda m: int(m.free))),
+                               "nvmlDeviceGetMemoryInfo (.used, .free)", "B")),
     CallRead("nvmlDeviceGetComputeRunningProcesses", (), (("processes", len),),
              "nvmlDeviceGetComputeRunningProcesses (count)", "1"),
     CallRead("nvmlDeviceGetCurrentClocksEventReasons", (),

@@ -106,6 +106,7 @@ class Gpu:
     unsupported: dict[str, str] = field(default_factory=dict)  # field -> NVML code name
     static: dict[str, FieldValue] = field(default_factory=dict)
     static_done: set[str] = field(default_factory=set)  # CallRead keys read once already
+    alt: dict[str, CallRead] = field(default_factory=dict)  # CallRead key -> its fallback, once swapped
     mig_mode: bool = False
     mig_hidden: tuple[str, ...] = ()
     nvlink_links: int | None = None  # None: not known yet
@@ -254,8 +255,11 @@ class NvmlReader:
             self._plan(gpu)
         if gpu.fv_ids:
             self._read_field_values(gpu, reading)
-        for spec in gpu.calls:
+        for spec in list(gpu.calls):
             res = self._call(gpu, spec, reading)
+            if res is None and spec.key in gpu.alt and gpu.alt[spec.key] not in gpu.calls:
+                spec = gpu.alt[spec.key]  # swapped just now: read it through the fallback this poll too
+                res = self._call(gpu, spec, reading)
             if res is None:
                 continue
             for name, extract in spec.outputs:
@@ -271,7 +275,15 @@ class NvmlReader:
         try:
             return getattr(self.nvml, spec.call)(gpu.handle, *spec.args)
         except nv.NVMLError as exc:
-            self._failed(gpu, spec.fields, code_of(exc), reading)
+            code = code_of(exc)
+            if code == nv.NVML_ERROR_FUNCTION_NOT_FOUND and spec.fallback is not None and spec.key not in gpu.alt:
+                gpu.alt[spec.key] = spec.fallback
+                gpu.planned = False
+                for name in set(spec.fields) - set(spec.fallback.fields):
+                    gpu.unsupported[name] = code_name(code)
+                log.info("GPU %d: the driver lacks %s; using %s", gpu.index, spec.call, spec.fallback.source)
+                return None
+            self._failed(gpu, spec.fields, code, reading)
             return None
 
     def _read_field_values(self, gpu: Gpu, reading: GpuReading) -> None:
@@ -354,6 +366,7 @@ class NvmlReader:
                 rows.append(r)
         calls = []
         for c in CALL_READS:
+            c = gpu.alt.get(c.key, c)
             if any(f in gpu.unsupported for f in c.fields) or (c.static and c.key in gpu.static_done):
                 continue
             if gpu.mig_mode and c.mig_hidden:

@@ -349,3 +349,20 @@ async def test_a_stuck_nvml_call_is_reported_not_silent(make_agent) -> None:
     assert stuck[0].fields["up"] is False and "stuck in an NVML call" in stuck[0].fields["message"]
     final = list(decode(pub.messages[-1][1].decode()))
     assert sum(r.measurement == "gpu" for r in final) == 2
+
+
+def test_driver_without_a_function_uses_its_fallback(make_agent) -> None:
+    gpus = synthetic_gpus("A01-n01", 1)
+    agent, backend, _ = make_agent(gpus)
+    backend.missing_functions = {"nvmlDeviceGetTemperature", "nvmlDeviceGetMemoryInfo_v2"}
+    agent.start()
+    for _ in range(2):  # the first poll swaps to the fallback, the second only asks it
+        recs = agent.poll()
+        f = by(recs, "gpu", 0)
+        assert f["temp_c"] == gpus[0].temp_c
+        assert f["mem_used_bytes"] == gpus[0].mem_used_bytes
+        assert f["mem_free_bytes"] == gpus[0].memory_total_bytes - gpus[0].mem_used_bytes  # v1: no reserved split
+        assert "mem_reserved_bytes" not in f
+        health = by(recs, "agent", 0)
+        assert health["errors_total"] == 0
+        assert "mem_reserved_bytes" in health["unsupported_fields"] and "temp_c" not in health["unsupported_fields"]

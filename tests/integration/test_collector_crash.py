@@ -32,6 +32,7 @@ from tests.collector.helpers import (
 pytestmark = pytest.mark.integration
 TAGS = ("site", "rack", "node", "gpu")
 ROOT = Path(__file__).resolve().parents[2]
+SECRETS = {"DCIM_TEST_MQTT_PW": "mqtt-pw-8c1f", "DCIM_TEST_INFLUX_PW": "influx-pw-77ad"}
 
 
 class CollectorProcess:
@@ -47,7 +48,8 @@ class CollectorProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from dcim.cli import main; main()", "collector", "--config", str(self.config_path)],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **SECRETS},
         )
         servers.wait_until(lambda: "dcim_collector_mqtt_connected 1.0" in self.metrics(), timeout_s=30,
                            message=f"collector connected (log {self.log_path})")
@@ -76,10 +78,11 @@ class CollectorProcess:
 def write_config(tmp_path: Path, run: str, mqtt_url: str, influx_url: str, db: str, metrics_port: int) -> Path:
     p = tmp_path / "collector.yaml"
     p.write_text(yaml.safe_dump({
-        "mqtt": {"url": mqtt_url},
+        "mqtt": {"url": mqtt_url, "username": "collector", "password": {"env": "DCIM_TEST_MQTT_PW"}},
         "collector": {
             "topics": [f"dcim/{run}/#"], "client_id": f"collector-{run}", "sink": "influx",
-            "influx": {"url": influx_url, "api": "v1", "database": db, "timeout_s": 3},
+            "influx": {"url": influx_url, "api": "v1", "database": db, "timeout_s": 3,
+                       "username": "collector", "password": {"env": "DCIM_TEST_INFLUX_PW"}},
             "spool_path": str(tmp_path / "spool"), "dead_letter_path": str(tmp_path / "dead.jsonl"),
             "linger_ms": 200, "retry_max_s": 0.5, "metrics": {"host": "127.0.0.1", "port": metrics_port},
         },
@@ -118,8 +121,17 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(mosquitto, influxdb_facto
         col.start()
         servers.wait_until(lambda: influx_count(influx, db) >= 12000, timeout_s=90, message="spool drained")
         pub.close()
+        text = col.metrics()
+        for name in ("dcim_collector_points_written_total", "dcim_collector_spool_bytes", "dcim_collector_rejected_total",
+                     "dcim_collector_batch_latency_seconds_bucket", "dcim_collector_sink_errors_total",
+                     "dcim_collector_mqtt_connected 1.0", "dcim_collector_spool_segments"):
+            assert name in text, name
     finally:
         col.stop()
+    log_text = (tmp_path / "collector.log").read_text()
+    assert "spool" in log_text  # the outage was told
+    for secret in SECRETS.values():
+        assert secret not in log_text and secret not in text
     assert influx_records(influx, db, "gpu", TAGS) == expected_rows(all_records(msgs), TAGS)
 
 

@@ -258,7 +258,14 @@ class SimNvml:
                                        "computeInstanceId": 0xFFFFFFFF}) for i in range(g.processes)]
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, h: SimHandle) -> int:
-        return self._gpu(h, "nvmlDeviceGetCurrentClocksEventReasons", "clock_event_mask").clock_event_mask
+        g = self._gpu(h, "nvmlDeviceGetCurrentClocksEventReasons", "clock_event_mask")
+        self._symbol("nvmlDeviceGetCurrentClocksEventReasons")
+        return g.clock_event_mask
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, h: SimHandle) -> int:
+        g = self._gpu(h, "nvmlDeviceGetCurrentClocksThrottleReasons", "clock_event_mask")
+        self._symbol("nvmlDeviceGetCurrentClocksThrottleReasons")
+        return g.clock_event_mask
 
     def nvmlDeviceGetFanSpeed(self, h: SimHandle) -> int:
         g = self._gpu(h, "nvmlDeviceGetFanSpeed", "fan_pct")

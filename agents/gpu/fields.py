@@ -78,6 +78,8 @@ CLOCK_EVENT_BITS: tuple[tuple[str, int], ...] = (
     ("throttle_display_clocks", nv.nvmlClocksEventReasonDisplayClockSetting),
 )
 
+_CLOCK_EVENT_OUTPUTS = (("clock_event_mask", int), *((name, _bit(bit)) for name, bit in CLOCK_EVENT_BITS))
+
 #: The NVLink link count, read once, tells how many scopes the per-link throughput fields have.
 NVLINK_LINK_COUNT_ID = nv.NVML_FI_DEV_NVLINK_LINK_COUNT
 
@@ -157,9 +159,11 @@ CALL_READS: tuple[CallRead, ...] = (
                                "nvmlDeviceGetMemoryInfo (.used, .free)", "B")),
     CallRead("nvmlDeviceGetComputeRunningProcesses", (), (("processes", len),),
              "nvmlDeviceGetComputeRunningProcesses (count)", "1"),
-    CallRead("nvmlDeviceGetCurrentClocksEventReasons", (),
-             (("clock_event_mask", int), *((name, _bit(bit)) for name, bit in CLOCK_EVENT_BITS)),
-             "nvmlDeviceGetCurrentClocksEventReasons (mask, one bool per bit)", "bitmask"),
+    CallRead("nvmlDeviceGetCurrentClocksEventReasons", (), _CLOCK_EVENT_OUTPUTS,
+             "nvmlDeviceGetCurrentClocksEventReasons (mask, one bool per bit)", "bitmask",
+             # drivers before r535 only have the older name of the same call
+             fallback=CallRead("nvmlDeviceGetCurrentClocksThrottleReasons", (), _CLOCK_EVENT_OUTPUTS,
+                               "nvmlDeviceGetCurrentClocksThrottleReasons", "bitmask")),
     CallRead("nvmlDeviceGetFanSpeed", (), (("fan_pct", float),), "nvmlDeviceGetFanSpeed", "%"),
     CallRead("nvmlDeviceGetPerformanceState", (), (("pstate", int),), "nvmlDeviceGetPerformanceState", "P-state"),
     CallRead("nvmlDeviceGetTemperatureThreshold", (nv.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN,),

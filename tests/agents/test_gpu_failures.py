@@ -354,7 +354,9 @@ async def test_a_stuck_nvml_call_is_reported_not_silent(make_agent) -> None:
 def test_driver_without_a_function_uses_its_fallback(make_agent) -> None:
     gpus = synthetic_gpus("A01-n01", 1)
     agent, backend, _ = make_agent(gpus)
-    backend.missing_functions = {"nvmlDeviceGetTemperature", "nvmlDeviceGetMemoryInfo_v2"}
+    gpus[0].clock_event_mask = nv.nvmlClocksEventReasonSwPowerCap
+    backend.missing_functions = {"nvmlDeviceGetTemperature", "nvmlDeviceGetMemoryInfo_v2",
+                                 "nvmlDeviceGetCurrentClocksEventReasons"}
     agent.start()
     for _ in range(2):  # the first poll swaps to the fallback, the second only asks it
         recs = agent.poll()
@@ -363,6 +365,7 @@ def test_driver_without_a_function_uses_its_fallback(make_agent) -> None:
         assert f["mem_used_bytes"] == gpus[0].mem_used_bytes
         assert f["mem_free_bytes"] == gpus[0].memory_total_bytes - gpus[0].mem_used_bytes  # v1: no reserved split
         assert "mem_reserved_bytes" not in f
+        assert f["clock_event_mask"] == 4 and f["throttle_sw_power_cap"] is True
         health = by(recs, "agent", 0)
         assert health["errors_total"] == 0
         assert "mem_reserved_bytes" in health["unsupported_fields"] and "temp_c" not in health["unsupported_fields"]

@@ -68,6 +68,7 @@ class XidWatcher:
         self._uuids: dict[int, str] = {}  # id(handle) -> uuid, for backends whose handles hash by identity
 
     def start(self, gpus: list[Gpu]) -> None:
+        self._uuids = {}  # handles from before a re-init are gone; their ids may be reused
         try:
             self._set = self.nvml.nvmlEventSetCreate()
         except nv.NVMLError as exc:

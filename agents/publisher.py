@@ -73,6 +73,8 @@ class Publisher:
             msg = "queue_max must be at least 1"
             raise ConfigError(msg)
         self._cfg = mqtt
+        # Resolved now so a missing secret is a clear error at start, not a dead background task.
+        self._password = mqtt.password.resolve() if mqtt.password is not None else None
         self._host, self._port, tls_scheme = broker_address(mqtt.url)
         self._tls = tls_scheme or mqtt.ca_file is not None or mqtt.cert_file is not None
         self.client_id = client_id
@@ -169,7 +171,7 @@ class Publisher:
 
     def _make_client(self) -> aiomqtt.Client:
         cfg = self._cfg
-        password = cfg.password.resolve().get_secret_value() if cfg.password is not None else None
+        password = self._password.get_secret_value() if self._password is not None else None
         tls_params = None
         if self._tls:
             tls_params = aiomqtt.TLSParameters(
@@ -193,10 +195,10 @@ class Publisher:
     async def _run(self) -> None:
         backoff_s = self._backoff_initial_s
         while True:
-            client = self._make_client()
             try:
+                client = self._make_client()
                 await client.__aenter__()
-            except aiomqtt.MqttError as exc:
+            except (aiomqtt.MqttError, OSError, ValueError) as exc:  # OSError/ValueError: TLS files
                 self._note_error(f"cannot connect to {self._host}:{self._port}: {exc}")
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, self._backoff_max_s)

@@ -165,3 +165,23 @@ def test_serve_metrics_port_in_use_is_a_config_error() -> None:
     with serve_metrics(reg, "127.0.0.1", 0) as first:
         with pytest.raises(ConfigError, match="cannot serve /metrics"):
             serve_metrics(reg, "127.0.0.1", first.port)
+
+
+async def test_tls_to_a_plain_port_fails_cleanly_and_keeps_retrying(mosquitto) -> None:
+    reg = CollectorRegistry()
+    pub = _publisher(f"mqtts://{mosquitto.host}:{mosquitto.port}", reg)
+    async with pub:
+        pub.publish("dcim/tls/data", b"x")
+        assert await pub.flush(1.0) is False
+        assert not pub.connected and pub.last_error is not None
+        assert pub._task is not None and not pub._task.done()  # the connection task is alive, retrying
+    assert pub.depth == 1  # nothing was lost either
+
+
+def test_missing_secret_is_a_clear_error_at_construction(monkeypatch) -> None:
+    from dcim.errors import SecretError
+
+    monkeypatch.delenv("DCIM_TEST_NO_SUCH_PW", raising=False)
+    with pytest.raises(SecretError, match="DCIM_TEST_NO_SUCH_PW"):
+        _publisher("mqtt://127.0.0.1:1883", CollectorRegistry(), username="u",
+                   password=Secret(env="DCIM_TEST_NO_SUCH_PW"))

@@ -71,7 +71,7 @@ class Poller:
 
     def __init__(self, devices: list[Device], profiles: Mapping[str, Profile], *, max_in_flight: int = 64,
                  registry: CollectorRegistry | None = None, clock_ns: Callable[[], int] = time.time_ns,
-                 base_tags: Mapping[str, str] | None = None) -> None:
+                 base_tags: Mapping[str, str] | None = None, v2c_engine: V2cEngine | None = None) -> None:
         names = [d.name for d in devices]
         if len(set(names)) != len(names):
             raise ConfigError(f"device names must be unique: {names}")
@@ -85,15 +85,19 @@ class Poller:
         self.base_tags = dict(base_tags or {})
         self._limit: asyncio.Semaphore | None = None
         self._engine: V2cEngine | None = None
+        self._engine_given = v2c_engine
         self._pysnmp_engine: Any = None
         self._sessions: dict[str, Any] = {}
         self._detected: dict[str, str] = {}
+        #: rows each (device, table group) had last time: the next GETBULK asks for one more, so a
+        #: 1-row table does not drag max-repetitions rows of the next table along
+        self._rows_hint: dict[tuple[str, int], int] = {}
         self._errors: dict[str, int] = {d.name: 0 for d in devices}
         self._metrics = _Metrics(registry) if registry is not None else None
 
     async def __aenter__(self) -> Poller:
         self._limit = asyncio.Semaphore(self.max_in_flight)
-        self._engine = await V2cEngine().start()
+        self._engine = await (self._engine_given or V2cEngine()).start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -172,8 +176,12 @@ class Poller:
             profile = await self.detect(d)
             s = self.session(d)
             walk: dict[str, list] = {}
-            for group in profile.walk_groups():
-                walk.update(await walk_columns(s.bulk, group, d.max_repetitions, device=d.name, stats=stats))
+            for gi, group in enumerate(profile.walk_groups()):
+                hint = self._rows_hint.get((d.name, gi))
+                reps = d.max_repetitions if hint is None else max(1, min(d.max_repetitions, hint + 1))
+                got = await walk_columns(s.bulk, group, reps, device=d.name, stats=stats)
+                self._rows_hint[(d.name, gi)] = max((len(v) for v in got.values()), default=0)
+                walk.update(got)
             now = self.clock_ns()
             tags = self._tags(d, profile)
             result = parse(profile, walk, tags, now)

@@ -1,0 +1,59 @@
+"""Fixtures of the SNMP agent tests: the simulated hall served over SNMP inside the test's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from dcim.config import default_site
+from simulators.hall import Hall
+from simulators.snmp import SimulatedSnmp, V3User, serve
+
+V3 = V3User("ops", "auth-" + "k" * 10, "priv-" + "p" * 10)
+
+
+@pytest.fixture
+def hall() -> Hall:
+    return Hall(default_site(), seed=3)
+
+
+@pytest.fixture
+async def sim(hall: Hall, request: pytest.FixtureRequest) -> SimulatedSnmp:
+    """The devices a test names with ``@pytest.mark.devices(...)`` (default: all), served in its loop."""
+    marker = request.node.get_closest_marker("devices")
+    handle = serve(hall, v3_users=[V3], devices=list(marker.args) if marker else None)
+    yield handle
+    handle.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "devices(*names): simulated SNMP devices a test needs")
+
+
+@pytest.fixture
+def sim_thread(hall: Hall) -> Iterator[SimulatedSnmp]:
+    """The simulated devices on their own event loop in a thread (for code that runs asyncio.run)."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    box: dict[str, SimulatedSnmp] = {}
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+
+        async def start() -> None:
+            box["h"] = serve(hall, v3_users=[V3])
+            ready.set()
+
+        loop.run_until_complete(start())
+        loop.run_forever()
+
+    t = threading.Thread(target=main, daemon=True)
+    t.start()
+    assert ready.wait(30)
+    yield box["h"]
+    loop.call_soon_threadsafe(box["h"].stop)
+    loop.call_soon_threadsafe(loop.stop)
+    t.join(10)

@@ -80,13 +80,15 @@ def _rest(ctx: Context, p: Panels, capacity_w: float, loc: list[str]) -> db.Dash
     rack_power = p.bargauge(
         "Power per rack against its rating", unit_of(PDU, "power_w"),
         [Influx(f'SELECT sum("p") FROM (SELECT mean({fld(PDU, "power_w")}) AS "p" FROM "{PDU.name}" '
-                f'{where(*loc)} GROUP BY time($__interval), "rack", "pdu") {where()} '
-                'GROUP BY time($__interval), "rack" fill(none)').alias("$tag_rack")],
+                f'{where(*loc)} GROUP BY time($__interval), "room", "row", "rack", "pdu") {where()} '
+                'GROUP BY time($__interval), "room", "row", "rack" fill(none)').alias("$tag_rack")],
         w=12, h=10, min=0, max=rating_w,
         thresholds=steps("green", (0.8 * rating_w, "orange"), (rating_w, "red")),
         description="Both feeds summed per rack; the bar ends at the rack's budget (RackConfig.budget_w), "
                     "orange from 80 % of it. Click a rack for its dashboard.",
-        data_links=[link_to(UIDS["rack"], "Rack ${__field.labels.rack}", "var-rack=${__field.labels.rack}")],
+        data_links=[link_to(UIDS["rack"], "Rack ${__field.labels.rack}",
+                            "var-site=${site}&var-room=${__field.labels.room}&var-row=${__field.labels.row}"
+                            "&var-rack=${__field.labels.rack}")],
     )
     for r in racks:
         if r.budget_w != rating_w:
@@ -121,22 +123,26 @@ def _rest(ctx: Context, p: Panels, capacity_w: float, loc: list[str]) -> db.Dash
     p.row("Thermal and cooling")
     p.table(
         "Hottest GPUs", unit_of(GPU, "temp_c"),
-        [Influx(f'SELECT top("t", 10) AS "temp_c", "rack", "node", "gpu" FROM (SELECT last({fld(GPU, "temp_c")}) '
-                f'AS "t" FROM "{GPU.name}" {where(*loc)} GROUP BY "rack", "node", "gpu")')],
+        [Influx(f'SELECT top("t", 10) AS "temp_c", "node", "gpu", "rack", "row", "room" FROM '
+                f'(SELECT last({fld(GPU, "temp_c")}) AS "t" FROM "{GPU.name}" {where(*loc)} '
+                'GROUP BY "room", "row", "rack", "node", "gpu")')],
         w=12, h=9, sort_by="temp_c",
         thresholds=steps("green", (th.gpu_slowdown_fallback_c, "red")),
         description="The ten hottest GPUs now. Red at the slowdown fallback of the rule pack "
                     f"({th.gpu_slowdown_fallback_c:g} °C). Click a node for its dashboard.",
-        data_links=[link_to(UIDS["node"], "Node ${__data.fields.node}", "var-node=${__data.fields.node}")],
+        data_links=[link_to(UIDS["node"], "Node ${__data.fields.node}",
+                            "var-site=${site}&var-room=${__data.fields.room}&var-row=${__data.fields.row}"
+                            "&var-rack=${__data.fields.rack}&var-node=${__data.fields.node}")],
     )
     loop_loc = tag_match("site", "room")
     p.stat(
         "Coolant supply temperature", unit_of(COOLANT_LOOP, "supply_temp_c"),
         [Influx(f'SELECT last({fld(COOLANT_LOOP, "supply_temp_c")}) FROM "{COOLANT_LOOP.name}" {where(*loop_loc)} '
-                'GROUP BY time($__interval), "loop" fill(none)').alias("$tag_loop")],
+                'GROUP BY time($__interval), "room", "loop" fill(none)').alias("$tag_loop")],
         w=4, h=9, thresholds=steps("green", (th.coolant_supply_max_c, "red")),
         description=f"Red at the supply class limit of the rule pack ({th.coolant_supply_max_c:g} °C).",
-        data_links=[link_to(UIDS["coolant"], "Loop ${__field.labels.loop}", "var-loop=${__field.labels.loop}")],
+        data_links=[link_to(UIDS["coolant"], "Loop ${__field.labels.loop}",
+                            "var-site=${site}&var-room=${__field.labels.room}&var-loop=${__field.labels.loop}")],
     )
     p.stat(
         "Coolant ΔT", unit_of(COOLANT_LOOP, "return_temp_c"),

@@ -70,7 +70,9 @@ def build(ctx: Context) -> db.Dashboard:
         w=12, h=12,
     )
     p.row("GPUs")
-    node_link = [link_to(UIDS["node"], "Node ${__field.labels.node}", "var-node=${__field.labels.node}")]
+    node_link = [link_to(UIDS["node"], "Node ${__field.labels.node}",
+                         "var-site=${site}&var-room=${room}&var-row=${row}&var-rack=${rack}"
+                         "&var-node=${__field.labels.node}")]
     p.timeseries(
         "GPU power", unit_of(GPU, "power_w"),
         [Influx(f'SELECT mean({fld(GPU, "power_w")}) FROM "{GPU.name}" {where(*loc)} '
@@ -94,7 +96,8 @@ def build(ctx: Context) -> db.Dashboard:
                 f'mean({fld(COOLANT_LOOP, "return_temp_c")}) AS "return" FROM "{COOLANT_LOOP.name}" '
                 f'{where(*loop_loc)} GROUP BY time($__interval), "loop" fill(none)').alias("$tag_loop $col")],
         w=12, h=8, lines=True, thresholds=steps("green", (th.coolant_supply_max_c, "red")),
-        data_links=[link_to(UIDS["coolant"], "Loop ${__field.labels.loop}", "var-loop=${__field.labels.loop}")],
+        data_links=[link_to(UIDS["coolant"], "Loop ${__field.labels.loop}",
+                            "var-site=${site}&var-room=${room}&var-loop=${__field.labels.loop}")],
     )
     p.timeseries(
         "Loop flow", unit_of(COOLANT_LOOP, "flow_lpm"),

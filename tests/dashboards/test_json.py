@@ -116,7 +116,10 @@ def test_links_lead_from_overview_to_rack_to_node() -> None:
 
     assert f"/d/{UIDS['rack']}/" in urls(ALL["hall"])
     assert f"/d/{UIDS['node']}/" in urls(ALL["rack"])
-    assert "var-rack=" in urls(ALL["hall"]) and "var-node=" in urls(ALL["rack"])
+    # The whole variable chain travels, or Grafana would reset rack/node to the first of another row.
+    for chain in ("var-room=", "var-row=", "var-rack="):
+        assert chain in urls(ALL["hall"]) and chain in urls(ALL["rack"])
+    assert "var-node=" in urls(ALL["rack"]) and "var-node=${__data.fields.node}" in urls(ALL["hall"])
     for d in ALL.values():
         assert any(link.get("type") == "dashboards" and "dcim" in link.get("tags", []) for link in d["links"])
 

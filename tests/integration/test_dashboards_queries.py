@@ -3,6 +3,7 @@ expands it, runs on a real InfluxDB 1.6.7 filled with a simulated scenario and r
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -97,3 +98,23 @@ def test_render_draws_every_dashboard_from_the_database(filled: tuple[Any, str, 
     for key in ("hall", "node"):  # two are enough to prove the path; docs/img has all five
         path = render(ALL[key], run, time_range, tmp_path / f"{key}.png", interval=INTERVAL, prefer=PREFER)
         assert path.stat().st_size > 20_000, key
+
+
+@pytest.mark.parametrize("key", sorted(ALL))
+def test_drill_down_links_find_their_labels_in_the_data(filled: tuple[Any, str, TimeRange], key: str) -> None:
+    # A link built from ${__field.labels.rack} or ${__data.fields.node} only works if the query returns
+    # that tag (series label) or column; otherwise Grafana would open the next dashboard on nothing.
+    influxdb, db, time_range = filled
+    dash = ALL[key]
+    values = resolve_variables(dash, lambda q: _tag_values(influxdb, db, q), time_range, INTERVAL, PREFER)
+    checked = 0
+    for p in dash["panels"]:
+        links = json.dumps(p.get("fieldConfig", {}).get("defaults", {}).get("links", []))
+        wanted = set(re.findall(r"__field\.labels\.(\w+)", links)) | set(re.findall(r"__data\.fields\.(\w+)", links))
+        for t in p.get("targets", []) if wanted else []:
+            for s in _run(influxdb, db, expand(t["query"], values, time_range, INTERVAL)):
+                have = set(s.get("tags") or {}) | set(s["columns"])
+                assert wanted <= have, f"{key} {p['title']!r}: link needs {wanted - have}"
+                checked += 1
+    if key in ("hall", "rack"):
+        assert checked

@@ -149,6 +149,8 @@ class Hall:
         self._xid_counts: dict[tuple[int, int], list] = {}  # (gpu, code) -> [count, last_time_s]
         self._xid_block: SeriesBlock | None = None
         self._objects_out = False
+        self._overrides: dict[tuple[str, int], bool] = {}
+        self._synced_flags: dict[tuple[str, int], bool] = {}
         self._fire_events(0.0)
         self._physics(0.0, settle=True)
         self._dirty = True
@@ -510,9 +512,7 @@ class Hall:
         self.loop_pump = self.loop_nominal_pump.copy()
         health = np.ones(self.n_loops)
         util_target = targets[self.node_profile[self.gpu_node], np.arange(self.n_gpus)]
-        if self.scenario is None:
-            return util_target, health
-        for f in self.scenario.faults:
+        for f in self.scenario.faults if self.scenario is not None else ():
             s = f.strength(t_s)
             active = f.at <= t_s and (f.end_s() is None or t_s < f.end_s())
             k = f.kind
@@ -553,6 +553,7 @@ class Hall:
                 if active and f.sbe_per_min > 0:
                     gi = self.gpu_of[(f.node, f.gpu)]
                     self.ecc_frac[gi] += f.sbe_per_min * self._dt / 60.0
+        self._apply_overrides()
         # a job on a node with a lost GPU crashes: its other GPUs go idle until the node is back
         if self.lost.any():
             crashed = np.isin(self.gpu_node, self.gpu_node[self.lost])
@@ -762,10 +763,31 @@ class Hall:
         return self._state
 
     def _pull(self) -> None:
-        """Pick up what a simulated device changed on the objects (a power limit set through NVML)."""
+        """Pick up what a device simulator or a test changed on the objects since the last refresh.
+
+        A power limit set through NVML sticks. ``answering`` of a PDU or loop and ``lost`` of a GPU
+        set by hand override the scenario until set back to what the scenario says.
+        """
         for i, o in enumerate(self._gpu_objs):
             if o.power_limit_w != self._synced_limit[i]:
                 self.power_limit[i] = o.power_limit_w
+            if o.lost != self._synced_flags[("gpu", i)]:
+                self._overrides[("gpu", i)] = o.lost
+        for i, o in enumerate(self._pdu_objs):
+            if o.answering != self._synced_flags[("pdu", i)]:
+                self._overrides[("pdu", i)] = o.answering
+        for i, o in enumerate(self._loop_objs):
+            if o.answering != self._synced_flags[("loop", i)]:
+                self._overrides[("loop", i)] = o.answering
+
+    def _apply_overrides(self) -> None:
+        arrays = {"gpu": self.lost, "pdu": self.pdu_answering, "loop": self.loop_answering}
+        for key, value in list(self._overrides.items()):
+            kind, i = key
+            if arrays[kind][i] == value:
+                del self._overrides[key]  # the scenario agrees again: hand back to it
+            else:
+                arrays[kind][i] = value
 
     def _sync(self) -> None:
         st = self._state
@@ -804,6 +826,13 @@ class Hall:
             o.power_limit_w = cols["limit"][i]
             o.lost = cols["lost"][i]
         self._synced_limit = cols["limit"]
+        flags = self._synced_flags
+        for i, v in enumerate(cols["lost"]):
+            flags[("gpu", i)] = v
+        for i, v in enumerate(self.pdu_answering.tolist()):
+            flags[("pdu", i)] = v
+        for i, v in enumerate(self.loop_answering.tolist()):
+            flags[("loop", i)] = v
         o_cur = (self.outlet_power / (self.phase_volt[self.outlet_phase] * self.outlet_pf)).tolist()
         o_pw = self.outlet_power.tolist()
         o_en = self.outlet_energy.tolist()

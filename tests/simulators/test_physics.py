@@ -154,3 +154,23 @@ def test_state_objects_follow_the_arrays():
     loop = state.loops["loop-b"]
     assert loop.flow_lpm == pytest.approx(220.0, abs=3)
     assert state.pdus[("B02", "pdu-a")].answering
+
+
+def test_answering_and_lost_set_by_hand_override_the_scenario_until_set_back():
+    hall = hall_for()
+    state = hall.state
+    state.pdus[("A03", "pdu-a")].answering = False
+    state.loops["loop-b"].answering = False
+    state.gpus[("A01-n01", 3)].lost = True
+    for _ in range(3):
+        state = hall.step(1.0)
+    assert not state.pdus[("A03", "pdu-a")].answering and not state.loops["loop-b"].answering
+    assert state.gpus[("A01-n01", 3)].lost
+    text = hall.lines()
+    assert "rack=A03" in text and not any(ln.startswith("pdu,") and "pdu=pdu-a,rack=A03" in ln for ln in text.splitlines())
+    state.pdus[("A03", "pdu-a")].answering = True
+    state.gpus[("A01-n01", 3)].lost = False
+    state = hall.step(1.0)
+    state = hall.step(1.0)
+    assert state.pdus[("A03", "pdu-a")].answering and not state.gpus[("A01-n01", 3)].lost
+    assert not state.loops["loop-b"].answering

@@ -61,11 +61,14 @@ async def walk_columns(bulk: BulkFn, columns: list[str], max_repetitions: int, *
             if value in exceptions or not oid.startswith(prefix) or len(oid) == len(prefix):
                 done[c] = True
                 continue
-            if oid <= cursors[c]:
+            index = decode_arcs(oid, len(prefix))
+            rows = result[col]
+            # arcs, not bytes: BER bytes of arcs with different lengths do not sort like the arcs
+            if rows and index <= rows[-1][0]:
                 msg = f"device returned a non-increasing OID in column {col} (agent bug); walk stopped"
                 raise DeviceError(msg, device=device)
             cursors[c] = oid
-            result[col].append((decode_arcs(oid, len(prefix)), value))
+            rows.append((index, value))
             if stats is not None:
                 stats.rows += 1
         if not oids:

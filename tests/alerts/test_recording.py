@@ -219,3 +219,21 @@ def test_zlib_is_what_checks_the_crc(tmp_path: Path) -> None:
     with pytest.raises(RecordingError, match="corrupt"):
         RecordingReader(bad).records()
     assert zlib  # the reader uses zlib's gzip mode (wbits=31), which verifies the trailer
+
+
+def test_escaped_series_keys_decode_like_the_codec_and_errors_keep_their_column(tmp_path: Path) -> None:
+    from dcim.lineprotocol import decode_report
+
+    recs = [Record("gpu", {"model": "NVIDIA H100 80GB", "node": f"n{i % 3}", "odd": "a,b=c"},
+                   {"temp_c": 50.0 + i, "processes": i}, T0 + i) for i in range(30)]
+    p = write(tmp_path, recs)
+    assert RecordingReader(p).records() == decode_report(gzip.decompress(p.read_bytes())).records
+    text = lines_of(p)
+    n = next(i for i, ln in enumerate(text) if ln.startswith("gpu"))
+    text[n + 2] = text[n + 2].replace("processes=2i", "processes=2x")
+    bad = tmp_path / "bad.gz"
+    bad.write_bytes(gzip.compress("\n".join(text).encode()))
+    with pytest.raises(RecordingError) as exc:
+        RecordingReader(bad).records()
+    expected = decode_report(text[n + 2]).errors[0].column  # what the codec says on the original line
+    assert exc.value.line == n + 3 and f"column {expected}:" in str(exc.value)

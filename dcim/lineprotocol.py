@@ -643,6 +643,10 @@ def _decode_lines(lines: list[str], factor: int, default_time_ns: int | None, re
     """The general loop: comments, indentation, carriage returns, escapes and quotes."""
     append = result.records.append
     for lineno, line, offset in _strip_lines(lines):
+        if "\r" in line:  # only a line end may carry one; the encoder refuses them inside values too
+            col = line.index("\r") + 1 + offset
+            result.errors.append(LineProtocolError("carriage return inside a line", line=lineno, column=col, text=line))
+            continue
         if "\\" not in line and '"' not in line:
             try:
                 append(_fast_line(line, factor, default_time_ns))

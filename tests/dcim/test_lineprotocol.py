@@ -239,3 +239,10 @@ def test_decoder_never_crashes_on_garbage(text: str) -> None:
 def test_decoder_never_crashes_on_bytes(data: bytes) -> None:
     report = decode_report(data)
     assert all(isinstance(e, LineProtocolError) for e in report.errors)
+
+
+def test_carriage_return_inside_a_line_is_refused_like_the_encoder_does() -> None:
+    report = decode_report("\rgpu v=1 1\r\ngpu v=2 2\r\n")
+    assert [r.fields["v"] for r in report.records] == [2.0]
+    assert (report.errors[0].line, report.errors[0].column) == (1, 1)
+    assert "carriage return" in report.errors[0].reason

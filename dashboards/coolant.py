@@ -35,7 +35,10 @@ def build(ctx: Context) -> db.Dashboard:
         "ΔT (return - supply)", unit_of(COOLANT_LOOP, "return_temp_c"),
         [Influx(f'SELECT mean({fld(COOLANT_LOOP, "return_temp_c")}) - mean({fld(COOLANT_LOOP, "supply_temp_c")}) '
                 f"FROM {c} {w} {BY_LOOP}").alias("$tag_loop")],
-        w=12, h=9, description="A rising ΔT at constant load means less flow.",
+        w=12, h=9, lines=True,
+        thresholds=steps("orange", (th.coolant_delta_t_min_k, "green"), (th.coolant_delta_t_max_k, "orange")),
+        description=f"A rising ΔT at constant load means less flow. Dashed at the rule pack's band "
+                    f"({th.coolant_delta_t_min_k:g}-{th.coolant_delta_t_max_k:g} K).",
     )
     p.row("Hydraulics")
     p.timeseries(
@@ -47,7 +50,8 @@ def build(ctx: Context) -> db.Dashboard:
     p.timeseries(
         "Differential pressure", unit_of(COOLANT_LOOP, "diff_pressure_kpa"),
         [Influx(f'SELECT mean({fld(COOLANT_LOOP, "diff_pressure_kpa")}) FROM {c} {w} {BY_LOOP}').alias("$tag_loop")],
-        w=8, h=8,
+        w=8, h=8, lines=True, thresholds=steps("red", (th.coolant_dp_low_kpa, "green")),
+        description=f"Dashed at the rule pack's low line ({th.coolant_dp_low_kpa:g} kPa): a failing pump.",
     )
     p.timeseries(
         "Pump speed", unit_of(COOLANT_LOOP, "pump_speed_pct"),

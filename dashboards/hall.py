@@ -127,9 +127,10 @@ def _rest(ctx: Context, p: Panels, capacity_w: float, loc: list[str]) -> db.Dash
                 f'(SELECT last({fld(GPU, "temp_c")}) AS "t" FROM "{GPU.name}" {where(*loc)} '
                 'GROUP BY "room", "row", "rack", "node", "gpu")')],
         w=12, h=9, sort_by="temp_c",
-        thresholds=steps("green", (th.gpu_slowdown_fallback_c, "red")),
-        description="The ten hottest GPUs now. Red at the slowdown fallback of the rule pack "
-                    f"({th.gpu_slowdown_fallback_c:g} °C). Click a node for its dashboard.",
+        thresholds=steps("green", (th.gpu_temp_alert_c, "orange"), (th.gpu_slowdown_fallback_c, "red")),
+        description=f"The ten hottest GPUs now. Orange where the rule pack's GPU temperature alert fires "
+                    f"({th.gpu_temp_alert_c:g} °C), red at the slowdown fallback ({th.gpu_slowdown_fallback_c:g} °C). "
+                    "Click a row for the node's dashboard.",
         data_links=[link_to(UIDS["node"], "Node ${__data.fields.node}",
                             "var-site=${site}&var-room=${__data.fields.room}&var-row=${__data.fields.row}"
                             "&var-rack=${__data.fields.rack}&var-node=${__data.fields.node}")],
@@ -149,7 +150,10 @@ def _rest(ctx: Context, p: Panels, capacity_w: float, loc: list[str]) -> db.Dash
         [Influx(f'SELECT last({fld(COOLANT_LOOP, "return_temp_c")}) - last({fld(COOLANT_LOOP, "supply_temp_c")}) '
                 f'FROM "{COOLANT_LOOP.name}" {where(*loop_loc)} GROUP BY time($__interval), "loop" fill(none)')
          .alias("$tag_loop")],
-        w=4, h=9, thresholds=steps("blue"), description="Return minus supply temperature per loop.",
+        w=4, h=9,
+        thresholds=steps("orange", (th.coolant_delta_t_min_k, "green"), (th.coolant_delta_t_max_k, "orange")),
+        description=f"Return minus supply temperature per loop; green inside the rule pack's band "
+                    f"({th.coolant_delta_t_min_k:g}-{th.coolant_delta_t_max_k:g} K).",
     )
     p.stat(
         "Coolant flow", unit_of(COOLANT_LOOP, "flow_lpm"),

@@ -31,9 +31,10 @@ def build(ctx: Context) -> db.Dashboard:
         "Temperatures against slowdown", unit_of(GPU, "temp_c"),
         [Influx(f'SELECT mean({fld(GPU, "temp_c")}) AS "die", mean({fld(GPU, "mem_temp_c")}) AS "hbm", '
                 f'last({fld(GPU, "temp_slowdown_c")}) AS "slowdown" FROM {g} {w} {BY_GPU}').alias("GPU $tag_gpu $col")],
-        w=12, h=9, lines=True, thresholds=steps("green", (th.gpu_slowdown_fallback_c, "red")),
+        w=12, h=9, lines=True, thresholds=steps("green", (th.gpu_temp_alert_c, "orange"), (th.gpu_slowdown_fallback_c, "red")),
         description="Die and memory temperature with the GPU's own slowdown threshold; dashed at the rule "
-                    f"pack's fallback ({th.gpu_slowdown_fallback_c:g} °C) for GPUs that do not report one.",
+                    f"pack's fallback ({th.gpu_slowdown_fallback_c:g} °C) for GPUs that do not report one, and "
+                    f"{-th.gpu_temp_alert_offset_c:g} K below it, where the alert fires ({th.gpu_temp_alert_c:g} °C).",
     )
     p.timeseries(
         "Clocks", unit_of(GPU, "sm_clock_mhz"),

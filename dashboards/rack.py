@@ -84,8 +84,9 @@ def build(ctx: Context) -> db.Dashboard:
         [Influx(f'SELECT mean({fld(GPU, "temp_c")}) FROM "{GPU.name}" {where(*loc)} '
                 'GROUP BY time($__interval), "node", "gpu" fill(none)').alias("$tag_node/$tag_gpu")],
         w=12, h=9, lines=True, data_links=node_link,
-        thresholds=steps("green", (th.gpu_slowdown_fallback_c, "red")),
-        description=f"Dashed at the rule pack's slowdown fallback ({th.gpu_slowdown_fallback_c:g} °C).",
+        thresholds=steps("green", (th.gpu_temp_alert_c, "orange"), (th.gpu_slowdown_fallback_c, "red")),
+        description=f"Dashed where the rule pack's GPU temperature alert fires ({th.gpu_temp_alert_c:g} °C) and at "
+                    f"its slowdown fallback ({th.gpu_slowdown_fallback_c:g} °C), for GPUs without their own.",
     )
     p.row("Coolant loop")
     # coolant_loop carries site/room/row, not rack: the rack's loop is found through its row.

@@ -29,8 +29,17 @@ class Thresholds:
     phase_imbalance_pct: float = 20.0
     coolant_supply_max_c: float = 32.0
     coolant_flow_low_lpm: float = 400.0
-    gpu_slowdown_fallback_c: float = 87.0
+    coolant_delta_t_max_k: float = 12.0
+    coolant_delta_t_min_k: float = 2.0
+    coolant_dp_low_kpa: float = 75.0
+    gpu_slowdown_fallback_c: float = 87.0  # the slowdown temperature assumed when a GPU reports none
+    gpu_temp_alert_offset_c: float = -3.0  # the GPU temperature alert fires this far from slowdown
     sources: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def gpu_temp_alert_c(self) -> float:
+        """Where the GPU temperature alert fires for a GPU without its own slowdown threshold."""
+        return self.gpu_slowdown_fallback_c + self.gpu_temp_alert_offset_c
 
     def missing(self) -> list[str]:
         """Thresholds that kept the built-in default because no rule gave them."""
@@ -54,25 +63,36 @@ def _pick(found: dict[str, tuple[float, str]], key: str, value: float, rule: Any
 
 
 def _gpu_default(rule: Any, site: SiteConfig) -> float | None:
-    """The fallback a GPU-temperature rule uses when the GPU reports no slowdown threshold of its own."""
+    """The slowdown temperature a GPU-temperature rule assumes when the GPU reports none of its own."""
     default = rule.threshold_default
     if isinstance(default, str):  # gpu_model.<attribute>: the coolest model of the site is the safe line
         attr = default.partition(".")[2]
         values = [getattr(spec, attr) for spec in site.gpu_models.values()]
         default = min(values) if values else None
-    return None if default is None else float(default) + rule.threshold_offset
+    return None if default is None else float(default)
 
 
 def from_rules(rules: Iterable[Any], site: SiteConfig) -> Thresholds:
     """Thresholds from loaded rule objects (pure; ``from_rule_pack`` loads them)."""
     found: dict[str, tuple[float, str]] = {}
     nominal = [loop.nominal_flow_lpm for loop in site.loops]
+    nominal_dp = [loop.diff_pressure_kpa for loop in site.loops]
     for r in rules:
         if _is(r, "ratio", PDU_PHASE.name, "current_a") and r.rating == "pdu.breaker_a" and _above(r):
             _pick(found, "phase_current_pct", r.threshold, r, lowest=True)
         elif _is(r, "imbalance", PDU_PHASE.name, "current_a"):
             _pick(found, "phase_imbalance_pct", r.threshold, r, lowest=True)
-        elif _is(r, "threshold", COOLANT_LOOP.name, "supply_temp_c") and _above(r) and r.threshold is not None:
+        elif (_is(r, "threshold", COOLANT_LOOP.name, "return_temp_c") and getattr(r, "minus", None) == "supply_temp_c"
+              and r.threshold is not None):
+            if _above(r):
+                _pick(found, "coolant_delta_t_max_k", r.threshold, r, lowest=True)
+            else:
+                _pick(found, "coolant_delta_t_min_k", r.threshold, r, lowest=False)
+        elif (_is(r, "ratio", COOLANT_LOOP.name, "diff_pressure_kpa") and r.rating == "loop.diff_pressure_kpa"
+              and not _above(r) and nominal_dp):
+            _pick(found, "coolant_dp_low_kpa", r.threshold / 100 * max(nominal_dp), r, lowest=False)
+        elif (_is(r, "threshold", COOLANT_LOOP.name, "supply_temp_c") and _above(r) and r.threshold is not None
+              and getattr(r, "minus", None) is None):
             _pick(found, "coolant_supply_max_c", r.threshold, r, lowest=True)
         elif _is(r, "threshold", COOLANT_LOOP.name, "flow_lpm") and not _above(r) and r.threshold is not None:
             _pick(found, "coolant_flow_low_lpm", r.threshold, r, lowest=False)
@@ -81,13 +101,21 @@ def from_rules(rules: Iterable[Any], site: SiteConfig) -> Thresholds:
             # Percent of nominal flow; one line per dashboard, so the loop with the most flow sets it.
             _pick(found, "coolant_flow_low_lpm", r.threshold / 100 * max(nominal), r, lowest=False)
         elif _is(r, "threshold", GPU.name, "temp_c") and getattr(r, "threshold_field", None) == "temp_slowdown_c":
-            value = _gpu_default(r, site)
-            if value is not None:
-                _pick(found, "gpu_slowdown_fallback_c", value, r, lowest=True)
+            slowdown = _gpu_default(r, site)
+            if slowdown is None:
+                continue
+            alert_c = slowdown + r.threshold_offset
+            if "gpu_slowdown_fallback_c" in found:
+                if alert_c >= found["gpu_slowdown_fallback_c"][0] + found["gpu_temp_alert_offset_c"][0]:
+                    continue  # an earlier rule already fires first
+            found["gpu_slowdown_fallback_c"] = (slowdown, r.name)
+            found["gpu_temp_alert_offset_c"] = (float(r.threshold_offset), r.name)
     values = {k: v for k, (v, _) in found.items()}
+    # No rule: half the smallest nominal is a line that fits the site rather than a fixed number.
     if "coolant_flow_low_lpm" not in values and nominal:
-        # No rule: half the smallest nominal flow is a line that fits the site rather than a fixed number.
         values["coolant_flow_low_lpm"] = 0.5 * min(nominal)
+    if "coolant_dp_low_kpa" not in values and nominal_dp:
+        values["coolant_dp_low_kpa"] = 0.5 * min(nominal_dp)
     return Thresholds(**values, sources={k: n for k, (_, n) in found.items()})
 
 

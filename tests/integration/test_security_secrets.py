@@ -1,0 +1,100 @@
+"""Secrets (InfluxDB passwords and tokens, SNMP communities and keys) never reach logs, errors or /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+import uuid
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from agents.snmp.poller import Device, Poller
+from agents.snmp.profile import load_profiles
+from collector.sinks import InfluxSink
+from dcim.config import InfluxConfig, Secret
+from dcim.errors import SinkError
+
+pytestmark = pytest.mark.integration
+
+CANARY = "Canary-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def secured_influx(influxdb_factory):
+    srv = influxdb_factory(auth_enabled=True)
+    # the first user may be created without credentials; from then on every request needs them
+    srv.query(f"CREATE USER admin WITH PASSWORD '{CANARY}' WITH ALL PRIVILEGES")
+    # InfluxDB 1.x reads u and p from the URL, not from a form body
+    srv.http_ok("POST", "/query", params={"q": 'CREATE DATABASE "sec"', "u": "admin", "p": CANARY})
+    yield srv
+    srv.close()
+
+
+def test_influx_password_works_and_a_wrong_one_is_reported_without_it(secured_influx, monkeypatch,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("DCIM_TEST_INFLUX_PW", CANARY)
+    cfg = InfluxConfig(url=secured_influx.url, api="v1", database="sec", username="admin",
+                       password=Secret(env="DCIM_TEST_INFLUX_PW"))
+    sink = InfluxSink(cfg)
+    asyncio.run(sink.write(b"gpu,node=n1 temp_c=40.5 1767225600000000000\n"))
+    got = secured_influx.http_ok("POST", "/query", params={"q": "SELECT temp_c FROM gpu", "db": "sec", "u": "admin",
+                                                            "p": CANARY}).json()
+    assert got["results"][0]["series"][0]["values"][0][1] == 40.5
+    sink.close()
+
+    wrong = "wrong-" + CANARY
+    monkeypatch.setenv("DCIM_TEST_INFLUX_PW", wrong)
+    bad = InfluxSink(cfg)
+    with pytest.raises(SinkError) as info:
+        asyncio.run(bad.write(b"gpu,node=n1 temp_c=41.5 1767225600000000001\n"))
+    bad.close()
+    message = str(info.value)
+    assert secured_influx.url in message or "influxdb" in message  # it names the store ...
+    for secret in (CANARY, wrong):
+        assert secret not in message  # ... never the password
+        assert secret not in caplog.text
+        assert secret not in repr(cfg) and secret not in str(cfg.model_dump())
+
+
+def test_snmp_community_and_v3_keys_stay_out_of_errors_logs_and_metrics(snmpsim_factory, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    sim = snmpsim_factory(records={"public": "1.3.6.1.2.1.1.2.0|6|1.3.6.1.4.1.318.1.3.4.6\n"},
+                          v3_user="ops", v3_auth_key="auth-" + CANARY[:12], v3_priv_key="priv-" + CANARY[:12])
+    wrong_community = "comm-" + CANARY
+    wrong_auth = "wrongauth-" + CANARY
+    devices = [
+        Device("pdu-v2", port=sim.port, community=wrong_community, timeout_s=0.5, retries=0, profile="apc_rpdu2"),
+        Device("pdu-v3", port=sim.port, version="3", v3_user="ops", v3_auth_key=wrong_auth,
+               v3_priv_key="priv-" + CANARY, v3_context="public", timeout_s=0.5, retries=0, profile="apc_rpdu2"),
+    ]
+    registry = CollectorRegistry()
+
+    async def poll():
+        async with Poller(devices, load_profiles(), registry=registry) as poller:
+            return await poller.poll_all()
+
+    polls = asyncio.run(poll())
+    assert [p.ok for p in polls] == [False, False]
+    exposed = generate_latest(registry).decode() + caplog.text + repr(devices)
+    for p in polls:
+        exposed += (p.error or "") + str(p.health.fields)
+    for secret in (wrong_community, wrong_auth, "priv-" + CANARY):
+        assert secret not in exposed
+
+
+def test_snmp_cli_community_from_environment_is_not_echoed(snmpsim_factory) -> None:
+    sim = snmpsim_factory(records={"public": "1.3.6.1.2.1.1.2.0|6|1.3.6.1.4.1.318.1.3.4.6\n"})
+    secret = "env-" + CANARY
+    proc = subprocess.run(
+        [sys.executable, "-m", "dcim.cli", "-vv", "agent", "snmp", "--target", f"127.0.0.1:{sim.port}",
+         "--community-env", "DCIM_TEST_COMMUNITY", "--profile", "apc_rpdu2", "--timeout-s", "0.5",
+         "--retries", "0", "--once"],
+        capture_output=True, text=True, timeout=60, env={"DCIM_TEST_COMMUNITY": secret, "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode != 0  # a wrong community: the device never answers
+    assert "127.0.0.1" in proc.stdout + proc.stderr
+    assert secret not in proc.stdout + proc.stderr

@@ -9,6 +9,7 @@ SNMPv3 stays with pysnmp (USM security); tests compare the two paths on the same
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 # PDU tags (context-specific, constructed)
@@ -63,6 +64,7 @@ EXCEPTIONS = {NO_SUCH_OBJECT: NO_SUCH_OBJECT_VALUE, NO_SUCH_INSTANCE: NO_SUCH_IN
 # --- OIDs ---------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=65536)  # column OIDs repeat every poll; a pure function of its input
 def encode_oid(oid: str | tuple[int, ...]) -> bytes:
     """Dotted OID (or tuple of arcs) -> BER content bytes (no tag, no length)."""
     arcs = tuple(int(a) for a in oid.strip(".").split(".")) if isinstance(oid, str) else oid

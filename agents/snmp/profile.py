@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from dcim import schema
 from dcim.config import validation_error
@@ -151,6 +151,13 @@ class Profile(_Model):
     units: dict[str, dict[Scalar, float | list[float]]] = Field(
         default_factory=dict, description="unit tables: code -> factor or [factor, offset] to SI")
     tables: list[TableSpec] = Field(min_length=1)
+    _compiled: list[Any] | None = PrivateAttr(None)
+
+    def compiled(self) -> list[_CompiledTable]:
+        """The tables with lookups resolved, built once per profile object."""
+        if self._compiled is None:
+            self._compiled = [_CompiledTable(t) for t in self.tables]
+        return self._compiled
 
     @model_validator(mode="after")
     def _units_exist(self) -> Profile:
@@ -258,7 +265,7 @@ def _unit_factor(table: Mapping[Scalar, float | list[float]], code: Any) -> tupl
 class _CompiledTable:
     """A table spec with its lookups resolved once, so parsing a walk does no spec work."""
 
-    __slots__ = ("spec", "meas", "index", "base_index", "key", "tags", "fields", "col_index", "col_oid")
+    __slots__ = ("spec", "meas", "index", "base_index", "key", "tags", "fields", "col_index", "col_oid", "tag_cols")
 
     def __init__(self, spec: TableSpec) -> None:
         self.spec = spec
@@ -270,6 +277,7 @@ class _CompiledTable:
         self.fields = spec.fields
         self.col_oid = {name: c.oid for name, c in spec.columns.items()}
         self.col_index = {name: c.index for name, c in spec.columns.items()}
+        self.tag_cols = {tag: [c for c in spec.columns if "{" + c + "}" in tpl] for tag, tpl in spec.tags.items()}
 
 
 def parse(profile: Profile, walk: Walk, base_tags: Mapping[str, str] | None = None,
@@ -278,8 +286,8 @@ def parse(profile: Profile, walk: Walk, base_tags: Mapping[str, str] | None = No
     base = dict(base_tags or {})
     merged: dict[tuple, Record] = {}
     unsupported: set[str] = set()
-    for spec in profile.tables:
-        _parse_table(profile, _CompiledTable(spec), walk, base, time_ns, merged, unsupported)
+    for table in profile.compiled():
+        _parse_table(profile, table, walk, base, time_ns, merged, unsupported)
     records = [r for r in merged.values() if r.fields]
     return ParseResult(records, unsupported)
 
@@ -330,7 +338,7 @@ def _parse_table(profile: Profile, t: _CompiledTable, walk: Walk, base: dict[str
             continue
         tags = dict(base)
         for tag, template in t.tags.items():
-            tags[tag] = _render(template, parts, get, t.col_oid)
+            tags[tag] = _render(template, parts, get, t.tag_cols[tag])
         key = (meas_name, tuple(sorted(tags.items())))
         rec = merged.get(key)
         if rec is None:
@@ -353,11 +361,10 @@ def _matches_any(unless: Mapping[str, Scalar], parts: Mapping[str, Any], get: An
     return any(_matches({k: v}, parts, get, col_oid) for k, v in unless.items())
 
 
-def _render(template: str, parts: Mapping[str, Any], get: Any, col_oid: Mapping[str, str]) -> str:
-    names = {k: v for k, v in parts.items()}
-    for c in col_oid:
-        if "{" + c in template:
-            names[c] = _text(get(c))
+def _render(template: str, parts: Mapping[str, Any], get: Any, cols: list[str]) -> str:
+    names = dict(parts)
+    for c in cols:
+        names[c] = _text(get(c))
     try:
         return template.format(**names)
     except (KeyError, IndexError, ValueError):

@@ -131,3 +131,21 @@ def test_panel_units_come_from_the_schema() -> None:
     assert by_title["Differential pressure"]["fieldConfig"]["defaults"]["unit"] == "pressurekpa"
     assert by_title["GPU power"]["fieldConfig"]["defaults"]["unit"] == "watt"
     assert by_title["GPU temperature"]["fieldConfig"]["defaults"]["unit"] == "celsius"
+
+
+def test_a_rack_with_its_own_budget_gets_its_own_scale() -> None:
+    from dcim.config import default_site
+
+    site = default_site()
+    rack = next(iter(site.racks()))
+    rack.rating_w = 20_000.0
+    hall = dashboards(context(site))["hall"]
+    panel = next(p for p in _panels(hall) if p["title"] == "Power per rack against its rating")
+    overrides = {o["matcher"]["options"]: o["properties"] for o in panel["fieldConfig"]["overrides"]}
+    assert list(overrides) == [rack.name]
+    props = {p["id"]: p["value"] for p in overrides[rack.name]}
+    assert props["max"] == 20_000.0
+    assert [s["value"] for s in props["thresholds"]["steps"]] == [None, 16_000.0, 20_000.0]
+    # and the hall's capacity follows the budgets
+    cap = next(p for p in _panels(hall) if p["title"] == "IT power against capacity")
+    assert f"{sum(r.budget_w for r in site.racks()):g}" in cap["targets"][0]["query"]

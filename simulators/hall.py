@@ -10,42 +10,25 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from dcim import schema
 from dcim.config import SiteConfig
 from dcim.record import Record
 from simulators import scenarios as sc
-from simulators.output import SeriesBlock, bool_col, fixed, ints, whole
+from simulators.emit import LOOP_FLOATS as _LOOP_FLOATS
+from simulators.emit import Emitter
 from simulators.state import GpuState, HallState, LoopState, OutletState, PduState, PhaseState
+from simulators.throttle import (  # noqa: F401 - the bits are re-exported for the hall's users
+    CLOCKS_SETTING, DISPLAY_CLOCKS, GPU_IDLE, HW_POWER_BRAKE, HW_SLOWDOWN, HW_THERMAL, SW_POWER_CAP, SW_THERMAL,
+    SYNC_BOOST, THROTTLE_BITS,
+)
 from simulators.workload import CODE, Workloads
 
 #: The fixed default start, 2026-01-01T00:00:00Z, so output is reproducible.
 DEFAULT_START_NS = 1_767_225_600 * 1_000_000_000
-
-# NVML clock-event (throttle) reason bits
-GPU_IDLE = 0x1
-CLOCKS_SETTING = 0x2
-SW_POWER_CAP = 0x4
-HW_SLOWDOWN = 0x8
-SYNC_BOOST = 0x10
-SW_THERMAL = 0x20
-HW_THERMAL = 0x40
-HW_POWER_BRAKE = 0x80
-DISPLAY_CLOCKS = 0x100
-THROTTLE_BITS: dict[str, int] = {
-    "throttle_gpu_idle": GPU_IDLE,
-    "throttle_clocks_setting": CLOCKS_SETTING,
-    "throttle_sw_power_cap": SW_POWER_CAP,
-    "throttle_hw_slowdown": HW_SLOWDOWN,
-    "throttle_sync_boost": SYNC_BOOST,
-    "throttle_sw_thermal": SW_THERMAL,
-    "throttle_hw_thermal": HW_THERMAL,
-    "throttle_hw_power_brake": HW_POWER_BRAKE,
-    "throttle_display_clocks": DISPLAY_CLOCKS,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,42 +57,8 @@ class Params:
 
 
 _PCI_BUSES = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB, 0x19, 0x2B, 0x3B, 0x5E, 0x9B, 0xAC, 0xBB, 0xDC)
-_PDU_MODELS = {"apc": "AP8886", "raritan": "PX3-5190R", "servertech": "C2WG36MS", "eaton": "EMAH28", "cyberpower": "PDU81005"}
 _PHASES = ("L1", "L2", "L3")
 
-_GPU_FLOATS = (
-    "temp_c", "mem_temp_c", "power_w", "power_instant_w", "energy_j", "power_limit_w", "sm_clock_mhz",
-    "mem_clock_mhz", "util_pct", "mem_util_pct", "violation_power_s", "violation_thermal_s",
-)
-_GPU_INTS = ("mem_used_bytes", "processes", "clock_event_mask", "pstate", "ecc_sbe_volatile_total", "ecc_dbe_volatile_total")
-
-
-def _check_fields(meas: schema.Measurement, names) -> list[tuple[str, str]]:
-    """(name, type) from the schema; a typo here fails at import, not in a dashboard."""
-    return [(n, meas.field(n).type) for n in names]
-
-
-def _whole(fields: list[tuple[str, str]], *names: str) -> list[tuple[str, str]]:
-    """Mark float fields written as whole numbers (energy counters: 1 J resolution)."""
-    return [(n, "whole" if n in names else k) for n, k in fields]
-
-
-_GPU_FIELDS = _whole(_check_fields(schema.GPU, (*_GPU_FLOATS, *_GPU_INTS, *THROTTLE_BITS, "lost")), "energy_j")
-_PDU_FIELDS = _whole(_check_fields(
-    schema.PDU, ("power_w", "apparent_power_va", "power_factor", "peak_power_w", "energy_j", "frequency_hz", "load_state")
-), "energy_j")
-_PHASE_FIELDS = _whole(_check_fields(
-    schema.PDU_PHASE, ("current_a", "voltage_v", "power_w", "apparent_power_va", "power_factor", "energy_j", "load_state")
-), "energy_j")
-_OUTLET_FIELDS = _whole(_check_fields(schema.PDU_OUTLET, ("current_a", "power_w", "energy_j", "on")), "energy_j")
-_ENV_FIELDS = _check_fields(schema.ENV, ("temp_c", "humidity_pct"))
-_LOOP_FLOATS = (
-    "supply_temp_c", "return_temp_c", "setpoint_c", "flow_lpm", "supply_pressure_kpa", "return_pressure_kpa",
-    "diff_pressure_kpa", "pump_speed_pct", "heat_w", "facility_supply_temp_c",
-)
-_LOOP_FIELDS = _check_fields(schema.COOLANT_LOOP, (*_LOOP_FLOATS, "leak"))
-_XID_FIELDS = _check_fields(schema.GPU_XID, ("count_total", "last_time_s"))
-_LOST_FIELDS = _check_fields(schema.GPU, ("lost",))
 
 
 def _alpha(dt_s: float, tau_s: float) -> float:
@@ -141,13 +90,12 @@ class Hall:
             scenario.check_site(site)
         self._build_topology()
         self._build_state_objects()
-        self._build_blocks()
+        self._emitter = Emitter(self)
         self._pending_events: list[tuple[int, str]] = []
         self._timeline = self._make_timeline()
         self._fired = 0
         self._stuck: dict[int, float] = {}
         self._xid_counts: dict[tuple[int, int], list] = {}  # (gpu, code) -> [count, last_time_s]
-        self._xid_block: SeriesBlock | None = None
         self._objects_out = False
         self._overrides: dict[tuple[str, int], bool] = {}
         self._synced_flags: dict[tuple[str, int], bool] = {}
@@ -409,43 +357,6 @@ class Hall:
             self._loop_objs.append(obj)
         self._state = HallState(time_ns=self.start_ns, gpus=gpus, pdus=pdus, loops=loops)
 
-    def _build_blocks(self) -> None:
-        gpu_tags, lost_tags = [], []
-        for i in range(self.n_gpus):
-            o = self._gpu_objs[i]
-            t = dict(self.rack_tags[self.gpu_rack[i]])
-            t.update(node=o.node, gpu=str(o.index), uuid=o.uuid, model=o.model)
-            gpu_tags.append(t)
-            lost_tags.append(t)
-        self.gpu_block = SeriesBlock("gpu", gpu_tags, _GPU_FIELDS)
-        self.lost_block = SeriesBlock("gpu", lost_tags, _LOST_FIELDS)
-        pdu_tags, phase_tags, env_tags = [], [], []
-        self.phase_rows: list[int] = []  # phase slot index of each pdu_phase series
-        for pi, (rack, name) in enumerate(self.pdu_keys):
-            cfg = self.pdu_cfgs[pi]
-            base = dict(self.rack_tags[self.pdu_rack[pi]])
-            pdu_tags.append({**base, "pdu": name, "feed": cfg.feed, "model": _PDU_MODELS[cfg.vendor]})
-            for k in range(cfg.phases):
-                phase_tags.append({**base, "pdu": name, "feed": cfg.feed, "phase": _PHASES[k]})
-                self.phase_rows.append(pi * 3 + k)
-            env_tags.append({**base, "pdu": name, "sensor": "inlet"})
-        outlet_tags = []
-        for oi in range(self.n_outlets):
-            pi = self.outlet_pdu[oi]
-            cfg = self.pdu_cfgs[pi]
-            base = dict(self.rack_tags[self.pdu_rack[pi]])
-            outlet_tags.append({
-                **base, "pdu": self.pdu_keys[pi][1], "feed": cfg.feed, "outlet": str(self.outlet_num[oi]),
-                "phase": _PHASES[self.outlet_phase[oi] % 3],
-            })
-        self.phase_pdu = np.array([r // 3 for r in self.phase_rows], dtype=np.int64)
-        self.phase_rows_arr = np.array(self.phase_rows, dtype=np.int64)
-        self.pdu_block = SeriesBlock("pdu", pdu_tags, _PDU_FIELDS)
-        self.phase_block = SeriesBlock("pdu_phase", phase_tags, _PHASE_FIELDS)
-        self.outlet_block = SeriesBlock("pdu_outlet", outlet_tags, _OUTLET_FIELDS)
-        self.env_block = SeriesBlock("env", env_tags, _ENV_FIELDS)
-        self.loop_block = SeriesBlock("coolant_loop", [self.site.loop_tags(lp) for lp in self.loop_cfgs], _LOOP_FIELDS)
-
     # --- scenario --------------------------------------------------------------------------
 
     def _make_timeline(self) -> list[tuple[float, int, str, str]]:
@@ -497,7 +408,7 @@ class Hall:
         entry = self._xid_counts.setdefault((gi, code), [0, 0.0])
         entry[0] += 1
         entry[1] = t_unix
-        self._xid_block = None  # series set changed
+        self._emitter.xids_changed()
 
     def _apply_faults(self, t_s: float, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fault effects for this step: returns (utilization target per GPU, flow fraction per loop)."""
@@ -897,97 +808,10 @@ class Hall:
 
     # --- output ----------------------------------------------------------------------------
 
-    def _blocks(self):
-        """(block, rows, cols) for every measurement of the current state, in output order."""
-        ts = self.time_ns
-        out = []
-        alive = ~self.lost
-        g_rows = None if alive.all() else tuple(np.flatnonzero(alive).tolist())
-        sel = slice(None) if g_rows is None else np.flatnonzero(alive)
-        r2 = lambda a: fixed(a[sel], 2)  # noqa: E731 - sensors report 0.01 resolution
-        util = self.util[sel]
-        cols = [
-            r2(self.temp), r2(self.mem_temp), r2(self.power), r2(self.power_instant),
-            whole(self.gpu_energy[sel]), r2(self.power_limit), fixed(self.sm_clock[sel], 0),
-            fixed(self.mem_clock[sel], 0), r2(self.util), r2(self._mem_util()),
-            fixed(self.viol_power_s[sel], 1), fixed(self.viol_thermal_s[sel], 1),
-            self._mem_used()[sel].tolist(), ints((util >= 5.0).astype(np.int64)), ints(self.mask[sel]),
-            ints(np.zeros(len(util), dtype=np.int64)), ints(self.ecc_sbe[sel]), ints(self.ecc_dbe[sel]),
-        ]
-        mask = self.mask[sel]
-        cols += [bool_col((mask & bit) != 0) for bit in THROTTLE_BITS.values()]
-        cols.append(["false"] * len(util))
-        out.append((self.gpu_block, g_rows, cols))
-        if g_rows is not None:
-            lost_rows = tuple(np.flatnonzero(self.lost).tolist())
-            out.append((self.lost_block, lost_rows, [["true"] * len(lost_rows)]))
-        if self._xid_counts:
-            if self._xid_block is None:
-                keys = sorted(self._xid_counts)
-                tags = []
-                for gi, code in keys:
-                    t = dict(self.gpu_block.tags[gi])
-                    del t["model"]
-                    t["xid"] = str(code)
-                    tags.append(t)
-                self._xid_keys = keys
-                self._xid_block = SeriesBlock("gpu_xid", tags, _XID_FIELDS)
-            vals = [self._xid_counts[k] for k in self._xid_keys]
-            out.append((self._xid_block, None, [[v[0] for v in vals], [float(v[1]) for v in vals]]))
+    def lines(self, measurements: Iterable[str] | None = None) -> str:
+        """Line protocol (ns precision) of every domain (or only ``measurements``) for the current state."""
+        return self._emitter.lines(measurements)
 
-        # PDUs: only those that answer
-        pa = self.pdu_answering
-        all_pdus = pa.all()
-        p_rows = None if all_pdus else tuple(np.flatnonzero(pa).tolist())
-        psel = slice(None) if all_pdus else np.flatnonzero(pa)
-        pdu_pw = self.pdu_power[psel]
-        pf = self.pdu_pf[psel]
-        ph_cur = self._phase_current()
-        worst = np.max((ph_cur / self.phase_breaker_a * self.phase_used).reshape(-1, 3), axis=1)[psel]
-        out.append((self.pdu_block, p_rows, [
-            np.round(pdu_pw, 1).tolist(), np.round(pdu_pw / pf, 1).tolist(), pf.tolist(),
-            np.round(self.pdu_peak[psel], 1).tolist(), whole(self.pdu_energy[psel]),
-            np.round(self.p.frequency_hz + 0.0 * pdu_pw, 2).tolist(),
-            self._load_state(worst, np.ones_like(worst)),
-        ]))
-        ph_ok = pa[self.phase_pdu]
-        ph_rows = None if all_pdus else tuple(np.flatnonzero(ph_ok).tolist())
-        slots = self.phase_rows_arr if all_pdus else self.phase_rows_arr[ph_ok]
-        cur = ph_cur[slots]
-        volt = self.phase_volt[slots]
-        out.append((self.phase_block, ph_rows, [
-            fixed(cur, 2), fixed(volt, 1), fixed(self.phase_power[slots], 1), fixed(volt * cur, 1), self.phase_pf[slots].tolist(), whole(self.phase_energy[slots]),
-            self._load_state(cur, self.phase_breaker_a[slots]),
-        ]))
-        o_ok = pa[self.outlet_pdu]
-        o_rows = None if all_pdus else tuple(np.flatnonzero(o_ok).tolist())
-        osel = slice(None) if all_pdus else np.flatnonzero(o_ok)
-        opw = self.outlet_power[osel]
-        out.append((self.outlet_block, o_rows, [
-            fixed(opw / (self.phase_volt[self.outlet_phase[osel]] * self.outlet_pf[osel]), 3), fixed(opw, 1),
-            whole(self.outlet_energy[osel]), bool_col(self.outlet_on[osel]),
-        ]))
-        out.append((self.env_block, p_rows, [np.round(self.env_temp[psel], 2).tolist(), np.round(self.env_hum[psel], 2).tolist()]))
-        if self.n_loops:
-            la = self.loop_answering
-            l_rows = None if la.all() else tuple(np.flatnonzero(la).tolist())
-            rep = np.round(self.loop_reported[la], 2)
-            rep[:, 8] = np.round(rep[:, 8], 0)
-            lcols = [rep[:, j].tolist() for j in range(len(_LOOP_FLOATS))]
-            lcols.append(bool_col(self.loop_leak[la]))
-            out.append((self.loop_block, l_rows, lcols))
-        return ts, out
-
-    def lines(self) -> str:
-        """Line protocol (ns precision) of every domain for the current state, newline-terminated."""
-        ts, blocks = self._blocks()
-        return "".join(b.render(cols, ts, rows) for b, rows, cols in blocks)
-
-    def records(self) -> list[Record]:
-        """Every domain for the current state as records (same points, same order as ``lines``)."""
-        ts, blocks = self._blocks()
-        out: list[Record] = []
-        for b, rows, cols in blocks:
-            out.extend(b.records(cols, ts, rows))
-        return out
-
+    def records(self, measurements: Iterable[str] | None = None) -> list[Record]:
+        """The same points as ``lines`` as records, in the same order."""
+        return self._emitter.records(measurements)

@@ -14,7 +14,7 @@ THERMAL = SW_THERMAL | HW_SLOWDOWN
 
 
 def _records(hall, measurement, **tags):
-    return [r for r in hall.records() if r.measurement == measurement and all(r.tags.get(k) == v for k, v in tags.items())]
+    return [r for r in hall.records([measurement]) if all(r.tags.get(k) == v for k, v in tags.items())]
 
 
 def test_every_shipped_scenario_loads_fits_the_default_site_and_ends_in_time():

@@ -125,23 +125,36 @@ class Incident:
 
 
 def incidents(*episode_lists: Sequence[Episode], horizon_ns: int | None = None) -> list[Incident]:
-    """Group episodes (of one or more timelines) into incidents by overlapping time spans."""
-    eps = sorted((e for lst in episode_lists for e in lst), key=lambda e: (e.start_ns, e.side, e.key))
-    out: list[Incident] = []
+    """Group the episodes that fired (of one or more timelines) into incidents.
+
+    Two alerts belong to one incident when their active spans overlap in time and they are in the
+    same row of the hall (alerts with no row label group among themselves). Alerts that only went
+    pending and back are blips, not incidents.
+    """
     far = horizon_ns if horizon_ns is not None else 2**63 - 1
-    for e in eps:
-        end = e.end_ns if e.end_ns is not None else far
-        if out and e.start_ns <= (out[-1].end_ns if out[-1].end_ns is not None else far):
-            cur = out[-1]
-            cur.episodes.append(e)
-            if cur.end_ns is not None:
-                cur.end_ns = max(cur.end_ns, end)
-        else:
-            out.append(Incident(len(out) + 1, e.start_ns, end, [e]))
-    for inc in out:
-        if inc.end_ns == far and horizon_ns is None:
+    buckets: dict[str, list[Episode]] = {}
+    for lst in episode_lists:
+        for e in lst:
+            if e.firing_ns is not None:
+                buckets.setdefault(e.labels.get("row", ""), []).append(e)
+    found: list[Incident] = []
+    for eps in buckets.values():
+        eps.sort(key=lambda e: (e.start_ns, e.side, e.key))
+        cur: Incident | None = None
+        for e in eps:
+            end = e.end_ns if e.end_ns is not None else far
+            if cur is not None and e.start_ns <= cur.end_ns:  # type: ignore[operator]
+                cur.episodes.append(e)
+                cur.end_ns = max(cur.end_ns, end)  # type: ignore[type-var]
+            else:
+                cur = Incident(0, e.start_ns, end, [e])
+                found.append(cur)
+    found.sort(key=lambda i: (i.start_ns, i.episodes[0].key))
+    for n, inc in enumerate(found, 1):
+        inc.number = n
+        if inc.end_ns == 2**63 - 1:
             inc.end_ns = None
-    return out
+    return found
 
 
 # --- the comparison ---------------------------------------------------------------------------

@@ -114,3 +114,23 @@ def test_compare_on_the_command_line_with_the_real_engine(tmp_path: Path) -> Non
     text = CliRunner().invoke(cli, ["replay", str(rec), "--rules", str(sets["a"]), "--compare", str(sets["b"])])
     assert text.exit_code == 0 and "10s earlier with B" in text.stdout
     assert RecordingReader(rec).header.source == "test ramp"
+
+
+def test_incidents_split_by_row_and_skip_pending_blips() -> None:
+    rules = [StandInRule("Hot", "gpu", "temp_c", 80.0, for_s=3, by=("row", "rack", "node", "gpu"))]
+
+    def g(t: int, temp: float, row: str, gpu_: str) -> Record:
+        r = gpu(t, temp, rack=f"{row}01", node=f"{row}01-n01", gpu_=gpu_)
+        r.tags["row"] = row
+        return r
+
+    data = []
+    for t in range(60):
+        data.append(g(t, 90.0 if 10 <= t < 30 else 70.0, "A", "0"))
+        data.append(g(t, 90.0 if 15 <= t < 35 else 70.0, "B", "0"))  # same time, other row
+        data.append(g(t, 90.0 if t in (40, 41) else 70.0, "A", "1"))  # pending for 2 s only
+    data.sort(key=lambda r: r.time_ns)
+    eps = episodes(run(rules, data))
+    assert len(eps) == 3
+    incs = incidents(eps)
+    assert [(i.number, i.episodes[0].labels["row"], len(i.episodes)) for i in incs] == [(1, "A", 1), (2, "B", 1)]

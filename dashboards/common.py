@@ -51,9 +51,10 @@ def steps(base: str, *levels: tuple[float, str]) -> db.ThresholdsConfig:
     )
 
 
-def link_to(uid: str, title: str, params: str) -> db.DashboardLink:
+def link_to(uid: str, title: str, params: str = "") -> db.DashboardLink:
     """A data link to another dashboard that keeps the time range; ``params`` are ``var-x=...`` pairs."""
-    return db.DashboardLink(title).url(f"/d/{uid}/?{params}&${{__url_time_range}}").type(dm.DashboardLinkType.LINK)
+    query = "&".join(q for q in (params, "${__url_time_range}") if q)
+    return db.DashboardLink(title).url(f"/d/{uid}/?{query}").type(dm.DashboardLinkType.LINK)
 
 
 # --- template variables ------------------------------------------------------------------------

@@ -26,11 +26,22 @@ def _energy_kwh_per_rack(group: str) -> str:
 
 
 def build(ctx: Context) -> db.Dashboard:
-    th, cfg = ctx.thresholds, ctx.cfg
-    capacity_w = sum(r.budget_w for r in ctx.site.racks())
     p = Panels(ctx)
     loc = tag_match(*LOC)
+    # Capacity is the site's: the summed rack budgets, whatever rows the variables select.
+    capacity_w = sum(r.budget_w for r in ctx.site.racks())
+    _fleet(ctx, p, loc, capacity_w)
+    _power_and_energy(ctx, p, loc, capacity_w)
+    _thermal_and_cooling(ctx, p, loc)
+    _alerts_and_telemetry(p)
+    return p.into(dashboard(
+        ctx, "hall", "DCIM / Hall overview",
+        "The whole hall at a glance: utilization, power, energy, cooling, alerts.", CHAIN, LOC,
+    ))
 
+
+def _fleet(ctx: Context, p: Panels, loc: list[str], capacity_w: float) -> None:
+    cfg = ctx.cfg
     p.row("Fleet")
     p.stat(
         "Fleet GPU utilization", unit_of(GPU, "util_pct"),
@@ -48,14 +59,15 @@ def build(ctx: Context) -> db.Dashboard:
     )
     p.stat(
         "Total IT power", unit_of(PDU, "power_w"), [Influx(total_power).alias("IT power")], w=6, h=6,
-        thresholds=steps("green", (0.8 * capacity_w, "orange"), (0.9 * capacity_w, "red")),
-        description=f"Sum of all rack PDUs. Capacity of the hall: {capacity_w / 1000:g} kW (sum of rack budgets).",
+        thresholds=steps("green", (0.8 * capacity_w, "orange"), (capacity_w, "red")),
+        description=f"Sum of all rack PDUs; orange from 80 % of the site's capacity, {capacity_w / 1000:g} kW "
+                    "(the summed rack budgets).",
     )
     p.stat(
         "IT power against capacity", "percent",
         [Influx(total_power.replace('SELECT sum("p")', f'SELECT sum("p") / {capacity_w:g} * 100', 1))
          .alias("of capacity")],
-        w=6, h=6, thresholds=steps("green", (80, "orange"), (90, "red")), min=0, max=100,
+        w=6, h=6, thresholds=steps("green", (80, "orange"), (100, "red")), min=0, max=100,
         description="Total IT power as a share of the summed rack budgets.",
     )
     p.stat(
@@ -69,11 +81,10 @@ def build(ctx: Context) -> db.Dashboard:
         description=f"Energy of all rack PDUs per day at {cfg.tariff_per_kwh:g} {cfg.currency}/kWh "
                     "(DashboardsConfig.tariff_per_kwh).",
     )
-    return _rest(ctx, p, capacity_w, loc)
 
 
-def _rest(ctx: Context, p: Panels, capacity_w: float, loc: list[str]) -> db.Dashboard:
-    th, cfg = ctx.thresholds, ctx.cfg
+def _power_and_energy(ctx: Context, p: Panels, loc: list[str], capacity_w: float) -> None:
+    cfg = ctx.cfg
     p.row("Power and energy")
     racks = list(ctx.site.racks())
     rating_w = max((r.budget_w for r in racks), default=0.0)
@@ -120,6 +131,9 @@ def _rest(ctx: Context, p: Panels, capacity_w: float, loc: list[str]) -> db.Dash
                     "(DashboardsConfig.tariff_per_kwh).",
     )
 
+
+def _thermal_and_cooling(ctx: Context, p: Panels, loc: list[str]) -> None:
+    th = ctx.thresholds
     p.row("Thermal and cooling")
     p.table(
         "Hottest GPUs", unit_of(GPU, "temp_c"),
@@ -163,13 +177,15 @@ def _rest(ctx: Context, p: Panels, capacity_w: float, loc: list[str]) -> db.Dash
         description=f"Red under the low-flow line of the rule pack ({th.coolant_flow_low_lpm:g} L/min).",
     )
 
+
+def _alerts_and_telemetry(p: Panels) -> None:
     p.row("Alerts and telemetry")
     p.table(
         "Firing alerts", "none",
         [Influx(f'SELECT "state", "severity", "summary", "value" FROM (SELECT last({fld(ALERT, "state")}) AS "state", '
                 f'last({fld(ALERT, "summary")}) AS "summary", last({fld(ALERT, "value")}) AS "value" '
                 f'FROM "{ALERT.name}" {where(*optional_tag_match(*LOC))} GROUP BY *) '
-                "WHERE \"state\" = 'firing' GROUP BY \"alertname\", \"severity\", \"rack\", \"node\", \"gpu\", \"pdu\", \"loop\"")],
+                "WHERE \"state\" = 'firing' GROUP BY \"alertname\", \"severity\", \"rack\", \"node\", \"gpu\", \"pdu\", \"phase\", \"loop\"")],
         w=16, h=8, no_value="nothing firing",
         description="The last transition of each alert in the time range, where that is 'firing'.",
     )
@@ -181,9 +197,5 @@ def _rest(ctx: Context, p: Panels, capacity_w: float, loc: list[str]) -> db.Dash
         "Stale devices", "none", [Influx(stale).alias("stale devices")], w=8, h=8, no_value="0",
         thresholds=steps("green", (1, "red")),
         description="Devices whose last agent health record says stale. Details on the telemetry-health dashboard.",
-        data_links=[link_to(UIDS["health"], "Telemetry health", "var-site=${site}")],
+        data_links=[link_to(UIDS["health"], "Telemetry health")],
     )
-    return p.into(dashboard(
-        ctx, "hall", "DCIM / Hall overview",
-        "The whole hall at a glance: utilization, power, energy, cooling, alerts.", CHAIN, LOC,
-    ))

@@ -52,6 +52,11 @@ def broker_address(url: str) -> tuple[str, int, bool]:
     return host, port, tls
 
 
+def count_lines(payload: bytes) -> int:
+    """Points in a line-protocol payload: its non-empty lines that are not comments."""
+    return sum(1 for line in payload.split(b"\n") if line.strip() and not line.lstrip().startswith(b"#"))
+
+
 class Publisher:
     """``async with Publisher(...) as p: p.publish(topic, payload)``; see the module docstring."""
 
@@ -93,6 +98,7 @@ class Publisher:
         self._connected = False
         self._last_error: str | None = None
         self.published = 0
+        self.published_points = 0  # line-protocol lines inside acknowledged messages
         self.dropped = 0
         labels = ("component",)
         self._m_depth = Gauge("dcim_agent_queue_depth", "Messages waiting for the MQTT broker",
@@ -101,6 +107,9 @@ class Publisher:
                                   labels, registry=registry).labels(component)
         self._m_published = Counter("dcim_agent_published", "Messages the MQTT broker acknowledged",
                                     labels, registry=registry).labels(component)
+        self._m_published_points = Counter("dcim_agent_published_points",
+                                           "Points (line-protocol lines) inside messages the MQTT broker acknowledged",
+                                           labels, registry=registry).labels(component)
         self._m_connected = Gauge("dcim_agent_mqtt_connected", "1 while connected to the MQTT broker",
                                   labels, registry=registry).labels(component)
 
@@ -157,6 +166,9 @@ class Publisher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._set_connected(False)
+        # final totals, exact (a last /metrics scrape can miss the acks of the closing flush)
+        log.info("%s: stopped; the broker acknowledged %d messages (%d points); %d dropped, %d unacknowledged",
+                 self.component, self.published, self.published_points, self.dropped, self.depth)
 
     # -- the connection task -----------------------------------------------------------------
 
@@ -254,6 +266,9 @@ class Publisher:
                 self._inflight = None
                 self.published += 1
                 self._m_published.inc()
+                points = count_lines(payload)
+                self.published_points += points
+                self._m_published_points.inc(points)
                 self._m_depth.set(self.depth)
         finally:
             watcher.cancel()

@@ -149,26 +149,51 @@ def _uptime(hall: Any) -> int:
     return int(t * 100) & 0xFFFFFFFF
 
 
+class _Router(instrum.AbstractMibInstrumController):
+    """One engine serves every device: the transport a request came in on picks the device's MIB."""
+
+    def __init__(self) -> None:
+        self.by_domain: dict[tuple[int, ...], _LiveMib] = {}
+
+    def _mib(self, context: dict) -> _LiveMib:
+        exec_ctx = context["snmpEngine"].observer.get_execution_context("rfc3412.receiveMessage:request")
+        return self.by_domain[tuple(exec_ctx["transportDomain"])]
+
+    def read_variables(self, *var_binds: Any, **context: Any) -> list:
+        return self._mib(context).read_variables(*var_binds, **context)
+
+    def read_next_variables(self, *var_binds: Any, **context: Any) -> list:
+        return self._mib(context).read_next_variables(*var_binds, **context)
+
+
 def serve(hall: Any, host: str = "127.0.0.1", base_port: int = 0, *, community: str = "public",
           v3_users: list[V3User] | None = None, devices: list[str] | None = None) -> SimulatedSnmp:
     """Start one SNMP agent per PDU and CDU of ``hall`` (call inside a running event loop).
 
     ``base_port`` 0 picks free ports; otherwise devices take ``base_port``, ``base_port + 1``, ... in
     hall order (PDUs by rack, then CDUs). v2c answers ``community``; each of ``v3_users`` answers
-    authPriv. Returns the handle with the name -> port map.
+    authPriv. Returns the handle with the name -> port map. One pysnmp engine carries every
+    device's UDP socket (loading its MIBs once), so a hall of hundreds of devices starts quickly.
     """
     renderers = device_renderers(hall)
     if devices is not None:
+        unknown = set(devices) - set(renderers)
+        if unknown:
+            raise KeyError(f"no such simulated devices: {sorted(unknown)}")
         renderers = {k: v for k, v in renderers.items() if k in devices}
     handle = SimulatedSnmp(host, {})
+    router = _Router()
+    eng = _engine(router, community, v3_users or [])
+    handle.engines.append(eng)
     try:
         for i, (name, (render, answering)) in enumerate(renderers.items()):
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.bind((host, base_port + i if base_port else 0))
             sock.setblocking(False)
             port = sock.getsockname()[1]
-            eng = _engine(sock, _LiveMib(render, lambda: hall.state.time_ns, answering), community, v3_users or [])
-            handle.engines.append(eng)
+            domain = udp.DOMAIN_NAME + (i + 1,)
+            config.add_transport(eng, domain, udp.UdpAsyncioTransport().open_server_mode(sock=sock))
+            router.by_domain[domain] = _LiveMib(render, lambda: hall.state.time_ns, answering)
             handle.ports[name] = port
     except BaseException:
         handle.stop()
@@ -176,9 +201,8 @@ def serve(hall: Any, host: str = "127.0.0.1", base_port: int = 0, *, community: 
     return handle
 
 
-def _engine(sock: socket.socket, mib: _LiveMib, community: str, users: list[V3User]) -> Any:
+def _engine(mib: instrum.AbstractMibInstrumController, community: str, users: list[V3User]) -> Any:
     eng = engine.SnmpEngine()
-    config.add_transport(eng, udp.DOMAIN_NAME, udp.UdpAsyncioTransport().open_server_mode(sock=sock))
     config.add_v1_system(eng, "sim-area", community)
     config.add_vacm_user(eng, 2, "sim-area", "noAuthNoPriv", (1, 3, 6), ())
     for u in users:

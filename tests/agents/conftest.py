@@ -34,8 +34,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
-def sim_thread(hall: Hall) -> Iterator[SimulatedSnmp]:
+def sim_thread(hall: Hall, request: pytest.FixtureRequest) -> Iterator[SimulatedSnmp]:
     """The simulated devices on their own event loop in a thread (for code that runs asyncio.run)."""
+    marker = request.node.get_closest_marker("devices")
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     box: dict[str, SimulatedSnmp] = {}
@@ -44,7 +45,7 @@ def sim_thread(hall: Hall) -> Iterator[SimulatedSnmp]:
         asyncio.set_event_loop(loop)
 
         async def start() -> None:
-            box["h"] = serve(hall, v3_users=[V3])
+            box["h"] = serve(hall, v3_users=[V3], devices=list(marker.args) if marker else None)
             ready.set()
 
         loop.run_until_complete(start())

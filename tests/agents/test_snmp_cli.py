@@ -1,0 +1,91 @@
+"""``dcim agent snmp`` end to end against the simulated devices (served from a thread)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from dcim.cli import cli
+from dcim.lineprotocol import decode
+
+
+def _run(args: list[str], env: dict | None = None):
+    return CliRunner().invoke(cli, ["agent", "snmp", *args], env=env, catch_exceptions=False)
+
+
+@pytest.mark.devices("A01-pdu-a", "A01-pdu-b", "cdu-a")
+def test_once_lp_with_target_rack_and_pdu_tags(sim_thread) -> None:
+    port = sim_thread.ports["A01-pdu-a"]
+    res = _run(["--target", f"127.0.0.1:{port}", "--community", "public", "--profile", "auto", "--once",
+                "--format", "lp", "--rack", "A01", "--pdu", "pdu-a"])
+    assert res.exit_code == 0, res.output
+    recs = decode(res.output)
+    kinds = {r.measurement for r in recs}
+    assert {"pdu", "pdu_phase", "pdu_bank", "pdu_outlet", "env", "agent"} <= kinds
+    assert all(r.tags.get("rack") == "A01" for r in recs)
+    assert all(r.tags.get("pdu") == "pdu-a" for r in recs if r.measurement != "agent")
+    (health,) = [r for r in recs if r.measurement == "agent"]
+    assert health.fields["up"] is True and health.tags["device"] == "pdu-a"
+
+
+@pytest.mark.devices("cdu-a")
+def test_community_from_environment_and_json_format(sim_thread) -> None:
+    port = sim_thread.ports["cdu-a"]
+    res = _run(["--target", f"127.0.0.1:{port}", "--community-env", "SNMP_COMMUNITY", "--once", "--format", "json"],
+               env={"SNMP_COMMUNITY": "public"})
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.output.splitlines()]
+    assert rows[0]["measurement"] == "coolant_loop" and "supply_temp_c" in rows[0]["fields"]
+
+
+@pytest.mark.devices("A01-pdu-b")
+def test_wrong_community_times_out_exit_1_without_echoing_it(sim_thread) -> None:
+    port = sim_thread.ports["A01-pdu-b"]
+    res = _run(["--target", f"127.0.0.1:{port}", "--community-env", "C", "--once", "--timeout-s", "0.2",
+                "--retries", "0", "--profile", "raritan_pdu2"], env={"C": "not-the-community"})
+    assert res.exit_code == 1
+    assert "no answer" in res.output
+    assert "not-the-community" not in res.output
+
+
+def test_missing_env_variable_is_a_config_error() -> None:
+    from dcim.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["agent", "snmp", "--target", "127.0.0.1:1", "--community-env", "DCIM_NO_SUCH_VAR_X", "--once"])
+    assert exc.value.code == 2
+
+
+def test_v3_needs_keys_from_the_environment() -> None:
+    res = CliRunner().invoke(cli, ["agent", "snmp", "--target", "127.0.0.1:1", "--snmp-version", "3", "--once"])
+    assert res.exit_code == 2 and "--v3-user" in res.output
+
+
+def test_config_with_port_base_polls_every_pdu_and_cdu_of_the_site(sim_thread, tmp_path) -> None:
+    # the simulator serves devices on free ports; a site file pins each one with snmp_port
+    import yaml
+
+    from dcim.config import default_site
+
+    site = default_site().model_dump(mode="json")
+    for room in site["rooms"]:
+        for row in room["rows"]:
+            for rack in row["racks"]:
+                for pdu in rack["pdus"]:
+                    pdu["snmp_port"] = sim_thread.ports[f"{rack['name']}-{pdu['name']}"]
+    for loop in site["loops"]:
+        loop["snmp_port"] = sim_thread.ports[loop["cdu"]]
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(site))
+    res = _run(["--config", str(path), "--once"])
+    assert res.exit_code == 0, res.output[-2000:]
+    recs = decode(res.output)
+    health = [r for r in recs if r.measurement == "agent"]
+    assert len(health) == 18 and all(r.fields["up"] for r in health)
+    pdus = {(r.tags["rack"], r.tags["pdu"]) for r in recs if r.measurement == "pdu"}
+    assert len(pdus) == 16
+    loops = {(r.tags["loop"], r.tags["cdu"]) for r in recs if r.measurement == "coolant_loop"}
+    assert loops == {("loop-a", "cdu-a"), ("loop-b", "cdu-b")}
+    assert all(r.tags["site"] == "dc1" for r in recs if r.measurement != "agent")

@@ -204,3 +204,16 @@ def test_profile_errors_name_the_problem(tmp_path: Path) -> None:
 def test_profile_yaml_round_trips_through_the_model() -> None:
     for p in PROFILES.values():
         assert Profile.model_validate(p.model_dump()).model_dump() == p.model_dump()
+
+
+def test_raritan_external_sensors_by_type_with_own_digits() -> None:
+    prof = PROFILES["raritan_pdu2"]
+    base = "1.3.6.1.4.1.13742.6"
+    walk = {c: [] for c in prof.columns()}
+    walk[f"{base}.5.5.3.1.4"] = [((1, 1), 245), ((1, 2), 415), ((1, 3), 99)]
+    walk[f"{base}.5.5.3.1.2"] = [((1, 1), 1), ((1, 2), 1), ((1, 3), 2)]
+    walk[f"{base}.3.6.3.1.2"] = [((1, 1), 10), ((1, 2), 11), ((1, 3), 10)]
+    walk[f"{base}.3.6.3.1.4"] = [((1, 1), b"Inlet temp"), ((1, 2), b"Inlet RH"), ((1, 3), b"Rear")]
+    walk[f"{base}.3.6.3.1.17"] = [((1, 1), 1), ((1, 2), 1), ((1, 3), 0)]
+    recs = {r.tags["sensor"]: r.fields for r in parse(prof, walk).records}
+    assert recs == {"Inlet temp": {"temp_c": 24.5}, "Inlet RH": {"humidity_pct": 41.5}}

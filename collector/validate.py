@@ -9,6 +9,7 @@ plus ``dcim.schema``), which coerces values to the schema's types and re-encodes
 from __future__ import annotations
 
 from collections.abc import Iterable
+import re
 from dataclasses import dataclass
 
 from dcim.lineprotocol import INT64_MAX, INT64_MIN, decode_report, encode_record
@@ -34,7 +35,18 @@ _TYPES: dict[str, dict[str, str]] = {m.name: {f.name: f.type for f in m.fields.v
 _TRUE_FALSE = frozenset(("t", "T", "true", "True", "TRUE", "f", "F", "false", "False", "FALSE"))
 _NUM_START = frozenset("0123456789-.")
 _SLOW = "slow"
+_INF = float("inf")
+_NINF = float("-inf")
 _KEYS_CACHE_MAX = 100_000
+# well-formed values per schema type, for a whole fields part checked in one regex match (ints up
+# to 18 digits are inside int64 by construction; longer ones take the careful path)
+_VALUE_RE = {
+    "float": r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?",
+    "int": r"-?[0-9]{1,18}i",
+    "bool": r"(?:t|T|true|True|TRUE|f|F|false|False|FALSE)",
+    "str": r'"[^"\\, =]*"',
+    "uint": r"(?!)",
+}
 
 
 @dataclass(slots=True)
@@ -55,7 +67,8 @@ class Validator:
         self.max_past_ns = int(max_past_s * 1e9)
         # series keys (measurement + tags) already seen to be well formed: the tag part of a line
         # repeats every poll, so checking it once is enough
-        self._good_keys: set[str] = set()
+        self._good_keys: dict[str, tuple[str, re.Pattern | None]] = {}  # series key -> (measurement, layout)
+        self._layouts: dict[tuple[str, tuple[str, ...]], re.Pattern] = {}
 
     # --- line protocol ---------------------------------------------------------------------
 
@@ -94,44 +107,84 @@ class Validator:
                 g, r = self._slow(line, now_ns, lineno=n)
                 good += g
                 rejects += r
+                if g and not r and "\\" in line:
+                    self._remember_key_of(line)
             else:
                 rejects.append(Reject(verdict[0], verdict[1], line, n))
         return good, rejects
 
     def _scan(self, line: str, lo: int, hi: int) -> tuple[str, str] | str | None:
-        """None when a plain line is valid as it stands; a (reason, detail) reject; or _SLOW."""
-        if '"' in line or "\\" in line or line[0] in " \t":
+        """None when a line is valid as it stands; a (reason, detail) reject; or _SLOW.
+
+        The hot path: a series key seen before (checked once, escapes included) and the same
+        fields as that series' last line, every value well formed, checked in one regex match.
+        Otherwise the fields are checked one by one and their layout is remembered; anything
+        unusual (uint, escapes in fields, odd numbers, no timestamp) takes the careful path.
+        """
+        c0 = line[0]
+        if c0 == " " or c0 == "\t":
             return _SLOW
         sp = line.find(" ")
         if sp <= 0:
             return _SLOW
-        sp2 = line.find(" ", sp + 1)
+        while line[sp - 1] == "\\":  # an escaped space in the measurement or a tag value
+            sp = line.find(" ", sp + 1)
+            if sp < 0:
+                return _SLOW
+        key = line[:sp]
+        known = self._good_keys.get(key)
+        if known is not None and known[1] is not None:
+            m = known[1].fullmatch(line, sp + 1)
+            if m is not None:
+                ts = int(m.group(1))
+                if ts > hi:
+                    return ("time_future", f"timestamp {ts} is more than {self.max_future_ns // 10**9} s ahead of now")
+                if ts < lo:
+                    return ("time_past", f"timestamp {ts} is more than {self.max_past_ns // 10**9} s before now")
+                return None
+        if known is None:
+            if "\\" in key:
+                return _SLOW  # the careful path checks the key once, then caches it
+            c = key.find(",")
+            meas = key if c < 0 else key[:c]
+            if c >= 0:
+                for kv in key[c + 1 :].split(","):
+                    k, eq, v = kv.partition("=")
+                    if not k or not v or "=" in v or k == "time":
+                        return _SLOW
+            if meas not in _TYPES:
+                return _SLOW
+            known = self._remember(key, meas)
+        meas = known[0]
+        if line.find("\\", sp) >= 0:
+            return _SLOW
+        rest = line[sp + 1 :]
+        if '"' in rest:
+            parts = rest.split('"')
+            if len(parts) % 2 == 0:
+                return _SLOW
+            for quoted in parts[1::2]:
+                if " " in quoted or "," in quoted or "=" in quoted:
+                    return _SLOW
+        sp2 = rest.rfind(" ")
         if sp2 < 0:
             return _SLOW  # no timestamp: the careful path stamps it with the arrival time
-        tpart = line[sp2 + 1 :]
-        if not tpart.isdigit() or not tpart.isascii():
+        tpart = rest[sp2 + 1 :]
+        if not tpart.isdigit() or not tpart.isascii() or len(tpart) > 19:
+            return _SLOW
+        fpart = rest[:sp2]
+        if " " in fpart:
             return _SLOW
         ts = int(tpart)
-        key = line[:sp]
-        c = key.find(",")
-        meas = key if c < 0 else key[:c]
-        types = _TYPES.get(meas)
-        if types is None:
-            return _SLOW
         if ts > hi:
             return ("time_future", f"timestamp {ts} is more than {self.max_future_ns // 10**9} s ahead of now")
         if ts < lo:
             return ("time_past", f"timestamp {ts} is more than {self.max_past_ns // 10**9} s before now")
-        if c >= 0 and key not in self._good_keys:
-            for kv in key[c + 1 :].split(","):
-                k, eq, v = kv.partition("=")
-                if not k or not v or "=" in v or k == "time":
-                    return _SLOW
-            if len(self._good_keys) >= _KEYS_CACHE_MAX:
-                self._good_keys.clear()
-            self._good_keys.add(key)
-        for kv in line[sp + 1 : sp2].split(","):
+        types = _TYPES[meas]
+        names = []
+        for kv in fpart.split(","):
             k, eq, v = kv.partition("=")
+            names.append(k)
             t = types.get(k)
             if t is None or not v:
                 return _SLOW
@@ -143,7 +196,7 @@ class Validator:
                     f = float(v)
                 except ValueError:
                     return _SLOW
-                if f != f or f in (float("inf"), float("-inf")):
+                if f != f or f in (_INF, _NINF):
                     return _SLOW
             elif t == "int":
                 body = v[:-1]
@@ -154,9 +207,43 @@ class Validator:
             elif t == "bool":
                 if v not in _TRUE_FALSE:
                     return _SLOW
-            else:  # uint and str need the careful path (str has quotes, so never gets here)
+            elif t == "str":
+                if len(v) < 2 or v[0] != '"' or last != '"':
+                    return _SLOW
+            else:  # uint: the careful path
                 return _SLOW
+        lkey = (meas, tuple(names))
+        pattern = self._layouts.get(lkey)
+        if pattern is None and len(set(names)) == len(names) and len(self._layouts) < 10_000:
+            pattern = self._layouts[lkey] = re.compile(
+                ",".join(re.escape(n) + "=" + _VALUE_RE[types[n]] for n in names) + " ([0-9]{1,19})")
+        self._good_keys[key] = (meas, pattern)
         return None
+
+    def _remember_key_of(self, line: str) -> None:
+        """After the careful path accepted a line with escapes in its key, cache that key."""
+        if '"' in line:
+            return
+        sp = line.find(" ")
+        while sp > 0 and line[sp - 1] == "\\":
+            sp = line.find(" ", sp + 1)
+        if sp <= 0:
+            return
+        key = line[:sp]
+        if "\\\\" in key or key.endswith("\\"):
+            return
+        try:
+            rec = decode_report(key + " x=1").records
+        except Exception:  # noqa: BLE001
+            return
+        if len(rec) == 1 and rec[0].measurement in _TYPES:
+            self._remember(key, rec[0].measurement)
+
+    def _remember(self, key: str, meas: str) -> tuple[str, re.Pattern | None]:
+        if len(self._good_keys) >= _KEYS_CACHE_MAX:
+            self._good_keys.clear()
+        entry = self._good_keys[key] = (meas, None)
+        return entry
 
     def _slow(self, data: str | bytes, now_ns: int, lineno: int | None = None) -> tuple[list[str], list[Reject]]:
         result = decode_report(data, default_time_ns=now_ns)

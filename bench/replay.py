@@ -1,0 +1,115 @@
+"""Replay benchmark: a recording of the 1,024-GPU hall (GPUs, PDUs, loops at 1 s) through the default rule pack.
+
+In the same run it reads the same file without the engine (the floor: gunzip + decode), and prints
+one JSON line: ``field_values_per_s`` (goal: at least 1,000,000) and ``ratio_vs_decode_only``
+(goal: at least 0.5). Asserts nothing.
+
+    .venv/bin/python bench/replay.py                 # 2 simulated minutes (the default)
+    .venv/bin/python bench/replay.py --minutes 60    # the full hour (slow to generate the first time)
+
+The recording is generated once (a pump failure on loop-01, so the rules have work to do) and
+cached under the temp dir, keyed by racks, minutes and seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules  # noqa: E402
+from alerts.recording import Header, RecordingReader  # noqa: E402
+from alerts.replay import replay  # noqa: E402
+
+
+def generate(path: Path, *, racks: int, minutes: float, seed: int) -> None:
+    """Write the hall's own line protocol straight into a recording (time-ordered by construction)."""
+    from simulators.hall import Hall
+    from simulators.scenarios import SCENARIO_DIR, parse_scenario
+    from simulators.sites import make_site
+
+    site = make_site(racks)
+    text = (SCENARIO_DIR / "pump-degradation.yaml").read_text().replace("loop-a", site.loops[0].name)
+    hall = Hall(site, seed=seed, scenario=parse_scenario(text))
+    steps = int(minutes * 60)
+    header = Header(source=f"bench pump-degradation on {site.loops[0].name} seed={seed}",
+                    topology=f"generated:racks={racks}")
+    header.start_ns = hall.time_ns + 1_000_000_000
+    header.end_ns = hall.time_ns + steps * 1_000_000_000
+    tmp = path.with_suffix(".part")
+    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=1, mtime=0) as gz:
+        gz.write(("\n".join(header.lines()) + "\n").encode())
+        for _ in range(steps):
+            hall.advance(1.0)
+            gz.write(hall.lines().encode())
+    tmp.rename(path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=2.0, help="simulated minutes (default 2; the goal is 60)")
+    ap.add_argument("--racks", type=int, default=32, help="racks of 32 GPUs (default 32 = 1,024 GPUs)")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--rules", default=str(DEFAULT_RULES_DIR), help="rule folder (default: the shipped pack)")
+    ap.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "dcim-bench-replay"))
+    args = ap.parse_args()
+
+    cache = Path(args.cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"hall-r{args.racks}-m{args.minutes:g}-s{args.seed}.lp.gz"
+    gen_s = 0.0
+    if not path.exists():
+        t0 = time.perf_counter()
+        generate(path, racks=args.racks, minutes=args.minutes, seed=args.seed)
+        gen_s = time.perf_counter() - t0
+
+    # the floor: read and decode the whole file, nothing else
+    t0, c0 = time.perf_counter(), time.process_time()
+    records = field_values = 0
+    for batch in RecordingReader(path).batches():
+        records += len(batch)
+        field_values += sum(len(r.fields) for r in batch)
+    decode_s, decode_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+
+    from alerts.recording import resolve_topology
+
+    reader = RecordingReader(path)
+    site = resolve_topology(reader.header.topology)
+    rules = load_rules([args.rules])
+    engine = Engine(rules, site=site, evaluation_interval_s=site.alerts.evaluation_interval_s)
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = replay(reader.batches(), engine, end_ns=reader.header.end_ns)
+    replay_s, replay_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+
+    gpus = sum(n.gpus for r in site.racks() for n in r.nodes)
+    print(json.dumps({
+        "bench": "replay",
+        "gpus": gpus,
+        "minutes": args.minutes,
+        "records": records,
+        "field_values": field_values,
+        "rules": len(rules),
+        "transitions": len(result.transitions),
+        "file_bytes": path.stat().st_size,
+        "generate_s": round(gen_s, 2),
+        "decode_only_s": round(decode_s, 3),
+        "replay_s": round(replay_s, 3),
+        "decode_field_values_per_s": round(field_values / decode_s),
+        "field_values_per_s": round(result.stats.field_values / replay_s),
+        "ratio_vs_decode_only": round(decode_s / replay_s, 3),
+        # the same two figures in CPU time, steadier than wall time on a shared machine
+        "cpu_field_values_per_s": round(result.stats.field_values / replay_cpu_s),
+        "cpu_ratio_vs_decode_only": round(decode_cpu_s / replay_cpu_s, 3),
+        "goal_field_values_per_s": 1_000_000,
+        "goal_ratio_vs_decode_only": 0.5,
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -151,6 +151,7 @@ class _State:
     inhibited: bool = False
     inhibited_by: str | None = None
     flapping: bool = False
+    inhibit_until: int = 0
 
 
 _CMP = {
@@ -306,6 +307,8 @@ class Engine:
         self._states: dict[str, dict[str, _State]] = {r.name: {} for r in self.rules}
         self._order = {r.name: i for i, r in enumerate(self.rules)}
         self._where: dict[str, list[tuple[str, tuple[str, Any]]]] = {}
+        self._zero_start: set[tuple[str, str]] = set()
+        self._evaluated = False
         for r in self.rules:
             self._register(r)
 
@@ -337,6 +340,8 @@ class Engine:
             self._need(r.measurement, r.field, int(r.window * NS))
         elif isinstance(r, IncreaseRule):
             self._need(r.measurement, r.field, int(r.window * NS))
+            if r.new_series_from_zero:
+                self._zero_start.add((r.measurement, r.field))
         else:
             self._need(r.measurement, r.field)
 
@@ -357,7 +362,12 @@ class Engine:
                     store[key] = (t, value, rec.tags)
                 hist = self._hist.get((meas, f))
                 if hist is not None and not isinstance(value, str):
-                    dq = hist.setdefault(key, deque())
+                    dq = hist.get(key)
+                    if dq is None:
+                        dq = hist[key] = deque()
+                        # A counter series born after the engine started (a new XID code) counts from zero.
+                        if (meas, f) in self._zero_start and self._evaluated:
+                            dq.append((t - 1, 0.0))
                     if not dq or dq[-1][0] < t:
                         dq.append((t, float(value)))
         for rule, match in self._absent_by_meas.get(meas, ()):
@@ -431,6 +441,7 @@ class Engine:
             yield key, t, v, tags, (b - t) <= stale_ns
 
     def _evaluate(self, b: int) -> list[Transition]:
+        self._evaluated = True
         if self._started is not None and self._started > b:
             self._started = b
         results: list[tuple[Any, list[_Eval]]] = []
@@ -454,7 +465,7 @@ class Engine:
                     changes.append((st, prev, ev.value))
         # Inhibition is decided on the new states, so a GPU alert that fires in the same evaluation
         # as the pump alert above it is already marked.
-        flips = self._inhibit()
+        flips = self._inhibit(b)
         out = []
         for st, prev, value in changes:
             out.append(self._transition(st, prev, b, value))
@@ -509,19 +520,35 @@ class Engine:
             # Flapping: once it re-fired this often, it resolves only after a whole quiet window.
             st.flapping = len(st.fires) >= flap.max_fires
 
-    def _inhibit(self) -> list[_State]:
-        sources = [st for r in self.rules if r.inhibits for st in self._states[r.name].values()
-                   if st.state in ("pending", "firing")]
-        sources.sort(key=lambda s: (self._order[s.rule.name], s.fp))
+    def _inhibit(self, b: int) -> list[_State]:
+        """Mark alerts explained by a pending or firing alert above them; return those whose mark changed.
+
+        Two rules that explain each other (peers on one loop) are settled by age: the alert active
+        first explains the later one, so whichever symptom shows first pages, once. A mark outlives
+        its source by the source rule's ``inhibit_grace``: GPUs still cooling down after the pump
+        recovered are the same incident, not a new page.
+        """
+        active = [st for r in self.rules for st in self._states[r.name].values() if st.state in ("pending", "firing")]
+        age = {id(st): (st.active_since, self._order[st.rule.name], st.fp) for st in active}
+        sources = sorted((st for st in active if st.rule.inhibits), key=lambda s: age[id(s)])
         flips = []
         for r in self.rules:
             for st in self._states[r.name].values():
+                if st.state not in ("pending", "firing"):
+                    continue  # a resolved alert keeps the mark it resolved with
                 by = None
-                if st.state in ("pending", "firing"):
-                    for src in sources:
-                        if src is not st and src.rule.matches_inhibit(r.name) and _contains(src.labels, st.labels):
-                            by = src.fp
-                            break
+                for src in sources:
+                    if src is st or not src.rule.matches_inhibit(r.name) or not _contains(src.labels, st.labels):
+                        continue
+                    mutual = st.rule.matches_inhibit(src.rule.name) and _contains(st.labels, src.labels)
+                    if mutual and age[id(src)] > age[id(st)]:
+                        continue
+                    by = src.fp
+                    break
+                if by is not None:
+                    st.inhibit_until = b + int(src.rule.inhibit_grace * NS)
+                elif st.inhibited and b < st.inhibit_until:
+                    by = st.inhibited_by
                 inhibited = by is not None
                 if inhibited != st.inhibited:
                     flips.append(st)

@@ -84,10 +84,11 @@ class RuleBase(_Model):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     inhibits: list[str] = Field(default_factory=list, description="rule names (globs) this rule explains beneath it")
+    inhibit_grace: Duration = Field(120.0, description="how long the alerts it explained stay marked after it ends")
     flap: Flap | None = Flap()
     source: str | None = Field(None, description="where the threshold comes from (documentation only)")
 
-    @field_validator("for_", "keep_firing_for", "stale_after", mode="before")
+    @field_validator("for_", "keep_firing_for", "stale_after", "inhibit_grace", mode="before")
     @classmethod
     def _durations(cls, v: Any) -> float:
         return parse_duration(v)
@@ -388,6 +389,8 @@ class IncreaseRule(_SeriesRule):
     field: str
     window: Duration = 300.0
     threshold: float = 0.0
+    new_series_from_zero: bool = Field(
+        False, description="a series first seen after the engine started counts its first value as an increase")
 
     _dur = field_validator("window", mode="before")(lambda v: parse_duration(v))
 

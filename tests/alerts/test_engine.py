@@ -288,9 +288,9 @@ def test_energy_balance_flags_a_stuck_flow_meter(site):
 # --- inhibition -------------------------------------------------------------------------------
 
 
-def _pump_rules():
+def _pump_rules(grace="0s"):
     flow = rule(name="CoolantFlowLow", kind="threshold", measurement="coolant_loop", field="flow_lpm", op="<",
-                threshold=150, for_="2s", severity="critical", inhibits=["Gpu*"])
+                threshold=150, for_="2s", severity="critical", inhibits=["Gpu*"], inhibit_grace=grace)
     hot = rule(name="GpuHot", kind="threshold", measurement="gpu", field="temp_c", threshold=85)
     return [flow, hot]
 
@@ -327,6 +327,31 @@ def test_pending_source_holds_and_recovery_lifts_inhibition(site):
     # fires at t=2 while the flow alert is still pending: held as inhibited; flow resolves at t=8,
     # the GPU is still hot, so the inhibition lifts with a firing -> firing transition.
     assert g == [(2, "inactive", "firing", True), (8, "firing", "firing", False)]
+
+
+def test_inhibition_outlives_its_source_by_the_grace(site):
+    e = Engine(_pump_rules(grace="3s"), site=site)
+    recs = []
+    for t in range(16):
+        recs.append(_loop(t, "loop-a", 50.0 if 1 <= t < 8 else 220.0, 30.0, 40.0))
+        recs.append(gpu(t, temp_c=90.0 if 2 <= t < 10 else 60.0))  # cools down 2 s after the pump recovers
+    ts = feed(e, recs) + e.advance(16 * NS)
+    g = [(t.time_ns // NS, t.previous, t.state, t.inhibited) for t in ts if t.rule == "GpuHot"]
+    assert g == [(2, "inactive", "firing", True), (10, "firing", "resolved", True)]  # never paged
+
+
+def test_peer_alerts_the_first_one_explains_the_later(site):
+    peers = ["Loop*"]
+    flow = rule(name="LoopFlowLow", kind="threshold", measurement="coolant_loop", field="flow_lpm", op="<",
+                threshold=150, inhibits=peers)
+    dt = rule(name="LoopDeltaTHigh", kind="threshold", measurement="coolant_loop", field="return_temp_c",
+              minus="supply_temp_c", threshold=12, inhibits=peers)
+    e = Engine([dt, flow], site=site)
+    recs = [_loop(t, "loop-a", 100.0 if t >= 2 else 220.0, 30.0, 45.0 if t >= 4 else 38.0) for t in range(8)]
+    ts = feed(e, recs) + e.advance(8 * NS)
+    assert [(t.rule, t.time_ns // NS, t.state, t.inhibited) for t in ts] == [
+        ("LoopFlowLow", 2, "firing", False), ("LoopDeltaTHigh", 4, "firing", True)]
+    assert ts[1].value == pytest.approx(15.0)
 
 
 # --- engine properties ------------------------------------------------------------------------

@@ -97,7 +97,9 @@ class Poller:
 
     async def __aenter__(self) -> Poller:
         self._limit = asyncio.Semaphore(self.max_in_flight)
-        self._engine = await (self._engine_given or V2cEngine()).start()
+        # bind the client socket to loopback when every device is local (tests, simulators)
+        local = "127.0.0.1" if all(d.address.startswith("127.") for d in self.devices) else "0.0.0.0"  # noqa: S104
+        self._engine = await (self._engine_given or V2cEngine(local)).start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -103,10 +103,19 @@ class _Protocol(asyncio.DatagramProtocol):
         log.debug("udp error: %s", exc)
 
 
+_TIMED_OUT = object()
+
+
+def _expire(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(_TIMED_OUT)
+
+
 class V2cEngine:
     """One UDP socket for every v2c device; request ids route the answers back."""
 
-    def __init__(self) -> None:
+    def __init__(self, local_host: str = "0.0.0.0") -> None:  # noqa: S104 - a client socket; devices are remote
+        self.local_host = local_host
         self._pending: dict[int, tuple[asyncio.Future, tuple[str, int]]] = {}
         self._ids = itertools.count(1)
         self._transport: asyncio.DatagramTransport | None = None
@@ -114,7 +123,7 @@ class V2cEngine:
     async def start(self) -> V2cEngine:
         loop = asyncio.get_running_loop()
         self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Protocol(self._pending), local_addr=("0.0.0.0", 0))
+            lambda: _Protocol(self._pending), local_addr=(self.local_host, 0))
         return self
 
     def close(self) -> None:
@@ -132,23 +141,26 @@ class V2cEngine:
             raise RuntimeError("V2cEngine not started")
         rid = next(self._ids) & 0x7FFFFFFF
         packet = ber.encode_request(ber.V2C, community, pdu_tag, rid, oids, 0, max_repetitions)
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._pending[rid] = (fut, addr)
+        loop = asyncio.get_running_loop()
+        msg: Any = _TIMED_OUT
         try:
             for _ in range(retries + 1):
+                # a plain future and a timer: wait_for + shield cost a task per request on the hot path
+                waiter = loop.create_future()
+                self._pending[rid] = (waiter, addr)
                 self._transport.sendto(packet, addr)
+                timer = loop.call_later(timeout_s, _expire, waiter)
                 try:
-                    msg = await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+                    msg = await waiter
+                finally:
+                    timer.cancel()
+                if msg is not _TIMED_OUT:
                     break
-                except TimeoutError:
-                    continue
-            else:
-                msg = f"no answer from {addr[0]}:{addr[1]} within {timeout_s:g} s x {retries + 1} tries"
-                raise DeviceTimeout(msg, device=device)
         finally:
             self._pending.pop(rid, None)
-            if not fut.done():
-                fut.cancel()
+        if msg is _TIMED_OUT:
+            text = f"no answer from {addr[0]}:{addr[1]} within {timeout_s:g} s x {retries + 1} tries"
+            raise DeviceTimeout(text, device=device)
         if msg.error_status:
             msg_text = f"device answered error-status {msg.error_status} at varbind {msg.error_index}"
             raise DeviceError(msg_text, device=device)

@@ -126,7 +126,7 @@ class CountingEngine(V2cEngine):
     """Counts requests in flight across all devices."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__("127.0.0.1")
         self.now = 0
         self.peak = 0
 

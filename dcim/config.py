@@ -315,12 +315,16 @@ class NotifierConfig(Model):
     secret: Secret | None = Field(None, description="HMAC-SHA256 key for webhook signatures")
     timeout_s: float = Field(5.0, gt=0)
     resend_interval_s: float = Field(60.0, gt=0)
+    resolve_resend_s: float = Field(300.0, ge=0, description="alertmanager: keep re-sending a resolution this long")
+    retries: int = Field(3, ge=0, description="webhook: retries after a failed POST")
+    backoff_s: float = Field(0.5, ge=0, description="webhook: first retry delay, doubled each time")
 
 
 class AlertsConfig(Model):
     rules: list[Path] = Field(default_factory=lambda: [Path("alerts/rules")])
     notifiers: list[NotifierConfig] = Field(default_factory=lambda: [NotifierConfig(kind="console")])
     evaluation_interval_s: float = Field(1.0, gt=0)
+    lateness_s: float = Field(0.0, ge=0, description="live: evaluate a boundary this long after the wall clock passes it")
 
 
 class SimulatorConfig(Model):

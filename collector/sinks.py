@@ -147,6 +147,7 @@ class EmbeddedSink:
         from collector.store import EmbeddedStore
 
         self.store = EmbeddedStore(path, clock=clock)
+        self.store._open_writer()  # noqa: SLF001 - a second collector on the same store fails at start, not later
 
     def write_sync(self, body: bytes) -> None:
         result = decode_report(body)

@@ -1,0 +1,110 @@
+"""The alert engine on the live stream: the collector's observer, with notifications on worker threads.
+
+The collector calls ``observe(records)`` with each validated batch and writes the returned alert
+records with it. Event time still drives the engine; a ticker thread advances it to the wall clock
+(minus ``alerts.lateness_s``) every evaluation interval, so stale-data rules fire and a crossing
+is evaluated within one interval even when no newer sample arrives. Transitions found by the
+ticker are notified at once and written with the next batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from alerts.engine import Engine, Transition
+from alerts.notifiers import Dispatcher, Notifier, make_notifier
+from alerts.rulefile import DEFAULT_RULES_DIR, load_rules
+from dcim.config import SiteConfig
+from dcim.record import Record
+
+log = logging.getLogger(__name__)
+
+_REPO_ROOT = DEFAULT_RULES_DIR.parent.parent
+
+
+def rule_paths(site: SiteConfig) -> list[Path]:
+    """The configured rule paths; a relative one that does not exist here is looked up beside the package
+    (the default ``alerts/rules`` works from any working directory)."""
+    out = []
+    for p in site.alerts.rules:
+        if not p.is_absolute() and not p.exists() and (_REPO_ROOT / p).exists():
+            p = _REPO_ROOT / p
+        out.append(p)
+    return out
+
+
+class LiveObserver:
+    """Runs rules over each batch, notifies without blocking, returns the ``alert`` records to write."""
+
+    def __init__(self, engine: Engine, notifiers: Sequence[Notifier], *, clock: Callable[[], float] = time.time,
+                 lateness_s: float = 0.0, tick_s: float | None = None, ticker: bool = True) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.lateness_ns = int(lateness_s * 1e9)
+        self.dispatcher = Dispatcher(notifiers, clock=clock)
+        self._lock = threading.Lock()
+        self._held: list[Transition] = []  # found by the ticker, written with the next batch
+        self._stop = threading.Event()
+        self._tick_s = tick_s if tick_s is not None else engine.interval_ns / 1e9
+        self._thread: threading.Thread | None = None
+        if ticker:
+            self._thread = threading.Thread(target=self._run, name="alerts-ticker", daemon=True)
+            self._thread.start()
+
+    def observe(self, records: list[Record]) -> list[Record]:
+        with self._lock:
+            ts = self.engine.process(records)
+            held, self._held = self._held, []
+        self.dispatcher.submit(ts)
+        return [t.to_record() for t in (*held, *ts)]
+
+    def tick(self, now_ns: int | None = None) -> list[Transition]:
+        """Advance event time to the wall clock (less the lateness); notify what that changes."""
+        now_ns = int(self.clock() * 1e9) if now_ns is None else now_ns
+        with self._lock:
+            if self.engine.clock_ns is None:
+                return []  # no data yet: nothing to be stale against
+            ts = self.engine.advance(now_ns - self.lateness_ns)
+            self._held.extend(ts)
+        self.dispatcher.submit(ts)
+        return ts
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._tick_s):
+            try:
+                self.tick()
+            except Exception:  # the ticker must survive a bad evaluation
+                log.exception("alert engine tick failed")
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        return self.dispatcher.flush(timeout_s)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.dispatcher.close()
+
+
+def make_observer(site: SiteConfig | Any = None, *, notifiers: Sequence[Notifier] | None = None,
+                  clock: Callable[[], float] = time.time) -> LiveObserver:
+    """The collector's observer: rules and notifiers from ``site.alerts``.
+
+    ``site`` may also be a collector-only configuration (no topology): then the embedded default
+    hall's topology and alert section are used.
+    """
+    if not isinstance(site, SiteConfig):
+        from dcim.config import default_site
+
+        site = default_site()
+    cfg = site.alerts
+    rules = load_rules(rule_paths(site))
+    engine = Engine(rules, site=site, evaluation_interval_s=cfg.evaluation_interval_s)
+    if notifiers is None:
+        notifiers = [make_notifier(n) for n in cfg.notifiers]
+    return LiveObserver(engine, notifiers, clock=clock, lateness_s=cfg.lateness_s)

@@ -34,25 +34,31 @@ def _system(descr: str, object_id: str, name: str, uptime_cs: int = 0) -> list[R
     ]
 
 
-def load_state(current_a: float, rating_a: float) -> int:
-    """APC-style load state code: 1 low (<1 % of rating), 2 normal, 3 near overload (>=80 %), 4 overload (>=100 %)."""
+#: (low, near overload, overload) as fractions of the breaker rating; the hall's Params defaults,
+#: so the state a simulated PDU reports matches the hall's own pdu_phase.load_state
+THRESHOLDS = (0.05, 0.8, 0.95)
+
+
+def load_state(current_a: float, rating_a: float, thresholds: tuple[float, float, float] = THRESHOLDS) -> int:
+    """APC-style load state code: 1 low, 2 normal, 3 near overload, 4 overload."""
+    low, near, over = thresholds
     frac = current_a / rating_a if rating_a > 0 else 0.0
-    if frac >= 1.0:
+    if frac >= over:
         return 4
-    if frac >= 0.8:
+    if frac >= near:
         return 3
-    if frac < 0.01:
+    if frac < low:
         return 1
     return 2
 
 
-def apc_rpdu2(pdu: PduState, uptime_cs: int = 0) -> list[Row]:
+def apc_rpdu2(pdu: PduState, uptime_cs: int = 0, thresholds: tuple[float, float, float] = THRESHOLDS) -> list[Row]:
     """PowerNet-MIB rPDU2: 0.01 kW, 0.1 A, 0.1 kWh, whole volts, 0.01 power factor, 0.1 degC."""
     base = "1.3.6.1.4.1.318.1.1.26"
     rows = _system(f"APC Web/SNMP Management Card (sim) {pdu.rack}/{pdu.name}", SYS_OBJECT_ID["apc"],
                    f"{pdu.rack}-{pdu.name}", uptime_cs)
     pf = pdu.power_w / pdu.apparent_power_va if pdu.apparent_power_va > 0 else pdu.power_factor
-    worst = max((load_state(ph.current_a, ph.breaker_a) for ph in pdu.phases), default=2)
+    worst = max((load_state(ph.current_a, ph.breaker_a, thresholds) for ph in pdu.phases), default=2)
     dev = f"{base}.4.3.1"
     rows += [
         (f"{dev}.1.1", INTEGER, 1),
@@ -73,7 +79,7 @@ def apc_rpdu2(pdu: PduState, uptime_cs: int = 0) -> list[Row]:
             (f"{ph_t}.1.{i}", INTEGER, i),
             (f"{ph_t}.2.{i}", INTEGER, 1),
             (f"{ph_t}.3.{i}", INTEGER, i),
-            (f"{ph_t}.4.{i}", INTEGER, load_state(ph.current_a, ph.breaker_a)),
+            (f"{ph_t}.4.{i}", INTEGER, load_state(ph.current_a, ph.breaker_a, thresholds)),
             (f"{ph_t}.5.{i}", INTEGER, round(ph.current_a * 10)),
             (f"{ph_t}.6.{i}", INTEGER, round(ph.voltage_v)),
             (f"{ph_t}.7.{i}", INTEGER, round(ph.power_w / 10)),
@@ -83,7 +89,7 @@ def apc_rpdu2(pdu: PduState, uptime_cs: int = 0) -> list[Row]:
             (f"{bank_t}.1.{i}", INTEGER, i),
             (f"{bank_t}.2.{i}", INTEGER, 1),
             (f"{bank_t}.3.{i}", INTEGER, i),
-            (f"{bank_t}.4.{i}", INTEGER, load_state(ph.current_a, ph.breaker_a)),
+            (f"{bank_t}.4.{i}", INTEGER, load_state(ph.current_a, ph.breaker_a, thresholds)),
             (f"{bank_t}.5.{i}", INTEGER, round(ph.current_a * 10)),
         ]
     met = f"{base}.9.4.3.1"
@@ -127,13 +133,13 @@ RARITAN_UNITS = {RMS_CURRENT: U_AMP, RMS_VOLTAGE: U_VOLT, ACTIVE_POWER: U_WATT, 
                  POWER_FACTOR: U_NONE, ACTIVE_ENERGY: U_WH, ON_OFF: U_NONE}
 
 
-def raritan_state(current_a: float, rating_a: float) -> int:
-    """PDU2-MIB SensorStateEnumeration: normal(4), aboveUpperWarning(5), aboveUpperCritical(6)."""
-    code = load_state(current_a, rating_a)
-    return {1: 4, 2: 4, 3: 5, 4: 6}[code]
+def raritan_state(current_a: float, rating_a: float, thresholds: tuple[float, float, float] = THRESHOLDS) -> int:
+    """PDU2-MIB SensorStateEnumeration: belowLowerWarning(3), normal(4), aboveUpperWarning(5), aboveUpperCritical(6)."""
+    code = load_state(current_a, rating_a, thresholds)
+    return {1: 3, 2: 4, 3: 5, 4: 6}[code]
 
 
-def raritan_pdu2(pdu: PduState, uptime_cs: int = 0) -> list[Row]:
+def raritan_pdu2(pdu: PduState, uptime_cs: int = 0, thresholds: tuple[float, float, float] = THRESHOLDS) -> list[Row]:
     """PDU2-MIB: every value an unsigned integer scaled by its own decimal-digits column."""
     rows = _system(f"Raritan PX3 (sim) {pdu.rack}/{pdu.name}", SYS_OBJECT_ID["raritan"],
                    f"{pdu.rack}-{pdu.name}", uptime_cs)
@@ -161,7 +167,7 @@ def raritan_pdu2(pdu: PduState, uptime_cs: int = 0) -> list[Row]:
         rows += sensor(cfg_inlet, meas_inlet, "inlet", "1.1", stype, value)
     for p, ph in enumerate(pdu.phases, start=1):
         ppf = ph.power_w / ph.apparent_power_va if ph.apparent_power_va > 0 else pdu.power_factor
-        state = raritan_state(ph.current_a, ph.breaker_a)
+        state = raritan_state(ph.current_a, ph.breaker_a, thresholds)
         for stype, value in ((RMS_CURRENT, ph.current_a), (RMS_VOLTAGE, ph.voltage_v),
                              (ACTIVE_POWER, ph.power_w), (APPARENT_POWER, ph.apparent_power_va),
                              (POWER_FACTOR, ppf), (ACTIVE_ENERGY, ph.energy_j / 3600.0)):
@@ -247,5 +253,5 @@ def apc_cooling(loop: LoopState, uptime_cs: int = 0) -> list[Row]:
     return rows
 
 
-PDU_LAYOUTS: dict[str, Callable[[PduState, int], list[Row]]] = {"apc": apc_rpdu2, "raritan": raritan_pdu2}
+PDU_LAYOUTS: dict[str, Callable[..., list[Row]]] = {"apc": apc_rpdu2, "raritan": raritan_pdu2}
 LOOP_LAYOUTS: dict[str, Callable[[LoopState, int], list[Row]]] = {"liebert": liebert_flexible, "apc": apc_cooling}

@@ -125,13 +125,16 @@ def device_renderers(hall: Any) -> dict[str, tuple[Callable[[], list[layouts.Row
     """Device name -> (render the layout from live state, answering?) for every PDU and loop of the hall."""
     out: dict[str, tuple[Callable[[], list[layouts.Row]], Callable[[], bool]]] = {}
     state = hall.state
+    params = getattr(hall, "p", None)
+    thresholds = (params.low_fraction, params.near_overload_fraction, params.overload_fraction) \
+        if params is not None else layouts.THRESHOLDS
     for (rack, pdu_name) in state.pdus:
         vendor = state.pdus[(rack, pdu_name)].vendor
         layout = layouts.PDU_LAYOUTS.get(vendor, layouts.apc_rpdu2)
 
         def render(k=(rack, pdu_name), f=layout) -> list[layouts.Row]:
             st = hall.state
-            return f(st.pdus[k], _uptime(hall))
+            return f(st.pdus[k], _uptime(hall), thresholds)
 
         out[f"{rack}-{pdu_name}"] = (render, lambda k=(rack, pdu_name): hall.state.pdus[k].answering)
     for name, loop in state.loops.items():

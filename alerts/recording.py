@@ -210,6 +210,7 @@ class RecordingReader:
             msg = f"cannot read recording: {exc.strerror}"
             raise RecordingError(msg, file=str(path)) from exc
         self.header = self._read_header()
+        self._header_problems = list(self.problems)
 
     # the file as text chunks that end on a line boundary, with truncation and corruption named
     def _chunks(self) -> Iterator[bytes]:
@@ -264,7 +265,9 @@ class RecordingReader:
                 yield tail
 
     def _read_header(self) -> Header:
+        # the first chunk may itself be damaged; batches() reports that, not the header read
         comments: list[str] = []
+        before = list(self.problems)
         for chunk in self._chunks():
             text = chunk.decode("utf-8", errors="replace")
             done = False
@@ -277,6 +280,7 @@ class RecordingReader:
                         break
             if done or len(text) > 1 << 16:
                 break
+        self.problems = before
         try:
             return Header.parse(comments, file=str(self.path))
         except RecordingError as err:
@@ -287,7 +291,7 @@ class RecordingReader:
 
     def batches(self) -> Iterator[list[Record]]:
         """Records in time order, one list per chunk of the file. Problems raise or are kept."""
-        self.problems = [p for p in self.problems if "header" in str(p)]
+        self.problems = list(self._header_problems)  # a second pass reports its own problems again
         base = 0
         last_ns: int | None = None
         aliases: dict[str, tuple[str, str, dict[str, str]]] = {}

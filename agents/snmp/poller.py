@@ -9,6 +9,7 @@ up the others: its poll is its own task with its own timeout.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from dcim.errors import ConfigError, DeviceError
 from dcim.record import Record
 
 SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -93,6 +96,7 @@ class Poller:
         #: 1-row table does not drag max-repetitions rows of the next table along
         self._rows_hint: dict[tuple[str, int], int] = {}
         self._errors: dict[str, int] = {d.name: 0 for d in devices}
+        self._logged: set[str] = set()
         self._metrics = _Metrics(registry) if registry is not None else None
 
     async def __aenter__(self) -> Poller:
@@ -126,10 +130,12 @@ class Poller:
             if d.version == "3":
                 if not d.v3_user:
                     raise ConfigError(f"device {d.name!r}: SNMPv3 needs a user")
+                # an engine of its own: pysnmp keeps USM keys per engine and user name, and two
+                # devices may well share a user name with different keys
                 s = PysnmpSession(d.name, d.address, d.port, d.timeout_s, d.retries, user=d.v3_user,
                                   auth_protocol=d.v3_auth_protocol, auth_key=d.v3_auth_key,
                                   priv_protocol=d.v3_priv_protocol, priv_key=d.v3_priv_key,
-                                  context=d.v3_context, limit=self._limit)  # own engine: USM keys are per engine and user name
+                                  context=d.v3_context, limit=self._limit)
             else:
                 s = PysnmpSession(d.name, d.address, d.port, d.timeout_s, d.retries, community=d.community,
                                   limit=self._limit, engine=self._pysnmp_engine)
@@ -174,7 +180,6 @@ class Poller:
         stats = WalkStats()
         profile: Profile | None = None
         try:
-            # the overall deadline: every request may use all its retries, plus one for detection
             profile = await self.detect(d)
             s = self.session(d)
             walk: dict[str, list] = {}
@@ -192,7 +197,13 @@ class Poller:
                                   unsupported=",".join(sorted(result.unsupported)))
             poll = DevicePoll(d.name, True, result.records, health, profile.name, None, duration,
                               stats.varbinds, stats.requests, stats.rows)
-        except DeviceError as exc:
+        except Exception as exc:  # noqa: BLE001 - one device's failure must never stop the others' polls
+            if not isinstance(exc, DeviceError):
+                kind = type(exc).__name__
+                if kind not in self._logged:
+                    self._logged.add(kind)
+                    log.exception("%s: unexpected %s while polling (logged once per kind)", d.name, kind)
+                exc = DeviceError(f"{kind}: {exc}", device=d.name)
             self._errors[d.name] += 1
             now = self.clock_ns()
             duration = time.perf_counter() - start

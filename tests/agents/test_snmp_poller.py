@@ -152,3 +152,13 @@ async def test_requests_in_flight_are_bounded(sim) -> None:
     assert sum(p.varbinds for p in again) < sum(p.varbinds for p in polls)
     assert all(p.ok for p in polls)
     assert 1 < engine.peak <= 3
+
+
+@pytest.mark.devices("A04-pdu-a")
+async def test_a_misconfigured_device_fails_alone(sim) -> None:
+    devs = [Device("no-user", port=sim.ports["A04-pdu-a"], version="3", profile="apc_rpdu2"),
+            Device("fine", port=sim.ports["A04-pdu-a"], profile="apc_rpdu2")]
+    async with Poller(devs, PROFILES) as poller:
+        bad, good = await poller.poll_all()
+    assert good.ok
+    assert not bad.ok and "SNMPv3 needs a user" in bad.error and bad.health.fields["stale"] is True

@@ -107,10 +107,10 @@ def collect(panels: Sequence[Panel], batches: Iterable[list[Record]]) -> None:
                 if not (p.window[0] <= t <= p.window[1]) or not p.wants(r):  # type: ignore[operator]
                     continue
                 name = " ".join(f"{k}={r.tags[k]}" for k in _LINE_TAGS if k in r.tags and not all(
-                    m.get(k) == r.tags[k] for m in p.matches))
+                    m.get(k) == r.tags[k] for m in p.matches) and not (k == "rack" and "node" in r.tags))
                 for f in p.fields:
                     v = r.fields.get(f)
-                    if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    if isinstance(v, (int, float)):  # a bool (a throttle bit) plots as 0 / 1
                         ts, vs = p.data.setdefault((name, f), ([], []))
                         ts.append(t)  # type: ignore[arg-type]
                         vs.append(float(v))
@@ -125,7 +125,24 @@ def _spans(eps: Iterable[Episode], end_ns: int) -> tuple[list[tuple[int, int]], 
             pending.append((a, b if b is not None else end_ns))
         if e.firing_ns is not None:
             firing.append((e.firing_ns, e.end_ns if e.end_ns is not None else end_ns))
-    return _merge(pending), _merge(firing)
+    firing = _merge(firing)
+    return _subtract(_merge(pending), firing), firing
+
+
+def _subtract(spans: list[tuple[int, int]], minus: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` without the parts covered by ``minus`` (both merged), so amber never lies under red."""
+    out: list[tuple[int, int]] = []
+    for a, b in spans:
+        cur = a
+        for c, d in minus:
+            if d <= cur or c >= b:
+                continue
+            if c > cur:
+                out.append((cur, c))
+            cur = max(cur, d)
+        if cur < b:
+            out.append((cur, b))
+    return out
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -143,7 +160,7 @@ def plot_incident(incident: Incident, panels: Sequence[Panel], *, compare: bool 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 2.6 * max(1, len(panels))), dpi=90)
+    fig = Figure(figsize=(12, 2.6 * max(1, len(panels))), dpi=90)
     FigureCanvasAgg(fig)
     axes = fig.subplots(max(1, len(panels)), 1, sharex=True, squeeze=False)[:, 0]
     t0 = min(p.window[0] for p in panels) if panels else incident.start_ns
@@ -158,17 +175,17 @@ def plot_incident(incident: Incident, panels: Sequence[Panel], *, compare: bool 
         for a, b in firing:
             ax.axvspan((a - t0) / 60e9, (b - t0) / 60e9, color="#d62728", alpha=0.16, linewidth=0)
         if compare:
-            for e in p.episodes:
-                if e.side == "b" and e.firing_ns is not None:
-                    ax.axvline((e.firing_ns - t0) / 60e9, color="#1f4e99", linestyle="--", linewidth=1)
+            b_fired = [e.firing_ns for e in p.episodes if e.side == "b" and e.firing_ns is not None]
+            if b_fired:  # the first alert of set B on this panel: when B would have known
+                ax.axvline((min(b_fired) - t0) / 60e9, color="#1f4e99", linestyle="--", linewidth=1.2)
         ax.set_title(p.title(), fontsize=9, loc="left")
         ax.grid(True, alpha=0.3)
         if lines:
-            ax.legend(fontsize=7, loc="upper left", ncol=3 if len(lines) > 4 else 1, framealpha=0.7)
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
         else:
             ax.text(0.5, 0.5, "no samples in the recording", transform=ax.transAxes, ha="center")
     axes[-1].set_xlabel(f"minutes after {format_time(t0)}  (amber: pending, red: firing"
-                        + (", dashed: B fires" if compare else "") + ")", fontsize=8)
+                        + (", dashed: first alert of B" if compare else "") + ")", fontsize=8)
     fig.suptitle(f"Incident {incident.number}: {incident.title()}", fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()

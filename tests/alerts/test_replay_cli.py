@@ -126,3 +126,29 @@ def test_record_needs_exactly_one_source(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "exactly one source" in res.output
     res = CliRunner().invoke(cli, ["record", "--scenario", "x", "--from-store", str(tmp_path), "-o", str(tmp_path / "x.gz")])
     assert res.exit_code == 2 and "--from-store" in res.output
+
+
+def test_progress_bar_only_on_a_terminal(setup: tuple[Path, Path]) -> None:
+    import os
+    import pty
+
+    rec, rules = setup
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "dcim.cli", "replay", str(rec), "--rules", str(rules)],
+                              stdout=subprocess.PIPE, stderr=slave, timeout=120, env={**os.environ, "TERM": "xterm"})
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+    assert proc.returncode == 0
+    assert len(proc.stdout.splitlines()) == 3 and b"\x1b[" not in proc.stdout  # the timeline stays clean
+    assert b"\x1b[" in seen and b"replay" in seen  # the bar drew (and cleared itself) on the terminal

@@ -1,16 +1,19 @@
-"""``dcim demo``: the simulated hall on the embedded site, accelerated, with a live view of a scripted incident.
+"""``dcim demo``: the whole pipeline on the simulated hall, accelerated, with a live view of a scripted incident.
 
-The demo is a loop that steps the hall and hands each step to pluggable consumers (a view, the
-summary; later the agents, collector and alert engine). Pacing uses an injected clock and sleep.
+The demo is a loop that steps the hall, lets the pipeline (simulators/pipeline.py: GPU agents, SNMP
+poller, collector, store, alert engine) take the step, and hands it to pluggable consumers (a view,
+the summary). Pacing uses an injected clock and sleep. See docs/demo.md.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
 import click
 
@@ -102,14 +105,20 @@ class Summary:
 class TextView:
     """Plain periodic lines (and every event at once) for logs and pipes."""
 
-    def __init__(self, echo: Callable[[str], None], every_s: float = 30.0) -> None:
+    def __init__(self, echo: Callable[[str], None], every_s: float = 30.0, board: Any = None) -> None:
         self.echo = echo
         self.every_s = every_s
+        self.board = board  # simulators.pipeline.AlertBoard: its notifications become ALERT lines
+        self._seen = 0
         self._next = 0.0
 
     def on_step(self, hall: Hall, events: list[tuple[int, str]]) -> None:
         for t, text in events:
             self.echo(f"{_clock((t - hall.start_ns) / 1e9)} EVENT {text}")
+        if self.board is not None:
+            for t, text in self.board.notes[self._seen:]:
+                self.echo(f"{_clock((t - hall.start_ns) / 1e9)} ALERT {text}")
+            self._seen = len(self.board.notes)
         if hall.t_s + 1e-9 >= self._next:
             self._next = hall.t_s + self.every_s
             ov = overview(hall, top=1)
@@ -129,7 +138,7 @@ class LiveView:
     """A rich Live terminal view: hall and rack power, hottest GPUs, loops, events."""
 
     def __init__(self, scenario: Scenario, speed: float, console=None, refresh_s: float = 0.25,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, board: Any = None) -> None:
         from rich.console import Console
         from rich.live import Live
 
@@ -138,6 +147,8 @@ class LiveView:
         self.console = console or Console()
         self.refresh_s = refresh_s
         self.clock = clock
+        self.board = board  # simulators.pipeline.AlertBoard, shown as an alerts panel
+        self._seen = 0
         self.events: list[str] = []
         self._last = -math.inf
         self.live = Live(console=self.console, auto_refresh=False, transient=False)
@@ -145,10 +156,18 @@ class LiveView:
 
     def on_step(self, hall: Hall, events: list[tuple[int, str]]) -> None:
         self.events += [f"{_clock((t - hall.start_ns) / 1e9)} {text}" for t, text in events]
+        new_alerts = False
+        if self.board is not None and len(self.board.notes) > self._seen:
+            self.events += [f"{_clock((t - hall.start_ns) / 1e9)} ALERT {text}" for t, text in self.board.notes[self._seen:]]
+            self._seen = len(self.board.notes)
+            new_alerts = True
         now = self.clock()
-        if events or now - self._last >= self.refresh_s:
+        if events or new_alerts or now - self._last >= self.refresh_s:
             self._last = now
+            self._start_ns = hall.start_ns
             self.live.update(self.render(overview(hall, top=6)), refresh=True)
+
+    _start_ns = 0
 
     def render(self, ov: Overview):
         from rich.console import Group
@@ -185,9 +204,32 @@ class LiveView:
             loops.add_row(lp.name, f"{lp.supply_c:.1f}", f"{lp.return_c:.1f}", f"{lp.setpoint_c:.1f}", f"{lp.flow_lpm:.0f}",
                           f"{lp.pump_pct:.0f}", f"{lp.heat_w / 1000:.1f}", state, style="" if state == "ok" else "bold red")
         events = Text("\n".join(self.events[-8:]) or "(none yet)")
-        return Group(head, racks, gpus, loops, Panel(events, title="scenario events"))
+        parts = [head, racks, gpus, loops]
+        if self.board is not None:
+            parts.append(self.render_alerts())
+        parts.append(Panel(events, title="events and notifications"))
+        return Group(*parts)
+
+    def render_alerts(self):
+        from rich.table import Table
+
+        from alerts.replay import location
+
+        b = self.board
+        table = Table(title=f"firing alerts: {len(b.firing)}   inhibited beneath them: {len(b.inhibited_now)}   "
+                            f"(fired {len(b.fired)}, resolved {len(b.resolved)})", expand=True)
+        for col in ("severity", "alert", "where", "since", "summary"):
+            table.add_column(col)
+        rows = sorted(b.firing.values(), key=lambda t: (t.severity != "critical", t.time_ns))
+        for t in rows[:6]:
+            table.add_row(t.severity, t.rule, location(t.labels), _clock((t.time_ns - self._start_ns) / 1e9), t.summary,
+                          style="bold red" if t.severity == "critical" else "yellow")
+        if len(rows) > 6:
+            table.add_row("", f"... and {len(rows) - 6} more", "", "", "")
+        return table
 
     def close(self, hall: Hall) -> None:
+        self._start_ns = hall.start_ns
         self.live.update(self.render(overview(hall, top=6)), refresh=True)
         self.live.stop()
 
@@ -221,6 +263,54 @@ def run(
     return clock() - t0
 
 
+async def run_async(
+    hall: Hall,
+    consumers: Sequence[Consumer],
+    *,
+    duration_s: float,
+    step_s: float = 1.0,
+    speed: float = 10.0,
+    stage: Callable[[], Awaitable[None]] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> float:
+    """``run`` inside an event loop, with ``stage`` (the pipeline's step) awaited after each hall step."""
+    t0 = clock()
+    n = max(1, math.ceil(duration_s / step_s - 1e-9))
+    try:
+        for k in range(n + 1):
+            if k:
+                hall.advance(step_s)
+            events = hall.take_events()
+            if stage is not None:
+                await stage()
+            for c in consumers:
+                c.on_step(hall, events)
+            delay = t0 + (k + 1) * step_s / speed - clock()
+            if delay > 0 and k < n:
+                await sleep(delay)
+            elif k % 8 == 0:
+                await sleep(0)  # let the SNMP responders, publishers and collector tasks run
+    finally:
+        for c in consumers:
+            c.close(hall)
+    return clock() - t0
+
+
+async def run_pipeline(hall: Hall, site: SiteConfig, options: Any, make_consumers: Callable[[Any], list[Consumer]], *,
+                       duration_s: float, speed: float, scenario: str, seed: int) -> tuple[float, Any, Any]:
+    """The demo with the whole pipeline: (wall seconds, the pipeline's alert board, the files it wrote)."""
+    from simulators.pipeline import Pipeline
+
+    async with Pipeline(hall, site, options) as pipe:
+        consumers = make_consumers(pipe.board)
+        wall_s = await run_async(hall, consumers, duration_s=duration_s, step_s=site.simulator.step_s, speed=speed,
+                                 stage=pipe.step)
+        await pipe.finish()
+    result = await asyncio.to_thread(pipe.write_outputs, scenario, seed)
+    return wall_s, pipe, result
+
+
 @click.command("demo")
 @click.option("--scenario", default=DEFAULT_SCENARIO, show_default=True, help="Scenario name or YAML file.")
 @click.option("--speed", type=click.FloatRange(min=0.0, min_open=True), default=None,
@@ -229,15 +319,62 @@ def run(
 @click.option("--seed", type=int, default=None, help="RNG seed (default: the site's).")
 @click.option("--site", "site_path", type=click.Path(dir_okay=False), default=None, help="Site file (default: embedded).")
 @click.option("--no-live", is_flag=True, help="Plain periodic text instead of the live view (also when not a terminal).")
-def demo_cmd(scenario, speed, duration, seed, site_path, no_live) -> None:
-    """Watch a simulated GPU hall live through a scripted incident (default: pump degradation that recovers)."""
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the store, recording and report (default: ./dcim-demo-<UTC time>).")
+@click.option("--mqtt", "mqtt_url", metavar="URL", default=None,
+              help="Send through this MQTT broker (mqtt://host:port) instead of the in-process bus.")
+@click.option("--influx", "influx_url", metavar="URL", default=None,
+              help="Write to this InfluxDB v1 (http://host:8086) instead of the embedded store.")
+@click.option("--influx-db", default="dcim", show_default=True, help="Database for --influx.")
+@click.option("--alertmanager", "alertmanager_url", metavar="URL", default=None,
+              help="Also notify this Alertmanager (http://host:9093), beside the console.")
+@click.option("--gpu-interval", callback=duration_option, default="10s", show_default=True,
+              help="GPU agent poll interval, simulated time.")
+@click.option("--snmp-interval", callback=duration_option, default="10s", show_default=True,
+              help="SNMP poll interval of the coolant units, simulated time.")
+@click.option("--pdu-interval", callback=duration_option, default="30s", show_default=True,
+              help="SNMP poll interval of the PDUs, simulated time.")
+def demo_cmd(scenario, speed, duration, seed, site_path, no_live, out_dir, mqtt_url, influx_url, influx_db,
+             alertmanager_url, gpu_interval, snmp_interval, pdu_interval) -> None:
+    """Run the whole pipeline on a simulated GPU hall through a scripted incident, live (default: pump degradation
+    that recovers): GPU agents, SNMP poller, collector, store, alert engine, notifications; then write a recording
+    and an HTML incident report."""
+    from simulators.pipeline import PipelineOptions, default_out_dir
+
     site: SiteConfig = site_from(site_path)
     sc = load_scenario(scenario)
     duration_s = sc.duration if duration is None else duration
     speed = speed or max(duration_s / DEFAULT_WALL_S, 1.0)
-    hall = Hall(site, seed=site.simulator.seed if seed is None else seed, scenario=sc)
+    seed = site.simulator.seed if seed is None else seed
+    # the run ends about when the simulated clock reaches the wall clock: every timestamp is in the
+    # past (InfluxDB, Alertmanager and Grafana's "last 15 minutes" all see the incident)
+    start_ns = (time.time_ns() // 1_000_000_000 - math.ceil(duration_s)) * 1_000_000_000
+    hall = Hall(site, seed=seed, scenario=sc, start_ns=start_ns)
     summary = Summary(sc)
+    out = out_dir or default_out_dir()
+    options = PipelineOptions(out_dir=out, mqtt_url=mqtt_url, influx_url=influx_url, influx_db=influx_db,
+                              alertmanager_url=alertmanager_url, gpu_interval_s=gpu_interval,
+                              snmp_interval_s=snmp_interval, pdu_interval_s=pdu_interval, topology=str(site_path) if site_path else "embedded")
     live = not no_live and sys.stdout.isatty()
-    view: Consumer = LiveView(sc, speed) if live else TextView(click.echo, every_s=max(10.0, 2 * speed))
-    wall_s = run(hall, [view, summary], duration_s=duration_s, step_s=site.simulator.step_s, speed=speed)
+
+    def consumers(board: Any) -> list[Consumer]:
+        view: Consumer = (LiveView(sc, speed, board=board) if live
+                          else TextView(click.echo, every_s=max(10.0, 2 * speed), board=board))
+        return [view, summary]
+
+    click.echo(f"dcim demo: scenario {sc.name}, {duration_s:.0f} simulated s at {speed:g}x; "
+               f"bus {mqtt_url or 'in-process'}, store {influx_url or out / 'store'}"
+               + (f", Alertmanager {alertmanager_url}" if alertmanager_url else ""))
+    wall_s, pipe, result = asyncio.run(run_pipeline(hall, site, options, consumers, duration_s=duration_s,
+                                                    speed=speed, scenario=sc.name, seed=seed))
     click.echo(summary.text(wall_s))
+    for line in pipe.board.summary_lines():
+        click.echo(line)
+    if result.counts:
+        click.echo("  records stored: " + ", ".join(f"{m} {n}" for m, n in sorted(result.counts.items())))
+    if result.recording is not None:
+        click.echo(f"  recording: {result.recording}  (replay: dcim replay {result.recording})")
+        if result.replay_matches is False:
+            click.echo("  note: the replay of the recording gave different alert transitions than the live run")
+    if result.report is not None:
+        click.echo(f"  incident report: {result.report}")

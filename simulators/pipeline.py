@@ -1,0 +1,523 @@
+"""The whole pipeline behind ``dcim demo``, assembled from the real parts around the simulated hall.
+
+    hall ─┬─ SimNvml per node ─ GpuAgent ──────────┐
+          └─ simulated PDUs/CDUs (SNMP, loopback) ─ Poller ─┴─ bus ─ Collector ─ store ─ engine ─ notifiers
+
+Everything runs on the hall's clock: agents and the poller stamp records with simulated time and
+the alert engine sees event time only, so an accelerated demo alerts exactly as a live hall would.
+The bus is the in-process ``LocalBus`` (no broker needed) or a real MQTT broker with the agents'
+``Publisher`` and the collector's own MQTT ingest. The stage order inside one simulated second is
+fixed (agents, then the collector's flush), so a run with the local bus is deterministic and its
+recording replays to the same alert transitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from dcim.config import CollectorConfig, InfluxConfig, MqttConfig, SiteConfig
+from dcim.lineprotocol import encode
+from dcim.record import Record
+
+log = logging.getLogger(__name__)
+
+#: Console-notification lines the views show: (event time ns, text).
+Note = tuple[int, str]
+
+
+@dataclass(slots=True)
+class PipelineOptions:
+    """Where the data goes and how often the sources poll (in simulated seconds)."""
+
+    out_dir: Path
+    mqtt_url: str | None = None
+    influx_url: str | None = None
+    influx_db: str = "dcim"
+    alertmanager_url: str | None = None
+    gpu_interval_s: float = 10.0
+    snmp_interval_s: float = 10.0  # coolant units
+    pdu_interval_s: float = 30.0  # PDUs: many rows each, and the simulated agents are pysnmp (slow)
+    snmp_timeout_s: float = 1.0
+    #: the engine's interval: each evaluation walks every series, so 1 s would cost the demo most of
+    #: a CPU at 10x; every rule of the default pack holds for 10 s or more
+    evaluation_interval_s: float = 5.0
+    topology: str = "embedded"  # what the recording's header names (a site file path or "embedded")
+    source: str = "dcim demo"
+
+
+class LocalBus:
+    """The broker's stand-in when there is none: ``publish(topic, payload) -> bool`` into ``collector.handle``."""
+
+    def __init__(self, handle: Callable[[str, bytes], None]) -> None:
+        self._handle = handle
+        self.published = 0
+        self.depth = 0  # what agents read for their queue_depth field
+        self.dropped = 0
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        self._handle(topic, payload)
+        self.published += 1
+        return True
+
+    async def flush(self, timeout_s: float) -> bool:  # noqa: ARG002 - same shape as Publisher.flush
+        return True
+
+
+@dataclass
+class AlertBoard:
+    """The console notifier of the demo: what the views show of the alerts (notifications of pages, the
+    alerts firing now, how many are inhibited beneath them) and the counts for the summary.
+
+    A notifier (``alerts.notifiers.Notifier``): it runs on the dispatcher's worker thread, and the
+    views only read what it appends.
+    """
+
+    name = "console"
+
+    notes: list[Note] = field(default_factory=list)
+    firing: dict[str, Any] = field(default_factory=dict)  # fingerprint -> last firing transition
+    inhibited_now: set[str] = field(default_factory=set)
+    fired: set[str] = field(default_factory=set)  # fingerprints that fired (not inhibited) at least once
+    resolved: set[str] = field(default_factory=set)
+    inhibited: set[str] = field(default_factory=set)  # fingerprints that were inhibited at least once
+    transitions: list[Any] = field(default_factory=list)
+
+    def tick(self, now_s: float) -> None:
+        return None
+
+    def notify(self, transitions: Any, now_s: float) -> None:  # noqa: ARG002 - event time is in the transitions
+        from alerts.replay import location
+
+        for t in transitions:
+            self.transitions.append(t)
+            fp = t.fingerprint
+            if t.state == "firing":
+                if t.inhibited:
+                    self.inhibited.add(fp)
+                    self.inhibited_now.add(fp)
+                    self.firing.pop(fp, None)
+                    continue
+                self.inhibited_now.discard(fp)
+                if fp not in self.firing:
+                    self.fired.add(fp)
+                    self.firing[fp] = t
+                    self.notes.append((t.time_ns, f"FIRING [{t.severity}] {t.rule} {location(t.labels)}: {t.summary}"))
+            elif t.state in ("resolved", "inactive"):
+                self.inhibited_now.discard(fp)
+                if self.firing.pop(fp, None) is not None:
+                    self.resolved.add(fp)
+                    self.notes.append((t.time_ns, f"RESOLVED {t.rule} {location(t.labels)}"))
+            elif t.inhibited:
+                self.inhibited.add(fp)
+
+    def summary_lines(self) -> list[str]:
+        """Per rule: alerts that paged, alerts held back by inhibition, and resolutions."""
+        by_rule: dict[str, list[set[str]]] = {}
+        for t in self.transitions:
+            row = by_rule.setdefault(t.rule, [set(), set(), set()])
+            if t.state == "firing":
+                row[1 if t.inhibited else 0].add(t.fingerprint)
+            elif t.state == "resolved":
+                row[2].add(t.fingerprint)
+        lines = [f"  alerts: {len(self.fired)} fired and paged, {len(self.inhibited)} inhibited beneath them, "
+                 f"{len(self.resolved)} of the paged resolved, {len(self.firing)} still firing"]
+        for rule, (paged, held, resolved) in sorted(by_rule.items()):
+            if paged or held:
+                lines.append(f"    {rule}: {len(paged)} paged, {len(held)} inhibited, {len(resolved)} resolved")
+        return lines
+
+
+@dataclass
+class Result:
+    """What a finished run leaves behind."""
+
+    out_dir: Path
+    store: str
+    recording: Path | None = None
+    report: Path | None = None
+    counts: dict[str, int] = field(default_factory=dict)  # measurement -> records in the store
+    replay_transitions: list[Any] = field(default_factory=list)
+    replay_matches: bool | None = None
+
+
+def default_out_dir(now: float | None = None) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
+    return Path(f"dcim-demo-{stamp}")
+
+
+# --- the simulated SNMP devices, in a process of their own ---------------------------------------
+
+
+def devices_child(fd: int) -> None:
+    """Child process: a replica of the hall, stepped in lockstep with the parent's, served over SNMP.
+
+    The hall is deterministic (seeded, no wall clock), so a replica given the same steps holds the
+    same state; the pysnmp responders then use a second CPU instead of the demo's. Started with
+    ``python -c`` (not multiprocessing's spawn) so the caller's ``__main__`` is never re-imported.
+    """
+    from multiprocessing.connection import Connection
+
+    conn = Connection(fd)
+    site, seed, scenario, start_ns = conn.recv()
+    asyncio.run(_devices_serve(conn, site, seed, scenario, start_ns))
+
+
+async def _devices_serve(conn: Any, site: SiteConfig, seed: int, scenario: Any, start_ns: int) -> None:
+    from simulators.hall import Hall
+    from simulators.snmp import serve
+
+    hall = Hall(site, seed=seed, scenario=scenario, start_ns=start_ns)
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    with serve(hall, "127.0.0.1", 0) as handle:
+        conn.send(handle.ports)
+
+        def on_message() -> None:
+            try:
+                while conn.poll():
+                    kind, arg = conn.recv()
+                    if kind == "advance":
+                        hall.advance(arg)
+                    elif kind == "sync":
+                        conn.send(hall.time_ns)
+                    else:
+                        raise EOFError
+            except (EOFError, OSError):  # told to stop, or the parent is gone
+                if not done.done():
+                    done.set_result(None)
+
+        loop.add_reader(conn.fileno(), on_message)
+        try:
+            await done
+        finally:
+            loop.remove_reader(conn.fileno())
+
+
+class SnmpDevices:
+    """The hall's PDUs and CDUs served on loopback UDP by a child process (see ``_devices_main``)."""
+
+    def __init__(self, hall: Any, site: SiteConfig) -> None:
+        import socket
+        import subprocess
+        import sys
+        from multiprocessing.connection import Connection
+
+        mine, theirs = socket.socketpair()
+        code = "import sys; from simulators.pipeline import devices_child; devices_child(int(sys.argv[1]))"
+        self._proc = subprocess.Popen([sys.executable, "-c", code, str(theirs.fileno())], pass_fds=[theirs.fileno()])
+        theirs.close()
+        self._conn = Connection(mine.detach())
+        self._conn.send((site, hall.seed, hall.scenario, hall.start_ns))
+        self._t_s = 0.0
+        self.ports: dict[str, int] = {}
+        self.follow(hall)
+
+    def started(self, timeout_s: float = 60.0) -> dict[str, int]:
+        if not self._conn.poll(timeout_s):
+            msg = "the simulated SNMP devices did not start"
+            raise RuntimeError(msg)
+        self.ports = self._conn.recv()
+        return self.ports
+
+    def follow(self, hall: Any) -> None:
+        """Step the replica as the hall was stepped since the last call."""
+        dt = hall.t_s - self._t_s
+        if dt > 0:
+            self._conn.send(("advance", dt))
+            self._t_s = hall.t_s
+
+    def sync(self, timeout_s: float = 10.0) -> int:
+        """Wait until the replica has taken every step sent; returns its time (ns)."""
+        self._conn.send(("sync", None))
+        if not self._conn.poll(timeout_s):
+            msg = "the simulated SNMP devices stopped answering"
+            raise RuntimeError(msg)
+        return self._conn.recv()
+
+    def stop(self) -> None:
+        import subprocess
+
+        with contextlib.suppress(OSError, ValueError):
+            self._conn.send(("stop", None))
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(5)
+        self._conn.close()
+
+
+class Pipeline:
+    """``async with Pipeline(hall, site, options) as p:`` then ``await p.step()`` after each hall step."""
+
+    def __init__(self, hall: Any, site: SiteConfig, options: PipelineOptions) -> None:
+        self.hall = hall
+        self.site = site
+        self.opt = options
+        self.board = AlertBoard()
+        self.out_dir = Path(options.out_dir)
+        self.store_path = self.out_dir / "store"
+        self._stack = contextlib.AsyncExitStack()
+        self._agents: list[tuple[Any, Any, str, int]] = []  # (agent, publisher, topic, phase in ticks)
+        self._snmp_pub: Any = None
+        self._snmp_task: asyncio.Task | None = None
+        self._collector_task: asyncio.Task | None = None
+        self._published = 0
+        self._tick = 0
+        self._snmp_at = 0  # the hall time a running SNMP poll reads (the replica is held there)
+        self.first_ns: int | None = None
+        self.last_ns: int | None = None
+        self.records_sent: dict[str, int] = {}
+        #: wall seconds spent per stage (gpu agents, snmp wait, collector flush), for choosing intervals
+        self.timings: dict[str, float] = {"gpu": 0.0, "snmp_wait": 0.0, "collector": 0.0}
+
+    # -- assembly ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Pipeline:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def _start(self) -> None:
+        from agents.gpu.agent import GpuAgent, gpu_topic
+        from agents.gpu.cli import node_tags
+        from agents.snmp.cli import devices_from_site
+        from agents.snmp.poller import Poller
+        from agents.snmp.profile import load_profiles
+        from alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
+        from alerts.live import LiveObserver
+        from collector.app import Collector
+        from simulators.nvml import SimNvml, node_gpus
+
+        opt, site, hall = self.opt, self.site, self.hall
+        # first, before any thread runs: the SNMP devices' process starts while the rest is built
+        self.snmp = SnmpDevices(hall, site)
+        self._stack.callback(self.snmp.stop)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        clock_ns = lambda: hall.time_ns  # noqa: E731 - the simulated clock every stage stamps with
+        self.rules = list(load_rules([Path(DEFAULT_RULES_DIR)]))
+        self.evaluation_interval_s = opt.evaluation_interval_s
+        self.engine = Engine(self.rules, site=site, evaluation_interval_s=self.evaluation_interval_s)
+        notifiers: list[Any] = [self.board]
+        if opt.alertmanager_url:
+            from alerts.notifiers import make_notifier
+            from dcim.config import NotifierConfig
+
+            notifiers.append(make_notifier(NotifierConfig(kind="alertmanager", url=opt.alertmanager_url)))
+        # no ticker: event time moves with the data only, so a run is deterministic; notifiers keep
+        # the wall clock, which is theirs for resend timing
+        self.observer = LiveObserver(self.engine, notifiers, ticker=False)
+        self._stack.callback(self.observer.close)
+
+        # collector: embedded store (or InfluxDB v1), spool and dead letters in the run folder
+        ccfg = CollectorConfig(
+            sink="influx" if opt.influx_url else "embedded",
+            influx=InfluxConfig(url=opt.influx_url, database=opt.influx_db) if opt.influx_url else InfluxConfig(),
+            embedded_path=self.store_path, spool_path=self.out_dir / "spool",
+            dead_letter_path=self.out_dir / "dead-letter.jsonl",
+            client_id=f"dcim-demo-collector-{os.getpid()}", session_expiry_s=0, linger_ms=200,
+        )
+        mqtt = MqttConfig(url=opt.mqtt_url) if opt.mqtt_url else None
+        self.collector = Collector(ccfg, mqtt, observers=[self.observer], registry=CollectorRegistry(),
+                                   clock=clock_ns)
+        self._stack.callback(self.collector.close)
+        if mqtt is None:
+            self.bus: Any = LocalBus(self.collector.handle)
+        else:
+            self.bus = None
+            self._collector_task = asyncio.create_task(self.collector.run(), name="demo-collector")
+            self._stack.push_async_callback(self._stop_collector)
+            await asyncio.wait_for(self.collector.connected.wait(), 10.0)
+
+        # SNMP: every PDU and CDU on its own loopback port, polled by the real poller
+        ports = await asyncio.to_thread(self.snmp.started)
+        devices = [d for d in devices_from_site(site, community="public", port_base=1) if d.name in ports]
+        for d in devices:
+            d.address, d.port, d.timeout_s, d.retries = "127.0.0.1", ports[d.name], opt.snmp_timeout_s, 0
+        self.snmp_devices = devices
+        step_s = site.simulator.step_s
+        self._snmp_sched = []  # (device, every so many ticks, phase): polls spread over the interval
+        for j, d in enumerate(devices):
+            every = max(1, round((opt.snmp_interval_s if d.tags.get("loop") and "pdu" not in d.tags
+                                  else opt.pdu_interval_s) / step_s))
+            self._snmp_sched.append((d, every, j % every))
+        self.poller = await self._stack.enter_async_context(
+            Poller(devices, load_profiles(), clock_ns=lambda: self._snmp_at, registry=CollectorRegistry()))
+        self._snmp_pub = await self._publisher("snmp", f"dcim-demo-snmp-{os.getpid()}",
+                                              f"dcim/{site.site}/_agents/snmp-demo/status")
+
+        # GPU agents: one per node, each on a simulated NVML over that node's GpuState objects
+        gpus = hall.state.gpus
+        ticks = max(1, round(opt.gpu_interval_s / site.simulator.step_s))
+        for i, node in enumerate(n.name for r in site.racks() for n in r.nodes):
+            tags = node_tags(site, node)
+            backend = SimNvml(node_gpus(gpus, node), event_poll_s=0.1)
+            agent = GpuAgent(backend, tags=tags, registry=CollectorRegistry(), clock_ns=clock_ns)
+            agent.start()
+            self._stack.callback(agent.close)
+            topic = gpu_topic("dcim", tags)
+            pub = await self._publisher("gpu", f"dcim-demo-gpu-{node}-{os.getpid()}", f"{topic}/status")
+            agent.queue_stats = lambda p=pub: (p.depth, p.dropped)
+            self._agents.append((agent, pub, topic, i % ticks))
+        self._gpu_ticks = ticks
+        # the collector writes (and the engine sees) a batch once per evaluation interval
+        self._flush_ticks = max(1, round(self.evaluation_interval_s / site.simulator.step_s))
+
+    async def _publisher(self, component: str, client_id: str, status_topic: str) -> Any:
+        if self.bus is not None:
+            return self.bus
+        from agents.publisher import Publisher
+
+        pub = Publisher(MqttConfig(url=self.opt.mqtt_url, client_id=client_id), client_id=client_id,
+                        status_topic=status_topic, queue_max=10_000, registry=CollectorRegistry(),
+                        component=component)
+        return await self._stack.enter_async_context(pub)
+
+    # -- running ----------------------------------------------------------------------------
+
+    def _send(self, pub: Any, topic: str, records: list[Record]) -> None:
+        if not records:
+            return
+        t = records[0].time_ns
+        if t is not None:
+            self.first_ns = t if self.first_ns is None else min(self.first_ns, t)
+            self.last_ns = t if self.last_ns is None else max(self.last_ns, t)
+        for r in records:
+            self.records_sent[r.measurement] = self.records_sent.get(r.measurement, 0) + 1
+        if pub.publish(topic, encode(records).encode()):
+            self._published += 1
+
+    async def step(self) -> None:
+        """One simulated step: take the SNMP polls begun last step, poll the GPU agents due, flush."""
+        t0 = time.perf_counter()
+        await self._take_snmp()
+        self.snmp.follow(self.hall)
+        t1 = time.perf_counter()
+        self.hall.state  # noqa: B018 - refresh the GpuState objects the simulated NVML reads
+        k = self._tick
+        for agent, pub, topic, phase in self._agents:
+            if k % self._gpu_ticks == phase:
+                self._send(pub, topic, agent.poll())
+        due = [d for d, every, phase in self._snmp_sched if k % every == phase]
+        if due:
+            # the walks overlap the pacing sleep; the replica does not move until they are taken next step
+            self._snmp_at = self.snmp.sync()
+            self._snmp_task = asyncio.create_task(self._poll_snmp(due), name="demo-snmp-poll")
+        self._tick += 1
+        t2 = time.perf_counter()
+        if self.bus is not None and k % self._flush_ticks == 0:
+            await self.collector.flush()
+        t3 = time.perf_counter()
+        self.timings["snmp_wait"] += t1 - t0
+        self.timings["gpu"] += t2 - t1
+        self.timings["collector"] += t3 - t2
+
+    async def _poll_snmp(self, devices: list[Any]) -> list[tuple[Any, Any]]:
+        polls = await asyncio.gather(*(self.poller.poll_device(d) for d in devices))
+        return list(zip(devices, polls, strict=True))
+
+    async def _take_snmp(self) -> None:
+        from agents.snmp.cli import device_topic
+
+        if self._snmp_task is None:
+            return
+        polls, self._snmp_task = await self._snmp_task, None
+        for d, p in polls:
+            self._send(self._snmp_pub, device_topic("dcim", self.site.site, d), [*p.records, p.health])
+
+    async def finish(self) -> None:
+        """Take the last SNMP poll, deliver everything, and bring the engine to the last sample's time."""
+        await self._take_snmp()
+        if self.bus is not None:
+            await self.collector.flush()
+        else:
+            await self._drain_mqtt()
+        if self.last_ns is not None:
+            self.observer.tick(self.last_ns)
+        self.observer.flush(30.0)
+
+    async def _drain_mqtt(self, timeout_s: float = 20.0) -> None:
+        pubs = {id(p): p for _, p, _, _ in self._agents}
+        pubs[id(self._snmp_pub)] = self._snmp_pub
+        await asyncio.gather(*(p.flush(timeout_s) for p in pubs.values()))
+        reg = self.collector.metrics.registry
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            got = reg.get_sample_value("dcim_collector_messages_received_total", {"kind": "lineprotocol"}) or 0
+            if got >= self._published:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            log.warning("collector received fewer messages than were published before the timeout")
+        await self.collector.flush()
+
+    async def _stop_collector(self) -> None:
+        self.collector.stop()
+        if self._collector_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._collector_task, 30)
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._snmp_task is not None:
+            self._snmp_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._snmp_task
+        await self._stack.aclose()
+
+    # -- after the run ------------------------------------------------------------------------
+
+    def write_outputs(self, scenario: str, seed: int) -> Result:
+        """The recording of the run (from the store it went to), its replay, and the incident report."""
+        from alerts.engine import Engine
+        from alerts.recording import Header, RecordingReader, records_from_influx, records_from_store, write_recording
+        from alerts.replay import replay
+        from alerts.report import write_report
+
+        res = Result(self.out_dir, self.opt.influx_url or str(self.store_path))
+        if self.first_ns is None or self.last_ns is None:
+            return res
+        if self.opt.influx_url:
+            records = list(records_from_influx(self.opt.influx_url, self.opt.influx_db,
+                                               start_ns=self.first_ns, end_ns=self.last_ns))
+        else:
+            records = list(records_from_store(self.store_path, start_ns=self.first_ns, end_ns=self.last_ns))
+        for r in records:
+            res.counts[r.measurement] = res.counts.get(r.measurement, 0) + 1
+        rec_path = self.out_dir / "recording.lp.gz"
+        header = Header(source=f"{self.opt.source} scenario={scenario} seed={seed}", start_ns=self.first_ns,
+                        end_ns=self.last_ns, topology=self.opt.topology,
+                        extra={"evaluation_interval_s": f"{self.evaluation_interval_s:g}"})
+        write_recording(rec_path, records, header)
+        res.recording = rec_path
+        reader = RecordingReader(rec_path)
+        engine = Engine(self.rules, site=self.site, evaluation_interval_s=self.evaluation_interval_s)
+        result = replay(reader.batches(), engine, end_ns=reader.header.end_ns)
+        res.replay_transitions = result.transitions
+        res.replay_matches = _same(result.transitions, self.board.transitions)
+        report = self.out_dir / "report.html"
+        write_report(report, header=reader.header, recording=str(rec_path), rules_name="alerts/rules (default pack)",
+                     rules=self.rules, stats=result.stats, transitions=result.transitions,
+                     batches=lambda: RecordingReader(rec_path).batches())
+        res.report = report
+        return res
+
+
+def transition_key(t: Any) -> tuple:
+    return (t.time_ns, t.rule, tuple(sorted(t.labels.items())), t.previous, t.state, t.inhibited)
+
+
+def _same(a: list[Any], b: list[Any]) -> bool:
+    return sorted(map(transition_key, a)) == sorted(map(transition_key, b))

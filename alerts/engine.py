@@ -127,13 +127,19 @@ class Alert:
 
 @dataclass(slots=True)
 class _Eval:
-    """One series' result at one evaluation: None for ``fire``/``clear`` means no data, hold the state."""
+    """One series' result at one evaluation: None for ``fire``/``clear`` means no data, hold the state.
 
-    labels: dict[str, str]
+    ``labels`` is filled lazily (from ``make_labels``) only for series that fire or have a state, which
+    keeps an evaluation of thousands of quiet series cheap.
+    """
+
+    key: Any
+    labels: dict[str, str] | None
     value: float | None
     fire: bool | None
     clear: bool | None
     threshold: float | None = None
+    make_labels: Any = None
 
 
 @dataclass(slots=True)
@@ -212,6 +218,8 @@ def _matcher(match: dict[str, str]):
             checks.append(lambda tags, t=tag, v=pat[2:]: tags.get(t, "") != v)
         else:
             checks.append(lambda tags, t=tag, v=pat: tags.get(t) == v)
+    if not checks:
+        return None  # matches everything; callers skip the call
     return lambda tags: all(c(tags) for c in checks)
 
 
@@ -305,9 +313,11 @@ class Engine:
         self._absent_by_meas: dict[str, list[tuple[Any, Any]]] = {}
         self._match = {r.name: _matcher(getattr(r, "match", {})) for r in self.rules}
         self._states: dict[str, dict[str, _State]] = {r.name: {} for r in self.rules}
+        self._keys: dict[str, dict[Any, str]] = {r.name: {} for r in self.rules}  # series key -> fingerprint
         self._order = {r.name: i for i, r in enumerate(self.rules)}
         self._where: dict[str, list[tuple[str, tuple[str, Any]]]] = {}
         self._zero_start: set[tuple[str, str]] = set()
+        self._rate_fields: set[tuple[str, str]] = set()
         self._evaluated = False
         for r in self.rules:
             self._register(r)
@@ -338,6 +348,7 @@ class Engine:
             self._where[r.name] = [(f, parse_condition(c)) for f, c in sorted(r.where.items())]
         elif isinstance(r, RateRule):
             self._need(r.measurement, r.field, int(r.window * NS))
+            self._rate_fields.add((r.measurement, r.field))
         elif isinstance(r, IncreaseRule):
             self._need(r.measurement, r.field, int(r.window * NS))
             if r.new_series_from_zero:
@@ -368,12 +379,14 @@ class Engine:
                         # A counter series born after the engine started (a new XID code) counts from zero.
                         if (meas, f) in self._zero_start and self._evaluated:
                             dq.append((t - 1, 0.0))
-                    if not dq or dq[-1][0] < t:
-                        dq.append((t, float(value)))
+                    x = float(value)
+                    # Counters only need the points where they changed; rates need every sample.
+                    if not dq or (dq[-1][0] < t and ((meas, f) in self._rate_fields or dq[-1][1] != x)):
+                        dq.append((t, x))
         for rule, match in self._absent_by_meas.get(meas, ()):
             if rule.field is not None and rule.field not in rec.fields:
                 continue
-            if not match(rec.tags) or any(b not in rec.tags for b in rule.by):
+            if (match is not None and not match(rec.tags)) or any(b not in rec.tags for b in rule.by):
                 continue
             dev = tuple(rec.tags[b] for b in rule.by)
             seen = self._seen[rule.name]
@@ -436,7 +449,7 @@ class Engine:
         match = self._match[rule.name]
         stale_ns = rule.stale_after * NS
         for key, (t, v, tags) in self._latest.get((meas, fld), {}).items():
-            if t > b or not match(tags):
+            if t > b or (match is not None and not match(tags)):
                 continue
             yield key, t, v, tags, (b - t) <= stale_ns
 
@@ -450,15 +463,20 @@ class Engine:
         changes: list[tuple[_State, str, float | None]] = []
         for rule, evals in results:
             states = self._states[rule.name]
+            known = self._keys[rule.name]
             for ev in evals:
-                if rule.labels:
-                    ev.labels = {**ev.labels, **rule.labels}
-                fp = fingerprint(rule.name, ev.labels)
-                st = states.get(fp)
+                fp = known.get(ev.key)
+                st = states.get(fp) if fp is not None else None
                 if st is None:
                     if ev.fire is not True:
                         continue
-                    st = states[fp] = _State(rule, ev.labels, fp)
+                    labels = ev.labels if ev.labels is not None else ev.make_labels()
+                    if rule.labels:
+                        labels = {**labels, **rule.labels}
+                    fp = known[ev.key] = fingerprint(rule.name, labels)
+                    st = states.get(fp)
+                    if st is None:
+                        st = states[fp] = _State(rule, labels, fp)
                 prev = st.state
                 self._step(st, ev, b)
                 if st.state != prev:
@@ -581,6 +599,11 @@ class Engine:
                     and (not st.fires or b - st.fires[-1] > window_ns)]
             for fp in dead:
                 del states[fp]
+            if dead:
+                gone = set(dead)
+                keys = self._keys[r.name]
+                for k in [k for k, f in keys.items() if f in gone]:
+                    del keys[k]
 
     # -- rule kinds ------------------------------------------------------------------------
 
@@ -615,6 +638,12 @@ class Engine:
         clear_at = threshold if clear is None else clear
         return fire, not _CMP[rule.op](value, clear_at)
 
+    def _add(self, out: list[_Eval], rule: Any, key: tuple, tags: dict[str, str], value: float | None,
+             fire: bool | None, clear: bool | None, threshold: float | None) -> None:
+        """Keep a per-series result only if it fires or its series has an alert state."""
+        if fire is True or key in self._keys[rule.name]:
+            out.append(_Eval(key, None, value, fire, clear, threshold, lambda t=tags: self._labels(t)))
+
     def _eval_threshold(self, rule: ThresholdRule, b: int) -> list[_Eval]:
         out = []
         thr_store = self._latest.get((rule.measurement, rule.threshold_field)) if rule.threshold_field else None
@@ -627,7 +656,7 @@ class Engine:
                 elif isinstance(rule.threshold_default, (int, float)):
                     thr = float(rule.threshold_default)
                 elif isinstance(rule.threshold_default, str):
-                    thr = self.topo.gpu_default(rule.threshold_default, self.topo.enrich(dict(tags)))
+                    thr = self.topo.gpu_default(rule.threshold_default, tags)
                 if thr is None:
                     continue
             thr += rule.threshold_offset
@@ -639,13 +668,13 @@ class Engine:
                 fresh = fresh and (b - other[0]) <= rule.stale_after * NS
                 value -= float(other[1])
             if not self._where_ok(rule, key):
-                out.append(_Eval(self._labels(tags), value, False if fresh else None, True if fresh else None, thr))
+                self._add(out, rule, key, tags, value, False if fresh else None, True if fresh else None, thr)
                 continue
             clear = rule.clear
             if clear is None and rule.clear_delta is not None:
                 clear = thr - rule.clear_delta if rule.op in (">", ">=") else thr + rule.clear_delta
             fire, clr = self._compare(rule, value, thr, clear, fresh)
-            out.append(_Eval(self._labels(tags), value, fire, clr, thr))
+            self._add(out, rule, key, tags, value, fire, clr, thr)
         return out
 
     def _where_ok(self, rule: ThresholdRule, key: tuple) -> bool:
@@ -665,10 +694,10 @@ class Engine:
     def _eval_state(self, rule: StateRule, b: int) -> list[_Eval]:
         want = rule.values()
         out = []
-        for _key, _t, v, tags, fresh in self._fresh(rule, rule.measurement, rule.field, b):
+        for key, _t, v, tags, fresh in self._fresh(rule, rule.measurement, rule.field, b):
             hit = any((type(v) is bool) == (type(w) is bool) and v == w for w in want)
             value = float(v) if isinstance(v, (int, float)) else None
-            out.append(_Eval(self._labels(tags), value, hit if fresh else None, (not hit) if fresh else None))
+            self._add(out, rule, key, tags, value, hit if fresh else None, (not hit) if fresh else None, None)
         return out
 
     def _window(self, rule: Any, b: int):
@@ -682,35 +711,39 @@ class Engine:
             # Keep one sample older than the longest window as the baseline of an increase.
             while len(dq) > 1 and dq[1][0] <= b - keep_ns:
                 dq.popleft()
-            yield tags, [(ts, x) for ts, x in dq if ts <= b], fresh
+            yield key, tags, dq, fresh
 
     def _eval_rate(self, rule: RateRule, b: int) -> list[_Eval]:
         out = []
         lo = b - int(rule.window * NS)
-        for tags, samples, fresh in self._window(rule, b):
-            pts = [(ts, x) for ts, x in samples if ts >= lo]
+        for key, tags, samples, fresh in self._window(rule, b):
+            pts = [(ts, x) for ts, x in samples if lo <= ts <= b]
             if len(pts) < 2 or pts[-1][0] == pts[0][0]:
                 if fresh:
                     continue
-                out.append(_Eval(self._labels(tags), None, None, None))
+                self._add(out, rule, key, tags, None, None, None, None)
                 continue
             rate = (pts[-1][1] - pts[0][1]) / ((pts[-1][0] - pts[0][0]) / NS) * rule.per
             fire, clr = self._compare(rule, rate, rule.threshold, rule.clear, fresh)
-            out.append(_Eval(self._labels(tags), rate, fire, clr, rule.threshold))
+            self._add(out, rule, key, tags, rate, fire, clr, rule.threshold)
         return out
 
     def _eval_increase(self, rule: IncreaseRule, b: int) -> list[_Eval]:
         out = []
         lo = b - int(rule.window * NS)
-        for tags, samples, fresh in self._window(rule, b):
+        for key, tags, samples, fresh in self._window(rule, b):
             inc = 0.0
-            for (t0, x0), (t1, x1) in zip(samples, samples[1:]):
-                if t1 <= lo:
-                    continue
-                inc += x1 - x0 if x1 >= x0 else x1  # a drop is a counter reset: count from zero
+            prev = None
+            for t1, x1 in samples:
+                if t1 > b:
+                    break
+                if prev is not None and t1 > lo:
+                    x0 = prev
+                    inc += x1 - x0 if x1 >= x0 else x1  # a drop is a counter reset: count from zero
+                prev = x1
             fire = inc > rule.threshold
-            out.append(_Eval(self._labels(tags), inc, fire if fresh else None, (not fire) if fresh else None,
-                             rule.threshold))
+            self._add(out, rule, key, tags, inc, fire if fresh else None, (not fire) if fresh else None,
+                      rule.threshold)
         return out
 
     def _groups(self, rule: Any, meas: str, fld: str, b: int) -> dict[tuple, list[tuple[dict[str, str], Any]]]:
@@ -746,18 +779,19 @@ class Engine:
             value = {"sum": sum, "max": max, "min": min, "count": len,
                      "avg": lambda a: sum(a) / len(a)}[rule.func](xs)
             fire, clr = self._compare(rule, float(value), rule.threshold, rule.clear, True)
-            out.append(_Eval(self._group_labels(rule, key, members), float(value), fire, clr, rule.threshold))
+            out.append(_Eval(("g", *key), None, float(value), fire, clr, rule.threshold,
+                              lambda k=key, m=members: self._group_labels(rule, k, m)))
         return out
 
     def _eval_ratio(self, rule: RatioRule, b: int) -> list[_Eval]:
         out = []
-        for _key, _t, v, tags, fresh in self._fresh(rule, rule.measurement, rule.field, b):
+        for key, _t, v, tags, fresh in self._fresh(rule, rule.measurement, rule.field, b):
             rating = self.topo.rating(rule.rating, tags)
             if not rating:
                 continue
             pct = 100.0 * float(v) / rating
             fire, clr = self._compare(rule, pct, rule.threshold, rule.clear, fresh)
-            out.append(_Eval(self._labels(tags), pct, fire, clr, rule.threshold))
+            self._add(out, rule, key, tags, pct, fire, clr, rule.threshold)
         return out
 
     def _eval_imbalance(self, rule: ImbalanceRule, b: int) -> list[_Eval]:
@@ -767,13 +801,13 @@ class Engine:
                 continue
             xs = [float(v) for _, v in members]
             mean = sum(xs) / len(xs)
-            labels = self._group_labels(rule, key, members)
+            labels = (lambda k=key, m=members: self._group_labels(rule, k, m))
             if mean <= 0 or mean < rule.min_mean:
-                out.append(_Eval(labels, None, False, True, rule.threshold))
+                out.append(_Eval(("g", *key), None, None, False, True, rule.threshold, labels))
                 continue
             pct = 100.0 * max(abs(x - mean) for x in xs) / mean
             fire, clr = self._compare(rule, pct, rule.threshold, rule.clear, True)
-            out.append(_Eval(labels, pct, fire, clr, rule.threshold))
+            out.append(_Eval(("g", *key), None, pct, fire, clr, rule.threshold, labels))
         return out
 
     def _eval_redundancy(self, rule: RedundancyRule, b: int) -> list[_Eval]:
@@ -793,7 +827,8 @@ class Engine:
             pct = 100.0 * sum(float(v) for _, v in members) / min(ratings)
             fire = pct > rule.threshold
             clr = not pct > (rule.threshold if rule.clear is None else rule.clear)
-            out.append(_Eval(self._group_labels(rule, key, members), pct, fire, clr, rule.threshold))
+            out.append(_Eval(("g", *key), None, pct, fire, clr, rule.threshold,
+                              lambda k=key, m=members: self._group_labels(rule, k, m)))
         return out
 
     def _eval_absent(self, rule: AbsentRule, b: int) -> list[_Eval]:
@@ -803,12 +838,12 @@ class Engine:
                 seen.setdefault(dev, (self._started, labels))
         out = []
         after_ns = rule.after * NS
-        for _dev, (t, labels) in sorted(seen.items()):
+        for dev, (t, labels) in sorted(seen.items()):
             if t > b:
                 continue
             age_s = (b - t) / NS
             fire = (b - t) >= after_ns
-            out.append(_Eval(labels, age_s, fire, not fire, rule.after))
+            out.append(_Eval(dev, labels, age_s, fire, not fire, rule.after))
         return out
 
     def _expected(self, rule: AbsentRule) -> list[tuple[tuple, dict[str, str]]]:
@@ -826,12 +861,12 @@ class Engine:
                     devices += [{**place, "pdu": p.name, "feed": p.feed, **({"phase": ph} if ph else {})}
                                 for ph in phases]
             for d in devices:
-                if all(k in d for k in rule.by) and match(d):
+                if all(k in d for k in rule.by) and (match is None or match(d)):
                     out.append((tuple(d[k] for k in rule.by), self._labels(d, keep=rule.by)))
         if rule.measurement == "coolant_loop":
             for loop in self.site.loops:
                 d = self.site.loop_tags(loop)
-                if all(k in d for k in rule.by) and match(d):
+                if all(k in d for k in rule.by) and (match is None or match(d)):
                     out.append((tuple(d[k] for k in rule.by), self._labels(d, keep=rule.by)))
         return out
 
@@ -858,18 +893,18 @@ class Engine:
             vals = loops.get(loop.name, {})
             if len(vals) < 3 or loop.name not in power:
                 if loop.name in power or vals:
-                    out.append(_Eval(labels, None, None, None))
+                    out.append(_Eval(loop.name, labels, None, None, None))
                 continue
             heat_w = vals["flow_lpm"] / 60.0 * loop.fluid_density_kg_per_l * loop.fluid_cp_j_per_kg_k \
                 * (vals["return_temp_c"] - vals["supply_temp_c"])
             elec_w = power[loop.name] * rule.expected_ratio
             if power[loop.name] < rule.min_power_w:
-                out.append(_Eval(labels, None, False, True, rule.threshold))
+                out.append(_Eval(loop.name, labels, None, False, True, rule.threshold))
                 continue
             dev = 100.0 * (heat_w - elec_w) / elec_w
             fire = abs(dev) > rule.threshold
             clr = not abs(dev) > (rule.threshold if rule.clear is None else rule.clear)
-            out.append(_Eval(labels, dev, fire, clr, rule.threshold))
+            out.append(_Eval(loop.name, labels, dev, fire, clr, rule.threshold))
         return out
 
 

@@ -89,3 +89,34 @@ def test_config_with_port_base_polls_every_pdu_and_cdu_of_the_site(sim_thread, t
     loops = {(r.tags["loop"], r.tags["cdu"]) for r in recs if r.measurement == "coolant_loop"}
     assert loops == {("loop-a", "cdu-a"), ("loop-b", "cdu-b")}
     assert all(r.tags["site"] == "dc1" for r in recs if r.measurement != "agent")
+
+
+@pytest.mark.devices("B02-pdu-a")
+def test_v3_target_with_keys_from_the_environment(sim_thread) -> None:
+    from tests.agents.conftest import V3
+
+    port = sim_thread.ports["B02-pdu-a"]
+    res = _run(["--target", f"127.0.0.1:{port}", "--snmp-version", "3", "--v3-user", V3.user,
+                "--v3-auth-env", "A", "--v3-priv-env", "P", "--once", "--profile", "apc_rpdu2"],
+               env={"A": V3.auth_key, "P": V3.priv_key})
+    assert res.exit_code == 0, res.output
+    assert any(r.measurement == "pdu_outlet" for r in decode(res.output))
+    bad = _run(["--target", f"127.0.0.1:{port}", "--snmp-version", "3", "--v3-user", V3.user,
+                "--v3-auth-env", "A", "--v3-priv-env", "P", "--once", "--profile", "apc_rpdu2", "--timeout-s", "0.5",
+                "--retries", "0"], env={"A": "not-the-key-123", "P": V3.priv_key})
+    assert bad.exit_code == 1
+    assert "authentication failed" in bad.output and "not-the-key-123" not in bad.output
+
+
+def test_simulator_record_writes_one_walk_per_device(tmp_path) -> None:
+    from agents.snmp import snmprec
+    from agents.snmp.profile import load_profiles, parse
+    from simulators.snmp.__main__ import main as sim_main
+
+    res = CliRunner().invoke(sim_main, ["record", "--out", str(tmp_path), "--steps", "1"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    files = sorted(p.name for p in tmp_path.glob("*.snmprec"))
+    assert len(files) == 18 and "A01-pdu-b.snmprec" in files and "cdu-b.snmprec" in files
+    prof = load_profiles()["raritan_pdu2"]
+    walk = snmprec.load_walk(tmp_path / "A01-pdu-b.snmprec", prof.columns())
+    assert len([r for r in parse(prof, walk).records if r.measurement == "pdu_outlet"]) == 24

@@ -125,3 +125,35 @@ async def test_replay_into_influx_for_the_dashboards(influxdb, tmp_path: Path) -
     import time
 
     assert abs(max(p["time"] for p in shifted) - time.time_ns()) < 120 * 10**9  # it ends (about) now
+
+
+def test_record_from_mqtt_on_the_command_line(mosquitto, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from dcim.record import Record
+
+    run = uid()
+    out = tmp_path / "live.lp.gz"
+    proc = subprocess.Popen([sys.executable, "-m", "dcim.cli", "record", "--from-mqtt", mosquitto.url,
+                             "--topic", f"dcim/{run}/#", "--max-messages", "5", "--duration", "60s", "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    sent = []
+    try:
+        k = 0
+        while proc.poll() is None and k < 200:  # until the recorder is subscribed and has its five
+            r = Record("gpu", {"rack": "A01", "node": "A01-n01", "gpu": "0"}, {"temp_c": 60.0 + k}, 10**18 + k * 10**9)
+            pub.publish([Message(f"dcim/{run}/A01/A01-n01/gpu", encode([r]).encode(), [r])])
+            sent.append(r)
+            k += 1
+            time.sleep(0.2)
+    finally:
+        pub.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    got = RecordingReader(out).records()
+    assert len(got) == 5 and all(g in sent for g in got)
+    assert [g.time_ns for g in got] == sorted(g.time_ns for g in got)
+    assert "mqtt url=" in RecordingReader(out).header.source

@@ -27,10 +27,9 @@ from collector.metrics import CollectorMetrics
 from collector.route import Router
 from collector.sinks import Sink, make_sink
 from collector.spool import Spool
-from collector.validate import Reject, Validator
+from collector.validate import LineReader, Reject, Validator
 from dcim.config import CollectorConfig, MqttConfig
 from dcim.errors import ConfigError
-from dcim.lineprotocol import decode_report, encode_record
 from dcim.record import Record
 
 log = logging.getLogger(__name__)
@@ -73,6 +72,7 @@ class Collector:
         self.validator = Validator(max_future_s=config.max_future_s, max_past_s=config.max_past_s)
         self.mappings = list(mappings) if mappings is not None else load_mappings(config.mappings)
         self.observers = list(observers)
+        self.reader = LineReader()
         self.sink = sink if sink is not None else make_sink(config.sink, config.influx, config.embedded_path, clock=clock)
         self.spool = Spool(config.spool_path, max_bytes=config.spool_max_bytes,
                            segment_bytes=config.spool_segment_bytes, warn_ratio=config.spool_warn_ratio)
@@ -100,10 +100,11 @@ class Collector:
 
     def subscriptions(self) -> list[str]:
         """Topic filters to subscribe to: the configured ones and each mapping's, shared if asked."""
-        filters: list[str] = []
-        for t in [*self.config.topics, *(m.filter for m in self.mappings)]:
-            if t not in filters:
-                filters.append(t)
+        filters: list[str] = list(dict.fromkeys(self.config.topics))
+        for m in self.mappings:
+            # a mapping already inside a configured filter would arrive twice on some brokers
+            if not any(covers(t, m.filter) for t in filters):
+                filters.append(m.filter)
         if self.config.shared_group:
             return [f"$share/{self.config.shared_group}/{t}" for t in filters]
         return filters
@@ -191,7 +192,7 @@ class Collector:
             self.metrics.unacked.set(len(self._acks))
 
     def _observe(self, lines: list[str]) -> list[str]:
-        records = decode_report("\n".join(lines)).records
+        records = self.reader.records(lines)
         extra: list[str] = []
         for obs in self.observers:
             try:
@@ -284,8 +285,9 @@ class Collector:
                     self.metrics.mqtt_connected.set(1)
                     self.metrics.mqtt_connects.inc()
                     backoff = 0.2
-                    await client.subscribe([(t, SubscribeOptions(qos=self.mqtt_config.qos or 1))
-                                            for t in self.subscriptions()])
+                    # always QoS 1: QoS 0 has nothing to acknowledge, and with QoS 2 the broker
+                    # lets go of a message at PUBREC, before it is durable here
+                    await client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.subscriptions()])
                     self.connected.set()
                     log.info("connected to %s as %s; subscribed to %s", self.mqtt_config.url, self.client_id,
                              ", ".join(self.subscriptions()))
@@ -351,6 +353,19 @@ class Collector:
         self.spool.close()
         with contextlib.suppress(Exception):
             self.sink.close()
+
+
+def covers(outer: str, inner: str) -> bool:
+    """True when every topic matching MQTT filter ``inner`` also matches filter ``outer``."""
+    a, b = outer.split("/"), inner.split("/")
+    for i, level in enumerate(a):
+        if level == "#":
+            return True
+        if i >= len(b) or b[i] == "#":
+            return False
+        if level != "+" and (b[i] == "+" or b[i] != level):
+            return False
+    return len(a) == len(b)
 
 
 def make_observers(config: CollectorConfig, site_or_config: Any) -> list[Observer]:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from dcim.lineprotocol import INT64_MAX, INT64_MIN, decode_report, encode_record
-from dcim.record import Record
+from dcim.record import Record, UInt
 from dcim.schema import MEASUREMENTS, check_value, coerce
 
 #: Reject reasons (the ``reason`` label of ``dcim_collector_rejected_total``).
@@ -305,3 +305,81 @@ def _describe(r: Record) -> str:
     except Exception:  # noqa: BLE001
         return repr(r)
 
+
+
+_TRUE = frozenset(("t", "T", "true", "True", "TRUE"))
+
+
+class LineReader:
+    """Records back from lines the validator passed, for observers (the live alert engine).
+
+    A series key (escapes included) is parsed once by the codec and cached; the fields of a
+    line are split directly. Lines it cannot split simply (escapes or separators inside string
+    values) go through ``dcim.lineprotocol.decode_report``.
+    """
+
+    def __init__(self) -> None:
+        self._keys: dict[str, tuple[str, dict[str, str]]] = {}
+
+    def records(self, lines: Iterable[str]) -> list[Record]:
+        out: list[Record] = []
+        for line in lines:
+            r = self._fast(line)
+            if r is None:
+                out += decode_report(line).records
+            else:
+                out.append(r)
+        return out
+
+    def _fast(self, line: str) -> Record | None:
+        sp = line.find(" ")
+        if sp <= 0:
+            return None
+        while line[sp - 1] == "\\":
+            sp = line.find(" ", sp + 1)
+            if sp < 0:
+                return None
+        if line.find("\\", sp) >= 0:
+            return None
+        key = line[:sp]
+        known = self._keys.get(key)
+        if known is None:
+            if "\\\\" in key:
+                return None
+            recs = decode_report(key + " x=1").records
+            if len(recs) != 1:
+                return None
+            known = (recs[0].measurement, recs[0].tags)
+            if len(self._keys) >= _KEYS_CACHE_MAX:
+                self._keys.clear()
+            self._keys[key] = known
+        rest = line[sp + 1 :]
+        sp2 = rest.rfind(" ")
+        if sp2 < 0:
+            return None
+        fpart = rest[:sp2]
+        if '"' in fpart:
+            for quoted in fpart.split('"')[1::2]:
+                if " " in quoted or "," in quoted or "=" in quoted:
+                    return None
+        elif " " in fpart:
+            return None
+        try:
+            ts = int(rest[sp2 + 1 :])
+            fields: dict[str, object] = {}
+            for kv in fpart.split(","):
+                k, _, v = kv.partition("=")
+                last = v[-1]
+                if v[0] == '"':
+                    fields[k] = v[1:-1]
+                elif last == "i":
+                    fields[k] = int(v[:-1])
+                elif last == "u":
+                    fields[k] = UInt(int(v[:-1]))
+                elif v in _TRUE_FALSE:
+                    fields[k] = v in _TRUE
+                else:
+                    fields[k] = float(v)
+        except (ValueError, IndexError):
+            return None
+        return Record(known[0], dict(known[1]), fields, ts)  # type: ignore[arg-type]

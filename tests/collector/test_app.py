@@ -185,3 +185,17 @@ def test_check_config_errors(tmp_path, monkeypatch):
     missing_map.write_text("collector:\n  mappings: [no_such_mapping]\n")
     with pytest.raises(ConfigError, match="no_such_mapping"):
         check(missing_map)
+
+
+def test_topic_filter_cover():
+    from collector.app import covers
+
+    assert covers("dcim/#", "dcim/+/x") and covers("#", "a/b") and covers("a/+/c", "a/b/c")
+    assert not covers("dcim/+", "dcim/+/x") and not covers("dcim/a", "dcim/+") and not covers("a/b", "a/#")
+    assert covers("a/+", "a/+") and not covers("a/+/c", "a/b")
+
+
+def test_mapping_inside_a_configured_filter_is_not_subscribed_twice(tmp_path):
+    c, _ = make(tmp_path, topics=["#"], mappings=["cdu_gateway"])
+    assert c.subscriptions() == ["#"]
+    c.close()

@@ -126,3 +126,26 @@ def test_valid_records_survive_exactly(records):
     lines, rejects = V.lines(payload, NOW)
     assert rejects == []
     assert [decode(line)[0] for line in lines] == records
+
+
+@given(st.lists(schema_records(), min_size=1, max_size=8))
+@settings(max_examples=200, deadline=None)
+def test_line_reader_gives_back_the_records(records):
+    from collector.validate import LineReader
+
+    payload = "\n".join(encode_record(r) for r in records).encode()
+    lines, _ = V.lines(payload, NOW)
+    reader = LineReader()
+    assert reader.records(lines) == records
+    assert reader.records(lines) == records  # and again from its key cache
+
+
+def test_line_reader_handles_escaped_keys_and_strings():
+    from collector.validate import LineReader
+
+    src = [Record("gpu", {"model": "NVIDIA H100 80GB HBM3", "node": "n,1"}, {"power_w": 1.5, "lost": False}, NOW),
+           Record("pdu", {"pdu": "p=1"}, {"load_state": "normal", "power_w": 2.0}, NOW),
+           Record("agent", {"host": "h"}, {"message": "a, b = c", "errors_total": -3}, NOW)]
+    lines, rejects = V.lines("\n".join(encode_record(r) for r in src).encode(), NOW)
+    assert rejects == []
+    assert LineReader().records(lines) == src

@@ -16,15 +16,15 @@ V3 = V3User("ops", "auth-" + "k" * 10, "priv-" + "p" * 10)
 
 
 @pytest.fixture
-def hall() -> Hall:
+def snmp_hall() -> Hall:
     return Hall(default_site(), seed=3)
 
 
 @pytest.fixture
-async def sim(hall: Hall, request: pytest.FixtureRequest) -> SimulatedSnmp:
+async def snmp_sim(snmp_hall: Hall, request: pytest.FixtureRequest) -> SimulatedSnmp:
     """The devices a test names with ``@pytest.mark.devices(...)`` (default: all), served in its loop."""
     marker = request.node.get_closest_marker("devices")
-    handle = serve(hall, v3_users=[V3], devices=list(marker.args) if marker else None)
+    handle = serve(snmp_hall, v3_users=[V3], devices=list(marker.args) if marker else None)
     yield handle
     handle.stop()
 
@@ -34,7 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
-def sim_thread(hall: Hall, request: pytest.FixtureRequest) -> Iterator[SimulatedSnmp]:
+def snmp_sim_thread(snmp_hall: Hall, request: pytest.FixtureRequest) -> Iterator[SimulatedSnmp]:
     """The simulated devices on their own event loop in a thread (for code that runs asyncio.run)."""
     marker = request.node.get_closest_marker("devices")
     loop = asyncio.new_event_loop()
@@ -45,7 +45,7 @@ def sim_thread(hall: Hall, request: pytest.FixtureRequest) -> Iterator[Simulated
         asyncio.set_event_loop(loop)
 
         async def start() -> None:
-            box["h"] = serve(hall, v3_users=[V3], devices=list(marker.args) if marker else None)
+            box["h"] = serve(snmp_hall, v3_users=[V3], devices=list(marker.args) if marker else None)
             ready.set()
 
         loop.run_until_complete(start())

@@ -16,8 +16,8 @@ def _run(args: list[str], env: dict | None = None):
 
 
 @pytest.mark.devices("A01-pdu-a", "A01-pdu-b", "cdu-a")
-def test_once_lp_with_target_rack_and_pdu_tags(sim_thread) -> None:
-    port = sim_thread.ports["A01-pdu-a"]
+def test_once_lp_with_target_rack_and_pdu_tags(snmp_sim_thread) -> None:
+    port = snmp_sim_thread.ports["A01-pdu-a"]
     res = _run(["--target", f"127.0.0.1:{port}", "--community", "public", "--profile", "auto", "--once",
                 "--format", "lp", "--rack", "A01", "--pdu", "pdu-a"])
     assert res.exit_code == 0, res.output
@@ -31,8 +31,8 @@ def test_once_lp_with_target_rack_and_pdu_tags(sim_thread) -> None:
 
 
 @pytest.mark.devices("cdu-a")
-def test_community_from_environment_and_json_format(sim_thread) -> None:
-    port = sim_thread.ports["cdu-a"]
+def test_community_from_environment_and_json_format(snmp_sim_thread) -> None:
+    port = snmp_sim_thread.ports["cdu-a"]
     res = _run(["--target", f"127.0.0.1:{port}", "--community-env", "SNMP_COMMUNITY", "--once", "--format", "json"],
                env={"SNMP_COMMUNITY": "public"})
     assert res.exit_code == 0, res.output
@@ -41,8 +41,8 @@ def test_community_from_environment_and_json_format(sim_thread) -> None:
 
 
 @pytest.mark.devices("A01-pdu-b")
-def test_wrong_community_times_out_exit_1_without_echoing_it(sim_thread) -> None:
-    port = sim_thread.ports["A01-pdu-b"]
+def test_wrong_community_times_out_exit_1_without_echoing_it(snmp_sim_thread) -> None:
+    port = snmp_sim_thread.ports["A01-pdu-b"]
     res = _run(["--target", f"127.0.0.1:{port}", "--community-env", "C", "--once", "--timeout-s", "0.2",
                 "--retries", "0", "--profile", "raritan_pdu2"], env={"C": "not-the-community"})
     assert res.exit_code == 1
@@ -63,7 +63,7 @@ def test_v3_needs_keys_from_the_environment() -> None:
     assert res.exit_code == 2 and "--v3-user" in res.output
 
 
-def test_config_with_port_base_polls_every_pdu_and_cdu_of_the_site(sim_thread, tmp_path) -> None:
+def test_config_with_port_base_polls_every_pdu_and_cdu_of_the_site(snmp_sim_thread, tmp_path) -> None:
     # the simulator serves devices on free ports; a site file pins each one with snmp_port
     import yaml
 
@@ -74,9 +74,9 @@ def test_config_with_port_base_polls_every_pdu_and_cdu_of_the_site(sim_thread, t
         for row in room["rows"]:
             for rack in row["racks"]:
                 for pdu in rack["pdus"]:
-                    pdu["snmp_port"] = sim_thread.ports[f"{rack['name']}-{pdu['name']}"]
+                    pdu["snmp_port"] = snmp_sim_thread.ports[f"{rack['name']}-{pdu['name']}"]
     for loop in site["loops"]:
-        loop["snmp_port"] = sim_thread.ports[loop["cdu"]]
+        loop["snmp_port"] = snmp_sim_thread.ports[loop["cdu"]]
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(site))
     res = _run(["--config", str(path), "--once"])
@@ -92,10 +92,10 @@ def test_config_with_port_base_polls_every_pdu_and_cdu_of_the_site(sim_thread, t
 
 
 @pytest.mark.devices("B02-pdu-a")
-def test_v3_target_with_keys_from_the_environment(sim_thread) -> None:
+def test_v3_target_with_keys_from_the_environment(snmp_sim_thread) -> None:
     from tests.agents.conftest import V3
 
-    port = sim_thread.ports["B02-pdu-a"]
+    port = snmp_sim_thread.ports["B02-pdu-a"]
     res = _run(["--target", f"127.0.0.1:{port}", "--snmp-version", "3", "--v3-user", V3.user,
                 "--v3-auth-env", "A", "--v3-priv-env", "P", "--once", "--profile", "apc_rpdu2"],
                env={"A": V3.auth_key, "P": V3.priv_key})

@@ -23,13 +23,13 @@ def _fields(poll, measurement: str, **tags: str) -> dict:
 
 
 @pytest.mark.devices("A01-pdu-a")
-async def test_values_follow_the_hall_physics(hall, sim) -> None:
-    dev = Device("A01-pdu-a", port=sim.ports["A01-pdu-a"], tags={"rack": "A01", "pdu": "pdu-a"})
+async def test_values_follow_the_hall_physics(snmp_hall, snmp_sim) -> None:
+    dev = Device("A01-pdu-a", port=snmp_sim.ports["A01-pdu-a"], tags={"rack": "A01", "pdu": "pdu-a"})
     async with Poller([dev], PROFILES) as poller:
         (first,) = await poller.poll_all()
-        hall.advance(30.0)
+        snmp_hall.advance(30.0)
         (second,) = await poller.poll_all()
-    state = hall.state.pdus[("A01", "pdu-a")]
+    state = snmp_hall.state.pdus[("A01", "pdu-a")]
     assert first.ok and second.ok
     pdu = _fields(second, "pdu")
     assert abs(pdu["power_w"] - state.power_w) <= 5.0  # 0.01 kW steps
@@ -48,9 +48,9 @@ async def test_values_follow_the_hall_physics(hall, sim) -> None:
 
 
 @pytest.mark.devices("A01-pdu-a", "A01-pdu-b", "cdu-a", "cdu-b")
-async def test_auto_detects_every_simulated_vendor(sim) -> None:
+async def test_auto_detects_every_simulated_vendor(snmp_sim) -> None:
     names = ["A01-pdu-a", "A01-pdu-b", "cdu-a", "cdu-b"]
-    devs = [Device(n, port=sim.ports[n]) for n in names]
+    devs = [Device(n, port=snmp_sim.ports[n]) for n in names]
     async with Poller(devs, PROFILES) as poller:
         polls = await poller.poll_all()
     assert [p.profile for p in polls] == ["apc_rpdu2", "raritan_pdu2", "liebert_flexible", "apc_cooling"]
@@ -58,12 +58,12 @@ async def test_auto_detects_every_simulated_vendor(sim) -> None:
 
 
 @pytest.mark.devices("cdu-a", "cdu-b")
-async def test_cooling_units_of_both_vendors_agree_with_the_loop_state(hall, sim) -> None:
-    devs = [Device("cdu-a", port=sim.ports["cdu-a"]), Device("cdu-b", port=sim.ports["cdu-b"])]
+async def test_cooling_units_of_both_vendors_agree_with_the_loop_state(snmp_hall, snmp_sim) -> None:
+    devs = [Device("cdu-a", port=snmp_sim.ports["cdu-a"]), Device("cdu-b", port=snmp_sim.ports["cdu-b"])]
     async with Poller(devs, PROFILES) as poller:
         polls = await poller.poll_all()
     for p, loop_name in zip(polls, ["loop-a", "loop-b"], strict=True):
-        st = hall.state.loops[loop_name]
+        st = snmp_hall.state.loops[loop_name]
         f = _fields(p, "coolant_loop")
         assert abs(f["supply_temp_c"] - st.supply_temp_c) <= 0.05
         assert abs(f["return_temp_c"] - st.return_temp_c) <= 0.05
@@ -74,8 +74,8 @@ async def test_cooling_units_of_both_vendors_agree_with_the_loop_state(hall, sim
 
 
 @pytest.mark.devices("A02-pdu-b")
-async def test_fast_pysnmp_and_v3_paths_agree(sim) -> None:
-    port = sim.ports["A02-pdu-b"]
+async def test_fast_pysnmp_and_v3_paths_agree(snmp_sim) -> None:
+    port = snmp_sim.ports["A02-pdu-b"]
     common = {"port": port, "profile": "raritan_pdu2", "tags": {"pdu": "pdu-b"}}
     devs = [Device("fast", **common), Device("ref", backend="pysnmp", **common),
             Device("v3", version="3", v3_user=V3.user, v3_auth_key=V3.auth_key, v3_priv_key=V3.priv_key, **common)]
@@ -89,15 +89,15 @@ async def test_fast_pysnmp_and_v3_paths_agree(sim) -> None:
 
 
 @pytest.mark.devices("A03-pdu-a", "A03-pdu-b")
-async def test_device_that_stops_answering_goes_stale_then_recovers(hall, sim) -> None:
-    dev = Device("A03-pdu-a", port=sim.ports["A03-pdu-a"], profile="apc_rpdu2", timeout_s=0.2, retries=0)
-    other = Device("A03-pdu-b", port=sim.ports["A03-pdu-b"], profile="raritan_pdu2")
+async def test_device_that_stops_answering_goes_stale_then_recovers(snmp_hall, snmp_sim) -> None:
+    dev = Device("A03-pdu-a", port=snmp_sim.ports["A03-pdu-a"], profile="apc_rpdu2", timeout_s=0.2, retries=0)
+    other = Device("A03-pdu-b", port=snmp_sim.ports["A03-pdu-b"], profile="raritan_pdu2")
     registry = CollectorRegistry()
     async with Poller([dev, other], PROFILES, registry=registry) as poller:
-        hall.state.pdus[("A03", "pdu-a")].answering = False
+        snmp_hall.state.pdus[("A03", "pdu-a")].answering = False
         down, fine = await poller.poll_all()
         text = generate_latest(registry).decode()
-        hall.state.pdus[("A03", "pdu-a")].answering = True
+        snmp_hall.state.pdus[("A03", "pdu-a")].answering = True
         up, _ = await poller.poll_all()
     assert not down.ok and down.health.fields["stale"] is True and down.health.fields["up"] is False
     assert fine.ok and fine.records
@@ -108,10 +108,10 @@ async def test_device_that_stops_answering_goes_stale_then_recovers(hall, sim) -
 
 
 @pytest.mark.devices("B01-pdu-a")
-async def test_secrets_never_reach_metrics_health_or_repr(sim) -> None:
+async def test_secrets_never_reach_metrics_health_or_repr(snmp_sim) -> None:
     community = "s3cret-community"
-    devs = [Device("a", port=sim.ports["B01-pdu-a"], community=community, timeout_s=0.2, retries=0),
-            Device("b", port=sim.ports["B01-pdu-a"], version="3", v3_user="ops", v3_auth_key="wrong-" + "x" * 8,
+    devs = [Device("a", port=snmp_sim.ports["B01-pdu-a"], community=community, timeout_s=0.2, retries=0),
+            Device("b", port=snmp_sim.ports["B01-pdu-a"], version="3", v3_user="ops", v3_auth_key="wrong-" + "x" * 8,
                    v3_priv_key=V3.priv_key, profile="apc_rpdu2", timeout_s=0.5, retries=0)]
     registry = CollectorRegistry()
     async with Poller(devs, PROFILES, registry=registry) as poller:
@@ -141,9 +141,9 @@ class CountingEngine(V2cEngine):
 
 
 @pytest.mark.devices("A01-pdu-a", "A02-pdu-a", "A03-pdu-a", "A04-pdu-a", "B01-pdu-b", "B02-pdu-b")
-async def test_requests_in_flight_are_bounded(sim) -> None:
+async def test_requests_in_flight_are_bounded(snmp_sim) -> None:
     devs = [Device(n, port=p, profile="apc_rpdu2" if n.endswith("pdu-a") else "raritan_pdu2")
-            for n, p in sim.ports.items() if "pdu" in n]
+            for n, p in snmp_sim.ports.items() if "pdu" in n]
     engine = CountingEngine()
     async with Poller(devs, PROFILES, max_in_flight=3, v2c_engine=engine) as poller:
         polls = await poller.poll_all()
@@ -155,9 +155,9 @@ async def test_requests_in_flight_are_bounded(sim) -> None:
 
 
 @pytest.mark.devices("A04-pdu-a")
-async def test_a_misconfigured_device_fails_alone(sim) -> None:
-    devs = [Device("no-user", port=sim.ports["A04-pdu-a"], version="3", profile="apc_rpdu2"),
-            Device("fine", port=sim.ports["A04-pdu-a"], profile="apc_rpdu2")]
+async def test_a_misconfigured_device_fails_alone(snmp_sim) -> None:
+    devs = [Device("no-user", port=snmp_sim.ports["A04-pdu-a"], version="3", profile="apc_rpdu2"),
+            Device("fine", port=snmp_sim.ports["A04-pdu-a"], profile="apc_rpdu2")]
     async with Poller(devs, PROFILES) as poller:
         bad, good = await poller.poll_all()
     assert good.ok

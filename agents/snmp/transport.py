@@ -73,8 +73,12 @@ async def walk_columns(bulk: BulkFn, columns: list[str], max_repetitions: int, *
                 stats.rows += 1
         if not oids:
             break
+        progressed = any(cursors[i] != cursor for i, (_, _, cursor) in enumerate(active))
         # a column whose last varbind was cut short by the response size continues from its cursor
         active = [(col, prefix, cursors[i]) for i, (col, prefix, _) in enumerate(active) if not done[i]]
+        if active and not progressed:
+            msg = f"device answered GETBULK for {r} columns with {len(oids)} varbinds and no progress; walk stopped"
+            raise DeviceError(msg, device=device)
     return result
 
 

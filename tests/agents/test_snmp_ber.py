@@ -124,3 +124,20 @@ def test_truncated_message_is_a_ber_error() -> None:
     for cut in (3, 10, len(data) - 5):
         with pytest.raises(ber.BerError):
             ber.decode_message(data[:cut])
+
+
+async def test_walk_without_progress_is_an_error_not_a_loop() -> None:
+    from agents.snmp.transport import walk_columns
+    from dcim.errors import DeviceError
+
+    cols = ["1.3.6.1.2.1.2.2.1.8", "1.3.6.1.2.1.2.2.1.13"]
+    calls = []
+
+    async def bulk(request_oids, reps):  # noqa: ANN001, ANN202
+        calls.append(list(request_oids))
+        # an agent that answers two columns with one varbind (past the first column), never the second's
+        return [ber.encode_oid("1.3.6.1.2.1.2.2.1.9.1")], [1]
+
+    with pytest.raises(DeviceError, match="no progress"):
+        await walk_columns(bulk, cols, 5, device="switch-1")
+    assert len(calls) == 1

@@ -1,0 +1,183 @@
+"""Simulated pump failure -> MQTT -> collector -> alert engine -> a real Alertmanager 0.25 and a signed webhook.
+
+The loop alert is active in Alertmanager while the GPU alerts beneath it show as suppressed
+(inhibitedBy the loop alert); after recovery Alertmanager reports the loop alert resolved; the
+webhook got one signed page (and its resolution) for the whole incident; the collector wrote the
+transitions to its store as ``alert`` records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from pydantic import SecretStr
+
+from alerts.engine import Engine
+from alerts.live import LiveObserver
+from alerts.notifiers import SIGNATURE_HEADER, TIMESTAMP_HEADER, AlertmanagerNotifier, WebhookNotifier, \
+    alertmanager_config, verify
+from alerts.rulefile import DEFAULT_RULES_DIR, load_rules
+from collector.store import EmbeddedStore
+from dcim.config import CollectorConfig, SiteConfig
+from dcim.lineprotocol import encode_record
+from simulators.hall import Hall
+from simulators.scenarios import load_scenario
+from tests.collector.helpers import Message, Publisher, running, uid, wait_for
+
+pytestmark = pytest.mark.integration
+
+SITE = {
+    "site": "dc1",
+    "rooms": [{"name": "hall1", "rows": [
+        {"name": "A", "racks": [{"name": "A01", "nodes": 1}, {"name": "A02", "nodes": 1}]},
+        {"name": "B", "racks": [{"name": "B01", "nodes": 1}, {"name": "B02", "nodes": 1}]}]}],
+    "loops": [{"name": "loop-a", "cdu": "cdu-a", "racks": ["A01", "A02"], "nominal_flow_lpm": 40},
+              {"name": "loop-b", "cdu": "cdu-b", "racks": ["B01", "B02"], "nominal_flow_lpm": 40}],
+}
+# Flow sized for the load (~1.5 L/min per kW: ~20 kW per loop), so ΔT sits inside its 2-12 K band.
+SECRET = "pump-test-hmac-key"
+DOMAINS = ("gpu", "gpu_xid", "pdu", "pdu_phase", "coolant_loop")
+
+
+class Receiver:
+    """A loopback HTTP endpoint that keeps every POST (path, headers, body)."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict[str, str], bytes]] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with outer.lock:
+                    outer.posts.append((self.path, dict(self.headers), body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def get(self, path: str) -> list[tuple[dict[str, str], bytes]]:
+        with self.lock:
+            return [(h, b) for p, h, b in self.posts if p == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def am_config(receiver_url: str) -> dict:
+    cfg = alertmanager_config("hook")
+    cfg["route"].update({"group_by": ["alertname", "loop", "rack"], "group_wait": "0s", "group_interval": "1s",
+                         "repeat_interval": "1h"})
+    cfg["receivers"].append({"name": "hook", "webhook_configs": [{"url": receiver_url + "/am",
+                                                                  "send_resolved": True}]})
+    return cfg
+
+
+def step_messages(hall: Hall, prefix: str) -> Message:
+    recs = [r for r in hall.records() if r.measurement in DOMAINS]
+    return Message(f"{prefix}/sim", "\n".join(encode_record(r) for r in recs).encode(), recs)
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+async def test_pump_failure_pages_once_and_alertmanager_shows_the_gpus_inhibited(
+        mosquitto, alertmanager_factory, receiver, tmp_path):
+    am = alertmanager_factory(config=am_config(receiver.url))
+    site = SiteConfig.model_validate(SITE)
+    engine = Engine(load_rules([DEFAULT_RULES_DIR]), site=site)
+    notifiers = [AlertmanagerNotifier(am.url, resend_interval_s=5, resolve_resend_s=30),
+                 WebhookNotifier(receiver.url + "/dcim", secret=SecretStr(SECRET), retries=2, backoff_s=0.1)]
+    # No wall-clock ticker: the simulated data is time-compressed, its event time runs ahead of us.
+    observer = LiveObserver(engine, notifiers, ticker=False)
+    run = uid()
+    cfg = CollectorConfig(topics=[f"dcim/{run}/#"], client_id=f"collector-{run}", sink="embedded",
+                          embedded_path=tmp_path / "store", spool_path=tmp_path / "spool",
+                          dead_letter_path=tmp_path / "dead.jsonl", linger_ms=20)
+    start_ns = (time.time_ns() // 10**9 - 600) * 10**9  # ten minutes ago: all samples are in the past
+    hall = Hall(site, seed=3, scenario=load_scenario("pump-degradation"), start_ns=start_ns)
+
+    def publish(pub: Publisher, steps: int) -> None:
+        msgs = []
+        for _ in range(steps):
+            hall.step(1.0)
+            msgs.append(step_messages(hall, f"dcim/{run}"))
+        pub.publish(msgs)
+
+    def am_alerts() -> list[dict]:
+        return am.alerts()
+
+    def loop_alert_and_suppressed_gpus():
+        alerts = am_alerts()
+        loop = [a for a in alerts if a["labels"].get("scope") == "loop" and a["labels"].get("loop") == "loop-a"
+                and "inhibited" not in a["labels"] and a["status"]["state"] == "active"]
+        gpus = [a for a in alerts if a["labels"]["alertname"].startswith("Gpu")]
+        if len(loop) == 1 and gpus and all(a["status"]["state"] == "suppressed" for a in gpus):
+            return loop[0], gpus
+        return None
+
+    async with running(cfg, mosquitto.url, observers=[observer]):
+        pub = Publisher(mosquitto.host, mosquitto.port)
+        try:
+            await asyncio.to_thread(publish, pub, 300)  # pump failing from 1 min, GPUs hot by 5 min
+            loop, gpus = await wait_for(loop_alert_and_suppressed_gpus, 30, "loop alert active, GPU alerts suppressed")
+            assert all(a["labels"]["inhibited"] == "true" and a["labels"]["loop"] == "loop-a" for a in gpus)
+            assert all(loop["fingerprint"] in a["status"]["inhibitedBy"] for a in gpus)
+            assert {a["labels"]["rack"] for a in gpus} <= {"A01", "A02"}
+            assert not any(a["labels"].get("loop") == "loop-b" for a in am_alerts())
+
+            await asyncio.to_thread(publish, pub, 270)  # restored from 6 min, recovered by 7 min
+
+            def loop_resolved_by_alertmanager():
+                for headers, body in receiver.get("/am"):
+                    doc = json.loads(body)
+                    for a in doc["alerts"]:
+                        if a["fingerprint"] == loop["fingerprint"] and a["status"] == "resolved":
+                            return a
+                return None
+
+            resolved = await wait_for(loop_resolved_by_alertmanager, 30, "Alertmanager's resolved notification")
+            assert resolved["startsAt"].startswith(loop["startsAt"][:19])  # the original startsAt was kept
+            assert not [a for a in am_alerts() if a["fingerprint"] == loop["fingerprint"]]
+        finally:
+            pub.close()
+    observer.close()
+
+    # Alertmanager notified the loop alert and never the suppressed GPU alerts.
+    am_notified = {a["labels"]["alertname"] for _h, b in receiver.get("/am") for a in json.loads(b)["alerts"]}
+    assert loop["labels"]["alertname"] in am_notified
+    assert not any(name.startswith("Gpu") for name in am_notified)
+
+    # Our webhook: every request signed; exactly one page and its resolution for the incident.
+    pages = []
+    for headers, body in receiver.get("/dcim"):
+        assert verify(SECRET, headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER], now_s=time.time())
+        assert SECRET.encode() not in body
+        pages += json.loads(body)["alerts"]
+    assert [(p["labels"]["alertname"], p["labels"]["loop"], p["status"]) for p in pages] == [
+        (loop["labels"]["alertname"], "loop-a", "firing"), (loop["labels"]["alertname"], "loop-a", "resolved")]
+
+    # The collector stored the transitions next to the data.
+    rows = list(EmbeddedStore(tmp_path / "store").query("alert"))
+    assert any(r.tags["alertname"].startswith("Gpu") and r.fields["inhibited"] is True
+               and r.fields["state"] == "firing" for r in rows)
+    loop_rows = [(r.fields["state"], r.fields["inhibited"]) for r in rows
+                 if r.tags["alertname"] == loop["labels"]["alertname"] and r.tags.get("loop") == "loop-a"]
+    assert ("firing", False) in loop_rows and ("resolved", False) in loop_rows

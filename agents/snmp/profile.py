@@ -324,7 +324,7 @@ def _parse_table(profile: Profile, t: _CompiledTable, walk: Walk, base: dict[str
             if f.unless and _matches_any(f.unless, parts, get, t.col_oid):
                 continue
             raw = get(f.column)
-            if raw is None or isinstance(raw, tuple) or raw.__class__.__name__ == "_Exception":
+            if not isinstance(raw, (int, bytes)):  # absent, an OID, or noSuchInstance / endOfMibView
                 continue
             sentinels = f.sentinels if f.sentinels is not None else default_sentinels
             if isinstance(raw, int) and raw in sentinels:
@@ -379,9 +379,7 @@ def _convert(profile: Profile, t: _CompiledTable, f: FieldSpec, raw: Any, get: A
             v = f.map.get(_text(raw))
         if v is None:
             return None
-        if ftype == "bool":
-            return bool(v)
-        return v if ftype == "str" else v
+        return bool(v) if ftype == "bool" else v
     if ftype == "str":
         return str(_text(raw))
     if f.parse_float:
@@ -393,12 +391,14 @@ def _convert(profile: Profile, t: _CompiledTable, f: FieldSpec, raw: Any, get: A
         x = raw
     else:
         return None
-    if ftype == "uint":
-        return UInt(int(x)) if x >= 0 else None
-    if ftype == "int":
-        return int(x)
     if ftype == "bool":
         return bool(x)
+    if ftype in ("uint", "int"):
+        # counters stay exact integers (a Counter64 does not survive a float)
+        n = x * int(f.scale) if float(f.scale).is_integer() else int(x * f.scale)
+        if ftype == "uint":
+            return UInt(n) if n >= 0 else None
+        return int(n)
     x = x * f.scale
     if f.decimals is not None:
         d = get(f.decimals)

@@ -66,8 +66,10 @@ class FieldSpec(_Model):
     unit: str | None = Field(None, description="column holding a unit code, looked up in `units`")
     units: str | None = Field(None, description="name of a units table of the profile")
     map: dict[Scalar, Scalar] | None = Field(None, description="raw value -> field value; others omit")
-    when: dict[str, Scalar] = Field(default_factory=dict, description="only rows whose index part / column equals")
-    unless: dict[str, Scalar] = Field(default_factory=dict, description="skip rows whose index part / column equals")
+    when: dict[str, Scalar | list[Scalar]] = Field(
+        default_factory=dict, description="only rows whose index part / column equals (any of a list)")
+    unless: dict[str, Scalar | list[Scalar]] = Field(
+        default_factory=dict, description="skip rows whose index part / column equals (any of a list)")
     sentinels: list[int] | None = Field(None, description="raw values meaning unsupported (default: the table's)")
     parse_float: bool = Field(False, description="the column is a decimal string (Liebert lgpFlexibleEntryValue)")
 
@@ -87,6 +89,8 @@ class TableSpec(_Model):
     index: list[str] = Field(min_length=1, description="names of index parts; a name ending in '*' takes the rest")
     key: list[str] | None = Field(None, description="index parts identifying a record (default: all)")
     tags: dict[str, str] = Field(default_factory=dict, description="tag -> template over index parts and columns")
+    tag_maps: dict[str, dict[Scalar, str]] = Field(
+        default_factory=dict, description="index part or column -> {raw value: text} used in tag templates")
     columns: dict[str, ColumnSpec] = Field(min_length=1)
     fields: list[FieldSpec] = Field(min_length=1)
     sentinels: list[int] = Field(default_factory=list)
@@ -117,6 +121,10 @@ class TableSpec(_Model):
                 if k not in names:
                     msg = f"field {f.name!r}: 'when' refers to unknown index part or column {k!r}"
                     raise ValueError(msg)
+        for k in self.tag_maps:
+            if k.rstrip("*") not in {n.rstrip("*") for n in names}:
+                msg = f"tag_maps refers to unknown index part or column {k!r}"
+                raise ValueError(msg)
         for t in self.tags:
             if t not in meas.tags:
                 msg = f"measurement {meas.name!r} has no tag {t!r}"
@@ -265,7 +273,8 @@ def _unit_factor(table: Mapping[Scalar, float | list[float]], code: Any) -> tupl
 class _CompiledTable:
     """A table spec with its lookups resolved once, so parsing a walk does no spec work."""
 
-    __slots__ = ("spec", "meas", "index", "base_index", "key", "tags", "fields", "col_index", "col_oid", "tag_cols")
+    __slots__ = ("spec", "meas", "index", "base_index", "key", "tags", "fields", "col_index", "col_oid", "tag_cols",
+                 "tag_maps")
 
     def __init__(self, spec: TableSpec) -> None:
         self.spec = spec
@@ -278,6 +287,7 @@ class _CompiledTable:
         self.col_oid = {name: c.oid for name, c in spec.columns.items()}
         self.col_index = {name: c.index for name, c in spec.columns.items()}
         self.tag_cols = {tag: [c for c in spec.columns if "{" + c + "}" in tpl] for tag, tpl in spec.tags.items()}
+        self.tag_maps = spec.tag_maps
 
 
 def parse(profile: Profile, walk: Walk, base_tags: Mapping[str, str] | None = None,
@@ -338,7 +348,7 @@ def _parse_table(profile: Profile, t: _CompiledTable, walk: Walk, base: dict[str
             continue
         tags = dict(base)
         for tag, template in t.tags.items():
-            tags[tag] = _render(template, parts, get, t.tag_cols[tag])
+            tags[tag] = _render(template, parts, get, t.tag_cols[tag], t.tag_maps)
         key = (meas_name, tuple(sorted(tags.items())))
         rec = merged.get(key)
         if rec is None:
@@ -347,24 +357,34 @@ def _parse_table(profile: Profile, t: _CompiledTable, walk: Walk, base: dict[str
             rec.fields.update(schema.coerce(t.meas, values))
 
 
-def _matches(when: Mapping[str, Scalar], parts: Mapping[str, Any], get: Any, col_oid: Mapping[str, str]) -> bool:
+def _equal(have: Any, want: Scalar) -> bool:
+    return have == want or str(have) == str(want)
+
+
+def _matches(when: Mapping[str, Any], parts: Mapping[str, Any], get: Any, col_oid: Mapping[str, str]) -> bool:
     for k, want in when.items():
-        have = get(k) if k in col_oid else parts.get(k)
-        have = _text(have)
-        if have != want and str(have) != str(want):
+        have = _text(get(k) if k in col_oid else parts.get(k))
+        if isinstance(want, list):
+            if not any(_equal(have, w) for w in want):
+                return False
+        elif not _equal(have, want):
             return False
     return True
 
 
-def _matches_any(unless: Mapping[str, Scalar], parts: Mapping[str, Any], get: Any,
+def _matches_any(unless: Mapping[str, Any], parts: Mapping[str, Any], get: Any,
                  col_oid: Mapping[str, str]) -> bool:
     return any(_matches({k: v}, parts, get, col_oid) for k, v in unless.items())
 
 
-def _render(template: str, parts: Mapping[str, Any], get: Any, cols: list[str]) -> str:
+def _render(template: str, parts: Mapping[str, Any], get: Any, cols: list[str],
+            maps: Mapping[str, Mapping[Scalar, str]]) -> str:
     names = dict(parts)
     for c in cols:
         names[c] = _text(get(c))
+    for k, m in maps.items():
+        if k in names:
+            names[k] = m.get(names[k], names[k])
     try:
         return template.format(**names)
     except (KeyError, IndexError, ValueError):

@@ -36,3 +36,11 @@ def test_every_profile_and_column_is_documented() -> None:
         for t in p.tables:
             for f in t.fields:
                 assert t.columns[f.column].oid in text, (p.name, f.name)
+
+
+def test_profiles_section_is_generated_from_the_profiles() -> None:
+    from agents.snmp.docgen import BEGIN, END, profiles_markdown
+
+    text = DOC.read_text()
+    block = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    assert block.strip() == profiles_markdown().strip(), "run: python -m agents.snmp.docgen docs/snmp.md"

@@ -123,9 +123,13 @@ def test_sentry4_cords_lines_phases_outlets() -> None:
 def test_eaton_epdu_milliamps_and_millivolts() -> None:
     recs, _ = poll_file("eaton_epdu_g3.snmprec", "eaton_epdu")
     assert recs[("pdu",)] == {"frequency_hz": 49.9}
-    assert recs[("pdu_phase", ("phase", "L1"))] == {"current_a": 12.345, "voltage_v": 230.15, "apparent_power_va": 2841.0,
-                                                     "power_w": 2777.0, "energy_j": 5000 * 3600.0}
-    assert recs[("pdu_phase", ("phase", "L2"))] == {"current_a": 9.87, "voltage_v": 229.87}
+    assert recs[("pdu_phase", ("phase", "L1"))] == {"current_a": 12.345, "load_state": "normal", "voltage_v": 230.15,
+                                                     "apparent_power_va": 2841.0, "power_w": 2777.0,
+                                                     "energy_j": 5000 * 3600.0}
+    # the third voltage row is phase 2 to 3 (meas type 6): not a line-to-neutral voltage, left out
+    assert recs[("pdu_phase", ("phase", "L2"))] == {"current_a": 9.87, "load_state": "near_overload",
+                                                     "voltage_v": 229.87}
+    assert ("pdu_phase", ("phase", "L3")) not in recs
     assert recs[("pdu_outlet", ("outlet", "1"))] == {"current_a": 1.5, "power_w": 340.0, "energy_j": 7200 * 3600.0}
 
 

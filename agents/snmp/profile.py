@@ -348,7 +348,7 @@ def _parse_table(profile: Profile, t: _CompiledTable, walk: Walk, base: dict[str
             continue
         tags = dict(base)
         for tag, template in t.tags.items():
-            tags[tag] = _render(template, parts, get, t.tag_cols[tag], t.tag_maps)
+            tags[tag] = _render(template, parts, get, t.tag_cols[tag], t.tag_maps, base)
         key = (meas_name, tuple(sorted(tags.items())))
         rec = merged.get(key)
         if rec is None:
@@ -378,8 +378,9 @@ def _matches_any(unless: Mapping[str, Any], parts: Mapping[str, Any], get: Any,
 
 
 def _render(template: str, parts: Mapping[str, Any], get: Any, cols: list[str],
-            maps: Mapping[str, Mapping[Scalar, str]]) -> str:
-    names = dict(parts)
+            maps: Mapping[str, Mapping[Scalar, str]], base: Mapping[str, str]) -> str:
+    # the device's own tags ({pdu}) are template names too: a daisy-chained unit becomes "{pdu}-B"
+    names: dict[str, Any] = {**base, **parts}
     for c in cols:
         names[c] = _text(get(c))
     for k, m in maps.items():

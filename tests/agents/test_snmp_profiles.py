@@ -24,7 +24,8 @@ def poll_file(walk: str, profile: str) -> tuple[dict, set[str]]:
         assert r.time_ns == 123
     out = {}
     for r in res.records:
-        key = (r.measurement, *sorted((k, v) for k, v in r.tags.items() if k not in ("site", "rack", "pdu")))
+        key = (r.measurement, *sorted((k, v) for k, v in r.tags.items()
+                                      if k not in ("site", "rack") and (k, v) != ("pdu", "dev")))
         assert key not in out, f"two records for {key}"
         out[key] = r.fields
     return out, res.unsupported
@@ -109,19 +110,25 @@ def test_raritan_unavailable_sensor_and_unknown_unit_are_omitted() -> None:
 def test_sentry4_cords_lines_phases_outlets() -> None:
     recs, unsupported = poll_file("sentry4_pro2.snmprec", "sentry4")
     assert recs[("pdu",)] == {"power_w": 5210.0, "apparent_power_va": 5380.0, "power_factor": 0.97,
-                              "energy_j": 123456 * 360000.0}
+                                     "energy_j": 123456 * 360000.0}
     assert recs[("pdu_phase", ("phase", "L1"))] == {"current_a": 8.12, "voltage_v": 231.2, "power_w": 1820.0,
-                                                     "power_factor": 0.96, "energy_j": 45678 * 360000.0}
+                                                             "power_factor": 0.96, "energy_j": 45678 * 360000.0}
     assert recs[("pdu_phase", ("phase", "L2"))] == {"current_a": 7.95, "voltage_v": 229.8}
     # outlet energy is Wh, cord energy 0.1 kWh
-    assert recs[("pdu_outlet", ("outlet", "1"))] == {"current_a": 1.25, "power_w": 281.0, "energy_j": 98765 * 3600.0}
-    assert recs[("env", ("sensor", "T1.1"))] == {"temp_c": 23.4}
-    assert ("env", ("sensor", "T1.2")) not in recs  # -410: no probe
+    assert recs[("pdu_outlet", ("outlet", "1"))] == {"current_a": 1.25, "power_w": 281.0,
+                                                      "energy_j": 98765 * 3600.0}
+    assert recs[("env", ("sensor", "T1"))] == {"temp_c": 23.4}
+    assert ("env", ("sensor", "T2")) not in recs  # -410: no probe
     assert {"pdu.frequency_hz", "pdu_phase.current_a", "pdu_outlet.energy_j", "env.temp_c"} <= unsupported
+    # the linked unit B and the second cord are records of their own, not overwritten rows
+    assert recs[("pdu", ("pdu", "dev:2"))] == {"power_w": 4100.0}
+    assert recs[("pdu", ("pdu", "dev-B"))] == {"power_w": 990.0}
+    assert recs[("pdu_outlet", ("outlet", "1"), ("pdu", "dev-B"))] == {"current_a": 0.5}
 
 
 def test_eaton_epdu_milliamps_and_millivolts() -> None:
     recs, _ = poll_file("eaton_epdu_g3.snmprec", "eaton_epdu")
+    assert recs[("pdu_outlet", ("outlet", "1"), ("pdu", "dev-1"))] == {"current_a": 0.25}  # chained unit 1
     assert recs[("pdu",)] == {"frequency_hz": 49.9}
     assert recs[("pdu_phase", ("phase", "L1"))] == {"current_a": 12.345, "load_state": "normal", "voltage_v": 230.15,
                                                      "apparent_power_va": 2841.0, "power_w": 2777.0,

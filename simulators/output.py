@@ -37,7 +37,7 @@ def series_prefix(measurement: str, tags: dict[str, str]) -> str:
 class SeriesBlock:
     """The series of one measurement, in order, that share one list of fields."""
 
-    __slots__ = ("measurement", "tags", "fields", "_prefixes", "_seps", "_layouts")
+    __slots__ = ("measurement", "tags", "fields", "_prefixes", "_seps", "_layouts", "_consts")
 
     def __init__(self, measurement: str, tags: Sequence[dict[str, str]], fields: Sequence[tuple[str, str]]) -> None:
         self.measurement = measurement
@@ -57,28 +57,43 @@ class SeriesBlock:
         self._seps = [f" {names[0]}={_OPEN[kinds[0]]}"]
         self._seps += [f"{_CLOSE[kinds[j - 1]]},{names[j]}={_OPEN[kinds[j]]}" for j in range(1, len(names))]
         self._seps.append(f"{_CLOSE[kinds[-1]]} ")
-        self._layouts: dict[tuple[int, ...] | None, list[str]] = {}
+        self._layouts: dict[tuple, list[str]] = {}
+        self._consts: dict[tuple[int, ...] | None, dict[int, str]] = {}
 
     def __len__(self) -> int:
         return len(self.tags)
 
-    def _layout(self, rows: tuple[int, ...] | None) -> list[str]:
-        """The pieces of all lines with empty value slots: prefix, v1, sep, v2, ..., end, time, newline."""
-        parts = self._layouts.get(rows)
+    def _layout(self, rows: tuple[int, ...] | None, fold: tuple[tuple[int, str], ...]) -> list[str]:
+        """The pieces of all lines with a slot per value: prefix, v1, sep, v2, ..., end, time, newline.
+
+        Fields in ``fold`` (index, text) have the same value on every line; it is written into the
+        constant pieces instead of a slot.
+        """
+        key = (rows, fold)
+        parts = self._layouts.get(key)
         if parts is None:
             idx = range(len(self.tags)) if rows is None else rows
+            folded = dict(fold)
             seps = self._seps
+            # one line's pieces after the prefix, with "" for each slot
+            tail: list[str] = []
+            piece = seps[0]
+            for j in range(len(self.fields)):
+                if j in folded:
+                    piece += folded[j] + seps[j + 1]
+                else:
+                    tail.append(piece)
+                    tail.append("")
+                    piece = seps[j + 1]
+            tail += [piece, "", "\n"]
+            first, rest = tail[0], tail[1:]
             parts = []
             for i in idx:
-                parts.append(self._prefixes[i] + seps[0])
-                for sep in seps[1:]:
-                    parts.append("")
-                    parts.append(sep)
-                parts.append("")
-                parts.append("\n")
+                parts.append(self._prefixes[i] + first)
+                parts.extend(rest)
             if len(self._layouts) > 64:  # layouts change only at fault events; keep the cache small
                 self._layouts.clear()
-            self._layouts[rows] = parts
+            self._layouts[key] = parts
         return parts
 
     def render(self, cols: Sequence[list], time_ns: int, rows: tuple[int, ...] | None = None) -> str:
@@ -91,15 +106,30 @@ class SeriesBlock:
         n = len(self.tags) if rows is None else len(rows)
         if n == 0:
             return ""
-        parts = self._layout(rows)
-        width = 2 * len(self.fields) + 3
+        texts = []
+        consts: dict[int, str] = {}
         for j, col in enumerate(cols):
             if len(col) != n:
                 msg = f"{self.measurement}: column {self.fields[j][0]} has {len(col)} values for {n} lines"
                 raise ValueError(msg)
             if type(col[0]) is not str:
                 col = list(map(str, col))
-            parts[2 * j + 1 :: width] = col
+            if col[0] == col[-1] and col.count(col[0]) == n:
+                consts[j] = col[0]
+            texts.append(col)
+        # fold a column into the layout only once it held the same value two renders in a row, so a
+        # value that changes every step never costs a layout rebuild
+        prev = self._consts.get(rows, {})
+        fold = tuple((j, v) for j, v in consts.items() if prev.get(j) == v)
+        self._consts[rows] = consts
+        parts = self._layout(rows, fold)
+        folded = {j for j, _ in fold}
+        width = 2 * (len(self.fields) - len(folded)) + 3
+        m = 0
+        for j, col in enumerate(texts):
+            if j not in folded:
+                parts[2 * m + 1 :: width] = col
+                m += 1
         parts[width - 2 :: width] = [str(time_ns)] * n
         return "".join(parts)
 

@@ -83,3 +83,17 @@ def test_block_render_matches_encoder_for_awkward_tags_and_values(tags, data):
     records = block.records(sel, 1_700_000_000_000_000_000, rows)
     assert text == encode(records)
     assert decode(text) == records
+
+
+def test_constant_columns_folded_into_the_layout_stay_exact_when_they_change():
+    block = SeriesBlock("pdu_outlet", [{"rack": "A01", "outlet": str(i)} for i in range(4)],
+                        [("power_w", "float"), ("on", "bool"), ("energy_j", "whole")])
+    texts = []
+    # 'on' is constant for three renders (folded from the second), then one outlet switches off
+    for step, on in enumerate((["true"] * 4, ["true"] * 4, ["true"] * 4, ["true", "false", "true", "true"], ["true"] * 4)):
+        cols = [[float(step + i) for i in range(4)], on, [str(100 * step + i) for i in range(4)]]
+        text = block.render(cols, step)
+        assert text == encode(block.records(cols, step))
+        texts.append(text)
+    assert "on=false" in texts[3] and texts[3].count("on=true") == 3
+    assert texts[4].count("on=true") == 4

@@ -79,3 +79,18 @@ def test_fault_strength_ramps_in_and_out():
     f = sc.faults[0]
     assert [f.strength(t) for t in (0, 59, 60, 70, 80, 99, 100, 120, 140, 200)] == [0, 0, 0, 0.5, 1, 1, 1, 0.5, 0, 0]
     assert f.end_s() == 140
+
+
+def test_the_sample_scenario_in_the_docs_parses_and_runs():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "simulator.md").read_text()
+    sample = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    sc = parse_scenario(sample, file="docs/simulator.md")
+    assert len(sc.faults) == 14
+    kinds = {f.kind for f in sc.faults}
+    assert len(kinds) == 13  # every fault kind is shown
+    hall = Hall(site(), scenario=sc)
+    for _ in range(8):
+        hall.advance(60.0)
+    assert hall.lines()

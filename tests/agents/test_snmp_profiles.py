@@ -32,7 +32,7 @@ def poll_file(walk: str, profile: str) -> tuple[dict, set[str]]:
 
 
 def test_every_shipped_profile_loads_and_names_schema_fields() -> None:
-    assert {"apc_rpdu2", "apc_rpdu", "raritan_pdu2", "sentry4", "eaton_epdu", "cyberpower_epdu2", "ups_mib",
+    assert {"apc_rpdu2", "apc_rpdu2_nps", "apc_rpdu", "raritan_pdu2", "sentry4", "eaton_epdu", "cyberpower_epdu2", "ups_mib",
             "if_mib", "liebert_flexible", "apc_cooling"} <= set(PROFILES)
     for p in PROFILES.values():
         assert p.columns(), p.name
@@ -228,3 +228,17 @@ def test_raritan_external_sensors_by_type_with_own_digits() -> None:
     walk[f"{base}.3.6.3.1.17"] = [((1, 1), 1), ((1, 2), 1), ((1, 3), 0)]
     recs = {r.tags["sensor"]: r.fields for r in parse(prof, walk).records}
     assert recs == {"Inlet temp": {"temp_c": 24.5}, "Inlet RH": {"humidity_pct": 41.5}}
+
+
+def test_apc_nps_group_members_are_pdus_of_their_own() -> None:
+    recs, _ = poll_file("apc_ap8841_nps_pair.snmprec", "apc_rpdu2_nps")
+    assert recs[("pdu",)] == {"power_w": 3100.0, "load_state": "normal"}
+    assert recs[("pdu", ("pdu", "dev-2"))] == {"power_w": 7250.0, "load_state": "near_overload"}
+    assert recs[("pdu_phase", ("phase", "L1"))] == {"current_a": 13.5}
+    assert recs[("pdu_phase", ("pdu", "dev-2"), ("phase", "L1"))] == {"current_a": 31.6}
+    # both members number their outlets from 1; the rows are 1 and 25 of the group
+    assert recs[("pdu_outlet", ("outlet", "1"))] == {"current_a": 2.2}
+    assert recs[("pdu_outlet", ("outlet", "1"), ("pdu", "dev-2"))] == {"current_a": 4.1}
+    # the plain profile on the same walk merges them (why the NPS variant exists)
+    plain, _ = poll_file("apc_ap8841_nps_pair.snmprec", "apc_rpdu2")
+    assert len([k for k in plain if k[0] == "pdu_outlet"]) == 1

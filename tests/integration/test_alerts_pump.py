@@ -110,7 +110,7 @@ async def test_pump_failure_pages_once_and_alertmanager_shows_the_gpus_inhibited
     run = uid()
     cfg = CollectorConfig(topics=[f"dcim/{run}/#"], client_id=f"collector-{run}", sink="embedded",
                           embedded_path=tmp_path / "store", spool_path=tmp_path / "spool",
-                          dead_letter_path=tmp_path / "dead.jsonl", linger_ms=20)
+                          dead_letter_path=tmp_path / "dead.jsonl", linger_ms=250)
     start_ns = (time.time_ns() // 10**9 - 600) * 10**9  # ten minutes ago: all samples are in the past
     hall = Hall(site, seed=3, scenario=load_scenario("pump-degradation"), start_ns=start_ns)
 

@@ -576,7 +576,7 @@ def run_soak(cfg: SoakConfig) -> dict[str, Any]:  # noqa: PLR0915 - one timeline
             return entry
 
         def done(entry: dict[str, Any]) -> None:
-            entry["took_s"] = round(time.monotonic() - t0 - entry["at_s"], 1)
+            entry["took_s"] = max(0.0, round(time.monotonic() - t0 - entry["at_s"], 1))
 
         steady()
         e = fault("broker_restart")

@@ -32,7 +32,7 @@ def test_soak_under_faults_loses_nothing_and_raises_the_alerts(mosquitto_factory
     try:
         result = run_soak(SoakConfig(
             duration_s=90, influx_down_s=10, broker_down_s=3, collector_down_s=2,
-            snmp_interval_s=5, stale_after_s=8, snmp_silent_s=20,
+            snmp_interval_s=5, stale_after_s=12, snmp_silent_s=25,
             gpu_lost_at_s=8, gpu_lost_for_s=15, malformed=100,
             work_dir=tmp_path / "soak", broker=broker, influx=influx, alertmanager=am,
         ))

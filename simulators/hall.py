@@ -51,6 +51,7 @@ class Params:
     idle_clock_mhz: float = 345.0
     hw_slowdown_power_fraction: float = 0.5  # hardware slowdown halves the board power
     frequency_hz: float = 50.0
+    nvlink_bytes_per_s: float = 150e9  # each direction at 100 % utilization (H100: 450 GB/s per direction max)
     near_overload_fraction: float = 0.8  # phase current / breaker: near_overload (NEC 80 % rule)
     overload_fraction: float = 0.95
     low_fraction: float = 0.05
@@ -265,6 +266,8 @@ class Hall:
         self.ecc_sbe = np.zeros(n, dtype=np.int64)
         self.ecc_dbe = np.zeros(n, dtype=np.int64)
         self.ecc_frac = np.zeros(n)
+        self.nvlink_tx = np.zeros(n)  # bytes, all links; a training job's all-reduce traffic
+        self.nvlink_rx = np.zeros(n)
         self.gpu_coolant_c = np.full(n, self.ambient_c + self.p.air_cooled_offset_c)
         self.r_eff = self.r_c_per_w.copy()
         self.node_power = self.node_base_w.copy()
@@ -529,6 +532,9 @@ class Hall:
             whole = np.floor(self.ecc_frac)
             self.ecc_sbe += whole.astype(np.int64)
             self.ecc_frac -= whole
+            traffic = np.where(lost, 0.0, p.nvlink_bytes_per_s * self.util / 100.0 * dt_s)
+            self.nvlink_tx += traffic
+            self.nvlink_rx += traffic
 
         # nodes -> outlets -> phases -> PDUs; a node's supplies share its load evenly across live feeds
         gpu_sum = np.bincount(self.gpu_node, weights=power, minlength=self.n_nodes)
@@ -714,6 +720,7 @@ class Hall:
             mem_clock=self.mem_clock.tolist(), mask=self.mask.tolist(), vp=self.viol_power_s.tolist(),
             vt=self.viol_thermal_s.tolist(), lost=self.lost.tolist(), sbe=self.ecc_sbe.tolist(),
             dbe=self.ecc_dbe.tolist(), limit=self.power_limit.tolist(),
+            tx=self.nvlink_tx.astype(np.int64).tolist(), rx=self.nvlink_rx.astype(np.int64).tolist(),
         )
         for i, o in enumerate(self._gpu_objs):
             o.util_pct = util[i]
@@ -734,6 +741,8 @@ class Hall:
             o.ecc_dbe_volatile = cols["dbe"][i]
             o.ecc_sbe_aggregate = cols["sbe"][i]
             o.ecc_dbe_aggregate = cols["dbe"][i]
+            o.nvlink_tx_bytes = cols["tx"][i]
+            o.nvlink_rx_bytes = cols["rx"][i]
             o.power_limit_w = cols["limit"][i]
             o.lost = cols["lost"][i]
         self._synced_limit = cols["limit"]

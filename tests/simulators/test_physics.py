@@ -174,3 +174,20 @@ def test_answering_and_lost_set_by_hand_override_the_scenario_until_set_back():
     state = hall.step(1.0)
     assert state.pdus[("A03", "pdu-a")].answering and not state.gpus[("A01-n01", 3)].lost
     assert not state.loops["loop-b"].answering
+
+
+def test_nvlink_counters_grow_with_utilization_only():
+    hall = hall_for(text="""
+name: t
+description: one node idle
+faults:
+  - {kind: workload, node: A01-n01, profile: idle, at: 0s}
+""")
+    before = hall.state
+    tx0 = {k: g.nvlink_tx_bytes for k, g in before.gpus.items()}
+    state = hall.step(10.0)
+    busy = state.gpus[("A01-n02", 0)]
+    idle = state.gpus[("A01-n01", 0)]
+    assert busy.nvlink_tx_bytes - tx0[("A01-n02", 0)] > 10 * 100e9
+    assert idle.nvlink_tx_bytes == tx0[("A01-n01", 0)]
+    assert busy.nvlink_rx_bytes == busy.nvlink_tx_bytes

@@ -198,7 +198,7 @@ body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;m
 h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;font-size:.85em;width:100%}td,th{border:1px solid #ddd;padding:3px 6px;text-align:left}
 th{background:#f4f4f4}tr.firing td{background:#fdecea}tr.pending td{background:#fff8e1}
-tr.resolved td,tr.inactive td{background:#eef7ee}td.inh{color:#777}
+tr.resolved td,tr.inactive td{background:#eef7ee}td.inh,tr.inh td{color:#777}
 dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weight:600}
 img{max-width:100%;border:1px solid #eee}pre{background:#f7f7f7;padding:1em;overflow-x:auto;font-size:.85em}
 .muted{color:#777}
@@ -240,17 +240,11 @@ def render_html(*, header: Header, recording: str, rules_name: str, stats: Repla
         out.append(f"<h3>Incident {inc.number}: {_e(inc.title())}</h3>")
         out.append(f"<p>from {_e(format_time(inc.start_ns))} to {_e(_t(inc.end_ns) or 'the end of the recording')}; "
                    f"first alert firing (detected) at {_e(_t(det) or 'never')}</p>")
-        out.append("<table><tr><th>alert</th><th>location</th><th>pending</th><th>firing</th>"
-                   "<th>resolved</th><th>notified</th></tr>")
-        for e in inc.side("a")[:50]:
-            out.append(f"<tr><td>{_e(e.rule)}</td><td>{_e(location(e.labels))}</td><td>{_e(_t(e.start_ns))}</td>"
-                       f"<td>{_e(_t(e.firing_ns) or '-')}</td><td>{_e(_t(e.end_ns) or '-')}</td>"
-                       f"<td>{'inhibited by ' + _e(', '.join(e.inhibited_by)) if e.inhibited else _e(_t(e.notified_ns) or '-')}</td></tr>")
-        out.append("</table>")
         if png:
             b64 = base64.b64encode(png).decode()
             out.append(f'<p><img alt="signals of incident {inc.number}" src="data:image/png;base64,{b64}"></p>')
             out.append(f'<p class="muted">also saved as {_e(png_name)}</p>')
+        out.append(_episode_table(inc.side("a")))
     if whatif is not None:
         out.append("<h2>What-if</h2>")
         out.append(f"<pre>{_e(format_whatif(whatif))}</pre>")
@@ -273,6 +267,34 @@ def render_html(*, header: Header, recording: str, rules_name: str, stats: Repla
 
 def _t(ns: int | None) -> str | None:
     return format_time(ns) if ns is not None else None
+
+
+def _episode_table(eps: Sequence[Episode]) -> str:
+    """The alerts of an incident: each alert that notified on its own row; the inhibited ones folded
+    into one row per rule and cause, since a failed loop may explain hundreds of GPU alerts."""
+    rows = ["<table><tr><th>alert</th><th>location</th><th>pending</th><th>firing</th><th>resolved</th>"
+            "<th>notified</th></tr>"]
+    own = [e for e in eps if not e.inhibited]
+    for e in own[:40]:
+        rows.append(f"<tr><td>{_e(e.rule)}</td><td>{_e(location(e.labels))}</td><td>{_e(_t(e.start_ns))}</td>"
+                    f"<td>{_e(_t(e.firing_ns) or '-')}</td><td>{_e(_t(e.end_ns) or '-')}</td>"
+                    f"<td>{_e(_t(e.notified_ns) or '-')}</td></tr>")
+    if len(own) > 40:
+        rows.append(f'<tr><td colspan="6" class="muted">{len(own) - 40} more: see the timeline</td></tr>')
+    folded: dict[tuple[str, str], list[Episode]] = {}
+    for e in eps:
+        if e.inhibited:
+            folded.setdefault((e.rule, ", ".join(e.inhibited_by)), []).append(e)
+    for (rule, by), group in sorted(folded.items(), key=lambda kv: min(e.start_ns for e in kv[1])):
+        ends = [e.end_ns for e in group]
+        last = None if any(x is None for x in ends) else max(ends)  # type: ignore[type-var]
+        where = location(group[0].labels) if len(group) == 1 else f"{len(group)} alerts"
+        rows.append(f'<tr class="inh"><td>{_e(rule)}</td><td>{_e(where)}</td>'
+                    f"<td>{_e(_t(min(e.start_ns for e in group)))}</td>"
+                    f"<td>{_e(_t(min(e.firing_ns for e in group if e.firing_ns is not None)))}</td>"
+                    f"<td>{_e(_t(last) or '-')}</td><td>inhibited by {_e(by)}</td></tr>")
+    rows.append("</table>")
+    return "\n".join(rows)
 
 
 def write_report(out: str | Path, *, header: Header, recording: str, rules_name: str, rules: Sequence[Any],

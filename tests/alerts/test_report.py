@@ -93,3 +93,19 @@ def test_plot_shows_data_not_a_blank_canvas(tmp_path: Path) -> None:
     red = (img[..., 0] > 0.8) & (img[..., 1] < 0.85) & (img[..., 2] < 0.85)  # the shaded firing spans
     assert img.std() > 0.05
     assert red.mean() > 0.01
+
+
+def test_inhibited_alerts_fold_into_one_row_per_rule_and_cause(tmp_path: Path) -> None:
+    from alerts.report import _episode_table
+    from alerts.whatif import Episode
+
+    def ep(gpu_: str, inhibited: bool) -> Episode:
+        e = Episode(("Hot", (("gpu", gpu_), ("rack", "A01"))), "warning", 10, firing_ns=20, end_ns=30 + int(gpu_),
+                    notified_ns=None if inhibited else 20, inhibited=inhibited)
+        e.inhibited_by = ["FlowLow loop=loop-a"] if inhibited else []
+        return e
+
+    table = _episode_table([ep("0", False)] + [ep(str(i), True) for i in range(1, 40)])
+    assert table.count("<tr") == 1 + 1 + 1  # header, the notified alert, one folded row for 39
+    assert "39 alerts" in table and "inhibited by FlowLow loop=loop-a" in table
+    assert "1970-01-01T00:00:00.000000069Z" in table  # the folded row ends with the last of them

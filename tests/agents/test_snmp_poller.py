@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from agents.snmp.poller import Device, Poller
+from agents.snmp.poller import Device, Poller, plan_batches
 from agents.snmp.profile import load_profiles
 from agents.snmp.transport import V2cEngine
 from dcim import schema
@@ -150,6 +150,7 @@ async def test_requests_in_flight_are_bounded(snmp_sim) -> None:
         again = await poller.poll_all()  # second poll: max-repetitions sized from the first one's rows
     assert [len(p.records) for p in again] == [len(p.records) for p in polls]
     assert sum(p.varbinds for p in again) < sum(p.varbinds for p in polls)
+    assert sum(p.requests for p in again) < sum(p.requests for p in polls)  # small tables share a GETBULK
     assert all(p.ok for p in polls)
     assert 1 < engine.peak <= 3
 
@@ -162,3 +163,15 @@ async def test_a_misconfigured_device_fails_alone(snmp_sim) -> None:
         bad, good = await poller.poll_all()
     assert good.ok
     assert not bad.ok and "SNMPv3 needs a user" in bad.error and bad.health.fields["stale"] is True
+
+
+def test_plan_batches_packs_small_tables_and_keeps_big_ones_apart() -> None:
+    # the APC rPDU2 groups: device 6 cols x 1 row, phase 7 x 3, bank 3 x 3, metered 4 x 24, switched 2 x 24, probe 3 x 1
+    cols, rows = [6, 7, 3, 4, 2, 3], [1, 3, 3, 24, 24, 1]
+    assert plan_batches(cols, [None] * 6, 25) == [([i], 25) for i in range(6)]
+    plan = plan_batches(cols, rows, 25)
+    assert plan == [([0, 5, 1], 4), ([2], 4), ([3], 25), ([4], 25)]
+    for batch, reps in plan:
+        assert len(batch) == 1 or sum(cols[i] for i in batch) * reps <= 64
+    assert sorted(i for b, _ in plan for i in b) == list(range(6))
+    assert plan_batches(cols, rows, 2)[-1][1] == 2  # never above the device's max-repetitions

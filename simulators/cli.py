@@ -107,7 +107,8 @@ def simulate(site: SiteConfig, scenario, *, seed: int, start_ns: int | None, dur
               help="Site file (default: the embedded hall).")
 @click.option("--scenario", default="normal", show_default=True, help="Scenario name (see --list) or YAML file.")
 @click.option("--duration", callback=duration_option, default=None, help="Simulated time, e.g. 10m (default: the scenario's).")
-@click.option("--step", "step", callback=duration_option, default="1s", show_default=True, help="Sample interval.")
+@click.option("--step", "step", callback=duration_option, default=None,
+              help="Sample interval (default: the site's simulator.step_s, 1 s).")
 @click.option("--out", "out_path", default="-", show_default=True, help="Output file (.gz: gzip), or - for stdout.")
 @click.option("--seed", type=int, default=None, help="RNG seed (default: the site's simulator.seed).")
 @click.option("--start", default=None, help="Start time: RFC 3339, unix seconds or 'now' (default: 2026-01-01T00:00:00Z).")
@@ -125,6 +126,7 @@ def simulate_cmd(site_path, scenario, duration, step, out_path, seed, start, lis
     start_ns = parse_start(start) if start is not None else None
     duration_s = sc.duration if duration is None else duration
     seed = site.simulator.seed if seed is None else seed
+    step = site.simulator.step_s if step is None else step
 
     def on_event(ev: tuple[int, str]) -> None:
         if not quiet:

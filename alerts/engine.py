@@ -322,6 +322,15 @@ class Engine:
         self._evaluated = False
         for r in self.rules:
             self._register(r)
+        # After the newest sample, time alone changes states only for this long (see _quiet).
+        self._last_data_ns: int | None = None
+        self.skip_quiet = True
+        horizon_s = (max((r.stale_after for r in self.rules), default=0)
+                     + max((r.after + r.for_ for r in self.rules if isinstance(r, AbsentRule)), default=0)
+                     + max((r.inhibit_grace for r in self.rules), default=0)
+                     + max((max(r.keep_firing_for, r.flap.window if r.flap else 0) for r in self.rules), default=0)
+                     + max((getattr(r, "window", 0) for r in self.rules), default=0))
+        self._horizon_ns = int(horizon_s * NS) + 2 * self.interval_ns
 
     # -- input -----------------------------------------------------------------------------
 
@@ -405,12 +414,23 @@ class Engine:
                 self._next_eval = -(-t // self.interval_ns) * self.interval_ns
                 self._started = t
             while self._next_eval < t:
+                if self._quiet(self._next_eval):
+                    self._next_eval = -(-t // self.interval_ns) * self.interval_ns
+                    break
                 out.extend(self._evaluate(self._next_eval))
                 self._next_eval += self.interval_ns
             self._ingest(rec)
+            if self._last_data_ns is None or t > self._last_data_ns:
+                self._last_data_ns = t
             if self.clock_ns is None or t > self.clock_ns:
                 self.clock_ns = t
         return out
+
+    def _quiet(self, b: int) -> bool:
+        """True when nothing can change before new data: every sample is stale, every absent device
+        has fired, every timer has run out. Skipping those evaluations makes long gaps cheap and
+        changes no transition."""
+        return self.skip_quiet and self._last_data_ns is not None and b - self._last_data_ns > self._horizon_ns
 
     def advance(self, time_ns: int) -> list[Transition]:
         """Move event time to ``time_ns`` without data: evaluate every boundary up to and including it."""
@@ -419,6 +439,9 @@ class Engine:
             self._next_eval = -(-time_ns // self.interval_ns) * self.interval_ns
             self._started = time_ns
         while self._next_eval <= time_ns:
+            if self._quiet(self._next_eval):
+                self._next_eval = (time_ns // self.interval_ns + 1) * self.interval_ns
+                break
             out.extend(self._evaluate(self._next_eval))
             self._next_eval += self.interval_ns
         if self.clock_ns is None or time_ns > self.clock_ns:

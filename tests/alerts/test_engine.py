@@ -398,3 +398,21 @@ def test_transition_record_fits_the_alert_schema(site):
     assert rec.fields["state"] == "firing" and rec.fields["value"] == 90.0
     assert rec.fields["fingerprint"] == fingerprint("GpuHot", ts[0].labels)
     assert ts[0].labels["team"] == "facilities"
+
+
+def test_long_gaps_are_skipped_without_changing_a_transition(site):
+    rules = _pump_rules(grace="30s") + [
+        rule(name="GpuSilent", kind="absent", measurement="gpu", by=["node", "gpu"], after="20s", for_="5s"),
+        rule(name="GpuHotKept", kind="threshold", measurement="gpu", field="temp_c", threshold=85,
+             keep_firing_for="40s", stale_after="30s", flap={"window": "1m", "max_fires": 2})]
+    recs = []
+    for start in (0, 4000, 9000):  # two gaps of over an hour
+        for t in range(start, start + 60, 2):
+            recs.append(_loop(t, "loop-a", 50.0 if t % 40 < 20 else 220.0, 30.0, 40.0))
+            recs.append(gpu(t + 1, temp_c=90.0 if t % 30 < 12 else 70.0))
+    slow, fast = Engine(rules, site=site), Engine(rules, site=site)
+    slow.skip_quiet = False
+    a = slow.process(recs) + slow.advance(20_000 * NS)
+    b = fast.process(recs) + fast.advance(20_000 * NS)
+    assert len(a) > 20 and a == b
+    assert {t.rule for t in a} == {"CoolantFlowLow", "GpuHot", "GpuSilent", "GpuHotKept"}

@@ -9,7 +9,6 @@ Physics lives in arrays (one entry per GPU, node, outlet, phase, loop); the ``Gp
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -20,7 +19,8 @@ from dcim.record import Record
 from simulators import scenarios as sc
 from simulators.emit import LOOP_FLOATS as _LOOP_FLOATS
 from simulators.emit import Emitter
-from simulators.state import GpuState, HallState, LoopState, OutletState, PduState, PhaseState
+from simulators.objects import build_state_objects, pull, sync
+from simulators.state import HallState
 from simulators.throttle import (  # noqa: F401 - the bits are re-exported for the hall's users
     CLOCKS_SETTING, DISPLAY_CLOCKS, GPU_IDLE, HW_POWER_BRAKE, HW_SLOWDOWN, HW_THERMAL, SW_POWER_CAP, SW_THERMAL,
     SYNC_BOOST, THROTTLE_BITS,
@@ -57,7 +57,6 @@ class Params:
     low_fraction: float = 0.05
 
 
-_PCI_BUSES = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB, 0x19, 0x2B, 0x3B, 0x5E, 0x9B, 0xAC, 0xBB, 0xDC)
 _PHASES = ("L1", "L2", "L3")
 
 
@@ -90,7 +89,7 @@ class Hall:
         if scenario is not None:
             scenario.check_site(site)
         self._build_topology()
-        self._build_state_objects()
+        self._state = build_state_objects(self)
         self._emitter = Emitter(self)
         self._pending_events: list[tuple[int, str]] = []
         self._timeline = self._make_timeline()
@@ -298,67 +297,6 @@ class Hall:
         self.loop_answering = np.ones(nl, dtype=bool)
         self.loop_facility = self.loop_setpoint - 5.0  # facility water ~5 K below the secondary supply
         self.loop_reported = np.zeros((nl, len(_LOOP_FLOATS)))
-
-    def _build_state_objects(self) -> None:
-        gpus: dict[tuple[str, int], GpuState] = {}
-        self._gpu_objs: list[GpuState] = []
-        for i in range(self.n_gpus):
-            node = self.node_names[self.gpu_node[i]]
-            g = self.gpu_index[i]
-            spec = self.gpu_specs[i]
-            uid = uuid.uuid5(uuid.NAMESPACE_URL, f"dcim-sim/{self.site.site}/{node}/{g}")
-            obj = GpuState(
-                node=node,
-                index=g,
-                uuid=f"GPU-{uid}",
-                model=spec.name,
-                serial=f"{1650000000000 + (uid.int % 10**12):013d}",
-                pci_bus_id=f"00000000:{_PCI_BUSES[g % len(_PCI_BUSES)]:02X}:00.0",
-                tdp_w=spec.tdp_w,
-                power_limit_w=spec.tdp_w,
-                power_limit_default_w=spec.tdp_w,
-                slowdown_temp_c=spec.slowdown_temp_c,
-                shutdown_temp_c=spec.shutdown_temp_c,
-                max_operating_temp_c=spec.max_operating_temp_c,
-                mem_max_temp_c=spec.mem_max_temp_c,
-                memory_total_bytes=spec.memory_bytes,
-                max_sm_clock_mhz=spec.max_sm_clock_mhz,
-            )
-            gpus[(node, g)] = obj
-            self._gpu_objs.append(obj)
-        pdus: dict[tuple[str, str], PduState] = {}
-        self._pdu_objs: list[PduState] = []
-        oi = 0
-        for pi, (rack, name) in enumerate(self.pdu_keys):
-            cfg = self.pdu_cfgs[pi]
-            outlets = []
-            for _ in range(cfg.outlets):
-                node = self.outlet_node[oi]
-                outlets.append(OutletState(
-                    number=self.outlet_num[oi],
-                    phase=_PHASES[self.outlet_phase[oi] % 3],
-                    node=self.node_names[node] if node >= 0 else None,
-                ))
-                oi += 1
-            phases = [PhaseState(phase=_PHASES[k], voltage_v=cfg.voltage_v, breaker_a=cfg.breaker_a) for k in range(cfg.phases)]
-            obj = PduState(
-                name=name, rack=rack, feed=cfg.feed, vendor=cfg.vendor, power_factor=cfg.power_factor,
-                outlets=outlets, phases=phases,
-            )
-            pdus[(rack, name)] = obj
-            self._pdu_objs.append(obj)
-        loops: dict[str, LoopState] = {}
-        self._loop_objs: list[LoopState] = []
-        for lp in self.loop_cfgs:
-            obj = LoopState(
-                name=lp.name, cdu=lp.cdu, racks=list(lp.racks), vendor=lp.vendor, setpoint_c=lp.setpoint_c,
-                supply_temp_c=lp.setpoint_c, return_temp_c=lp.setpoint_c, flow_lpm=lp.nominal_flow_lpm,
-                pump_speed_pct=lp.nominal_pump_pct, supply_pressure_kpa=lp.supply_pressure_kpa,
-                return_pressure_kpa=lp.supply_pressure_kpa - lp.diff_pressure_kpa,
-            )
-            loops[lp.name] = obj
-            self._loop_objs.append(obj)
-        self._state = HallState(time_ns=self.start_ns, gpus=gpus, pdus=pdus, loops=loops)
 
     # --- scenario --------------------------------------------------------------------------
 
@@ -650,7 +588,7 @@ class Hall:
             msg = f"dt_s must be positive, got {dt_s}"
             raise ValueError(msg)
         if self._objects_out:
-            self._pull()
+            pull(self)
         if not self._dirty:
             self._state.events = []
             self._pending_events = []
@@ -674,28 +612,10 @@ class Hall:
     def state(self) -> HallState:
         """The current state; the objects are refreshed from the arrays when read after a step."""
         if self._dirty:
-            self._sync()
+            sync(self)
             self._dirty = False
         self._objects_out = True
         return self._state
-
-    def _pull(self) -> None:
-        """Pick up what a device simulator or a test changed on the objects since the last refresh.
-
-        A power limit set through NVML sticks. ``answering`` of a PDU or loop and ``lost`` of a GPU
-        set by hand override the scenario until set back to what the scenario says.
-        """
-        for i, o in enumerate(self._gpu_objs):
-            if o.power_limit_w != self._synced_limit[i]:
-                self.power_limit[i] = o.power_limit_w
-            if o.lost != self._synced_flags[("gpu", i)]:
-                self._overrides[("gpu", i)] = o.lost
-        for i, o in enumerate(self._pdu_objs):
-            if o.answering != self._synced_flags[("pdu", i)]:
-                self._overrides[("pdu", i)] = o.answering
-        for i, o in enumerate(self._loop_objs):
-            if o.answering != self._synced_flags[("loop", i)]:
-                self._overrides[("loop", i)] = o.answering
 
     def _apply_overrides(self) -> None:
         arrays = {"gpu": self.lost, "pdu": self.pdu_answering, "loop": self.loop_answering}
@@ -705,96 +625,6 @@ class Hall:
                 del self._overrides[key]  # the scenario agrees again: hand back to it
             else:
                 arrays[kind][i] = value
-
-    def _sync(self) -> None:
-        st = self._state
-        st.time_ns = self.time_ns
-        st.events = list(self._pending_events)
-        self._pending_events = []
-        util = self.util.tolist()
-        mem_util = self._mem_util().tolist()
-        mem_used = self._mem_used().tolist()
-        cols = dict(
-            power=self.power.tolist(), inst=self.power_instant.tolist(), energy=self.gpu_energy.tolist(),
-            temp=self.temp.tolist(), mem_temp=self.mem_temp.tolist(), clock=self.sm_clock.tolist(),
-            mem_clock=self.mem_clock.tolist(), mask=self.mask.tolist(), vp=self.viol_power_s.tolist(),
-            vt=self.viol_thermal_s.tolist(), lost=self.lost.tolist(), sbe=self.ecc_sbe.tolist(),
-            dbe=self.ecc_dbe.tolist(), limit=self.power_limit.tolist(),
-            tx=self.nvlink_tx.astype(np.int64).tolist(), rx=self.nvlink_rx.astype(np.int64).tolist(),
-        )
-        for i, o in enumerate(self._gpu_objs):
-            o.util_pct = util[i]
-            o.mem_util_pct = mem_util[i]
-            o.power_w = cols["power"][i]
-            o.power_instant_w = cols["inst"][i]
-            o.energy_j = cols["energy"][i]
-            o.temp_c = cols["temp"][i]
-            o.mem_temp_c = cols["mem_temp"][i]
-            o.sm_clock_mhz = cols["clock"][i]
-            o.mem_clock_mhz = cols["mem_clock"][i]
-            o.mem_used_bytes = mem_used[i]
-            o.processes = 1 if util[i] >= 5.0 else 0
-            o.clock_event_mask = cols["mask"][i]
-            o.violation_power_ns = round(cols["vp"][i] * 1e9)
-            o.violation_thermal_ns = round(cols["vt"][i] * 1e9)
-            o.ecc_sbe_volatile = cols["sbe"][i]
-            o.ecc_dbe_volatile = cols["dbe"][i]
-            o.ecc_sbe_aggregate = cols["sbe"][i]
-            o.ecc_dbe_aggregate = cols["dbe"][i]
-            o.nvlink_tx_bytes = cols["tx"][i]
-            o.nvlink_rx_bytes = cols["rx"][i]
-            o.power_limit_w = cols["limit"][i]
-            o.lost = cols["lost"][i]
-        self._synced_limit = cols["limit"]
-        flags = self._synced_flags
-        for i, v in enumerate(cols["lost"]):
-            flags[("gpu", i)] = v
-        for i, v in enumerate(self.pdu_answering.tolist()):
-            flags[("pdu", i)] = v
-        for i, v in enumerate(self.loop_answering.tolist()):
-            flags[("loop", i)] = v
-        o_cur = (self.outlet_power / (self.phase_volt[self.outlet_phase] * self.outlet_pf)).tolist()
-        o_pw = self.outlet_power.tolist()
-        o_en = self.outlet_energy.tolist()
-        ph_pw = self.phase_power.tolist()
-        ph_cur = self._phase_current().tolist()
-        ph_en = self.phase_energy.tolist()
-        ph_v = self.phase_volt.tolist()
-        oi = 0
-        for pi, o in enumerate(self._pdu_objs):
-            for out in o.outlets:
-                out.power_w = o_pw[oi]
-                out.current_a = o_cur[oi]
-                out.energy_j = o_en[oi]
-                oi += 1
-            for k, ph in enumerate(o.phases):
-                s = pi * 3 + k
-                ph.power_w = ph_pw[s]
-                ph.current_a = ph_cur[s]
-                ph.voltage_v = ph_v[s]
-                ph.apparent_power_va = ph_v[s] * ph_cur[s]
-                ph.energy_j = ph_en[s]
-            o.power_w = float(self.pdu_power[pi])
-            o.apparent_power_va = float(self.pdu_power[pi] / self.pdu_pf[pi])
-            o.peak_power_w = float(self.pdu_peak[pi])
-            o.energy_j = float(self.pdu_energy[pi])
-            o.temp_c = float(self.env_temp[pi])
-            o.humidity_pct = float(self.env_hum[pi])
-            o.answering = bool(self.pdu_answering[pi])
-        rep = self.loop_reported.tolist()
-        for li, o in enumerate(self._loop_objs):
-            r = dict(zip(_LOOP_FLOATS, rep[li]))
-            o.supply_temp_c = r["supply_temp_c"]
-            o.return_temp_c = r["return_temp_c"]
-            o.setpoint_c = r["setpoint_c"]
-            o.flow_lpm = r["flow_lpm"]
-            o.pump_speed_pct = r["pump_speed_pct"]
-            o.supply_pressure_kpa = r["supply_pressure_kpa"]
-            o.return_pressure_kpa = r["return_pressure_kpa"]
-            o.heat_w = r["heat_w"]
-            o.facility_supply_temp_c = r["facility_supply_temp_c"]
-            o.leak = bool(self.loop_leak[li])
-            o.answering = bool(self.loop_answering[li])
 
     def _mem_util(self) -> np.ndarray:
         return np.clip(self.util * 0.45 + 2.0 * self._gpu_noise[1], 0.0, 100.0) * (self.util > 1.0)

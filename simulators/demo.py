@@ -12,6 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -339,11 +340,35 @@ def demo_cmd(scenario, speed, duration, seed, site_path, no_live, out_dir, mqtt_
     """Run the whole pipeline on a simulated GPU hall through a scripted incident, live (default: pump degradation
     that recovers): GPU agents, SNMP poller, collector, store, alert engine, notifications; then write a recording
     and an HTML incident report."""
-    from simulators.pipeline import PipelineOptions, default_out_dir
+    from simulators.pipeline import PipelineOptions
 
     site: SiteConfig = site_from(site_path)
-    sc = load_scenario(scenario)
-    duration_s = sc.duration if duration is None else duration
+    options = PipelineOptions(out_dir=out_dir, mqtt_url=mqtt_url, influx_url=influx_url, influx_db=influx_db,
+                              alertmanager_url=alertmanager_url, gpu_interval_s=gpu_interval,
+                              snmp_interval_s=snmp_interval, pdu_interval_s=pdu_interval,
+                              topology=str(site_path) if site_path else "embedded")
+    live = not no_live and sys.stdout.isatty()
+    run_demo(site, load_scenario(scenario), options, speed=speed, duration_s=duration, seed=seed, echo=click.echo,
+             live=live)
+
+
+@dataclass
+class DemoRun:
+    """What ``run_demo`` leaves: the wall time, the summary, the pipeline (its alert board) and the files."""
+
+    wall_s: float
+    summary: Summary
+    pipeline: Any
+    result: Any
+
+
+def run_demo(site: SiteConfig, sc: Scenario, options: Any, *, speed: float | None = None,
+             duration_s: float | None = None, seed: int | None = None, echo: Callable[[str], None] = click.echo,
+             live: bool = False) -> DemoRun:
+    """The demo end to end (``dcim demo`` minus option parsing): run, then say what happened and where the files are."""
+    from simulators.pipeline import default_out_dir
+
+    duration_s = sc.duration if duration_s is None else duration_s
     speed = speed or max(duration_s / DEFAULT_WALL_S, 1.0)
     seed = site.simulator.seed if seed is None else seed
     # the run ends about when the simulated clock reaches the wall clock: every timestamp is in the
@@ -351,30 +376,29 @@ def demo_cmd(scenario, speed, duration, seed, site_path, no_live, out_dir, mqtt_
     start_ns = (time.time_ns() // 1_000_000_000 - math.ceil(duration_s)) * 1_000_000_000
     hall = Hall(site, seed=seed, scenario=sc, start_ns=start_ns)
     summary = Summary(sc)
-    out = out_dir or default_out_dir()
-    options = PipelineOptions(out_dir=out, mqtt_url=mqtt_url, influx_url=influx_url, influx_db=influx_db,
-                              alertmanager_url=alertmanager_url, gpu_interval_s=gpu_interval,
-                              snmp_interval_s=snmp_interval, pdu_interval_s=pdu_interval, topology=str(site_path) if site_path else "embedded")
-    live = not no_live and sys.stdout.isatty()
+    if options.out_dir is None:
+        options.out_dir = default_out_dir()
+    out = Path(options.out_dir)
 
     def consumers(board: Any) -> list[Consumer]:
         view: Consumer = (LiveView(sc, speed, board=board) if live
-                          else TextView(click.echo, every_s=max(10.0, 2 * speed), board=board))
+                          else TextView(echo, every_s=max(10.0, 2 * speed), board=board))
         return [view, summary]
 
-    click.echo(f"dcim demo: scenario {sc.name}, {duration_s:.0f} simulated s at {speed:g}x; "
-               f"bus {mqtt_url or 'in-process'}, store {influx_url or out / 'store'}"
-               + (f", Alertmanager {alertmanager_url}" if alertmanager_url else ""))
+    echo(f"dcim demo: scenario {sc.name}, {duration_s:.0f} simulated s at {speed:g}x; "
+         f"bus {options.mqtt_url or 'in-process'}, store {options.influx_url or out / 'store'}"
+         + (f", Alertmanager {options.alertmanager_url}" if options.alertmanager_url else ""))
     wall_s, pipe, result = asyncio.run(run_pipeline(hall, site, options, consumers, duration_s=duration_s,
                                                     speed=speed, scenario=sc.name, seed=seed))
-    click.echo(summary.text(wall_s))
+    echo(summary.text(wall_s))
     for line in pipe.board.summary_lines():
-        click.echo(line)
+        echo(line)
     if result.counts:
-        click.echo("  records stored: " + ", ".join(f"{m} {n}" for m, n in sorted(result.counts.items())))
+        echo("  records stored: " + ", ".join(f"{m} {n}" for m, n in sorted(result.counts.items())))
     if result.recording is not None:
-        click.echo(f"  recording: {result.recording}  (replay: dcim replay {result.recording})")
+        echo(f"  recording: {result.recording}  (replay: dcim replay {result.recording})")
         if result.replay_matches is False:
-            click.echo("  note: the replay of the recording gave different alert transitions than the live run")
+            echo("  note: the replay of the recording gave different alert transitions than the live run")
     if result.report is not None:
-        click.echo(f"  incident report: {result.report}")
+        echo(f"  incident report: {result.report}")
+    return DemoRun(wall_s, summary, pipe, result)

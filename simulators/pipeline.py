@@ -39,7 +39,7 @@ Note = tuple[int, str]
 class PipelineOptions:
     """Where the data goes and how often the sources poll (in simulated seconds)."""
 
-    out_dir: Path
+    out_dir: Path | None = None  # default: ./dcim-demo-<UTC time>
     mqtt_url: str | None = None
     influx_url: str | None = None
     influx_db: str = "dcim"
@@ -491,9 +491,9 @@ class Pipeline:
             return res
         if self.opt.influx_url:
             records = list(records_from_influx(self.opt.influx_url, self.opt.influx_db,
-                                               start_ns=self.first_ns, end_ns=self.last_ns))
-        else:
-            records = list(records_from_store(self.store_path, start_ns=self.first_ns, end_ns=self.last_ns))
+                                               start_ns=self.first_ns, end_ns=self.last_ns + 1))
+        else:  # end_ns is exclusive
+            records = list(records_from_store(self.store_path, start_ns=self.first_ns, end_ns=self.last_ns + 1))
         for r in records:
             res.counts[r.measurement] = res.counts.get(r.measurement, 0) + 1
         rec_path = self.out_dir / "recording.lp.gz"

@@ -271,3 +271,23 @@ def test_make_observer_uses_the_default_pack_from_any_directory(tmp_path, monkey
         assert {"LoopFlowLow", "GpuTempNearSlowdown", "FeedRedundancyLost"} <= names
     finally:
         obs.close()
+
+
+def test_the_collector_builds_our_observer_when_alerts_are_on(tmp_path):
+    from collector.app import make_observers
+    from dcim.config import CollectorConfig
+
+    site = default_site().model_copy(update={"alerts": default_site().alerts.model_copy(
+        update={"notifiers": [NotifierConfig(kind="log")], "evaluation_interval_s": 0.5})})
+    (obs,) = make_observers(CollectorConfig(alerts=True), site)
+    try:
+        assert isinstance(obs, LiveObserver) and obs.engine.interval_ns == 500_000_000
+        assert [type(n).__name__ for n in obs.dispatcher.notifiers] == ["LogNotifier"]
+    finally:
+        obs.close()
+    (obs,) = make_observers(CollectorConfig(alerts=True), CollectorConfig(alerts=True))  # collector-only file
+    try:
+        assert obs.engine.site.site == "dc1" and obs.engine.rules
+    finally:
+        obs.close()
+    assert make_observers(CollectorConfig(alerts=False), site) == []

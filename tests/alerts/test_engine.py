@@ -416,3 +416,19 @@ def test_long_gaps_are_skipped_without_changing_a_transition(site):
     b = fast.process(recs) + fast.advance(20_000 * NS)
     assert len(a) > 20 and a == b
     assert {t.rule for t in a} == {"CoolantFlowLow", "GpuHot", "GpuSilent", "GpuHotKept"}
+
+
+def test_rack_alert_inhibits_node_and_gpu_alerts_in_that_rack_only(site):
+    rack_hot = rule(name="RackInletHot", kind="aggregate", measurement="gpu", field="temp_c", func="avg",
+                    by=["rack"], threshold=80, inhibits=["Gpu*", "Node*"])
+    gpu_hot = rule(name="GpuHot", kind="threshold", measurement="gpu", field="temp_c", threshold=85)
+    e = Engine([rack_hot, gpu_hot], site=site)
+    recs = []
+    for g in range(4):
+        recs.append(gpu(0, {"node": "A01-n01", "gpu": str(g)}, temp_c=88.0))   # rack A01 all hot: avg 88
+        recs.append(gpu(0, {"node": "A02-n01", "gpu": str(g)}, temp_c=90.0 if g == 0 else 60.0))  # one hot GPU
+    ts = feed(e, recs) + e.advance(1 * NS)
+    rack = [t for t in ts if t.rule == "RackInletHot"]
+    assert [(t.labels["rack"], t.labels["loop"]) for t in rack] == [("A01", "loop-a")]
+    marks = {(t.labels["node"], t.labels["gpu"]): t.inhibited_by for t in ts if t.rule == "GpuHot"}
+    assert marks == {("A01-n01", str(g)): rack[0].fingerprint for g in range(4)} | {("A02-n01", "0"): None}

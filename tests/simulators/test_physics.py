@@ -191,3 +191,24 @@ faults:
     assert busy.nvlink_tx_bytes - tx0[("A01-n02", 0)] > 10 * 100e9
     assert idle.nvlink_tx_bytes == tx0[("A01-n01", 0)]
     assert busy.nvlink_rx_bytes == busy.nvlink_tx_bytes
+
+
+def test_a_hall_without_loops_and_with_single_phase_pdus_runs_air_cooled():
+    from dcim.config import SiteConfig
+    from dcim.lineprotocol import encode
+
+    site = SiteConfig.model_validate({
+        "site": "s",
+        "defaults": {"nodes_per_rack": 2, "pdus": [{"name": "p1", "phases": 1, "outlets": 8}]},
+        "rooms": [{"name": "r", "rows": [{"name": "A", "racks": [{"name": "A01"}]}]}],
+    })
+    hall = Hall(site)
+    for _ in range(30):
+        state = hall.step(1.0)
+    pdu = state.pdus[("A01", "p1")]
+    assert [p.phase for p in pdu.phases] == ["L1"]
+    assert pdu.phases[0].power_w == pytest.approx(pdu.power_w)
+    # air: GPUs sit at ambient + 10 + R x P
+    assert all(g.temp_c > site.simulator.ambient_c + 10 for g in state.gpus.values())
+    assert hall.lines() == encode(hall.records())
+    assert not [r for r in hall.records() if r.measurement == "coolant_loop"]

@@ -299,7 +299,8 @@ async def run_async(
 
 
 async def run_pipeline(hall: Hall, site: SiteConfig, options: Any, make_consumers: Callable[[Any], list[Consumer]], *,
-                       duration_s: float, speed: float, scenario: str, seed: int) -> tuple[float, Any, Any]:
+                       duration_s: float, speed: float, scenario: str, seed: int,
+                       echo: Callable[[str], None] | None = None) -> tuple[float, Any, Any]:
     """The demo with the whole pipeline: (wall seconds, the pipeline's alert board, the files it wrote)."""
     from simulators.pipeline import Pipeline
 
@@ -308,6 +309,8 @@ async def run_pipeline(hall: Hall, site: SiteConfig, options: Any, make_consumer
         wall_s = await run_async(hall, consumers, duration_s=duration_s, step_s=site.simulator.step_s, speed=speed,
                                  stage=pipe.step)
         await pipe.finish()
+    if echo is not None:
+        echo(f"writing the recording and the incident report to {options.out_dir} ...")
     result = await asyncio.to_thread(pipe.write_outputs, scenario, seed)
     return wall_s, pipe, result
 
@@ -389,7 +392,7 @@ def run_demo(site: SiteConfig, sc: Scenario, options: Any, *, speed: float | Non
          f"bus {options.mqtt_url or 'in-process'}, store {options.influx_url or out / 'store'}"
          + (f", Alertmanager {options.alertmanager_url}" if options.alertmanager_url else ""))
     wall_s, pipe, result = asyncio.run(run_pipeline(hall, site, options, consumers, duration_s=duration_s,
-                                                    speed=speed, scenario=sc.name, seed=seed))
+                                                    speed=speed, scenario=sc.name, seed=seed, echo=echo))
     echo(summary.text(wall_s))
     for line in pipe.board.summary_lines():
         echo(line)

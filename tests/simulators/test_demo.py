@@ -1,0 +1,100 @@
+"""The demo's loop with a pipeline stage, its views with alerts, and the alert board (no pipeline: see
+tests/integration/test_demo_pipeline.py for the whole thing)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from dataclasses import replace
+
+import pytest
+
+from alerts.engine import Transition
+from simulators.demo import LiveView, Summary, TextView, run_async
+from simulators.hall import Hall
+from simulators.pipeline import AlertBoard
+from simulators.scenarios import load_scenario
+from tests.simulators.helpers import site
+
+T0 = 1_767_225_600 * 1_000_000_000
+
+
+def _t(rule, state, *, at_s=0.0, inhibited=False, severity="critical", labels=None, fp=None):
+    labels = labels or {"row": "A", "loop": "loop-a"}
+    return Transition(time_ns=T0 + int(at_s * 1e9), rule=rule, severity=severity, labels=labels, previous="pending",
+                      state=state, value=40.0, inhibited=inhibited, inhibited_by="abc" if inhibited else None,
+                      summary=f"{rule} summary", fingerprint=fp or rule)
+
+
+def _incident() -> list[list[Transition]]:
+    gpu = {"row": "A", "rack": "A01", "node": "A01-n01", "gpu": "0"}
+    return [
+        [_t("LoopFlowLow", "firing", at_s=120)],
+        [_t("GpuTempNearSlowdown", "firing", at_s=150, inhibited=True, labels=gpu)],
+        [replace(_t("LoopFlowLow", "resolved", at_s=400), previous="firing"),
+         _t("GpuTempNearSlowdown", "resolved", at_s=410, inhibited=True, labels=gpu)],
+    ]
+
+
+def test_the_board_notes_pages_and_counts_inhibited_alerts():
+    board = AlertBoard()
+    seen = []
+    for batch in _incident():
+        board.notify(batch, 0.0)
+        seen.append((set(board.firing), len(board.inhibited_now)))
+    assert seen == [({"LoopFlowLow"}, 0), ({"LoopFlowLow"}, 1), (set(), 0)]
+    assert [text.split()[0] for _, text in board.notes] == ["FIRING", "RESOLVED"]  # the GPU alert never paged
+    assert board.notes[0] == (T0 + 120 * 10**9, "FIRING [critical] LoopFlowLow row=A loop=loop-a: LoopFlowLow summary")
+    lines = board.summary_lines()
+    assert lines[0] == "  alerts: 1 fired and paged, 1 inhibited beneath them, 1 of the paged resolved, 0 still firing"
+    assert "    GpuTempNearSlowdown: 0 paged, 1 inhibited, 1 resolved" in lines
+    assert "    LoopFlowLow: 1 paged, 0 inhibited, 1 resolved" in lines
+
+
+def test_text_view_prints_each_notification_once_as_an_alert_line():
+    hall = Hall(site(), scenario=load_scenario("pump-degradation"), start_ns=T0)
+    board = AlertBoard()
+    lines: list[str] = []
+    view = TextView(lines.append, every_s=1e9, board=board)
+    view.on_step(hall, [])
+    board.notify(_incident()[0], 0.0)
+    view.on_step(hall, [])
+    view.on_step(hall, [])
+    alerts = [ln for ln in lines if " ALERT " in ln]
+    assert alerts == ["+2m00s ALERT FIRING [critical] LoopFlowLow row=A loop=loop-a: LoopFlowLow summary"]
+
+
+def test_live_view_shows_firing_alerts_and_the_inhibited_count():
+    from rich.console import Console
+
+    sc = load_scenario("pump-degradation")
+    hall = Hall(site(), scenario=sc, start_ns=T0)
+    board = AlertBoard()
+    out = io.StringIO()
+    view = LiveView(sc, 10.0, console=Console(file=out, width=160, force_terminal=False), board=board)
+    for batch in _incident()[:2]:
+        board.notify(batch, 0.0)
+    view.on_step(hall, [])
+    view.close(hall)
+    text = out.getvalue()
+    assert "firing alerts: 1" in text and "inhibited beneath them: 1" in text
+    assert "LoopFlowLow" in text and "+2m00s ALERT FIRING" in text
+
+
+def test_the_async_loop_awaits_the_stage_after_each_step_and_paces_to_the_speed():
+    sc = load_scenario("pump-degradation")
+    hall = Hall(site(), scenario=sc, start_ns=T0)
+    now = [0.0]
+    stage_at: list[float] = []
+
+    async def sleep(s):
+        now[0] += s
+
+    async def stage():
+        stage_at.append(hall.t_s)
+
+    summary = Summary(sc)
+    wall = asyncio.run(run_async(hall, [summary], duration_s=20, speed=10.0, stage=stage, clock=lambda: now[0],
+                                 sleep=sleep))
+    assert stage_at == [float(k) for k in range(21)]  # once per step, after the hall moved
+    assert wall == pytest.approx(2.0)

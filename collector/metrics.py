@@ -44,6 +44,9 @@ class CollectorMetrics:
                                 "1 while the spool is at its cap and messages stay with the broker", registry=r)
         self.mqtt_connected = Gauge(p + "mqtt_connected", "1 while connected to the broker", registry=r)
         self.mqtt_connects = Counter(p + "mqtt_connects_total", "successful connections to the broker", registry=r)
+        self.read_pauses = Counter(p + "read_pauses_total",
+                                   "times reading from the broker paused because too many messages waited",
+                                   registry=r)
         self.unacked = Gauge(p + "unacked_messages", "messages received and not yet acknowledged", registry=r)
         self.sink_up = Gauge(p + "sink_up", "1 when the last sink write succeeded", ["sink"], registry=r)
         for reason in REASONS:

@@ -117,3 +117,33 @@ async def test_malformed_input_is_counted_dead_lettered_and_survived(mosquitto, 
     big = [d for d in dead if d["reason"] == "payload_too_large"]
     assert len(big) == 1 and big[0]["topic"] == f"dcim/{run}/R1/x/gpu" and "10485760 bytes" in big[0]["detail"]
     assert all(d["topic"] for d in dead)
+
+
+async def test_a_slow_sink_bounds_what_waits_in_memory(mosquitto, tmp_path):
+    """The broker pushes faster than the sink takes: reading pauses, memory stays bounded, nothing is lost."""
+    from tests.collector.fakes import ScriptedSink
+
+    class Slow(ScriptedSink):
+        async def write(self, body: bytes) -> None:
+            await asyncio.sleep(0.05)
+            await super().write(body)
+
+    run = uid()
+    cfg = CollectorConfig(topics=[f"dcim/{run}/#"], client_id=f"collector-{run}", receive_maximum=40,
+                          batch_size=40, linger_ms=50, spool_path=tmp_path / "spool",
+                          dead_letter_path=tmp_path / "dead.jsonl")
+    sink = Slow()
+    msgs = gpu_messages(f"dcim/{run}", 600, gpus=2)
+    peak = 0
+    async with running(cfg, mosquitto.url, sink=sink) as c:
+        pub = Publisher(mosquitto.host, mosquitto.port)
+        sending = asyncio.create_task(asyncio.to_thread(pub.publish, msgs))
+        while len(sink.accepted) < 1200:
+            if c._client is not None:  # noqa: SLF001
+                peak = max(peak, c._client._queue.qsize())  # noqa: SLF001
+            await asyncio.sleep(0.01)
+        await sending
+        pub.close()
+        assert metric(c, "dcim_collector_read_pauses_total") > 0
+    assert peak <= 40 + 20  # the high-water mark, plus what one socket read can carry
+    assert sorted(sink.accepted) == sorted(line for m in msgs for line in m.payload.decode().split("\n"))

@@ -32,7 +32,6 @@ from typing import Any
 
 from alerts.rulefile import (
     DEFAULT_RULES_DIR,
-    TEMPLATE,
     AbsentRule,
     AggregateRule,
     EnergyBalanceRule,
@@ -46,19 +45,17 @@ from alerts.rulefile import (
     load_rules,
     parse_condition,
 )
+from alerts.templates import location_text, render
+from alerts.topology import LABEL_TAGS, SCOPE_TAGS, Topology
 from dcim import schema
 from dcim.config import SiteConfig
 from dcim.record import Record
 
-__all__ = ["DEFAULT_RULES_DIR", "Alert", "Engine", "Transition", "load_rules", "fingerprint"]
+__all__ = ["DEFAULT_RULES_DIR", "Alert", "Engine", "Transition", "fingerprint", "load_rules", "location_text",
+           "render", "scope_of"]
 
 NS = 1_000_000_000
 
-#: Record tags that become alert labels (uuid and model are device attributes, not places).
-LABEL_TAGS = ("site", "room", "row", "rack", "loop", "cdu", "pdu", "feed", "phase", "bank", "outlet", "node",
-              "gpu", "xid", "sensor", "ups", "switch", "ifname", "component", "device", "host")
-#: Labels that place an alert in the topology, outermost first; inhibition compares these.
-SCOPE_TAGS = ("site", "room", "row", "loop", "rack", "pdu", "feed", "phase", "node", "gpu")
 _ALERT_TAGS = frozenset(schema.ALERT.tags)
 
 
@@ -168,42 +165,6 @@ _CMP = {
 }
 
 
-def _fmt(v: float | None) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, bool):
-        return str(v).lower()
-    if not math.isfinite(v):
-        return str(v)
-    return f"{v:.2f}".rstrip("0").rstrip(".")
-
-
-def location_text(labels: dict[str, str]) -> str:
-    """``dc1/hall1/A/A01 node A01-n01 gpu 3``: the place path, then the device."""
-    path = "/".join(labels[k] for k in ("site", "room", "row", "rack") if k in labels)
-    if "rack" not in labels and "loop" in labels:
-        path = "/".join([p for p in (path, "loop " + labels["loop"]) if p])
-    dev = " ".join(f"{k} {labels[k]}" for k in ("pdu", "phase", "node", "gpu", "xid") if k in labels)
-    return " ".join(p for p in (path, dev) if p) or "site"
-
-
-def render(text: str, *, rule: str, severity: str, state: str, value: float | None, threshold: float | None,
-           labels: dict[str, str]) -> str:
-    """Fill ``{{ $value }}``, ``{{ $value:.1f }}``, ``{{ $labels.rack }}``, ``{{ $location }}`` ..."""
-
-    def sub(m: re.Match[str]) -> str:
-        var, attr, spec = m.group(1), m.group(2), m.group(3)
-        if var == "labels":
-            return labels.get(attr or "", "")
-        val: Any = {"value": value, "threshold": threshold, "rule": rule, "severity": severity,
-                    "state": state, "location": location_text(labels)}[var]
-        if spec and isinstance(val, (int, float)) and not isinstance(val, bool):
-            return format(val, spec)
-        return _fmt(val) if var in ("value", "threshold") else str(val)
-
-    return TEMPLATE.sub(sub, text)
-
-
 def _matcher(match: dict[str, str]):
     """Compile tag matchers: ``value`` exact, ``=~re`` / ``!~re`` full-match regex, ``!=value``."""
     checks = []
@@ -223,67 +184,6 @@ def _matcher(match: dict[str, str]):
     return lambda tags: all(c(tags) for c in checks)
 
 
-class _Topology:
-    """Lookups from the site configuration, prepared once: rack places, loops, PDUs, GPU models."""
-
-    def __init__(self, site: SiteConfig) -> None:
-        self.site = site
-        self.rack_tags: dict[str, dict[str, str]] = {}
-        self.rack_loop: dict[str, str] = {}
-        self.node_rack: dict[str, str] = {}
-        self.node_model: dict[str, Any] = {}
-        self.pdus: dict[tuple[str, str], Any] = {}
-        self.racks: dict[str, Any] = {}
-        self.loops = {loop.name: loop for loop in site.loops}
-        for room, row, rack in site.locations():
-            self.rack_tags[rack.name] = {"site": site.site, "room": room.name, "row": row.name}
-            self.racks[rack.name] = rack
-            for node in rack.nodes:
-                self.node_rack[node.name] = rack.name
-                self.node_model[node.name] = site.gpu_models.get(node.gpu_model)
-            for pdu in rack.pdus:
-                self.pdus[(rack.name, pdu.name)] = pdu
-        for loop in site.loops:
-            for r in loop.racks:
-                self.rack_loop[r] = loop.name
-        self.loop_tags = {loop.name: site.loop_tags(loop) for loop in site.loops}
-
-    def enrich(self, labels: dict[str, str]) -> dict[str, str]:
-        """Fill the place of a device from the topology: rack from node, site/room/row and loop from rack."""
-        rack = labels.get("rack")
-        if rack is None and "node" in labels and labels["node"] in self.node_rack:
-            rack = labels["rack"] = self.node_rack[labels["node"]]
-        if rack is not None and rack in self.rack_tags:
-            for k, v in self.rack_tags[rack].items():
-                labels.setdefault(k, v)
-            if rack in self.rack_loop:
-                labels.setdefault("loop", self.rack_loop[rack])
-        elif "loop" in labels and labels["loop"] in self.loop_tags:
-            for k, v in self.loop_tags[labels["loop"]].items():
-                labels.setdefault(k, v)
-        return _ordered(labels)
-
-    def rating(self, name: str, tags: dict[str, str]) -> float | None:
-        obj, _, attr = name.partition(".")
-        rack = tags.get("rack") or self.node_rack.get(tags.get("node", ""))
-        if obj == "pdu":
-            pdu = self.pdus.get((rack or "", tags.get("pdu", "")))
-            return getattr(pdu, attr) if pdu is not None else None
-        if obj == "rack":
-            r = self.racks.get(rack or "")
-            return getattr(r, attr) if r is not None else None
-        if obj == "loop":
-            loop = self.loops.get(tags.get("loop") or self.rack_loop.get(rack or "", ""))
-            return getattr(loop, attr) if loop is not None else None
-        return None
-
-    def gpu_default(self, ref: str, tags: dict[str, str]) -> float | None:
-        spec = self.node_model.get(tags.get("node", ""))
-        if spec is None:
-            return None
-        return getattr(spec, ref.partition(".")[2], None)
-
-
 class Engine:
     """Evaluates rules over a stream of records on event time and reports alert transitions."""
 
@@ -297,7 +197,7 @@ class Engine:
             raise ValueError("evaluation_interval_s must be positive")
         self.rules = list(rules)
         self.site = site
-        self.topo = _Topology(site)
+        self.topo = Topology(site)
         self.interval_ns = int(round(evaluation_interval_s * NS))
         self.clock_ns: int | None = None
         self._next_eval: int | None = None
@@ -931,14 +831,6 @@ class Engine:
             clr = not abs(dev) > (rule.threshold if rule.clear is None else rule.clear)
             out.append(_Eval(loop.name, labels, dev, fire, clr, rule.threshold))
         return out
-
-
-_LABEL_ORDER = {k: i for i, k in enumerate(LABEL_TAGS)}
-
-
-def _ordered(labels: dict[str, str]) -> dict[str, str]:
-    """Labels outermost place first, then the device, then anything else by name (stable output)."""
-    return dict(sorted(labels.items(), key=lambda kv: (_LABEL_ORDER.get(kv[0], len(_LABEL_ORDER)), kv[0])))
 
 
 def _contains(src: dict[str, str], tgt: dict[str, str]) -> bool:

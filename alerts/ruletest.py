@@ -40,7 +40,7 @@ from alerts.engine import NS, Alert, Engine
 from alerts.rulefile import load_rules, parse_duration
 from dcim import schema
 from dcim.config import SiteConfig, default_site, load_site
-from dcim.errors import RuleError
+from dcim.errors import DcimError, RuleError
 from dcim.record import Record
 
 
@@ -214,7 +214,7 @@ def _records(group: RuleTestGroup, interval_s: float, file: str) -> list[Record]
             meas, fld, tags = parse_series(s.series)
             ftype = schema.MEASUREMENTS[meas].fields[fld].type
             values = expand_values(s.values, ftype)
-        except (ValueError, Exception) as exc:
+        except (ValueError, DcimError) as exc:
             raise RuleError(str(exc), file=file, field=f"tests[{group.name}].input_series[{i}]") from None
         for k, v in enumerate(values):
             if v is not None:

@@ -213,7 +213,7 @@ def device_topic(prefix: str, site: str, d: Device) -> str:
 async def run(devices: list[Device], profiles: dict, *, site_tag: str, mqtt, interval_s: float,  # noqa: ANN001
               metrics_host: str, metrics_port: int, queue_max: int, max_in_flight: int,
               polls_max: int | None = None, registry: CollectorRegistry | None = None) -> None:
-    """Run mode: poll every ``interval_s`` (on a fixed schedule), publish one message per device poll."""
+    """Run mode: poll each device every ``interval_s``, publish one message per device poll."""
     from agents.exporter import serve_metrics
     from agents.publisher import Publisher
     from dcim.config import MqttConfig
@@ -227,21 +227,28 @@ async def run(devices: list[Device], profiles: dict, *, site_tag: str, mqtt, int
                               status_topic=f"{mqtt.topic_prefix}/{site_tag}/_agents/snmp-{host}/status",
                               queue_max=queue_max, registry=registry, component="snmp")
         async with Poller(devices, profiles, max_in_flight=max_in_flight, registry=registry) as poller, publisher:
-            n = 0
-            next_at = time.monotonic()
-            while polls_max is None or n < polls_max:
-                for p, d in zip(await poller.poll_all(), devices, strict=True):
+
+            async def device_loop(d: Device, offset_s: float) -> None:
+                # each device on its own schedule: a silent device delays only its own messages
+                next_at = time.monotonic() + offset_s
+                await asyncio.sleep(offset_s)
+                n = 0
+                while polls_max is None or n < polls_max:
+                    p = await poller.poll_device(d)
                     publisher.publish(device_topic(mqtt.topic_prefix, site_tag, d), _payload(p))
                     if not p.ok:
                         log.warning("%s", p.error)
-                n += 1
-                next_at += interval_s
-                # a poll that overran its interval skips the missed slots instead of bunching up
-                while next_at < time.monotonic():
+                    n += 1
+                    if polls_max is not None and n >= polls_max:
+                        break
                     next_at += interval_s
-                if polls_max is not None and n >= polls_max:
-                    break
-                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                    while next_at < time.monotonic():  # overran: skip the missed slots
+                        next_at += interval_s
+                    await asyncio.sleep(next_at - time.monotonic())
+
+            # start times spread over the first interval, so a large fleet does not poll in one burst
+            spread = interval_s / max(1, len(devices))
+            await asyncio.gather(*(device_loop(d, i * spread) for i, d in enumerate(devices)))
             await publisher.flush(5.0)
     finally:
         if server is not None:

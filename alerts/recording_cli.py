@@ -48,6 +48,10 @@ def _location_filter(rack: str | None, row: str | None, where: tuple[str, ...]) 
 @click.option("--password-env", metavar="VAR", help="Environment variable holding the InfluxDB password.")
 @click.option("--from-store", "store_path", type=click.Path(file_okay=False, path_type=Path),
               help="Read the embedded store in this folder.")
+@click.option("--from-recording", "recording_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Read another recording: convert between formats, or cut out a range or a location.")
+@click.option("--format", "fmt", type=click.Choice(["lp", "columnar"]), default="lp", show_default=True,
+              help="lp: gzip line protocol (InfluxDB imports it); columnar: gzip JSON blocks, faster to replay.")
 @click.option("--from-mqtt", "mqtt_url", metavar="URL", help="Record the live MQTT stream, e.g. mqtt://127.0.0.1:1883.")
 @click.option("--topic", "topics", multiple=True, help="MQTT topic filter (repeatable; default dcim/#).")
 @click.option("--max-messages", type=int, help="Stop the MQTT recording after this many messages.")
@@ -64,7 +68,8 @@ def _location_filter(rack: str | None, row: str | None, where: tuple[str, ...]) 
 @click.option("--seed", type=int, default=42, show_default=True, help="Simulator seed.")
 @click.option("--step", default="1s", show_default=True, help="Simulator step.")
 def record_cmd(out: Path, scenario: str | None, simulate: bool, influx_url: str | None, db: str | None,
-               user: str | None, password_env: str | None, store_path: Path | None, mqtt_url: str | None,
+               user: str | None, password_env: str | None, store_path: Path | None, recording_path: Path | None,
+               fmt: str, mqtt_url: str | None,
                topics: tuple[str, ...], max_messages: int | None, start: str | None, end: str | None,
                duration: str | None, rack: str | None, row: str | None, where: tuple[str, ...],
                measurements: tuple[str, ...], site_file: str | None, racks: int | None, seed: int, step: str) -> None:
@@ -76,11 +81,14 @@ def record_cmd(out: Path, scenario: str | None, simulate: bool, influx_url: str 
                 --end 2026-11-27T11:00:00Z --rack A01 -o a01.lp.gz
     dcim record --from-store var/store --start ... --end ... -o incident.lp.gz
     dcim record --from-mqtt mqtt://127.0.0.1:1883 --duration 5m -o live.lp.gz
+    dcim record --from-recording pump.lp.gz --format columnar -o pump.col.gz
     """
     chosen = [n for n, v in (("--scenario/--simulate", scenario or simulate), ("--from-influx", influx_url),
-                             ("--from-store", store_path), ("--from-mqtt", mqtt_url)) if v]
+                             ("--from-store", store_path), ("--from-recording", recording_path),
+                             ("--from-mqtt", mqtt_url)) if v]
     if len(chosen) != 1:
-        msg = "give exactly one source: --scenario (or --simulate), --from-influx, --from-store or --from-mqtt"
+        msg = ("give exactly one source: --scenario (or --simulate), --from-influx, --from-store, "
+               "--from-recording or --from-mqtt")
         raise click.UsageError(msg if not chosen else f"{msg} (got {', '.join(chosen)})")
     topology = f"generated:racks={racks}" if racks else (site_file or "embedded")
     tags = _location_filter(rack, row, where)
@@ -112,6 +120,20 @@ def record_cmd(out: Path, scenario: str | None, simulate: bool, influx_url: str 
         header.start_ns, header.end_ns = start_ns, end_ns
         records = records_from_store(store_path, start_ns=start_ns,
                                      end_ns=end_ns + 1 if end_ns is not None else None, tags=tags)
+    elif recording_path:
+        from alerts.recording import RecordingReader
+
+        reader = RecordingReader(recording_path)
+        header = reader.header
+        header.extra.pop("records", None)
+        if site_file or racks:
+            header.topology = topology
+        if start_ns is not None or end_ns is not None:
+            header.start_ns = start_ns if start_ns is not None else header.start_ns
+            header.end_ns = end_ns if end_ns is not None else header.end_ns
+        records = (r for b in reader.batches() for r in b
+                   if (start_ns is None or r.time_ns >= start_ns) and (end_ns is None or r.time_ns <= end_ns)  # type: ignore[operator]
+                   and not any(k in r.tags and r.tags[k] != v for k, v in tags.items()))
     else:
         assert mqtt_url is not None
         counts: dict[str, int] = {}
@@ -127,7 +149,7 @@ def record_cmd(out: Path, scenario: str | None, simulate: bool, influx_url: str 
         wanted = {m for item in measurements for m in item.split(",") if m}
         header.extra["measurements"] = ",".join(sorted(wanted))
         records = (r for r in records if r.measurement in wanted)
-    n = write_recording(out, records, header)
+    n = write_recording(out, records, header, fmt=fmt)
     span = ""
     if header.start_ns is not None and header.end_ns is not None:
         span = f" from {format_time(header.start_ns)} to {format_time(header.end_ns)}"

@@ -396,6 +396,9 @@ def run_demo(site: SiteConfig, sc: Scenario, options: Any, *, speed: float | Non
     echo(summary.text(wall_s))
     for line in pipe.board.summary_lines():
         echo(line)
+    t = pipe.timings
+    echo(f"  pipeline wall time: GPU agents {t['gpu']:.1f} s, waiting for SNMP walks {t['snmp_wait']:.1f} s, "
+         f"collector and alerts {t['collector']:.1f} s")
     if result.counts:
         echo("  records stored: " + ", ".join(f"{m} {n}" for m, n in sorted(result.counts.items())))
     if result.recording is not None:

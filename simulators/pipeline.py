@@ -89,7 +89,7 @@ class AlertBoard:
     inhibited_now: set[str] = field(default_factory=set)
     fired: set[str] = field(default_factory=set)  # fingerprints that fired (not inhibited) at least once
     resolved: set[str] = field(default_factory=set)
-    inhibited: set[str] = field(default_factory=set)  # fingerprints that were inhibited at least once
+    inhibited: set[str] = field(default_factory=set)  # fingerprints that fired while inhibited
     transitions: list[Any] = field(default_factory=list)
 
     def tick(self, now_s: float) -> None:
@@ -117,8 +117,6 @@ class AlertBoard:
                 if self.firing.pop(fp, None) is not None:
                     self.resolved.add(fp)
                     self.notes.append((t.time_ns, f"RESOLVED {t.rule} {location(t.labels)}"))
-            elif t.inhibited:
-                self.inhibited.add(fp)
 
     def summary_lines(self) -> list[str]:
         """Per rule: alerts that paged, alerts held back by inhibition, and resolutions."""
@@ -204,7 +202,7 @@ async def _devices_serve(conn: Any, site: SiteConfig, seed: int, scenario: Any, 
 
 
 class SnmpDevices:
-    """The hall's PDUs and CDUs served on loopback UDP by a child process (see ``_devices_main``)."""
+    """The hall's PDUs and CDUs served on loopback UDP by a child process (see ``devices_child``)."""
 
     def __init__(self, hall: Any, site: SiteConfig) -> None:
         import socket
@@ -223,9 +221,12 @@ class SnmpDevices:
         self.follow(hall)
 
     def started(self, timeout_s: float = 60.0) -> dict[str, int]:
-        if not self._conn.poll(timeout_s):
-            msg = "the simulated SNMP devices did not start"
-            raise RuntimeError(msg)
+        """Wait for the devices to listen; their name -> UDP port map."""
+        deadline = time.monotonic() + timeout_s
+        while not self._conn.poll(0.2):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                msg = f"the simulated SNMP devices did not start (exit status {self._proc.poll()})"
+                raise RuntimeError(msg)
         self.ports = self._conn.recv()
         return self.ports
 
@@ -415,6 +416,9 @@ class Pipeline:
         if due:
             # the walks overlap the pacing sleep; the replica does not move until they are taken next step
             self._snmp_at = self.snmp.sync()
+            if self._snmp_at != self.hall.time_ns:
+                msg = f"the SNMP devices' hall is at {self._snmp_at}, the demo's at {self.hall.time_ns}"
+                raise RuntimeError(msg)
             self._snmp_task = asyncio.create_task(self._poll_snmp(due), name="demo-snmp-poll")
         self._tick += 1
         t2 = time.perf_counter()

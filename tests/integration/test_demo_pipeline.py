@@ -84,6 +84,26 @@ def test_records_of_every_source_reach_the_embedded_store(local):
     assert run.result.counts["gpu"] == stored["gpu"]
 
 
+def test_the_snmp_devices_serve_the_hall_the_demo_steps(local, tmp_path):
+    # the SNMP agents run on a replica of the hall in a child process: what the poller read at a
+    # time must be what the hall held at that time
+    from simulators.hall import Hall
+
+    run, _, _ = local
+    pipe = run.pipeline
+    flows = sorted((r.time_ns, r.fields["flow_lpm"]) for r in records_from_store(pipe.store_path)
+                   if r.measurement == "coolant_loop" and r.tags["loop"] == "loop-a")
+    hall = Hall(default_site(), seed=pipe.hall.seed, scenario=quick_pump(tmp_path), start_ns=pipe.hall.start_ns)
+    checked = 0
+    for t_ns, flow in flows:
+        while hall.time_ns < t_ns:
+            hall.advance(1.0)
+        assert hall.time_ns == t_ns
+        assert flow == pytest.approx(hall.state.loops["loop-a"].flow_lpm, abs=0.1), t_ns
+        checked += 1
+    assert checked >= 10
+
+
 def test_the_loop_alert_fires_and_resolves_and_the_gpu_alerts_beneath_are_inhibited(local):
     run, _, _ = local
     board = run.pipeline.board

@@ -120,3 +120,32 @@ def test_simulator_record_writes_one_walk_per_device(tmp_path) -> None:
     prof = load_profiles()["raritan_pdu2"]
     walk = snmprec.load_walk(tmp_path / "A01-pdu-b.snmprec", prof.columns())
     assert len([r for r in parse(prof, walk).records if r.measurement == "pdu_outlet"]) == 24
+
+
+async def test_simulator_serve_command_line(tmp_path) -> None:
+    import asyncio
+    import os
+    import sys
+
+    from agents.snmp.poller import Device, Poller
+    from agents.snmp.profile import load_profiles
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "simulators.snmp", "serve", "--port-base", "0", "--step-s", "0.2",
+        "--v3-user", "ops", "--v3-auth-env", "SIM_A", "--v3-priv-env", "SIM_P",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "SIM_A": "auth-key-123", "SIM_P": "priv-key-123"})
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        ports = json.loads(line)
+        assert len(ports) == 18
+        devs = [Device("cdu-b", port=ports["cdu-b"]),
+                Device("B04-pdu-b", port=ports["B04-pdu-b"], version="3", v3_user="ops",
+                       v3_auth_key="auth-key-123", v3_priv_key="priv-key-123")]
+        async with Poller(devs, load_profiles()) as poller:
+            cdu, pdu = await poller.poll_all()
+        assert cdu.ok and cdu.profile == "apc_cooling"
+        assert pdu.ok and pdu.profile == "raritan_pdu2"
+    finally:
+        proc.terminate()
+        await proc.wait()

@@ -174,8 +174,17 @@ async def _devices_serve(conn: Any, site: SiteConfig, seed: int, scenario: Any, 
     from simulators.hall import Hall
     from simulators.snmp import serve
 
+    from simulators.snmp.responder import _Silent
+
     hall = Hall(site, seed=seed, scenario=scenario, start_ns=start_ns)
     loop = asyncio.get_running_loop()
+
+    def quiet(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # a device the scenario silences drops requests by raising inside pysnmp's callback
+        if not isinstance(context.get("exception"), _Silent):
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(quiet)
     done = loop.create_future()
     with serve(hall, "127.0.0.1", 0) as handle:
         conn.send(handle.ports)

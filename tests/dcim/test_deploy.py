@@ -62,3 +62,15 @@ def test_alertmanager_config_is_accepted_by_amtool() -> None:
     out = subprocess.run([amtool, "check-config", str(DEPLOY / "alertmanager" / "alertmanager.yml")],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_alertmanager_config_carries_the_engines_inhibition() -> None:
+    import yaml
+
+    from alerts.notifiers import alertmanager_config
+
+    shipped = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
+    wanted = alertmanager_config("oncall")
+    assert shipped["inhibit_rules"] == wanted["inhibit_rules"]
+    assert wanted["route"]["routes"][0] in shipped["route"]["routes"]
+    assert {r["name"] for r in wanted["receivers"]} <= {r["name"] for r in shipped["receivers"]}

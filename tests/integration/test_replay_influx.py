@@ -157,3 +157,20 @@ def test_record_from_mqtt_on_the_command_line(mosquitto, tmp_path: Path) -> None
     assert len(got) == 5 and all(g in sent for g in got)
     assert [g.time_ns for g in got] == sorted(g.time_ns for g in got)
     assert "mqtt url=" in RecordingReader(out).header.source
+
+
+def test_a_recording_imports_into_influxdb_as_it_is(influxdb, tmp_path: Path) -> None:
+    import gzip
+
+    from dcim.record import Record
+
+    db = f"import{uid()}"
+    influxdb.create_database(db)
+    recs = [Record("gpu", {"rack": "A01", "model": "NVIDIA H100 80GB"}, {"temp_c": 60.0 + t, "processes": 1},
+                   10**18 + t * 10**9) for t in range(50)]
+    rec = tmp_path / "r.lp.gz"
+    write_recording(rec, recs, Header(source="import test", topology="embedded"))
+    influxdb.write(gzip.decompress(rec.read_bytes()), db)  # the # header lines are comments to InfluxDB
+    rows = influxdb.points('SELECT temp_c, processes, model FROM gpu', db)
+    assert [(r["time"], r["temp_c"], r["processes"], r["model"]) for r in rows] == [
+        (r.time_ns, r.fields["temp_c"], 1, "NVIDIA H100 80GB") for r in recs]

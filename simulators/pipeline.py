@@ -163,8 +163,10 @@ def devices_child(fd: int) -> None:
     same state; the pysnmp responders then use a second CPU instead of the demo's. Started with
     ``python -c`` (not multiprocessing's spawn) so the caller's ``__main__`` is never re-imported.
     """
+    import signal
     from multiprocessing.connection import Connection
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the demo, which stops us in order
     conn = Connection(fd)
     site, seed, scenario, start_ns = conn.recv()
     asyncio.run(_devices_serve(conn, site, seed, scenario, start_ns))

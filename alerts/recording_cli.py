@@ -7,18 +7,8 @@ from pathlib import Path
 
 import click
 
-from alerts.recording import (
-    Header,
-    format_time,
-    parse_duration_s,
-    parse_time,
-    records_from_influx,
-    records_from_mqtt,
-    records_from_simulator,
-    records_from_store,
-    resolve_topology,
-    write_recording,
-)
+from alerts.recording import Header, format_time, parse_duration_s, parse_time, resolve_topology, write_recording
+from alerts.recording_sources import records_from_influx, records_from_mqtt, records_from_simulator, records_from_store
 from dcim.errors import DcimError
 
 

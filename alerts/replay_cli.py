@@ -37,10 +37,17 @@ def load_rule_set(paths: tuple[Path, ...] | list[Path]) -> list[Any]:
     return list(engine.load_rules(list(paths)))
 
 
-def make_engine(rules: list[Any], site: Any) -> Any:
+def make_engine(rules: list[Any], site: Any, header: Header | None = None) -> Any:
+    """The engine as it ran live: the recording's own evaluation interval when it names one."""
     from alerts.engine import Engine
 
     interval_s = site.alerts.evaluation_interval_s if site is not None else 1.0
+    if header is not None and "evaluation_interval_s" in header.extra:
+        try:
+            interval_s = float(header.extra["evaluation_interval_s"])
+        except ValueError:
+            msg = f"header evaluation_interval_s is not a number: {header.extra['evaluation_interval_s']!r}"
+            raise DcimError(msg) from None
     return Engine(rules, site=site, evaluation_interval_s=interval_s)
 
 
@@ -48,7 +55,7 @@ def run_replay(reader: RecordingReader, rules: list[Any], site: Any, *, speed: f
                progress: Callable[[int], None] | None = None) -> ReplayResult:
     """One replay of the whole recording through a fresh engine."""
     pacer = Pacer(speed) if speed else None
-    return replay(reader.batches(), make_engine(rules, site), end_ns=reader.header.end_ns, pacer=pacer,
+    return replay(reader.batches(), make_engine(rules, site, reader.header), end_ns=reader.header.end_ns, pacer=pacer,
                   progress=progress)
 
 

@@ -152,3 +152,14 @@ def test_progress_bar_only_on_a_terminal(setup: tuple[Path, Path]) -> None:
     assert proc.returncode == 0
     assert len(proc.stdout.splitlines()) == 3 and b"\x1b[" not in proc.stdout  # the timeline stays clean
     assert b"\x1b[" in seen and b"replay" in seen  # the bar drew (and cleared itself) on the terminal
+
+
+def test_the_recordings_evaluation_interval_is_used(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    rec, rules = setup
+    records = RecordingReader(rec).records()
+    slow = tmp_path / "slow.lp.gz"
+    write_recording(slow, records, Header(source="t", topology="embedded", extra={"evaluation_interval_s": "5"}))
+    res = CliRunner().invoke(cli, ["replay", str(slow), "--rules", str(rules)])
+    assert res.exit_code == 0, res.output
+    # evaluations only every 5 s: pending at 10 s, firing at 15 s (2 s `for` rounds up), resolved at 30 s
+    assert [line.split()[0][-9:-1] for line in res.stdout.splitlines()] == ["00:00:10", "00:00:15", "00:00:30"]

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from alerts.recording import Header, RecordingReader, format_time, records_from_mqtt, records_from_simulator, write_recording
+from alerts.recording import Header, RecordingReader, format_time, write_recording
+from alerts.recording_sources import records_from_mqtt, records_from_simulator
 from collector.sinks import InfluxSink  # noqa: F401  (the collector's sink must exist for this test to mean anything)
 from dcim.cli import cli
 from dcim.config import CollectorConfig, InfluxConfig, load_site

@@ -162,3 +162,25 @@ def test_two_replays_give_byte_identical_timelines(pump: dict) -> None:
     assert runs[0].count(b"\n") == len(pump["timeline"])
     again = replay_json(pump["rec"], "--rules", str(pump["rules"]))
     assert again == pump["timeline"]
+
+
+def test_the_shipped_rule_pack_pages_for_the_loop_and_inhibits_the_gpus(pump: dict) -> None:
+    from alerts.engine import DEFAULT_RULES_DIR, load_rules
+
+    rule = next(r for r in load_rules([DEFAULT_RULES_DIR]) if r.name == "LoopFlowLow")
+    assert rule.kind == "ratio" and rule.op == "<" and rule.rating == "loop.nominal_flow_lpm"
+    timeline = replay_json(pump["rec"])  # no --rules: the shipped pack
+    nominal = 110.0  # SITE_YAML
+    pct = [(t, 100.0 * v / nominal) for t, v in pump["flows"]]
+    start = next(t for t, p in pct if p < rule.threshold)
+    clear_at = rule.clear if rule.clear is not None else rule.threshold
+    fire = start + int(rule.for_ * 1e9)
+    assert all(p < clear_at for t, p in pct if start <= t <= fire)  # held below the clear level meanwhile
+    loop = [t for t in timeline if t["rule"] == "LoopFlowLow"]
+    assert [(t["state"], t["time_ns"]) for t in loop[:2]] == [("pending", start), ("firing", fire)]
+    assert {t["labels"]["loop"] for t in loop} == {"loop-a"}
+    end = next(t["time_ns"] for t in loop if t["state"] == "resolved")
+    explained = [t for t in timeline if t["state"] == "firing" and "gpu" in t["labels"]
+                 and rule.matches_inhibit(t["rule"]) and start <= t["time_ns"] < end]
+    assert explained, "row-A GPUs must heat up enough to alert while the loop is short of flow"
+    assert all(t["inhibited"] and t["labels"]["row"] == "A" for t in explained)

@@ -403,6 +403,11 @@ class Collector:
         self.stopping.set()
 
     def close(self) -> None:
+        for obs in self.observers:
+            closer = getattr(obs, "close", None)
+            if callable(closer):
+                with contextlib.suppress(Exception):
+                    closer()
         self.dead_letter.close()
         self.spool.close()
         with contextlib.suppress(Exception):

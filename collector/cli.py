@@ -55,7 +55,10 @@ def check(path: str | Path) -> list[str]:
         from collector.app import make_observers
 
         _, _, site = load_config(path)
-        make_observers(cfg, site)
+        for obs in make_observers(cfg, site):  # rules load and notifiers build; then let go
+            closer = getattr(obs, "close", None)
+            if callable(closer):
+                closer()
     sink = cfg.sink if cfg.sink == "embedded" else f"influxdb_{cfg.influx.api} {cfg.influx.url}"
     topics = [*cfg.topics, *(m.filter for m in mappings)]
     if cfg.shared_group:

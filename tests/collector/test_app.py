@@ -199,3 +199,23 @@ def test_mapping_inside_a_configured_filter_is_not_subscribed_twice(tmp_path):
     c, _ = make(tmp_path, topics=["#"], mappings=["cdu_gateway"])
     assert c.subscriptions() == ["#"]
     c.close()
+
+
+async def test_live_alert_engine_runs_as_an_observer(tmp_path):
+    """With the real alerts.live: a simulator batch goes through it and out with its alert records."""
+    import alerts.live as live
+    from dcim.config import default_site
+    from dcim.lineprotocol import encode_record
+    from simulators.hall import Hall
+
+    site = default_site()
+    obs = live.make_observer(site)
+    c, sink = make(tmp_path, observers=[obs], max_past_s=10 * 365 * 86400.0)
+    hall = Hall(site)
+    for _ in range(3):
+        hall.step(1.0)
+        c.handle("dcim/sim", "\n".join(encode_record(r) for r in hall.records()).encode())
+        await c.flush()
+    assert value(c, "dcim_collector_observer_errors_total") == 0
+    assert len(sink.accepted) >= 3 * 700
+    c.close()  # closes the observer (its ticker thread) too

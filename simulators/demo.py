@@ -150,12 +150,14 @@ class LiveView:
         self.clock = clock
         self.board = board  # simulators.pipeline.AlertBoard, shown as an alerts panel
         self._seen = 0
+        self._start_ns = 0
         self.events: list[str] = []
         self._last = -math.inf
         self.live = Live(console=self.console, auto_refresh=False, transient=False)
         self.live.start()
 
     def on_step(self, hall: Hall, events: list[tuple[int, str]]) -> None:
+        self._start_ns = hall.start_ns
         self.events += [f"{_clock((t - hall.start_ns) / 1e9)} {text}" for t, text in events]
         new_alerts = False
         if self.board is not None and len(self.board.notes) > self._seen:
@@ -165,10 +167,7 @@ class LiveView:
         now = self.clock()
         if events or new_alerts or now - self._last >= self.refresh_s:
             self._last = now
-            self._start_ns = hall.start_ns
             self.live.update(self.render(overview(hall, top=6)), refresh=True)
-
-    _start_ns = 0
 
     def render(self, ov: Overview):
         from rich.console import Group
@@ -216,7 +215,7 @@ class LiveView:
 
         from alerts.replay import location
 
-        b = self.board
+        b = self.board  # filled by the notifier thread: take copies (sorted, len) in one go
         table = Table(title=f"firing alerts: {len(b.firing)}   inhibited beneath them: {len(b.inhibited_now)}   "
                             f"(fired {len(b.fired)}, resolved {len(b.resolved)})", expand=True)
         for col in ("severity", "alert", "where", "since", "summary"):

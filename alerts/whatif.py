@@ -3,8 +3,8 @@
 Transitions become *episodes* (one alert from pending or firing until it resolves) and episodes
 that overlap in time, in either timeline, become *incidents*. Per incident the comparison says
 when each set first fired (time to detect) and, per alert, which set fired earlier and by how much;
-over the whole recording it counts the notifications each set would send (one when a
-not-inhibited alert fires, one when it resolves) and the inhibited alerts.
+over the whole recording it counts the notifications each set would send (the webhook notifier's
+pages: a not-inhibited alert firing, and its resolution) and the inhibited alerts.
 """
 
 from __future__ import annotations
@@ -244,10 +244,21 @@ def compare(a: Sequence[Any], b: Sequence[Any], *, a_name: str = "A", b_name: st
             else:
                 only_b.append(fired_b[key])
     return WhatIf(
-        a_name, b_name, incs, only_a, only_b, shifts,
-        sum(e.notifications() for e in ea), sum(e.notifications() for e in eb),
+        a_name, b_name, incs, only_a, only_b, shifts, pages(a), pages(b),
         [e for e in ea if e.inhibited], [e for e in eb if e.inhibited],
     )
+
+
+def pages(transitions: Sequence[Any]) -> int:
+    """The notifications a person would get: what the webhook notifier pages (a not-inhibited alert
+    starting to fire or its inhibition lifting, and the resolution of an alert it paged)."""
+    from alerts.notifiers import WebhookNotifier
+
+    notifier = WebhookNotifier("http://127.0.0.1:9/unused")  # only its paging decision is used; nothing is sent
+    try:
+        return len(notifier.pages(transitions))
+    finally:
+        notifier.close()
 
 
 def _first_firing(eps: Iterable[Episode]) -> dict[AlertKey, Episode]:

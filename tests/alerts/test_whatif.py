@@ -134,3 +134,22 @@ def test_incidents_split_by_row_and_skip_pending_blips() -> None:
     assert len(eps) == 3
     incs = incidents(eps)
     assert [(i.number, i.episodes[0].labels["row"], len(i.episodes)) for i in incs] == [(1, "A", 1), (2, "B", 1)]
+
+
+def test_notifications_count_what_the_webhook_would_page() -> None:
+    from tests.alerts.test_replay_standin import StandInTransition as T
+
+    lbl = {"rack": "A01", "gpu": "0"}
+    ts = [
+        T(1, "Hot", "warning", lbl, "pending", "firing", 90.0, True, ["loop"], fingerprint="h"),  # inhibited: no page
+        T(5, "Hot", "warning", lbl, "firing", "firing", 91.0, False, [], fingerprint="h"),  # inhibition lifts: page
+        T(9, "Hot", "warning", lbl, "firing", "resolved", 70.0, False, [], fingerprint="h"),  # its resolution: page
+        T(2, "Cold", "warning", lbl, "pending", "firing", 1.0, True, ["loop"], fingerprint="c"),
+        T(8, "Cold", "warning", lbl, "firing", "resolved", 5.0, False, [], fingerprint="c"),  # never paged: silent
+    ]
+    ts.sort(key=lambda t: t.time_ns)
+    w = compare(ts, [])
+    assert (w.notifications_a, w.notifications_b) == (2, 0)
+    eps = {e.rule: e for e in episodes(ts)}
+    assert eps["Hot"].notifications() == 2 and not eps["Hot"].inhibited
+    assert eps["Cold"].notifications() == 0 and eps["Cold"].inhibited

@@ -628,6 +628,7 @@ def run_soak(cfg: SoakConfig) -> dict[str, Any]:  # noqa: PLR0915 - one timeline
         # their stop handling; the broker keeps (and persists) what the collector has not taken yet.
         say("stopping: the broker, then the agents; then the broker again for the collector to drain")
         broker.stop()
+        time.sleep(1.0)  # a PUBACK the broker wrote just before it exited reaches the agent's counter first
         stop_agent(gpu, gpu_port, frozen=True)
         stop_agent(snmp, snmp_port, frozen=True)
         broker.start()

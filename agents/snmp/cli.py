@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import time
 
@@ -212,8 +214,13 @@ def device_topic(prefix: str, site: str, d: Device) -> str:
 
 async def run(devices: list[Device], profiles: dict, *, site_tag: str, mqtt, interval_s: float,  # noqa: ANN001
               metrics_host: str, metrics_port: int, queue_max: int, max_in_flight: int,
-              polls_max: int | None = None, registry: CollectorRegistry | None = None) -> None:
-    """Run mode: poll each device every ``interval_s``, publish one message per device poll."""
+              polls_max: int | None = None, registry: CollectorRegistry | None = None,
+              stop: asyncio.Event | None = None) -> None:
+    """Run mode: poll each device every ``interval_s``, publish one message per device poll.
+
+    SIGTERM and SIGINT (or ``stop``) end the polling; the polls the broker has not acknowledged yet
+    are flushed before the process exits, so a restart by systemd loses nothing queued.
+    """
     from agents.exporter import serve_metrics
     from agents.publisher import Publisher
     from dcim.config import MqttConfig
@@ -222,6 +229,20 @@ async def run(devices: list[Device], profiles: dict, *, site_tag: str, mqtt, int
     mqtt = mqtt or MqttConfig()
     server = serve_metrics(registry, metrics_host, metrics_port) if metrics_port else None
     host = socket.gethostname()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
+
+    async def pause(seconds: float) -> bool:
+        """Sleep, or return True at once when asked to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=max(0.0, seconds))
+        return stop.is_set()
+
     try:
         publisher = Publisher(mqtt, client_id=mqtt.client_id or f"dcim-snmp-{host}-{os.getpid()}",
                               status_topic=f"{mqtt.topic_prefix}/{site_tag}/_agents/snmp-{host}/status",
@@ -231,7 +252,8 @@ async def run(devices: list[Device], profiles: dict, *, site_tag: str, mqtt, int
             async def device_loop(d: Device, offset_s: float) -> None:
                 # each device on its own schedule: a silent device delays only its own messages
                 next_at = time.monotonic() + offset_s
-                await asyncio.sleep(offset_s)
+                if await pause(offset_s):
+                    return
                 n = 0
                 while polls_max is None or n < polls_max:
                     p = await poller.poll_device(d)
@@ -244,12 +266,16 @@ async def run(devices: list[Device], profiles: dict, *, site_tag: str, mqtt, int
                     next_at += interval_s
                     while next_at < time.monotonic():  # overran: skip the missed slots
                         next_at += interval_s
-                    await asyncio.sleep(next_at - time.monotonic())
+                    if await pause(next_at - time.monotonic()):
+                        return
 
             # start times spread over the first interval, so a large fleet does not poll in one burst
             spread = interval_s / max(1, len(devices))
             await asyncio.gather(*(device_loop(d, i * spread) for i, d in enumerate(devices)))
-            await publisher.flush(5.0)
+            if not await publisher.flush(5.0):
+                log.warning("stopping with %d polls the broker has not acknowledged", publisher.depth)
     finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
         if server is not None:
             server.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -105,7 +106,8 @@ class Poller:
 
     def __init__(self, devices: list[Device], profiles: Mapping[str, Profile], *, max_in_flight: int = 64,
                  registry: CollectorRegistry | None = None, clock_ns: Callable[[], int] = time.time_ns,
-                 base_tags: Mapping[str, str] | None = None, v2c_engine: V2cEngine | None = None) -> None:
+                 base_tags: Mapping[str, str] | None = None, v2c_engine: V2cEngine | None = None,
+                 host: str | None = None) -> None:
         names = [d.name for d in devices]
         if len(set(names)) != len(names):
             raise ConfigError(f"device names must be unique: {names}")
@@ -117,6 +119,7 @@ class Poller:
         self.max_in_flight = max_in_flight
         self.clock_ns = clock_ns
         self.base_tags = dict(base_tags or {})
+        self.host = host or socket.gethostname()
         self._limit: asyncio.Semaphore | None = None
         self._engine: V2cEngine | None = None
         self._engine_given = v2c_engine
@@ -262,6 +265,7 @@ class Poller:
                 unsupported: str = "") -> Record:
         tags = {k: v for k, v in {**self.base_tags, **d.tags}.items() if k in schema.AGENT.tags}
         tags.update({"component": "snmp", "device": d.name})
+        tags.setdefault("host", self.host)  # which poller saw it: stale-device alerts name it
         fields: dict[str, Any] = {"up": up, "stale": not up, "poll_duration_s": round(duration_s, 6),
                                   "errors_total": self._errors[d.name]}
         if message:

@@ -77,3 +77,27 @@ async def test_run_publishes_one_message_per_device_poll(mosquitto, sim, free_tc
     assert 'dcim_snmp_device_up{device="A01-pdu-a"} 1.0' in text
     assert 'dcim_snmp_device_stale{device="ghost"} 1.0' in text
     assert "wrong" not in text.replace("dcim_snmp", "")
+
+
+async def test_sigterm_stops_polling_and_flushes_what_is_queued(mosquitto, sim) -> None:
+    """systemd stops the poller with SIGTERM: it must not sleep out its interval or drop queued polls."""
+    import signal
+
+    devices = [Device("A01-pdu-a", port=sim.ports["A01-pdu-a"], tags={"site": "dc1", "rack": "A01", "pdu": "pdu-a"})]
+    host, port = mosquitto.url.removeprefix("mqtt://").split(":")
+    got: list[bytes] = []
+    async with aiomqtt.Client(host, int(port), identifier="snmp-sigterm-test") as client:
+        await client.subscribe("dcim/dc1/A01/A01-pdu-a/snmp", qos=1)
+        registry = CollectorRegistry()
+        runner = asyncio.create_task(
+            run(devices, load_profiles(), site_tag="dc1", mqtt=MqttConfig(url=mosquitto.url), interval_s=3600,
+                metrics_host="127.0.0.1", metrics_port=0, queue_max=100, max_in_flight=8, registry=registry))
+        async for msg in client.messages:
+            got.append(bytes(msg.payload))
+            break
+        signal.raise_signal(signal.SIGTERM)  # the handler run() installed turns it into a clean stop
+        await asyncio.wait_for(runner, 20)  # long before the hour-long interval
+    assert len(got) == 1 and decode(got[0])
+    published = registry.get_sample_value("dcim_agent_published_total", {"component": "snmp"})
+    assert published == 1
+    assert registry.get_sample_value("dcim_agent_queue_depth", {"component": "snmp"}) == 0

@@ -48,9 +48,10 @@ class PipelineOptions:
     snmp_interval_s: float = 10.0  # coolant units
     pdu_interval_s: float = 30.0  # PDUs: many rows each, and the simulated agents are pysnmp (slow)
     snmp_timeout_s: float = 1.0
-    #: the engine's interval: each evaluation walks every series, so 1 s would cost the demo most of
-    #: a CPU at 10x; every rule of the default pack holds for 10 s or more
-    evaluation_interval_s: float = 5.0
+    evaluation_interval_s: float | None = None  # the alert engine's; default: the site's (1 s)
+    #: how often the collector writes a batch (and the engine sees it): fewer fsyncs; the engine's
+    #: answer does not depend on it (it evaluates each boundary once the data passes it)
+    flush_interval_s: float = 5.0
     topology: str = "embedded"  # what the recording's header names (a site file path or "embedded")
     source: str = "dcim demo"
 
@@ -321,7 +322,7 @@ class Pipeline:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         clock_ns = lambda: hall.time_ns  # noqa: E731 - the simulated clock every stage stamps with
         self.rules = list(load_rules([Path(DEFAULT_RULES_DIR)]))
-        self.evaluation_interval_s = opt.evaluation_interval_s
+        self.evaluation_interval_s = opt.evaluation_interval_s or site.alerts.evaluation_interval_s
         self.engine = Engine(self.rules, site=site, evaluation_interval_s=self.evaluation_interval_s)
         notifiers: list[Any] = [self.board]
         if opt.alertmanager_url:
@@ -331,8 +332,7 @@ class Pipeline:
             notifiers.append(make_notifier(NotifierConfig(kind="alertmanager", url=opt.alertmanager_url)))
         # no ticker: event time moves with the data only, so a run is deterministic; notifiers keep
         # the wall clock, which is theirs for resend timing
-        self.observer = LiveObserver(self.engine, notifiers, ticker=False)
-        self._stack.callback(self.observer.close)
+        self.observer = LiveObserver(self.engine, notifiers, ticker=False)  # the collector closes it
 
         # collector: embedded store (or InfluxDB v1), spool and dead letters in the run folder
         ccfg = CollectorConfig(
@@ -343,12 +343,16 @@ class Pipeline:
             client_id=f"dcim-demo-collector-{os.getpid()}", session_expiry_s=0, linger_ms=200,
         )
         mqtt = MqttConfig(url=opt.mqtt_url) if opt.mqtt_url else None
-        self.collector = Collector(ccfg, mqtt, observers=[self.observer], registry=CollectorRegistry(),
-                                   clock=clock_ns)
-        self._stack.callback(self.collector.close)
+        try:
+            self.collector = Collector(ccfg, mqtt, observers=[self.observer], registry=CollectorRegistry(),
+                                       clock=clock_ns)
+        except BaseException:
+            self.observer.close()
+            raise
         if mqtt is None:
             self.bus: Any = LocalBus(self.collector.handle)
-        else:
+            self._stack.callback(self.collector.close)
+        else:  # run() closes it when it stops
             self.bus = None
             self._collector_task = asyncio.create_task(self.collector.run(), name="demo-collector")
             self._stack.push_async_callback(self._stop_collector)
@@ -385,8 +389,7 @@ class Pipeline:
             agent.queue_stats = lambda p=pub: (p.depth, p.dropped)
             self._agents.append((agent, pub, topic, i % ticks))
         self._gpu_ticks = ticks
-        # the collector writes (and the engine sees) a batch once per evaluation interval
-        self._flush_ticks = max(1, round(self.evaluation_interval_s / site.simulator.step_s))
+        self._flush_ticks = max(1, round(opt.flush_interval_s / site.simulator.step_s))
 
     async def _publisher(self, component: str, client_id: str, status_topic: str) -> Any:
         if self.bus is not None:

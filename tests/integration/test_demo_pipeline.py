@@ -129,8 +129,8 @@ def test_recording_and_report_are_written_and_the_recording_replays_to_the_same_
     assert page.startswith("<!DOCTYPE html") or "<html" in page[:200]
     assert "loop-a" in page
     reader = RecordingReader(res.recording)
-    assert reader.header.extra["evaluation_interval_s"] == "5"
-    engine = Engine(run.pipeline.rules, site=default_site(), evaluation_interval_s=5.0)
+    assert reader.header.extra["evaluation_interval_s"] == "1"  # the site's
+    engine = Engine(run.pipeline.rules, site=default_site(), evaluation_interval_s=1.0)
     again = replay(reader.batches(), engine, end_ns=reader.header.end_ns).transitions
     assert again
     assert sorted(map(transition_key, again)) == sorted(map(transition_key, run.pipeline.board.transitions))

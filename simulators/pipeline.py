@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -377,13 +378,15 @@ class Pipeline:
 
         # GPU agents: one per node, each on a simulated NVML over that node's GpuState objects
         gpus = hall.state.gpus
+        agents: list[Any] = []
+        self._stack.push_async_callback(_close_all, agents)
         ticks = max(1, round(opt.gpu_interval_s / site.simulator.step_s))
         for i, node in enumerate(n.name for r in site.racks() for n in r.nodes):
             tags = node_tags(site, node)
             backend = SimNvml(node_gpus(gpus, node), event_poll_s=0.1)
             agent = GpuAgent(backend, tags=tags, registry=CollectorRegistry(), clock_ns=clock_ns)
             agent.start()
-            self._stack.callback(agent.close)
+            agents.append(agent)
             topic = gpu_topic("dcim", tags)
             pub = await self._publisher("gpu", f"dcim-demo-gpu-{node}-{os.getpid()}", f"{topic}/status")
             agent.queue_stats = lambda p=pub: (p.depth, p.dropped)
@@ -531,6 +534,15 @@ class Pipeline:
                      batches=lambda: RecordingReader(rec_path).batches())
         res.report = report
         return res
+
+
+async def _close_all(agents: list[Any]) -> None:
+    """Close the agents side by side: each waits up to its XID timeout for its watcher thread."""
+    if not agents:
+        return
+    with ThreadPoolExecutor(max_workers=len(agents), thread_name_prefix="demo-agent-close") as pool:
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(pool, a.close) for a in agents))
 
 
 def transition_key(t: Any) -> tuple:

@@ -320,6 +320,26 @@ class Collector:
 
         asyncio.get_running_loop().add_reader(sock.fileno(), readable)
 
+    async def _subscribe(self, client: Any, options: Any) -> None:
+        """Subscribe (again: a resumed session keeps its subscriptions, a new one has none)."""
+        import aiomqtt
+
+        wait = 1.0
+        while True:
+            try:
+                # always QoS 1: QoS 0 has nothing to acknowledge, and with QoS 2 the broker lets
+                # go of a message at PUBREC, before it is durable here
+                await client.subscribe([(t, options(qos=1)) for t in self.subscriptions()], timeout=60)
+            except aiomqtt.MqttError as exc:
+                log.warning("subscribing to %s failed (%s); trying again in %.0f s", self.subscriptions(), exc, wait)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, 30.0)
+                continue
+            self.connected.set()
+            log.info("connected to %s as %s; subscribed to %s", self.mqtt_config.url, self.client_id,
+                     ", ".join(self.subscriptions()))
+            return
+
     async def _mqtt(self) -> None:
         import aiomqtt
         from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -337,21 +357,22 @@ class Collector:
                     self.metrics.mqtt_connected.set(1)
                     self.metrics.mqtt_connects.inc()
                     backoff = 0.2
-                    # always QoS 1: QoS 0 has nothing to acknowledge, and with QoS 2 the broker
-                    # lets go of a message at PUBREC, before it is durable here
-                    await client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.subscriptions()])
-                    self.connected.set()
-                    log.info("connected to %s as %s; subscribed to %s", self.mqtt_config.url, self.client_id,
-                             ", ".join(self.subscriptions()))
-                    async for msg in client.messages:
-                        if self._reading_paused and client._queue.qsize() <= self._low_water:  # noqa: SLF001
-                            self._resume_reading(client)
-                        if not self._room.is_set():
-                            await self._room.wait()
-                        payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
-                        self.handle(msg.topic.value, payload, AckToken(self._generation, msg.mid, msg.qos))
-                        if self.stopping.is_set():
-                            break
+                    # Subscribe while already taking messages: a resumed session floods its backlog
+                    # at once, and the SUBACK queues behind it (waiting for it first, with reading
+                    # paused at the high-water mark, would never end).
+                    subscribing = asyncio.create_task(self._subscribe(client, SubscribeOptions))
+                    try:
+                        async for msg in client.messages:
+                            if self._reading_paused and client._queue.qsize() <= self._low_water:  # noqa: SLF001
+                                self._resume_reading(client)
+                            if not self._room.is_set():
+                                await self._room.wait()
+                            payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
+                            self.handle(msg.topic.value, payload, AckToken(self._generation, msg.mid, msg.qos))
+                            if self.stopping.is_set():
+                                break
+                    finally:
+                        subscribing.cancel()
             except aiomqtt.MqttError as exc:
                 if self.stopping.is_set():
                     break

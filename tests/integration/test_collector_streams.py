@@ -147,3 +147,25 @@ async def test_a_slow_sink_bounds_what_waits_in_memory(mosquitto, tmp_path):
         assert metric(c, "dcim_collector_read_pauses_total") > 0
     assert peak <= 40 + 20  # the high-water mark, plus what one socket read can carry
     assert sorted(sink.accepted) == sorted(line for m in msgs for line in m.payload.decode().split("\n"))
+
+
+async def test_a_backlog_bigger_than_the_window_is_taken_on_reconnect(mosquitto, tmp_path):
+    """Messages queued at the broker for our session while we were away (more than the high-water
+    mark) flood in on reconnect, ahead of the SUBACK; they all arrive."""
+    from tests.collector.fakes import ScriptedSink
+
+    run = uid()
+    cfg = CollectorConfig(topics=[f"dcim/{run}/#"], client_id=f"collector-{run}", receive_maximum=20,
+                          batch_size=50, linger_ms=50, spool_path=tmp_path / "spool",
+                          dead_letter_path=tmp_path / "dead.jsonl")
+    async with running(cfg, mosquitto.url, sink=ScriptedSink()):
+        pass  # the broker now keeps a session with our subscription
+    msgs = gpu_messages(f"dcim/{run}", 400, gpus=2)
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    await asyncio.to_thread(pub.publish, msgs)
+    pub.close()
+    sink = ScriptedSink()
+    async with running(cfg, mosquitto.url, sink=sink) as c:
+        await wait_for(lambda: len(sink.accepted) >= 800, timeout_s=60, what="the whole backlog")
+        assert metric(c, "dcim_collector_read_pauses_total") > 0
+    assert sorted(sink.accepted) == sorted(line for m in msgs for line in m.payload.decode().split("\n"))

@@ -27,6 +27,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from dcim.config import CollectorConfig, InfluxConfig, MqttConfig, SiteConfig
+from dcim.errors import ConfigError
 from dcim.lineprotocol import encode
 from dcim.record import Record
 
@@ -335,6 +336,8 @@ class Pipeline:
         # the wall clock, which is theirs for resend timing
         self.observer = LiveObserver(self.engine, notifiers, ticker=False)  # the collector closes it
 
+        if opt.influx_url:
+            await _create_database(opt.influx_url, opt.influx_db)
         # collector: embedded store (or InfluxDB v1), spool and dead letters in the run folder
         ccfg = CollectorConfig(
             sink="influx" if opt.influx_url else "embedded",
@@ -357,7 +360,11 @@ class Pipeline:
             self.bus = None
             self._collector_task = asyncio.create_task(self.collector.run(), name="demo-collector")
             self._stack.push_async_callback(self._stop_collector)
-            await asyncio.wait_for(self.collector.connected.wait(), 10.0)
+            try:
+                await asyncio.wait_for(self.collector.connected.wait(), 10.0)
+            except TimeoutError:
+                msg = f"--mqtt {opt.mqtt_url}: the broker did not accept the collector within 10 s"
+                raise ConfigError(msg) from None
 
         # SNMP: every PDU and CDU on its own loopback port, polled by the real poller
         ports = await asyncio.to_thread(self.snmp.started)
@@ -534,6 +541,20 @@ class Pipeline:
                      batches=lambda: RecordingReader(rec_path).batches())
         res.report = report
         return res
+
+
+async def _create_database(url: str, db: str) -> None:
+    """``CREATE DATABASE`` (a no-op when it exists), which also says early when InfluxDB is not there."""
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            resp = await client.post(url.rstrip("/") + "/query", data={"q": f'CREATE DATABASE "{db}"'})
+    except httpx.HTTPError as exc:
+        msg = f"--influx {url}: {type(exc).__name__}: {exc}"
+        raise ConfigError(msg) from exc
+    if resp.status_code >= 300:
+        log.warning("InfluxDB %s: CREATE DATABASE %s answered %s: %s", url, db, resp.status_code, resp.text[:200])
 
 
 async def _close_all(agents: list[Any]) -> None:

@@ -173,6 +173,13 @@ def test_dcim_demo_on_the_command_line_exits_0(tmp_path, capsys):
     assert "incident report:" in out
 
 
+def test_an_unreachable_influxdb_is_a_clear_error_before_anything_runs(tmp_path, free_tcp_port):
+    from dcim.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"--influx http://127.0.0.1:{free_tcp_port}"):
+        _run(tmp_path, influx_url=f"http://127.0.0.1:{free_tcp_port}", duration_s=5.0)
+
+
 # --- real servers -------------------------------------------------------------------------
 
 

@@ -402,8 +402,6 @@ def run_demo(site: SiteConfig, sc: Scenario, options: Any, *, speed: float | Non
         echo("  records stored: " + ", ".join(f"{m} {n}" for m, n in sorted(result.counts.items())))
     if result.recording is not None:
         echo(f"  recording: {result.recording}  (replay: dcim replay {result.recording})")
-        if result.replay_matches is False:
-            echo("  note: the replay of the recording gave different alert transitions than the live run")
     if result.report is not None:
         echo(f"  incident report: {result.report}")
     return DemoRun(wall_s, summary, pipe, result)

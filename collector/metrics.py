@@ -22,8 +22,9 @@ class CollectorMetrics:
         self.points_spooled = Counter(p + "points_spooled_total", "points written to the disk spool", registry=r)
         self.rejected = Counter(p + "rejected_total", "lines refused and dead-lettered, by reason", ["reason"], registry=r)
         self.dropped = Counter(p + "dropped_total",
-                               "points lost without a dead-letter entry (damaged spool segments); should stay 0",
-                               registry=r)
+                               "damaged spool batches that could not be read back (their points are lost); "
+                               "should stay 0", registry=r)
+        self._corrupt_seen = 0
         self.observer_points = Counter(p + "observer_points_total", "points added by observers (alert transitions)",
                                        registry=r)
         self.observer_errors = Counter(p + "observer_errors_total", "observer calls that raised", registry=r)
@@ -60,3 +61,6 @@ class CollectorMetrics:
         self.spool_points.set(spool.lines)
         self.spool_limit.set(spool.max_bytes)
         self.spool_near_full.set(1 if spool.near_full else 0)
+        if spool.corrupt > self._corrupt_seen:
+            self.dropped.inc(spool.corrupt - self._corrupt_seen)
+            self._corrupt_seen = spool.corrupt

@@ -181,6 +181,7 @@ class Router:
     async def drain_once(self) -> bool:
         """Send the oldest spooled batch; True when it left the spool."""
         item = self.spool.peek()
+        self.metrics.update_spool(self.spool)  # peek may have skipped a damaged batch
         if item is None:
             return False
         body, _n = item

@@ -34,10 +34,6 @@ class SpoolFull(Exception):
     """The spool is at its size cap: the batch was not written."""
 
 
-class SpoolCorrupt(Exception):
-    """A batch in the middle of a segment fails its checksum."""
-
-
 class Spool:
     def __init__(self, path: Path | str, *, max_bytes: int, segment_bytes: int = 16 * 1024**2,
                  warn_ratio: float = 0.8) -> None:
@@ -119,8 +115,17 @@ class Spool:
         while pos + _HEAD.size <= len(data):
             length, crc, n = _HEAD.unpack_from(data, pos)
             end = pos + _HEAD.size + length
-            if end > len(data) or zlib.crc32(memoryview(data)[pos + _HEAD.size : end]) != crc:
-                break
+            if end > len(data):
+                break  # a short write: the torn tail
+            if zlib.crc32(memoryview(data)[pos + _HEAD.size : end]) != crc:
+                if end == len(data):
+                    break  # the last batch, not all of it on disk: the torn tail
+                # damaged in the middle (the disk, not us): skip it, keep what follows
+                if pos >= offset:
+                    self.corrupt += 1
+                    log.error("spool segment %s: the batch at byte %d is damaged; skipping it", p.name, pos)
+                pos = end
+                continue
             if pos >= offset:
                 batches += 1
                 lines += n
@@ -211,6 +216,10 @@ class Spool:
             length, crc, n = _HEAD.unpack(head)
             body = r.read(length)
             if len(body) != length or zlib.crc32(body) != crc:
+                end = off + _HEAD.size + length
+                if len(body) == length and end < self._sizes[seg]:
+                    self._cursor = (seg, end)  # skip the damaged batch (counted when scanned)
+                    continue
                 self.corrupt += 1
                 log.error("spool segment %s damaged at byte %d; skipping the rest of it", seg, off)
                 self._sizes[seg] = off

@@ -103,3 +103,26 @@ def test_kill_9_loses_nothing_that_append_returned_for(tmp_path):
     got = [int(b.split()[-1]) for b in drain(Spool(tmp_path, max_bytes=10**9))]
     assert got[: acked + 1] == list(range(acked + 1))
     assert got == list(range(len(got)))
+
+
+def test_damaged_batch_in_the_middle_is_skipped_and_counted(tmp_path):
+    from collector.metrics import CollectorMetrics
+
+    s = Spool(tmp_path, max_bytes=10**6, segment_bytes=10**6)
+    for i in range(3):
+        s.append(batch(i), 1)
+    s.close()
+    seg = next(tmp_path.glob("*.seg"))
+    data = bytearray(seg.read_bytes())
+    data[-len(batch(2)) - 20] ^= 0xFF  # flip a byte inside the second batch's body
+    seg.write_bytes(bytes(data))
+    again = Spool(tmp_path, max_bytes=10**6)
+    metrics = CollectorMetrics()
+    got = []
+    while (item := again.peek()) is not None:
+        got.append(item[0])
+        again.pop()
+    metrics.update_spool(again)
+    assert got == [batch(0), batch(2)]  # the one after it is kept
+    assert again.corrupt == 1
+    assert metrics.registry.get_sample_value("dcim_collector_dropped_total") >= 1

@@ -156,6 +156,9 @@ class Collector:
             except MappingError as exc:
                 return [], [Reject(exc.reason, f"mapping {mapping.name}: {exc.detail}",
                                    payload[:EXCERPT].decode("utf-8", "replace"))], "json"
+            except Exception as exc:  # noqa: BLE001 - a payload no mapping foresaw must not stop ingest
+                return [], [Reject("mapping_error", f"mapping {mapping.name}: {type(exc).__name__}: {exc}",
+                                   payload[:EXCERPT].decode("utf-8", "replace"))], "json"
             if not records:
                 if mapping.spec.unmatched == "reject":
                     return [], [Reject("mapping_error", f"mapping {mapping.name}: no field matched",

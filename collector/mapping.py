@@ -340,6 +340,8 @@ def _timestamp(raw: Any, unit: str) -> int:
     factor = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[unit]
     if isinstance(raw, int):
         return raw * factor
+    if not math.isfinite(raw):
+        raise MappingError("mapping_error", f"timestamp {raw!r} is not a finite number")
     return int(round(raw * factor))
 
 

@@ -143,3 +143,42 @@ fields:
     assert rec.time_ns == NOW
     with pytest.raises(MappingError, match="not a number"):
         m.apply(caps, b'{"meta": {"loop": "l7"}, "temps": [0, "hot"], "pump": 1}', NOW)
+
+
+def test_non_finite_timestamps_are_refused():
+    m = load_mapping("bms_cdu")
+    topic = "BMS/v1/PUB/Value/CDU/LiquidFlow/dc1/hall1/A/cdu-a/loop-a/Secondary"
+    for ts in (b"NaN", b"Infinity", b"-Infinity"):
+        with pytest.raises(MappingError, match="finite"):
+            m.apply(m.match(topic), b'{"value": 1.0, "quality": 1, "timestamp": ' + ts + b"}", NOW)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats(allow_nan=True) | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["value", "timestamp", "quality", "status", "ts", "secondary", "supply", "temp_f",
+                         "pumps", "alarms", "leak", "flow_gpm", "setpoint_f"]), inner, max_size=6),
+    max_leaves=20,
+)
+
+
+@given(_json, st.sampled_from(["cdu_gateway", "bms_cdu"]))
+@settings(max_examples=300, deadline=None)
+def test_any_json_gives_records_or_a_mapping_error(doc, name):
+    m = load_mapping(name)
+    topic = ("cdugw/dc1/hall1/A/cdu-a/loop-a" if name == "cdu_gateway"
+             else "BMS/v1/PUB/Value/CDU/LiquidFlow/dc1/hall1/A/cdu-a/loop-a/Secondary")
+    try:
+        payload = json.dumps(doc).encode()
+    except ValueError:
+        return
+    try:
+        records = m.apply(m.match(topic), payload, NOW)
+    except MappingError as exc:
+        assert exc.reason in ("json_error", "mapping_error")
+        return
+    for rec in records:
+        assert validate(rec) == []

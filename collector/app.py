@@ -117,7 +117,13 @@ class Collector:
     def handle(self, topic: str, payload: bytes, token: AckToken | None = None) -> None:
         """Decode, validate and batch one message; its ack waits for the batch to be durable."""
         now = self.clock()
-        lines, rejects, kind = self.decode(topic, payload, now)
+        try:
+            lines, rejects, kind = self.decode(topic, payload, now)
+        except Exception as exc:  # a bug of ours must cost one message, dead-lettered, not the pipeline
+            log.exception("decoding a message on %s failed", topic)
+            lines, kind = [], "lineprotocol"
+            rejects = [Reject("parse_error", f"collector error: {type(exc).__name__}: {exc}",
+                              payload[:EXCERPT].decode("utf-8", "replace"))]
         self.metrics.messages_received.labels(kind).inc()
         for r in rejects:
             self.dead_letter.add(r, topic=topic, now_ns=now)

@@ -219,3 +219,22 @@ async def test_live_alert_engine_runs_as_an_observer(tmp_path):
     assert value(c, "dcim_collector_observer_errors_total") == 0
     assert len(sink.accepted) >= 3 * 700
     c.close()  # closes the observer (its ticker thread) too
+
+
+async def test_a_decoding_bug_costs_one_message_not_the_pipeline(tmp_path, monkeypatch):
+    c, sink = make(tmp_path)
+    real = c.validator.lines
+
+    def flaky(payload, now_ns):
+        if b"boom" in payload:
+            raise RuntimeError("boom")
+        return real(payload, now_ns)
+
+    monkeypatch.setattr(c.validator, "lines", flaky)
+    c.handle("t", b"boom")
+    c.handle("t", LINE.encode())
+    await c.flush()
+    assert sink.accepted == [LINE]
+    (dead,) = read_dead_letters(tmp_path / "dl.jsonl")
+    assert dead["reason"] == "parse_error" and "RuntimeError" in dead["detail"]
+    c.close()

@@ -373,8 +373,7 @@ class Pipeline:
         step_s = site.simulator.step_s
         self._snmp_sched = []  # (device, every so many ticks, phase): polls spread over the interval
         for j, d in enumerate(devices):
-            every = max(1, round((opt.snmp_interval_s if d.tags.get("loop") and "pdu" not in d.tags
-                                  else opt.pdu_interval_s) / step_s))
+            every = max(1, round((opt.pdu_interval_s if "pdu" in d.tags else opt.snmp_interval_s) / step_s))
             self._snmp_sched.append((d, every, j % every))
         self.poller = await self._stack.enter_async_context(
             Poller(devices, load_profiles(), clock_ns=lambda: self._snmp_at, registry=CollectorRegistry()))

@@ -8,6 +8,7 @@ the summary). Pacing uses an injected clock and sleep. See docs/demo.md.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import sys
 import time
@@ -155,6 +156,12 @@ class LiveView:
         self._last = -math.inf
         self.live = Live(console=self.console, auto_refresh=False, transient=False)
         self.live.start()
+        # log lines (an agent's warning about a lost GPU) go through rich's stderr proxy, above the
+        # view, instead of through the terminal under it
+        self._log_streams = []
+        for h in logging.getLogger().handlers:
+            if isinstance(h, logging.StreamHandler) and h.stream in (sys.__stderr__, sys.__stdout__):
+                self._log_streams.append((h, h.setStream(sys.stderr)))
 
     def on_step(self, hall: Hall, events: list[tuple[int, str]]) -> None:
         self._start_ns = hall.start_ns
@@ -232,6 +239,8 @@ class LiveView:
         self._start_ns = hall.start_ns
         self.live.update(self.render(overview(hall, top=6)), refresh=True)
         self.live.stop()
+        for h, stream in self._log_streams:
+            h.setStream(stream)
 
 
 def run(

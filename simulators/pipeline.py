@@ -49,7 +49,7 @@ class PipelineOptions:
     gpu_interval_s: float = 10.0
     snmp_interval_s: float = 10.0  # coolant units
     pdu_interval_s: float = 30.0  # PDUs: many rows each, and the simulated agents are pysnmp (slow)
-    snmp_timeout_s: float = 1.0
+    snmp_timeout_s: float = 2.0  # wall time; a busy machine must not make a slow answer look silent
     evaluation_interval_s: float | None = None  # the alert engine's; default: the site's (1 s)
     #: how often the collector writes a batch (and the engine sees it): fewer fsyncs; the engine's
     #: answer does not depend on it (it evaluates each boundary once the data passes it)

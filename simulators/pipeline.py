@@ -281,6 +281,9 @@ class Pipeline:
         self.out_dir = Path(options.out_dir)
         self.store_path = self.out_dir / "store"
         self._stack = contextlib.AsyncExitStack()
+        # a topic tree of its own: on a shared broker the demo's collector takes only the demo's
+        # messages, and real agents never see the simulated hall
+        self.prefix = f"dcim-demo-{os.getpid()}"
         self._agents: list[tuple[Any, Any, str, int]] = []  # (agent, publisher, topic, phase in ticks)
         self._snmp_pub: Any = None
         self._snmp_task: asyncio.Task | None = None
@@ -342,7 +345,8 @@ class Pipeline:
             influx=InfluxConfig(url=opt.influx_url, database=opt.influx_db) if opt.influx_url else InfluxConfig(),
             embedded_path=self.store_path, spool_path=self.out_dir / "spool",
             dead_letter_path=self.out_dir / "dead-letter.jsonl",
-            client_id=f"dcim-demo-collector-{os.getpid()}", session_expiry_s=0, linger_ms=200,
+            topics=[f"{self.prefix}/#"], client_id=f"dcim-demo-collector-{os.getpid()}", session_expiry_s=0,
+            linger_ms=200,
         )
         mqtt = MqttConfig(url=opt.mqtt_url) if opt.mqtt_url else None
         try:
@@ -378,7 +382,7 @@ class Pipeline:
         self.poller = await self._stack.enter_async_context(
             Poller(devices, load_profiles(), clock_ns=lambda: self._snmp_at, registry=CollectorRegistry()))
         self._snmp_pub = await self._publisher("snmp", f"dcim-demo-snmp-{os.getpid()}",
-                                              f"dcim/{site.site}/_agents/snmp-demo/status")
+                                              f"{self.prefix}/{site.site}/_agents/snmp-demo/status")
 
         # GPU agents: one per node, each on a simulated NVML over that node's GpuState objects
         gpus = hall.state.gpus
@@ -391,7 +395,7 @@ class Pipeline:
             agent = GpuAgent(backend, tags=tags, registry=CollectorRegistry(), clock_ns=clock_ns)
             agent.start()
             agents.append(agent)
-            topic = gpu_topic("dcim", tags)
+            topic = gpu_topic(self.prefix, tags)
             pub = await self._publisher("gpu", f"dcim-demo-gpu-{node}-{os.getpid()}", f"{topic}/status")
             agent.queue_stats = lambda p=pub: (p.depth, p.dropped)
             self._agents.append((agent, pub, topic, i % ticks))
@@ -461,7 +465,7 @@ class Pipeline:
             return
         polls, self._snmp_task = await self._snmp_task, None
         for d, p in polls:
-            self._send(self._snmp_pub, device_topic("dcim", self.site.site, d), [*p.records, p.health])
+            self._send(self._snmp_pub, device_topic(self.prefix, self.site.site, d), [*p.records, p.health])
 
     async def finish(self) -> None:
         """Take the last SNMP poll, deliver everything, and bring the engine to the last sample's time."""

@@ -232,6 +232,10 @@ class SnmpDevices:
         self.ports: dict[str, int] = {}
         self.follow(hall)
 
+    @property
+    def running(self) -> bool:
+        return self._proc.poll() is None
+
     def started(self, timeout_s: float = 60.0) -> dict[str, int]:
         """Wait for the devices to listen; their name -> UDP port map."""
         deadline = time.monotonic() + timeout_s

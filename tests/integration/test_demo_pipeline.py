@@ -149,7 +149,7 @@ def test_the_output_says_what_fired_and_where_the_files_are(local):
 def test_the_run_leaves_no_sockets_threads_or_processes(local):
     run, _, threads_before = local
     pipe = run.pipeline
-    assert pipe.snmp._proc.poll() is not None  # the simulated SNMP devices' process has exited
+    assert not pipe.snmp.running  # the simulated SNMP devices' process has exited
     assert threading.active_count() <= threads_before + 1  # XID watchers and notifier workers stopped
 
 

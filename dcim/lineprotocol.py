@@ -370,7 +370,16 @@ _parsed_keys: dict[str, tuple[str, dict[str, str]]] = {}
 
 
 def _parse_key(key: str) -> tuple[str, dict[str, str]]:
-    """Measurement and tags of an unescaped series key; ValueError when it is not a clean one."""
+    """Measurement and tags of a series key; ValueError when the key is not valid."""
+    if "\\" in key:
+        scanner = _Scanner(key, 0, 0)
+        try:
+            meas, tags = scanner.parse_series()
+        except LineProtocolError:
+            raise ValueError from None
+        if scanner.pos != len(key):
+            raise ValueError
+        return meas, tags
     ntags = key.count(",")
     if ntags:
         parts = key.replace("=", ",").split(",")
@@ -388,15 +397,67 @@ def _parse_key(key: str) -> tuple[str, dict[str, str]]:
     return meas, tags
 
 
+def _series_end(line: str) -> int:
+    """Index of the space that ends the series key: the first one no backslash escapes."""
+    pos = line.find(" ")
+    while pos > 0 and line[pos - 1] == "\\":
+        pos = line.find(" ", pos + 1)
+    return pos
+
+
+_BOOLS = {**dict.fromkeys(_TRUE, True), **dict.fromkeys(_FALSE, False)}
+
+
+def _int_value(raw: str) -> int:
+    if raw[-1] != "i" or raw[0] == "+":
+        raise ValueError
+    v = int(raw[:-1])
+    if not INT64_MIN <= v <= INT64_MAX:
+        raise ValueError
+    return v
+
+
+def _uint_value(raw: str) -> UInt:
+    if raw[-1] != "u" or not raw[0].isdigit():
+        raise ValueError
+    v = int(raw[:-1])
+    if v > UINT64_MAX:
+        raise ValueError
+    return UInt(v)
+
+
+def _converter(value: FieldValue):  # noqa: ANN202 - one of float, _int_value, _uint_value, _BOOLS.__getitem__
+    t = type(value)
+    if t is float:
+        return float
+    if t is bool:
+        return _BOOLS.__getitem__
+    if t is UInt:
+        return _uint_value
+    return _int_value
+
+
+#: field names of a line -> (a converter per value, positions of the floats); lines of one
+#: series repeat their layout, so each value is converted without trying types in turn
+_layouts: dict[tuple[str, ...], tuple[list, list[int]]] = {}
+
+
 def _fast_line(line: str, factor: int, default_time_ns: int | None) -> Record:
-    """Decode a line that has no backslash and no quote; any problem raises ValueError.
+    """Decode a line without quotes (backslashes only in the series key); any problem raises ValueError.
 
     Splits are done by C string methods (``replace`` then ``split`` gives keys and values in
     alternation); the careful scanner reports the exact column of whatever this refuses.
     """
-    key, sep, rest = line.partition(" ")
-    if not sep:
-        raise ValueError
+    if "\\" in line:
+        end = _series_end(line)
+        if end <= 0 or "\\" in line[end:]:
+            raise ValueError
+        key = line[:end]
+        rest = line[end + 1 :]
+    else:
+        key, sep, rest = line.partition(" ")
+        if not sep:
+            raise ValueError
     fpart, sep, tpart = rest.partition(" ")
     if sep:
         if not tpart or " " in tpart or "_" in tpart or tpart[0] == "+":
@@ -421,14 +482,33 @@ def _fast_line(line: str, factor: int, default_time_ns: int | None) -> Record:
         raise ValueError
     names = parts[0::2]
     raw = parts[1::2]
-    try:
-        values: list[FieldValue] = list(map(float, raw))
-    except ValueError:
-        values = list(map(_parse_value, raw))  # integers, booleans; raises on anything else
-    else:
-        total = sum(values)
-        if total - total != 0 or "_" in "".join(raw):
-            values = list(map(_parse_value, raw))  # raises for NaN/Inf and 1_000; accepts an overflowing sum
+    if "_" in "".join(raw):
+        raise ValueError  # 1_000 is not a number in line protocol (the scanner says so)
+    layout = _layouts.get(tuple(names))
+    values: list[FieldValue] | None = None
+    if layout is not None:
+        try:
+            if len(layout[1]) == nfields:
+                values = list(map(float, raw))
+            else:
+                values = [conv(v) for conv, v in zip(layout[0], raw)]
+        except (ValueError, KeyError, IndexError):
+            values = None  # the types changed: work them out again
+    if values is None:
+        try:
+            values = list(map(float, raw))
+        except ValueError:
+            values = list(map(_parse_value, raw))  # integers, booleans; raises on anything else
+        if len(_layouts) >= _CACHE_MAX:
+            _layouts.clear()
+        floats = [i for i, v in enumerate(values) if type(v) is float]
+        _layouts[tuple(names)] = ([_converter(v) for v in values], floats)
+        layout = _layouts[tuple(names)]
+    floats = layout[1]
+    if floats:
+        total = sum(values) if len(floats) == nfields else sum([values[i] for i in floats])
+        if total - total != 0:
+            values = list(map(_parse_value, raw))  # raises for NaN/Inf; accepts an overflowing sum
     fields = dict(zip(names, values))
     if "" in fields or "time" in fields or len(fields) != nfields:
         raise ValueError
@@ -498,6 +578,14 @@ class _Scanner:
 
     def parse(self, factor: int, default_time_ns: int | None) -> Record:
         line = self.line
+        meas, tags = self.parse_series()
+        if self.peek() != " ":
+            raise self.fail("expected a space and the fields after the measurement and tags")
+        self.pos += 1
+        return self._parse_rest(line, meas, tags, factor, default_time_ns)
+
+    def parse_series(self) -> tuple[str, dict[str, str]]:
+        """The measurement and tags; leaves ``pos`` on the character after them."""
         meas = self.token(", ", _MEAS_ESC)
         if not meas:
             raise self.fail("missing measurement name")
@@ -520,9 +608,10 @@ class _Scanner:
             if self.peek() == "=":
                 raise self.fail(f"unescaped '=' in the value of tag {k!r}")
             tags[k] = v
-        if self.peek() != " ":
-            raise self.fail("expected a space and the fields after the measurement and tags")
-        self.pos += 1
+        return meas, tags
+
+    def _parse_rest(self, line: str, meas: str, tags: dict[str, str], factor: int,
+                    default_time_ns: int | None) -> Record:
         fields: dict[str, FieldValue] = {}
         while True:
             kpos = self.pos
@@ -624,7 +713,7 @@ def decode_report(data: str | bytes, *, precision: str = "ns", default_time_ns: 
             lines = raw.decode("utf-8", errors="replace").split("\n")
             lines[bad - 1] = ""
             return _decode_lines(lines, factor, default_time_ns, result)
-    if "\\" in data or '"' in data or "#" in data or "\r" in data or "\n " in data or "\n\t" in data or data[:1] in (" ", "\t"):
+    if '"' in data or "#" in data or "\r" in data or "\n " in data or "\n\t" in data or data[:1] in (" ", "\t"):
         return _decode_lines(data.split("\n"), factor, default_time_ns, result)
     # the common case, clean machine-written lines: no per-line checks beyond the fast reader
     for lineno, line in enumerate(data.split("\n"), 1):
@@ -647,7 +736,7 @@ def _decode_lines(lines: list[str], factor: int, default_time_ns: int | None, re
             col = line.index("\r") + 1 + offset
             result.errors.append(LineProtocolError("carriage return inside a line", line=lineno, column=col, text=line))
             continue
-        if "\\" not in line and '"' not in line:
+        if '"' not in line:
             try:
                 append(_fast_line(line, factor, default_time_ns))
                 continue

@@ -246,3 +246,28 @@ def test_carriage_return_inside_a_line_is_refused_like_the_encoder_does() -> Non
     assert [r.fields["v"] for r in report.records] == [2.0]
     assert (report.errors[0].line, report.errors[0].column) == (1, 1)
     assert "carriage return" in report.errors[0].reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    meas=_names,
+    tags=st.dictionaries(_names, _names, max_size=4),
+    fields=st.dictionaries(_names, _values, min_size=1, max_size=5),
+    ts=st.integers(min_value=0, max_value=2**62),
+)
+def test_fast_reader_agrees_with_the_careful_scanner(meas: str, tags: dict, fields: dict, ts: int) -> None:
+    """The fast path (split-based, cached layouts) and the scanner read every encodable line the same."""
+    from dcim.lineprotocol import _fast_line, _Scanner
+
+    rec = Record(meas, tags, fields, ts)
+    assume(_encodable(rec))
+    line = encode_record(rec)
+    careful = _Scanner(line, 1, 0).parse(1, None)
+    try:
+        fast = _fast_line(line, 1, None)
+    except ValueError:
+        return  # the fast path may decline; it must never disagree
+    assert fast == careful
+    assert [type(v) for v in fast.fields.values()] == [type(v) for v in careful.fields.values()]
+    # the second time the cached series key and field layout are used
+    assert _fast_line(line, 1, None) == careful

@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from dcim.errors import ConfigError
-from dcim.lineprotocol import decode_report, encode_record
+from collector.validate import LineReader
+from dcim.lineprotocol import encode_record
 from dcim.record import Record
 
 HOUR_NS = 3600 * 1_000_000_000
@@ -72,6 +73,7 @@ class EmbeddedStore:
         self.clock = clock
         self._files: dict[tuple[str, int], object] = {}
         self._lock_fd: int | None = None
+        self._reader = LineReader()  # series keys parsed once per store, not once per line
         self.received = 0
         self.sent = 0
         self.rejected = 0
@@ -253,7 +255,8 @@ class EmbeddedStore:
                 break
             data = _read_segment(seg)
             merged: dict[tuple, Record] = {}
-            for r in decode_report(data).records:
+            records, _bad = self._reader.read(data.decode("utf-8", "replace").split("\n"))
+            for r in records:
                 t = r.time_ns
                 if t is None or (start_ns is not None and t < start_ns) or (end_ns is not None and t >= end_ns):
                     continue

@@ -322,14 +322,24 @@ class LineReader:
         self._keys: dict[str, tuple[str, dict[str, str]]] = {}
 
     def records(self, lines: Iterable[str]) -> list[Record]:
+        return self.read(lines)[0]
+
+    def read(self, lines: Iterable[str]) -> tuple[list[Record], list[str]]:
+        """(records, lines that are not line protocol); blank lines and comments are skipped."""
         out: list[Record] = []
+        bad: list[str] = []
         for line in lines:
+            if not line or line[0] == "#":
+                continue
             r = self._fast(line)
             if r is None:
-                out += decode_report(line).records
+                result = decode_report(line)
+                out += result.records
+                if result.errors:
+                    bad.append(line)
             else:
                 out.append(r)
-        return out
+        return out, bad
 
     def _fast(self, line: str) -> Record | None:
         sp = line.find(" ")

@@ -514,7 +514,8 @@ class Pipeline:
 
     def write_outputs(self, scenario: str, seed: int) -> Result:
         """The recording of the run (read back from the store it went to) and the incident report."""
-        from alerts.recording import Header, RecordingReader, records_from_influx, records_from_store, write_recording
+        from alerts.recording import Header, RecordingReader, write_recording
+        from alerts.recording_sources import records_from_influx, records_from_store
         from alerts.replay import ReplayStats
         from alerts.report import write_report
 

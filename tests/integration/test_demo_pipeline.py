@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from alerts.engine import Engine
-from alerts.recording import RecordingReader, records_from_store
+from alerts.recording import RecordingReader
+from alerts.recording_sources import records_from_store
 from alerts.replay import replay
 from collector.store import EmbeddedStore
 from dcim.config import default_site

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from dcim.lineprotocol import INT64_MAX, INT64_MIN, decode_report, encode_record
-from dcim.record import Record, UInt
+from dcim.record import Record
 from dcim.schema import MEASUREMENTS, check_value, coerce
 
 #: Reject reasons (the ``reason`` label of ``dcim_collector_rejected_total``).
@@ -306,90 +306,22 @@ def _describe(r: Record) -> str:
         return repr(r)
 
 
-
-_TRUE = frozenset(("t", "T", "true", "True", "TRUE"))
-
-
 class LineReader:
-    """Records back from lines the validator passed, for observers (the live alert engine).
+    """Records back from lines the validator passed (observers, the embedded store, the sinks).
 
-    A series key (escapes included) is parsed once by the codec and cached; the fields of a
-    line are split directly. Lines it cannot split simply (escapes or separators inside string
-    values) go through ``dcim.lineprotocol.decode_report``.
+    A thin adapter over ``dcim.lineprotocol.decode_report``, which parses each series key once and
+    remembers each field layout's value types, so the common lines never reach its character scanner.
     """
-
-    def __init__(self) -> None:
-        self._keys: dict[str, tuple[str, dict[str, str]]] = {}
 
     def records(self, lines: Iterable[str]) -> list[Record]:
         return self.read(lines)[0]
 
     def read(self, lines: Iterable[str]) -> tuple[list[Record], list[str]]:
         """(records, lines that are not line protocol); blank lines and comments are skipped."""
-        out: list[Record] = []
-        bad: list[str] = []
-        for line in lines:
-            if not line or line[0] == "#":
-                continue
-            r = self._fast(line)
-            if r is None:
-                result = decode_report(line)
-                out += result.records
-                if result.errors:
-                    bad.append(line)
-            else:
-                out.append(r)
-        return out, bad
+        kept = [line for line in lines if line and line[0] != "#"]
+        if not kept:
+            return [], []
+        result = decode_report("\n".join(kept))
+        return result.records, [kept[e.line - 1] for e in result.errors if e.line is not None]
 
-    def _fast(self, line: str) -> Record | None:
-        sp = line.find(" ")
-        if sp <= 0:
-            return None
-        while line[sp - 1] == "\\":
-            sp = line.find(" ", sp + 1)
-            if sp < 0:
-                return None
-        if line.find("\\", sp) >= 0:
-            return None
-        key = line[:sp]
-        known = self._keys.get(key)
-        if known is None:
-            if "\\\\" in key:
-                return None
-            recs = decode_report(key + " x=1").records
-            if len(recs) != 1:
-                return None
-            known = (recs[0].measurement, recs[0].tags)
-            if len(self._keys) >= _KEYS_CACHE_MAX:
-                self._keys.clear()
-            self._keys[key] = known
-        rest = line[sp + 1 :]
-        sp2 = rest.rfind(" ")
-        if sp2 < 0:
-            return None
-        fpart = rest[:sp2]
-        if '"' in fpart:
-            for quoted in fpart.split('"')[1::2]:
-                if " " in quoted or "," in quoted or "=" in quoted:
-                    return None
-        elif " " in fpart:
-            return None
-        try:
-            ts = int(rest[sp2 + 1 :])
-            fields: dict[str, object] = {}
-            for kv in fpart.split(","):
-                k, _, v = kv.partition("=")
-                last = v[-1]
-                if v[0] == '"':
-                    fields[k] = v[1:-1]
-                elif last == "i":
-                    fields[k] = int(v[:-1])
-                elif last == "u":
-                    fields[k] = UInt(int(v[:-1]))
-                elif v in _TRUE_FALSE:
-                    fields[k] = v in _TRUE
-                else:
-                    fields[k] = float(v)
-        except (ValueError, IndexError):
-            return None
-        return Record(known[0], dict(known[1]), fields, ts)  # type: ignore[arg-type]
+

@@ -442,9 +442,9 @@ class RecordingReader:
             return
         base = 0
         last_ns: int | None = None
-        aliases: dict[str, tuple[str, str, dict[str, str]]] = {}
         for chunk in self._chunks():
-            result = _decode_chunk(chunk, aliases)
+            # the codec caches series keys (escaped ones too) and field layouts across chunks
+            result = decode_report(chunk)
             # (line in chunk, column, reason) of every problem in this chunk
             problems = [(e.line or 0, e.column, e.reason) for e in result.errors]
             good: list[Record] = []
@@ -493,59 +493,6 @@ def read_recording(path: str | Path, *, skip_bad: bool = False) -> tuple[Header,
     reader = RecordingReader(path, skip_bad=skip_bad)
     records = reader.records()
     return reader.header, records, reader.problems
-
-
-_ALIAS = "\x01"
-
-
-def _decode_chunk(chunk: bytes, aliases: dict[str, tuple[str, str, dict[str, str]]]) -> DecodeResult:
-    """Decode a chunk with the codec, keeping escaped series keys off its slow path.
-
-    A series key with an escape (``model=NVIDIA\\ H100``) sends every line of the series through
-    the codec's careful character-by-character reader. Series repeat every poll, so each escaped
-    key is decoded once by the codec, then replaced in the text by a short alias that the codec's
-    fast path takes; the records get their measurement and tags back afterwards. Columns of errors
-    on such lines are moved back to the original text.
-    """
-    try:
-        text = chunk.decode("utf-8")
-    except UnicodeDecodeError:
-        return decode_report(chunk)
-    if "\\" not in text:
-        return decode_report(text)
-    lines = text.split("\n")
-    shifts: dict[int, int] = {}
-    for i, line in enumerate(lines):
-        if "\\" not in line or line[:1] in ("#", " ", "\t"):
-            continue
-        sp = line.find(" ")
-        while sp > 0 and line[sp - 1] == "\\":
-            sp = line.find(" ", sp + 1)
-        if sp <= 0:
-            continue
-        key, rest = line[:sp], line[sp + 1 :]
-        if "\\" in rest or '"' in rest or "\\\\" in key:
-            continue  # escapes in the fields, or an escaped backslash: the codec reads the whole line
-        alias = aliases.get(key)
-        if alias is None:
-            probe = decode_report(key + " x=0")
-            if probe.errors or len(probe.records) != 1:
-                continue  # a bad key: the codec reports it on the real line
-            r = probe.records[0]
-            alias = aliases[key] = (f"{_ALIAS}{len(aliases)}", r.measurement, r.tags)
-        lines[i] = alias[0] + " " + rest
-        shifts[i + 1] = len(key) - len(alias[0])
-    result = decode_report("\n".join(lines))
-    if shifts:
-        by_alias = {a: (m, t) for a, m, t in aliases.values()}
-        for r in result.records:
-            if r.measurement[0] == _ALIAS:
-                r.measurement, tags = by_alias[r.measurement]
-                r.tags = dict(tags)
-        for e in result.errors:
-            if e.line in shifts and e.column is not None:
-                e.column += shifts[e.line]
-    return result
 
 
 # --- topology ---------------------------------------------------------------------------------

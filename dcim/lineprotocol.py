@@ -337,6 +337,8 @@ def _parse_value(raw: str) -> FieldValue:
     """A field value without quotes or escapes (fast path); ValueError when it is not one."""
     if not raw:
         raise ValueError
+    if raw[0] == '"':
+        return _str_value(raw)
     last = raw[-1]
     if last == "i":
         body = raw[:-1]
@@ -426,10 +428,18 @@ def _uint_value(raw: str) -> UInt:
     return UInt(v)
 
 
-def _converter(value: FieldValue):  # noqa: ANN202 - one of float, _int_value, _uint_value, _BOOLS.__getitem__
+def _str_value(raw: str) -> str:
+    if len(raw) < 2 or raw[0] != '"' or raw[-1] != '"':
+        raise ValueError
+    return raw[1:-1]
+
+
+def _converter(value: FieldValue):  # noqa: ANN202 - one of float, _int_value, _uint_value, _BOOLS.__getitem__, _str_value
     t = type(value)
     if t is float:
         return float
+    if t is str:
+        return _str_value
     if t is bool:
         return _BOOLS.__getitem__
     if t is UInt:
@@ -458,6 +468,11 @@ def _fast_line(line: str, factor: int, default_time_ns: int | None) -> Record:
         key, sep, rest = line.partition(" ")
         if not sep:
             raise ValueError
+    if '"' in rest:
+        # string values are fine here as long as they hold no separator the splits below use
+        quoted = rest.split('"')
+        if len(quoted) % 2 == 0 or any(" " in q or "," in q or "=" in q for q in quoted[1::2]):
+            raise ValueError
     fpart, sep, tpart = rest.partition(" ")
     if sep:
         if not tpart or " " in tpart or "_" in tpart or tpart[0] == "+":
@@ -482,7 +497,7 @@ def _fast_line(line: str, factor: int, default_time_ns: int | None) -> Record:
         raise ValueError
     names = parts[0::2]
     raw = parts[1::2]
-    if "_" in "".join(raw):
+    if "_" in "".join(raw) and any("_" in v for v in raw if v[:1] != '"'):
         raise ValueError  # 1_000 is not a number in line protocol (the scanner says so)
     layout = _layouts.get(tuple(names))
     values: list[FieldValue] | None = None
@@ -713,7 +728,7 @@ def decode_report(data: str | bytes, *, precision: str = "ns", default_time_ns: 
             lines = raw.decode("utf-8", errors="replace").split("\n")
             lines[bad - 1] = ""
             return _decode_lines(lines, factor, default_time_ns, result)
-    if '"' in data or "#" in data or "\r" in data or "\n " in data or "\n\t" in data or data[:1] in (" ", "\t"):
+    if "#" in data or "\r" in data or "\n " in data or "\n\t" in data or data[:1] in (" ", "\t"):
         return _decode_lines(data.split("\n"), factor, default_time_ns, result)
     # the common case, clean machine-written lines: no per-line checks beyond the fast reader
     for lineno, line in enumerate(data.split("\n"), 1):
@@ -736,12 +751,11 @@ def _decode_lines(lines: list[str], factor: int, default_time_ns: int | None, re
             col = line.index("\r") + 1 + offset
             result.errors.append(LineProtocolError("carriage return inside a line", line=lineno, column=col, text=line))
             continue
-        if '"' not in line:
-            try:
-                append(_fast_line(line, factor, default_time_ns))
-                continue
-            except (ValueError, ArithmeticError):
-                pass  # the careful reader finds the column of the problem
+        try:
+            append(_fast_line(line, factor, default_time_ns))
+            continue
+        except (ValueError, ArithmeticError):
+            pass  # the careful reader finds the column of the problem
         try:
             append(_Scanner(line, lineno, offset).parse(factor, default_time_ns))
         except LineProtocolError as exc:

@@ -69,6 +69,12 @@ def main() -> None:
     theirs_s = best_of(args.repeats, lambda: "\n".join(p.to_line_protocol() for p in points))
     decode_s = best_of(args.repeats, lambda: decode(text))
 
+    # the floor of any pure-Python codec: formatting (repr) and parsing (float) the field values alone
+    values = [v for r in records for v in r.fields.values()]
+    texts = [repr(v) for v in values]
+    repr_floor_s = best_of(args.repeats, lambda: [v.__repr__() for v in values])
+    parse_floor_s = best_of(args.repeats, lambda: list(map(float, texts)))
+
     # correctness in the same run: both encoders describe the same points
     theirs_sample = [p.to_line_protocol() for p in points[:1000]]
     assert decode("\n".join(theirs_sample)) == decode(text)[:1000]
@@ -84,6 +90,10 @@ def main() -> None:
         "influxdb_client_encode_points_per_s": round(n / theirs_s),
         "encode_ratio_vs_influxdb_client": round(theirs_s / ours_s, 2),
         "decode_ratio_vs_influxdb_client_encode": round(theirs_s / decode_s, 2),
+        "float_repr_floor_points_per_s": round(n / repr_floor_s),
+        "float_parse_floor_points_per_s": round(n / parse_floor_s),
+        "encode_ratio_ceiling_float_repr": round(theirs_s / repr_floor_s, 2),
+        "decode_ratio_ceiling_float_parse": round(theirs_s / parse_floor_s, 2),
         "bytes": len(text),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),

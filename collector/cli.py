@@ -74,29 +74,24 @@ def check(path: str | Path) -> list[str]:
 
 
 async def serve(path: str | Path) -> None:
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
     from collector.app import Collector, make_observers
+    from dcim.exporter import serve_metrics
 
     mqtt, cfg, site = load_config(path)
     observers = make_observers(cfg, site)
     registry = CollectorRegistry()
     collector = Collector(cfg, mqtt, observers=observers, registry=registry)
-    httpd = None
-    if cfg.metrics.port:
-        try:
-            httpd, _thread = start_http_server(cfg.metrics.port, addr=cfg.metrics.host, registry=registry)
-        except OSError as exc:
-            raise ConfigError(f"cannot serve /metrics on {cfg.metrics.host}:{cfg.metrics.port}: {exc}") from exc
+    server = serve_metrics(registry, cfg.metrics.host, cfg.metrics.port) if cfg.metrics.port else None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, collector.stop)
     try:
         await collector.run()
     finally:
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
+        if server is not None:
+            server.close()
 
 
 @click.command("collector")

@@ -94,7 +94,7 @@ def gpu_cmd(site_path: str | None, config_path: str | None, node: str | None, si
 
 async def _run(agent: Any, cfg_site: SiteConfig, tags: dict[str, str], registry: CollectorRegistry,
                interval_s: float, metrics_host: str, metrics_port: int, queue_max: int) -> None:
-    from agents.exporter import serve_metrics
+    from dcim.exporter import serve_metrics
     from agents.gpu.agent import gpu_topic, run_agent
     from agents.publisher import Publisher
     from dcim.errors import DeviceError

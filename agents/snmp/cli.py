@@ -221,7 +221,7 @@ async def run(devices: list[Device], profiles: dict, *, site_tag: str, mqtt, int
     SIGTERM and SIGINT (or ``stop``) end the polling; the polls the broker has not acknowledged yet
     are flushed before the process exits, so a restart by systemd loses nothing queued.
     """
-    from agents.exporter import serve_metrics
+    from dcim.exporter import serve_metrics
     from agents.publisher import Publisher
     from dcim.config import MqttConfig
 

@@ -142,7 +142,7 @@ async def test_wrong_password_retries_and_never_leaks_secret(mosquitto_factory, 
 def test_serve_metrics_serves_the_given_registry_and_closes() -> None:
     import urllib.request
 
-    from agents.exporter import serve_metrics
+    from dcim.exporter import serve_metrics
 
     reg = CollectorRegistry()
     _publisher("mqtt://127.0.0.1:1", reg)  # registers the publisher's metrics
@@ -159,7 +159,7 @@ def test_serve_metrics_serves_the_given_registry_and_closes() -> None:
 
 
 def test_serve_metrics_port_in_use_is_a_config_error() -> None:
-    from agents.exporter import serve_metrics
+    from dcim.exporter import serve_metrics
 
     reg = CollectorRegistry()
     with serve_metrics(reg, "127.0.0.1", 0) as first:

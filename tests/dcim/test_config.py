@@ -138,3 +138,22 @@ def test_cli_config_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "rooms (line 2)" in err
+
+
+def test_metrics_listen_only_where_configured() -> None:
+    import socket
+
+    from prometheus_client import CollectorRegistry, Counter
+
+    from dcim.exporter import serve_metrics
+
+    reg = CollectorRegistry()
+    Counter("dcim_test_things", "things", registry=reg).inc()
+    with serve_metrics(reg, "127.0.0.1", 0) as server:
+        assert server._httpd.server_address[0] == "127.0.0.1"  # not 0.0.0.0
+        # reachable on loopback, and the bind is to that address only
+        with socket.create_connection(("127.0.0.1", server.port), timeout=2):
+            pass
+        import urllib.request
+
+        assert b"dcim_test_things_total 1.0" in urllib.request.urlopen(server.url, timeout=5).read()  # noqa: S310

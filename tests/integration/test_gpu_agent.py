@@ -14,7 +14,7 @@ import servers
 from prometheus_client import CollectorRegistry
 from servers import MissingBinaryError, wait_until
 
-from agents.exporter import serve_metrics
+from dcim.exporter import serve_metrics
 from agents.gpu.agent import GpuAgent, gpu_topic, run_agent
 from agents.publisher import Publisher
 from dcim.config import MqttConfig

@@ -1,4 +1,4 @@
-"""Serve an agent's prometheus-client registry on ``/metrics`` (one small HTTP server thread)."""
+"""Serve a component's prometheus-client registry on ``/metrics`` (one small HTTP server thread)."""
 
 from __future__ import annotations
 

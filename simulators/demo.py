@@ -253,23 +253,17 @@ def run(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> float:
-    """Step the hall ``duration_s`` simulated seconds at ``speed`` x real time; returns the wall seconds taken."""
-    t0 = clock()
-    n = max(1, math.ceil(duration_s / step_s - 1e-9))
-    try:
-        for k in range(n + 1):
-            if k:
-                hall.advance(step_s)
-            events = hall.take_events()
-            for c in consumers:
-                c.on_step(hall, events)
-            delay = t0 + (k + 1) * step_s / speed - clock()
-            if delay > 0 and k < n:
-                sleep(delay)
-    finally:
-        for c in consumers:
-            c.close(hall)
-    return clock() - t0
+    """Step the hall ``duration_s`` simulated seconds at ``speed`` x real time; returns the wall seconds taken.
+
+    The same loop as ``run_async``, driven without an event loop of the caller's (tests, scripts).
+    """
+
+    async def pause(seconds: float) -> None:
+        if seconds > 0:
+            sleep(seconds)
+
+    return asyncio.run(run_async(hall, consumers, duration_s=duration_s, step_s=step_s, speed=speed,
+                                 clock=clock, sleep=pause))
 
 
 async def run_async(

@@ -229,13 +229,15 @@ class _SeriesCache(dict):
 
     __slots__ = ()
 
-    def build(self, key: tuple, measurement: str, tags: dict[str, str]) -> str:
+    def build(self, key: tuple | None, measurement: str, tags: dict[str, str]) -> str:
+        """Escape and check a series once; ``key`` None (unhashable tags) is not cached."""
         prefix = _measurements[measurement]
         if tags:
             prefix += "".join(f",{_keys[k]}={_tag_values[tags[k]]}" for k in sorted(tags))
-        if len(self) >= _CACHE_MAX:
-            self.clear()
-        self[key] = prefix
+        if key is not None:
+            if len(self) >= _CACHE_MAX:
+                self.clear()
+            self[key] = prefix
         return prefix
 
 
@@ -257,8 +259,7 @@ def encode_record(record: Record, precision: str = "ns") -> str:
         except TypeError:  # an unhashable tag value: the careful path names it
             skey, prefix = None, None
         if prefix is None:
-            prefix = _series.build(skey, record.measurement, tags) if skey else _series.build(
-                ("", ()), record.measurement, tags)
+            prefix = _series.build(skey, record.measurement, tags)
         fields = record.fields
         if not fields:
             msg = "a point needs at least one field"

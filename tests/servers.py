@@ -599,7 +599,8 @@ bind-address = "{self.host}:{self.rpc_port}"
             form["db"] = db
         if epoch:
             form["epoch"] = epoch
-        return self.http_ok("POST", "/query", data=self._auth(form)).json()
+        # InfluxDB 1.x reads u and p from the URL only, never from a form body
+        return self.http_ok("POST", "/query", params=self._auth({}), data=form).json()
 
     def points(self, q: str, db: str | None = None, *, epoch: str | None = "ns"
                ) -> list[dict[str, Any]]:

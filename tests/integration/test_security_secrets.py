@@ -27,8 +27,8 @@ def secured_influx(influxdb_factory):
     srv = influxdb_factory(auth_enabled=True)
     # the first user may be created without credentials; from then on every request needs them
     srv.query(f"CREATE USER admin WITH PASSWORD '{CANARY}' WITH ALL PRIVILEGES")
-    # InfluxDB 1.x reads u and p from the URL, not from a form body
-    srv.http_ok("POST", "/query", params={"q": 'CREATE DATABASE "sec"', "u": "admin", "p": CANARY})
+    srv.username, srv.password = "admin", CANARY
+    srv.create_database("sec")
     yield srv
     srv.close()
 
@@ -41,9 +41,7 @@ def test_influx_password_works_and_a_wrong_one_is_reported_without_it(secured_in
                        password=Secret(env="DCIM_TEST_INFLUX_PW"))
     sink = InfluxSink(cfg)
     asyncio.run(sink.write(b"gpu,node=n1 temp_c=40.5 1767225600000000000\n"))
-    got = secured_influx.http_ok("POST", "/query", params={"q": "SELECT temp_c FROM gpu", "db": "sec", "u": "admin",
-                                                            "p": CANARY}).json()
-    assert got["results"][0]["series"][0]["values"][0][1] == 40.5
+    assert secured_influx.points("SELECT temp_c FROM gpu", "sec")[0]["temp_c"] == 40.5
     sink.close()
 
     wrong = "wrong-" + CANARY

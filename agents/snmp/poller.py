@@ -19,7 +19,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from agents.snmp import ber
-from agents.snmp.profile import Profile, detect_candidates, parse
+from agents.snmp.profile import Profile, Source, detect_candidates, parse
 from agents.snmp.transport import PysnmpSession, V2cEngine, V2cSession, WalkStats, walk_columns
 from dcim import schema
 from dcim.errors import ConfigError, DeviceError
@@ -65,6 +65,8 @@ class DevicePoll:
     varbinds: int = 0
     requests: int = 0
     rows: int = 0
+    #: with ``Poller(sources=True)``: the instance OID behind every value (acceptance, audits)
+    sources: list[Source] | None = None
 
 
 DEVICE_TAG = {"pdu": "pdu", "cooling": "cdu", "ups": "ups", "switch": "switch"}
@@ -107,7 +109,7 @@ class Poller:
     def __init__(self, devices: list[Device], profiles: Mapping[str, Profile], *, max_in_flight: int = 64,
                  registry: CollectorRegistry | None = None, clock_ns: Callable[[], int] = time.time_ns,
                  base_tags: Mapping[str, str] | None = None, v2c_engine: V2cEngine | None = None,
-                 host: str | None = None) -> None:
+                 host: str | None = None, sources: bool = False) -> None:
         names = [d.name for d in devices]
         if len(set(names)) != len(names):
             raise ConfigError(f"device names must be unique: {names}")
@@ -120,6 +122,7 @@ class Poller:
         self.clock_ns = clock_ns
         self.base_tags = dict(base_tags or {})
         self.host = host or socket.gethostname()
+        self.sources = sources
         self._limit: asyncio.Semaphore | None = None
         self._engine: V2cEngine | None = None
         self._engine_given = v2c_engine
@@ -227,12 +230,12 @@ class Poller:
                 walk.update(got)
             now = self.clock_ns()
             tags = self._tags(d, profile)
-            result = parse(profile, walk, tags, now)
+            result = parse(profile, walk, tags, now, sources=self.sources)
             duration = time.perf_counter() - start
             health = self._health(d, now, up=True, duration_s=duration,
                                   unsupported=",".join(sorted(result.unsupported)))
             poll = DevicePoll(d.name, True, result.records, health, profile.name, None, duration,
-                              stats.varbinds, stats.requests, stats.rows)
+                              stats.varbinds, stats.requests, stats.rows, result.sources)
         except Exception as exc:  # noqa: BLE001 - one device's failure must never stop the others' polls
             if not isinstance(exc, DeviceError):
                 kind = type(exc).__name__

@@ -71,6 +71,8 @@ class FieldSpec(_Model):
     unless: dict[str, Scalar | list[Scalar]] = Field(
         default_factory=dict, description="skip rows whose index part / column equals (any of a list)")
     sentinels: list[int] | None = Field(None, description="raw values meaning unsupported (default: the table's)")
+    range: tuple[int, int] | None = Field(
+        None, description="raw values outside [min, max] (the MIB's SYNTAX range) are unsupported, like a sentinel")
     parse_float: bool = Field(False, description="the column is a decimal string (Liebert lgpFlexibleEntryValue)")
 
     @model_validator(mode="after")
@@ -239,6 +241,19 @@ class ParseResult:
     records: list[Record]
     #: "measurement.field" the device answers with a sentinel ("unsupported")
     unsupported: set[str] = field(default_factory=set)
+    #: with ``sources=True``: one Source per value, naming the instance OID it was read from
+    sources: list[Source] | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Source:
+    """Where one reported value came from: the instance OID of its column (audits, acceptance)."""
+
+    oid: str
+    measurement: str
+    tags: Mapping[str, str]
+    field: str
+    value: FieldValue
 
 
 def _split_index(names: list[str], arcs: tuple[int, ...]) -> dict[str, Any] | None:
@@ -291,19 +306,21 @@ class _CompiledTable:
 
 
 def parse(profile: Profile, walk: Walk, base_tags: Mapping[str, str] | None = None,
-          time_ns: int | None = None) -> ParseResult:
+          time_ns: int | None = None, *, sources: bool = False) -> ParseResult:
     """Turn one walk of a device into records of SI fields (rows merged by measurement and tags)."""
     base = dict(base_tags or {})
     merged: dict[tuple, Record] = {}
     unsupported: set[str] = set()
+    found: list[Source] | None = [] if sources else None
     for table in profile.compiled():
-        _parse_table(profile, table, walk, base, time_ns, merged, unsupported)
+        _parse_table(profile, table, walk, base, time_ns, merged, unsupported, found)
     records = [r for r in merged.values() if r.fields]
-    return ParseResult(records, unsupported)
+    return ParseResult(records, unsupported, found)
 
 
 def _parse_table(profile: Profile, t: _CompiledTable, walk: Walk, base: dict[str, str],
-                 time_ns: int | None, merged: dict[tuple, Record], unsupported: set[str]) -> None:
+                 time_ns: int | None, merged: dict[tuple, Record], unsupported: set[str],
+                 found: list[Source] | None = None) -> None:
     # column name -> {lookup key: value}; own-index columns keyed by full arcs
     cols: dict[str, dict[tuple, Any]] = {}
     own_rows: dict[tuple[int, ...], None] = {}
@@ -328,6 +345,7 @@ def _parse_table(profile: Profile, t: _CompiledTable, walk: Walk, base: dict[str
             return cols[col].get(tuple(_parts[p] for p in proj))
 
         values: dict[str, FieldValue] = {}
+        used: dict[str, str] = {}
         for f in t.fields:
             if f.when and not _matches(f.when, parts, get, t.col_oid):
                 continue
@@ -337,18 +355,25 @@ def _parse_table(profile: Profile, t: _CompiledTable, walk: Walk, base: dict[str
             if not isinstance(raw, (int, bytes)):  # absent, an OID, or noSuchInstance / endOfMibView
                 continue
             sentinels = f.sentinels if f.sentinels is not None else default_sentinels
-            if isinstance(raw, int) and raw in sentinels:
+            if isinstance(raw, int) and (raw in sentinels or (f.range is not None
+                                                              and not f.range[0] <= raw <= f.range[1])):
                 unsupported.add(f"{meas_name}.{f.name}")
                 continue
             value = _convert(profile, t, f, raw, get)
             if value is None:
                 continue
             values[f.name] = value
+            used[f.name] = f.column
         if not values:
             continue
         tags = dict(base)
         for tag, template in t.tags.items():
             tags[tag] = _render(template, parts, get, t.tag_cols[tag], t.tag_maps, base)
+        if found is not None:
+            coerced = schema.coerce(t.meas, values)
+            for name, col in used.items():
+                found.append(Source(f"{t.col_oid[col]}.{'.'.join(map(str, arcs))}", meas_name, tags, name,
+                                    coerced[name]))
         key = (meas_name, tuple(sorted(tags.items())))
         rec = merged.get(key)
         if rec is None:

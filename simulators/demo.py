@@ -43,10 +43,15 @@ def _clock(t_s: float) -> str:
 
 
 class Summary:
-    """Remembers the extremes of the run and says them in a few lines at the end."""
+    """Remembers the extremes of the run and says them in a few lines at the end.
 
-    def __init__(self, scenario: Scenario) -> None:
+    With the pipeline's alert board (``board``), "at the end" also counts the alerts still firing,
+    so the summary never says "all clear" over alerts the board lists as firing.
+    """
+
+    def __init__(self, scenario: Scenario, board: Any = None) -> None:
         self.scenario = scenario
+        self.board = board  # simulators.pipeline.AlertBoard
         self.events: list[tuple[float, str]] = []
         self.max_temp = (-math.inf, "", 0.0)
         self.max_thermal = (0, 0.0)
@@ -100,6 +105,13 @@ class Summary:
                 still.append(f"{ov.lost} GPUs lost")
             if any(lp.leak for lp in ov.loops):
                 still.append("leak")
+            if self.board is not None and (self.board.firing or self.board.inhibited_now):
+                # the same counts as the board's own "alerts:" line
+                n_firing, n_held = len(self.board.firing), len(self.board.inhibited_now)
+                if n_firing:
+                    still.append(f"{n_firing} alert{'s' if n_firing != 1 else ''} still firing")
+                if n_held:
+                    still.append(f"{n_held} inhibited alert{'s' if n_held != 1 else ''} still active")
             lines.append("  at the end: " + (", ".join(still) if still else "all clear"))
         return "\n".join(lines)
 
@@ -388,6 +400,7 @@ def run_demo(site: SiteConfig, sc: Scenario, options: Any, *, speed: float | Non
     def consumers(board: Any) -> list[Consumer]:
         view: Consumer = (LiveView(sc, speed, board=board) if live
                           else TextView(echo, every_s=max(10.0, 2 * speed), board=board))
+        summary.board = board
         return [view, summary]
 
     echo(f"dcim demo: scenario {sc.name}, {duration_s:.0f} simulated s at {speed:g}x; "

@@ -131,7 +131,8 @@ class AlertBoard:
             elif t.state == "resolved":
                 row[2].add(t.fingerprint)
         lines = [f"  alerts: {len(self.fired)} fired and paged, {len(self.inhibited)} inhibited beneath them, "
-                 f"{len(self.resolved)} of the paged resolved, {len(self.firing)} still firing"]
+                 f"{len(self.resolved)} of the paged resolved, {len(self.firing)} still firing, "
+                 f"{len(self.inhibited_now)} inhibited still active"]
         for rule, (paged, held, resolved) in sorted(by_rule.items()):
             if paged or held:
                 lines.append(f"    {rule}: {len(paged)} paged, {len(held)} inhibited, {len(resolved)} resolved")

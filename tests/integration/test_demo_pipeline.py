@@ -145,6 +145,25 @@ def test_the_output_says_what_fired_and_where_the_files_are(local):
     assert f"recording: {run.result.recording}" in text
     assert f"incident report: {run.result.report}" in text
     assert "inhibited beneath them" in text
+    _the_summary_agrees_with_the_board(run, text)
+
+
+def _the_summary_agrees_with_the_board(run, text: str) -> None:
+    board = run.pipeline.board
+    paged, held = len(board.firing), len(board.inhibited_now)
+    assert f"{paged} still firing, {held} inhibited still active" in text
+    at_end = text.split("at the end: ")[1].splitlines()[0]
+    if paged or held:
+        assert "all clear" not in at_end
+    assert (f"{paged} alert{'s' if paged != 1 else ''} still firing" in at_end) == (paged > 0), at_end
+    assert (f"{held} inhibited alert{'s' if held != 1 else ''} still active" in at_end) == (held > 0), at_end
+
+
+@pytest.mark.integration
+def test_the_summary_does_not_say_all_clear_while_alerts_fire(with_servers):
+    run, lines, _ = with_servers
+    assert run.pipeline.board.firing  # the run ends with the loop alert firing
+    _the_summary_agrees_with_the_board(run, "\n".join(lines))
 
 
 def test_the_run_leaves_no_sockets_threads_or_processes(local):

@@ -46,7 +46,8 @@ def test_the_board_notes_pages_and_counts_inhibited_alerts():
     assert [text.split()[0] for _, text in board.notes] == ["FIRING", "RESOLVED"]  # the GPU alert never paged
     assert board.notes[0] == (T0 + 120 * 10**9, "FIRING [critical] LoopFlowLow row=A loop=loop-a: LoopFlowLow summary")
     lines = board.summary_lines()
-    assert lines[0] == "  alerts: 1 fired and paged, 1 inhibited beneath them, 1 of the paged resolved, 0 still firing"
+    assert lines[0] == ("  alerts: 1 fired and paged, 1 inhibited beneath them, 1 of the paged resolved, "
+                        "0 still firing, 0 inhibited still active")
     assert "    GpuTempNearSlowdown: 0 paged, 1 inhibited, 1 resolved" in lines
     assert "    LoopFlowLow: 1 paged, 0 inhibited, 1 resolved" in lines
 
@@ -98,3 +99,22 @@ def test_the_async_loop_awaits_the_stage_after_each_step_and_paces_to_the_speed(
                                  sleep=sleep))
     assert stage_at == [float(k) for k in range(21)]  # once per step, after the hall moved
     assert wall == pytest.approx(2.0)
+
+
+def test_the_summary_counts_the_alerts_the_board_still_lists_as_firing():
+    # the hall can be back to normal while an alert has not resolved yet: "all clear" would contradict
+    # the board's own line under it
+    sc = load_scenario("normal")
+    hall = Hall(site(), scenario=sc, start_ns=T0)
+    board = AlertBoard()
+    summary = Summary(sc, board=board)
+    summary.on_step(hall, [])
+    assert "at the end: all clear" in summary.text(1.0)
+    for batch in _incident()[:2]:
+        board.notify(batch, 0.0)
+    text = summary.text(1.0)
+    assert "at the end: 1 alert still firing, 1 inhibited alert still active" in text
+    assert "1 still firing, 1 inhibited still active" in board.summary_lines()[0]
+    board.notify(_incident()[2], 0.0)
+    assert "at the end: all clear" in summary.text(1.0)
+    assert "0 still firing, 0 inhibited still active" in board.summary_lines()[0]

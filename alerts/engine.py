@@ -55,6 +55,8 @@ __all__ = ["DEFAULT_RULES_DIR", "Alert", "Engine", "Transition", "fingerprint", 
            "render", "scope_of"]
 
 NS = 1_000_000_000
+#: Severity order for settling peer alerts that explain each other (higher explains lower).
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2, "page": 3}
 
 _ALERT_TAGS = frozenset(schema.ALERT.tags)
 
@@ -155,6 +157,7 @@ class _State:
     inhibited_by: str | None = None
     flapping: bool = False
     inhibit_until: int = 0
+    seen_ns: int = 0  # the last evaluation with fresh data for this alert
 
 
 _CMP = {
@@ -375,7 +378,8 @@ class Engine:
         for key, (t, v, tags) in self._latest.get((meas, fld), {}).items():
             if t > b or (match is not None and not match(tags)):
                 continue
-            yield key, t, v, tags, (b - t) <= stale_ns
+            # Left-open like Prometheus 3's lookback: a sample exactly stale_after old is gone.
+            yield key, t, v, tags, (b - t) < stale_ns
 
     def _evaluate(self, b: int) -> list[Transition]:
         self._evaluated = True
@@ -405,6 +409,11 @@ class Engine:
                 self._step(st, ev, b)
                 if st.state != prev:
                     changes.append((st, prev, ev.value))
+            stale_ns = rule.stale_after * NS
+            for st in states.values():
+                if st.state == "pending" and b - st.seen_ns >= stale_ns:
+                    st.state = "inactive"  # no result for the series within the lookback window
+                    changes.append((st, "pending", st.value))
         # Inhibition is decided on the new states, so a GPU alert that fires in the same evaluation
         # as the pump alert above it is already marked.
         flips = self._inhibit(b)
@@ -425,12 +434,18 @@ class Engine:
                 return
             st.value, st.threshold = ev.value, ev.threshold
             st.active_since, st.fired_at, st.keep_since = b, None, None
+            st.seen_ns = b
             st.state = "pending"
             if rule.for_ <= 0:
                 self._fire(st, b)
             return
         if ev.clear is None:
-            return  # no data: hold the state rather than resolve on silence
+            if st.state == "pending":
+                # The series left the lookback window: Prometheus drops a pending alert then, so
+                # `for` never counts silent time. A firing alert holds (docs/alerts.md, no data).
+                st.state = "inactive"
+            return
+        st.seen_ns = b
         if ev.clear is False:
             st.value, st.threshold = ev.value, ev.threshold
             st.keep_since = None
@@ -465,13 +480,16 @@ class Engine:
     def _inhibit(self, b: int) -> list[_State]:
         """Mark alerts explained by a pending or firing alert above them; return those whose mark changed.
 
-        Two rules that explain each other (peers on one loop) are settled by age: the alert active
-        first explains the later one, so whichever symptom shows first pages, once. A mark outlives
+        Two rules that explain each other (peers on one loop) are settled by severity, then by age:
+        a critical symptom explains a warning one even when it came later (on-call hears the worse
+        news), and between equals the alert active first explains the later one, so the first
+        symptom pages, once. A mark outlives
         its source by the source rule's ``inhibit_grace``: GPUs still cooling down after the pump
         recovered are the same incident, not a new page.
         """
         active = [st for r in self.rules for st in self._states[r.name].values() if st.state in ("pending", "firing")]
-        age = {id(st): (st.active_since, self._order[st.rule.name], st.fp) for st in active}
+        age = {id(st): (-SEVERITY_RANK[st.rule.severity], st.active_since, self._order[st.rule.name], st.fp)
+               for st in active}
         sources = sorted((st for st in active if st.rule.inhibits), key=lambda s: age[id(s)])
         flips = []
         for r in self.rules:
@@ -589,9 +607,13 @@ class Engine:
                 other = self._latest[(rule.measurement, rule.minus)].get(key)
                 if other is None or isinstance(other[1], str):
                     continue
-                fresh = fresh and (b - other[0]) <= rule.stale_after * NS
+                fresh = fresh and (b - other[0]) < rule.stale_after * NS
                 value -= float(other[1])
-            if not self._where_ok(rule, key):
+            ok = self._where_ok(rule, key, b)
+            if ok is None:  # a condition's field is stale or never came: no data, as PromQL's `and`
+                self._add(out, rule, key, tags, value, None, None, thr)
+                continue
+            if not ok:
                 self._add(out, rule, key, tags, value, False if fresh else None, True if fresh else None, thr)
                 continue
             clear = rule.clear
@@ -601,11 +623,14 @@ class Engine:
             self._add(out, rule, key, tags, value, fire, clr, thr)
         return out
 
-    def _where_ok(self, rule: ThresholdRule, key: tuple) -> bool:
+    def _where_ok(self, rule: ThresholdRule, key: tuple, b: int) -> bool | None:
+        """Whether the ``where`` conditions hold; None when a condition's field has no fresh sample
+        (the agent omits a field whose read failed), which counts as no data, never as true."""
+        stale_ns = rule.stale_after * NS
         for fld, (op, want) in self._where.get(rule.name, ()):
             got = self._latest[(rule.measurement, fld)].get(key)
-            if got is None:
-                return False
+            if got is None or got[0] > b or b - got[0] >= stale_ns:
+                return None
             v = got[1]
             if op in ("==", "!="):
                 same = (type(v) is bool) == (type(want) is bool) and v == want
@@ -641,7 +666,7 @@ class Engine:
         out = []
         lo = b - int(rule.window * NS)
         for key, tags, samples, fresh in self._window(rule, b):
-            pts = [(ts, x) for ts, x in samples if lo <= ts <= b]
+            pts = [(ts, x) for ts, x in samples if lo < ts <= b]  # (b - window, b], as Prometheus 3
             if len(pts) < 2 or pts[-1][0] == pts[0][0]:
                 if fresh:
                     continue
@@ -801,12 +826,12 @@ class Engine:
         loops = {}
         for f in ("flow_lpm", "supply_temp_c", "return_temp_c"):
             for _key, (t, v, tags) in self._latest[("coolant_loop", f)].items():
-                if t <= b and b - t <= stale_ns and "loop" in tags:
+                if t <= b and b - t < stale_ns and "loop" in tags:
                     loops.setdefault(tags["loop"], {})[f] = float(v)
         power: dict[str, float] = {}
         counted: dict[str, int] = {}
         for _key, (t, v, tags) in self._latest[(rule.power_measurement, rule.power_field)].items():
-            if t > b or b - t > stale_ns:
+            if t > b or b - t >= stale_ns:
                 continue
             rack = tags.get("rack") or self.topo.node_rack.get(tags.get("node", ""), "")
             loop = self.topo.rack_loop.get(rack)

@@ -1,5 +1,5 @@
 """The default rule pack over simulated scenarios (simulators.hall): quiet when nothing is wrong, one
-page for a pump failure with the GPU alerts beneath it inhibited, no flapping on a noisy probe."""
+page per severity level for a pump failure with the GPU alerts beneath it inhibited, no flapping on a noisy probe."""
 
 from __future__ import annotations
 
@@ -46,15 +46,20 @@ def test_normal_operation_is_quiet():
     assert [t for t in ts if t.state == "firing"] == []  # checkpoint transients may go pending, never fire
 
 
-def test_pump_failure_pages_once_and_explains_the_gpus():
+def test_pump_failure_pages_the_worst_symptom_and_explains_the_gpus():
     ts = run("pump-degradation")
-    (page, n), = pages(ts).items()
-    assert page[0].startswith("Loop") and page[1] == "loop-a" and n == 1
+    paged = [t for t in ts if t.state == "firing" and not t.inhibited]
+    assert paged and all(t.rule.startswith("Loop") and t.labels["loop"] == "loop-a" for t in paged)
+    # The supply-pressure warning shows first and pages; the critical ΔP loss that follows is heard
+    # too (severity settles peers), and the warning is then marked beneath it: at most one page per level.
+    assert [t.severity for t in paged] == ["warning", "critical"], [(t.rule, t.severity) for t in paged]
+    critical = paged[-1]
+    assert any(t.rule == paged[0].rule and t.inhibited and t.inhibited_by == critical.fingerprint for t in ts)
     gpu = [t for t in ts if t.rule.startswith("Gpu") and t.state == "firing"]
+    loop_fps = {t.fingerprint for t in ts if t.rule.startswith("Loop") and t.labels["loop"] == "loop-a"}
     assert gpu and all(t.inhibited and t.labels["loop"] == "loop-a" for t in gpu)
-    source = next(t for t in ts if t.state == "firing" and not t.inhibited)
-    assert {t.inhibited_by for t in gpu} == {source.fingerprint}
-    assert any(t.rule == source.rule and t.state == "resolved" for t in ts)  # recovered by the end
+    assert {t.inhibited_by for t in gpu} <= loop_fps
+    assert any(t.rule == critical.rule and t.state == "resolved" for t in ts)  # recovered by the end
 
 
 def test_a_noisy_probe_does_not_flap():

@@ -400,7 +400,7 @@ class Engine:
                         continue
                     labels = ev.labels if ev.labels is not None else ev.make_labels()
                     if rule.labels:
-                        labels = {**labels, **rule.labels}
+                        labels = {**labels, **self._rule_labels(rule, labels)}
                     fp = known[ev.key] = fingerprint(rule.name, labels)
                     st = states.get(fp)
                     if st is None:
@@ -514,6 +514,12 @@ class Engine:
                     flips.append(st)
                 st.inhibited, st.inhibited_by = inhibited, by
         return flips
+
+    @staticmethod
+    def _rule_labels(rule: Any, labels: dict[str, str]) -> dict[str, str]:
+        """The rule's labels, templated from the series' labels (Prometheus templates labels too)."""
+        return {k: render(v, rule=rule.name, severity=rule.severity, state="pending", value=None, threshold=None,
+                          labels=labels) if "{{" in v else v for k, v in rule.labels.items()}
 
     def _annotations(self, st: _State, value: float | None) -> dict[str, str]:
         rule = st.rule

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from alerts.actions import ActionSpec, check_scope
+from alerts import templates
 from dcim import schema
 from dcim.errors import RuleError, SchemaError
 
@@ -68,9 +70,8 @@ class Flap(_Model):
     _dur = field_validator("window", mode="before")(lambda v: parse_duration(v))
 
 
-#: Template variables an annotation may use (``{{ $value }}``, ``{{ $labels.rack }}``, ...).
-TEMPLATE_VARS = frozenset({"value", "threshold", "location", "rule", "severity", "state", "labels"})
-TEMPLATE = re.compile(r"\{\{\s*\$?([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?\s*(?::\s*([^}]*?))?\s*\}\}")
+#: Template variables an annotation may use (``{{ $value }}``, ``{{ $labels.rack }}``, ...); see alerts.templates.
+TEMPLATE_VARS = templates.VARIABLES
 
 
 class RuleBase(_Model):
@@ -87,6 +88,16 @@ class RuleBase(_Model):
     inhibit_grace: Duration = Field(120.0, description="how long the alerts it explained stay marked after it ends")
     flap: Flap | None = Flap()
     source: str | None = Field(None, description="where the threshold comes from (documentation only)")
+    actions: list[ActionSpec] = Field(default_factory=list,
+                                      description="remediation on the alert's nodes (docs/failover.md)")
+
+    @model_validator(mode="after")
+    def _action_scopes(self) -> RuleBase:
+        for i, spec in enumerate(self.actions):
+            problem = check_scope(spec, self)
+            if problem:
+                raise FieldError(f"actions[{i}].scope", problem)
+        return self
 
     @field_validator("for_", "keep_firing_for", "stale_after", "inhibit_grace", mode="before")
     @classmethod
@@ -101,26 +112,20 @@ class RuleBase(_Model):
                 raise ValueError(f"label name {key!r} is not a valid label name")
             if key in ("alertname", "severity"):
                 raise ValueError(f"label {key!r} is set by the engine; use the rule's name/severity")
+            try:  # labels are templated like annotations (Prometheus: labels are <tmpl_string>)
+                templates.check(v[key], label=True)
+            except templates.TemplateError as exc:
+                raise ValueError(f"label {key!r}: {exc}") from None
         return v
 
     @field_validator("annotations")
     @classmethod
     def _annotations(cls, v: dict[str, str]) -> dict[str, str]:
         for key, text in v.items():
-            for m in TEMPLATE.finditer(text):
-                var, attr, spec = m.group(1), m.group(2), m.group(3)
-                if var not in TEMPLATE_VARS:
-                    raise ValueError(f"annotation {key!r}: unknown template variable ${var} "
-                                     f"(known: {', '.join('$' + t for t in sorted(TEMPLATE_VARS))})")
-                if (var == "labels") != (attr is not None):
-                    raise ValueError(f"annotation {key!r}: write $labels.NAME, and no attribute on ${var}")
-                if spec:
-                    try:
-                        format(1.5, spec)
-                    except ValueError:
-                        raise ValueError(f"annotation {key!r}: bad format spec {spec!r}") from None
-            if "{{" in TEMPLATE.sub("", text):
-                raise ValueError(f"annotation {key!r}: unclosed or malformed {{{{ ... }}}} template")
+            try:
+                templates.check(text)
+            except templates.TemplateError as exc:
+                raise ValueError(f"annotation {key!r}: {exc}") from None
         return v
 
     def matches_inhibit(self, other_rule: str) -> bool:

@@ -63,6 +63,8 @@ TAGS: dict[str, str] = {
     "feed": "power feed of a PDU (A or B)",
     "phase": "PDU input phase (L1, L2, L3)",
     "bank": "PDU outlet bank / breaker group",
+    "circuit": "PDU input circuit a phase row is measured on, where it is not the line itself: "
+               "L1-N (line to neutral) or L1-L2 (line to line, delta wiring)",
     "outlet": "PDU outlet number",
     "sensor": "environment probe name",
     "loop": "coolant loop",
@@ -76,6 +78,9 @@ TAGS: dict[str, str] = {
     "host": "host the component runs on",
     "alertname": "alert rule name",
     "severity": "alert severity (info, warning, critical, page)",
+    "action": "remediation action on a node (drain, cordon, resume, webhook)",
+    "status": "state of a remediation action (planned, suppressed, held, done, failed, skipped)",
+    "driver": "where a remediation action went (slurm, kubernetes, webhook, log)",
 }
 
 
@@ -175,13 +180,16 @@ PDU = Measurement(
         F("energy_j", "float", "J", "energy since last reset", "counter"),
         F("load_state", "str", "1", "device-reported load state: low, normal, near_overload, overload", "state"),
         F("frequency_hz", "float", "Hz", "input frequency"),
+        F("current_a", "float", "A", "inlet current (RMS) where the PDU reports one for the whole inlet"),
+        F("voltage_v", "float", "V", "inlet voltage (RMS) where the PDU reports one for the whole inlet"),
     ),
 )
 
 PDU_PHASE = Measurement(
     "pdu_phase",
-    "One input phase of a rack PDU.",
-    (*LOCATION_TAGS, "pdu", "feed", "phase"),
+    "One input phase of a rack PDU: a line (current on L1), or with a `circuit` tag a line-to-neutral "
+    "or line-to-line circuit (voltage and power between L1 and L2).",
+    (*LOCATION_TAGS, "pdu", "feed", "phase", "circuit"),
     _fields(
         F("current_a", "float", "A", "phase current (RMS)"),
         F("voltage_v", "float", "V", "phase voltage (RMS)"),
@@ -200,6 +208,7 @@ PDU_BANK = Measurement(
     _fields(
         F("current_a", "float", "A", "bank current"),
         F("load_state", "str", "1", "device-reported load state", "state"),
+        F("current_before_alarm_a", "float", "A", "current the bank can still draw before its alarm threshold (device-computed)"),
     ),
 )
 
@@ -212,6 +221,10 @@ PDU_OUTLET = Measurement(
         F("power_w", "float", "W", "outlet active power"),
         F("energy_j", "float", "J", "outlet energy", "counter"),
         F("on", "bool", "1", "outlet switched on", "state"),
+        F("voltage_v", "float", "V", "outlet voltage (RMS)"),
+        F("apparent_power_va", "float", "VA", "outlet apparent power"),
+        F("power_factor", "float", "1", "outlet power factor"),
+        F("frequency_hz", "float", "Hz", "outlet frequency"),
     ),
 )
 
@@ -258,6 +271,36 @@ UPS = Measurement(
         F("battery_runtime_s", "float", "s", "estimated runtime on battery"),
         F("battery_temp_c", "float", "degC", "battery temperature"),
         F("on_battery", "bool", "1", "running on battery", "state"),
+        F("input_frequency_hz", "float", "Hz", "input frequency"),
+        F("input_current_a", "float", "A", "input current"),
+        F("input_power_w", "float", "W", "input active power"),
+        F("output_frequency_hz", "float", "Hz", "output frequency"),
+        F("output_apparent_power_va", "float", "VA", "output apparent power"),
+        F("bypass_voltage_v", "float", "V", "bypass input voltage"),
+        F("bypass_current_a", "float", "A", "bypass current"),
+        F("bypass_power_w", "float", "W", "bypass active power"),
+        F("bypass_frequency_hz", "float", "Hz", "bypass frequency"),
+        F("battery_voltage_v", "float", "V", "battery voltage"),
+        F("battery_current_a", "float", "A", "battery current (positive: discharging, per UPS-MIB)"),
+        F("on_battery_time_s", "float", "s", "time on battery since the last switch to battery (0 on mains)"),
+        F("alarms_present", "int", "1", "number of active alarms (upsAlarmsPresent)"),
+        F("internal_temp_c", "float", "degC", "UPS internal / ambient temperature"),
+    ),
+)
+
+COOLING_SENSOR = Measurement(
+    "cooling_sensor",
+    "One named reading point of an air-side cooling unit (InRow, CRAC/CRAH, Air FM), tagged by the unit's own label.",
+    (*LOCATION_TAGS, "cdu", "sensor"),
+    _fields(
+        F("temp_c", "float", "degC", "temperature (air, coil, refrigerant or setpoint, per the label)"),
+        F("humidity_pct", "float", "%", "relative humidity"),
+        F("power_w", "float", "W", "cooling demand or output"),
+        F("current_a", "float", "A", "current of a component (blower, humidifier)"),
+        F("voltage_v", "float", "V", "voltage of a component"),
+        F("frequency_hz", "float", "Hz", "drive frequency of a blower"),
+        F("fan_speed_pct", "float", "%", "fan speed"),
+        F("pressure_kpa", "float", "kPa", "air or refrigerant pressure"),
     ),
 )
 
@@ -308,9 +351,24 @@ ALERT = Measurement(
     ),
 )
 
+ALERT_ACTION = Measurement(
+    "alert_action",
+    "Remediation actions on alerts (drain, cordon, resume, webhook): planned, suppressed, held, done or failed.",
+    (*LOCATION_TAGS, "loop", "node", "alertname", "action", "status", "driver"),
+    _fields(
+        F("scope", "str", "1", "what the action covers: node, rack or loop", "info"),
+        F("target", "str", "1", "the scope's name: the node, rack or loop", "info"),
+        F("alert_state", "str", "1", "the alert's state that called for the action: firing or resolved", "state"),
+        F("reason", "str", "1", "the reason given to the scheduler (names the alert)", "info"),
+        F("fingerprint", "str", "1", "stable id of the alert", "info"),
+        F("detail", "str", "1", "what the driver answered, or why the action waits", "info"),
+    ),
+)
+
 MEASUREMENTS: dict[str, Measurement] = {
     m.name: m
-    for m in (GPU, GPU_XID, PDU, PDU_PHASE, PDU_BANK, PDU_OUTLET, ENV, COOLANT_LOOP, UPS, NETIF, AGENT, ALERT)
+    for m in (GPU, GPU_XID, PDU, PDU_PHASE, PDU_BANK, PDU_OUTLET, ENV, COOLANT_LOOP, UPS, COOLING_SENSOR, NETIF, AGENT,
+              ALERT, ALERT_ACTION)
 }
 
 

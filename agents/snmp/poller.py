@@ -26,6 +26,7 @@ from dcim.errors import ConfigError, DeviceError
 from dcim.record import Record
 
 SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
+SYS_DESCR = "1.3.6.1.2.1.1.1.0"
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,48 @@ class DevicePoll:
     rows: int = 0
     #: with ``Poller(sources=True)``: the instance OID behind every value (acceptance, audits)
     sources: list[Source] | None = None
+
+
+@dataclass(slots=True)
+class Tried:
+    """One candidate profile probed during detection."""
+
+    profile: str
+    why: str
+    answered: int
+    probes: int
+    prefix_len: int
+    kind: str
+
+
+@dataclass(slots=True)
+class Detection:
+    """What detection saw on one device and what it chose (``dcim agent snmp --detect`` prints it)."""
+
+    device: str
+    sys_object_id: str | None
+    sys_descr: str
+    tried: list[Tried] = field(default_factory=list)
+    chosen: str | None = None
+
+    def refusal(self) -> str:
+        tried = "; ".join(f"{t.profile} ({t.why}): {t.answered}/{t.probes} tables answer" for t in self.tried)
+        return (f"no profile can read this device (sysObjectID {self.sys_object_id or 'none'}, "
+                f"sysDescr {self.sys_descr!r}); tried: {tried or 'no candidate'}. "
+                "Configure a profile or write one for its MIB")
+
+    def lines(self) -> list[str]:
+        out = [f"{self.device}: sysObjectID {self.sys_object_id or 'none'}, sysDescr {self.sys_descr!r}"]
+        for t in self.tried:
+            mark = "chosen" if t.profile == self.chosen else "      "
+            out.append(f"  {mark} {t.profile:<18} {t.answered}/{t.probes} probed tables answer real data  ({t.why})")
+        if self.chosen is None:
+            out.append("  " + self.refusal())
+        return out
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else " " for c in text).strip()
 
 
 DEVICE_TAG = {"pdu": "pdu", "cooling": "cdu", "ups": "ups", "switch": "switch"}
@@ -184,33 +227,74 @@ class Poller:
         return s
 
     async def detect(self, d: Device) -> Profile:
-        """The device's profile: configured, or chosen by sysObjectID (and a probe column on ties)."""
+        """The device's profile: configured, or detected once (see :meth:`detection`) and kept."""
         if d.profile != "auto":
             return self.profiles[d.profile]
         name = self._detected.get(d.name)
         if name is not None:
             return self.profiles[name]
+        found = await self.detection(d)
+        if found.chosen is None:
+            raise DeviceError(found.refusal(), device=d.name)
+        self._detected[d.name] = found.chosen
+        return self.profiles[found.chosen]
+
+    async def detection(self, d: Device) -> Detection:
+        """Detect by capability: sysObjectID narrows the candidates, probes of each candidate's own
+        tables decide. The profile answering real (non-sentinel) data on the most of its tables
+        wins; on a tie the longer sysObjectID prefix, then the vendor profile over a standard MIB.
+        A switch profile (IF-MIB answers on nearly every device) wins only where nothing else reads
+        the device and no power or cooling profile claims its sysObjectID."""
         s = self.session(d)
-        oids, values = await s.get([ber.encode_oid(SYS_OBJECT_ID)])
-        sys_oid = values[0] if values else None
-        if not isinstance(sys_oid, tuple):
-            raise DeviceError("device has no sysObjectID; configure its profile", device=d.name)
-        sys_text = ".".join(map(str, sys_oid))
-        cands = detect_candidates(self.profiles.values(), sys_text)
-        if not cands:
-            raise DeviceError(f"no profile matches sysObjectID {sys_text}; configure one", device=d.name)
-        chosen = cands[0]
-        if len(cands) > 1:
-            for p in cands:
-                if p.detect.probe is None:
+        _, values = await s.get([ber.encode_oid(SYS_OBJECT_ID), ber.encode_oid(SYS_DESCR)])
+        sys_oid = values[0] if values and isinstance(values[0], tuple) else None
+        descr = values[1] if len(values) > 1 and isinstance(values[1], bytes) else b""
+        sys_text = ".".join(map(str, sys_oid)) if sys_oid else None
+        found = Detection(d.name, sys_text, _printable(descr.decode("utf-8", "replace")))
+        for cand in detect_candidates(self.profiles.values(), sys_text):
+            answered, total = await self._probe(s, cand.profile)
+            found.tried.append(Tried(cand.profile.name, cand.why, answered, total, cand.prefix_len,
+                                     cand.profile.kind))
+        # a power or cooling vendor's device that none of its profiles reads is refused, not polled as a switch
+        power_claim = any(not t.why.startswith("standard") and t.kind != "switch" for t in found.tried)
+        answering = {t.profile for t in found.tried if t.answered > 0}
+        superseded = {old for name in answering for old in self.profiles[name].detect.supersedes}
+        for t in found.tried:
+            if t.profile in superseded and t.answered > 0:
+                t.why += "; superseded by a richer profile that answers"
+        ranked = sorted((t for t in found.tried if t.answered > 0 and t.profile not in superseded
+                         and (t.kind != "switch" or not power_claim)),
+                        key=lambda t: (t.kind != "switch", t.answered, t.prefix_len),
+                        reverse=True)
+        if ranked:
+            found.chosen = ranked[0].profile
+        return found
+
+    async def _probe(self, s: Any, profile: Profile) -> tuple[int, int]:
+        """(probe columns answering with real data, probe columns) for one profile on one device."""
+        probes = profile.probes()
+        answered = 0
+        reps = 3  # a first row of "-1" (not fitted) must not hide a second row that is real
+        for i in range(0, len(probes), 16):
+            chunk = probes[i:i + 16]
+            cols = [ber.encode_oid(c) for c, _ in chunk]
+            try:
+                oids, values = await s.bulk(cols, reps)
+            except DeviceError:
+                raise
+            real = [False] * len(chunk)
+            for k, oid in enumerate(oids):
+                c = k % len(chunk)
+                prefix = cols[c]
+                v = values[k]
+                if not oid.startswith(prefix) or len(oid) == len(prefix):
                     continue
-                probe = ber.encode_oid(p.detect.probe)
-                o, v = await s.bulk([probe], 1)
-                if o and o[0].startswith(probe) and v[0] not in (ber.END_OF_MIB_VIEW_VALUE,):
-                    chosen = p
-                    break
-        self._detected[d.name] = chosen.name
-        return chosen
+                if isinstance(v, int) and not isinstance(v, bool) and v not in chunk[c][1]:
+                    real[c] = True
+                elif isinstance(v, bytes) and v.strip(b"\x00 "):
+                    real[c] = True
+            answered += sum(real)
+        return answered, len(probes)
 
     async def poll_device(self, d: Device) -> DevicePoll:
         start = time.perf_counter()

@@ -66,10 +66,10 @@ class FieldSpec(_Model):
     unit: str | None = Field(None, description="column holding a unit code, looked up in `units`")
     units: str | None = Field(None, description="name of a units table of the profile")
     map: dict[Scalar, Scalar] | None = Field(None, description="raw value -> field value; others omit")
-    when: dict[str, Scalar | list[Scalar]] = Field(
-        default_factory=dict, description="only rows whose index part / column equals (any of a list)")
-    unless: dict[str, Scalar | list[Scalar]] = Field(
-        default_factory=dict, description="skip rows whose index part / column equals (any of a list)")
+    when: dict[str, Scalar | None | list[Scalar | None]] = Field(
+        default_factory=dict, description="only rows whose index part / column equals (any of a list; null: absent)")
+    unless: dict[str, Scalar | None | list[Scalar | None]] = Field(
+        default_factory=dict, description="skip rows whose index part / column equals (any of a list; null: absent)")
     sentinels: list[int] | None = Field(None, description="raw values meaning unsupported (default: the table's)")
     range: tuple[int, int] | None = Field(
         None, description="raw values outside [min, max] (the MIB's SYNTAX range) are unsupported, like a sentinel")
@@ -144,10 +144,23 @@ class TableSpec(_Model):
 
 
 class Detect(_Model):
+    """How auto-detection finds the profile: sysObjectID narrows, probes of the profile's own tables decide."""
+
     sys_object_id: list[str] = Field(default_factory=list, description="sysObjectID prefixes")
-    probe: str | None = Field(None, description="a column that must answer when prefixes tie")
+    probe: list[str] | None = Field(
+        None, description="columns whose real (non-sentinel) answers count (default: one per table)")
+    standard: bool = Field(False, description="a standard MIB: probed on every device, whatever its sysObjectID")
+    supersedes: list[str] = Field(
+        default_factory=list, description="older profiles of the same device this one wins over whenever it answers")
 
     _n = field_validator("sys_object_id")(classmethod(lambda cls, v: [_norm_oid(o) for o in v]))
+
+    @field_validator("probe", mode="before")
+    @classmethod
+    def _probe_list(cls, v: Any) -> Any:
+        if isinstance(v, (str, int)):
+            v = [v]
+        return [_norm_oid(o) for o in v] if v is not None else None
 
 
 class Profile(_Model):
@@ -177,6 +190,27 @@ class Profile(_Model):
                     msg = f"table {t.name!r} field {f.name!r}: unknown units table {f.units!r}"
                     raise ValueError(msg)
         return self
+
+    def probes(self) -> list[tuple[str, frozenset[int]]]:
+        """Columns detection reads (a row with real data counts), each with the raw values meaning "none".
+
+        By default the first field column of each table: a profile answering on more of its tables
+        is the richer reading of the device.
+        """
+        sentinels: dict[str, set[int]] = {}
+        firsts: list[str] = []
+        for t in self.tables:
+            first = None
+            for f in t.fields:
+                col = t.columns[f.column]
+                if col.index is not None:
+                    continue  # a joined column answers for another table's rows
+                sentinels.setdefault(col.oid, set()).update(f.sentinels if f.sentinels is not None else t.sentinels)
+                first = first or col.oid
+            if first is not None and first not in firsts:
+                firsts.append(first)
+        cols = self.detect.probe if self.detect.probe is not None else firsts
+        return [(c, frozenset(sentinels.get(c, ()))) for c in cols]
 
     def walk_groups(self) -> list[list[str]]:
         """Columns grouped by table entry (same rows), so one GETBULK stream never runs past a short table."""
@@ -220,17 +254,39 @@ def load_profiles(directory: str | Path = PROFILE_DIR) -> dict[str, Profile]:
     return out
 
 
-def detect_candidates(profiles: Iterable[Profile], sys_object_id: str) -> list[Profile]:
-    """Profiles whose sysObjectID prefix matches, longest prefix first."""
-    oid = _norm_oid(sys_object_id)
-    scored = []
+def _enterprise(oid: str) -> str | None:
+    parts = oid.split(".")
+    return ".".join(parts[:7]) if oid.startswith("1.3.6.1.4.1.") and len(parts) >= 7 else None
+
+
+@dataclass(slots=True)
+class Candidate:
+    """A profile worth probing on a device, and why."""
+
+    profile: Profile
+    why: str
+    prefix_len: int  # length of the matching sysObjectID prefix; 0 for enterprise or standard-MIB matches
+
+
+def detect_candidates(profiles: Iterable[Profile], sys_object_id: str | None) -> list[Candidate]:
+    """Profiles to probe: sysObjectID prefix matches (longest first), then the same vendor's other
+    profiles (firmware that reports a product OID the profile does not list), then standard MIBs."""
+    oid = _norm_oid(sys_object_id) if sys_object_id else ""
+    ent = _enterprise(oid) if oid else None
+    prefix: list[tuple[int, Candidate]] = []
+    vendor: list[Candidate] = []
+    standard: list[Candidate] = []
     for p in profiles:
-        best = max((len(pre) for pre in p.detect.sys_object_id
-                    if oid == pre or oid.startswith(pre + ".")), default=-1)
-        if best >= 0:
-            scored.append((best, p))
-    scored.sort(key=lambda s: -s[0])
-    return [p for _, p in scored]
+        best = max((pre for pre in p.detect.sys_object_id if oid == pre or oid.startswith(pre + ".")),
+                   key=len, default=None)
+        if best is not None:
+            prefix.append((len(best), Candidate(p, f"sysObjectID under {best}", len(best))))
+        elif ent is not None and any(_enterprise(pre) == ent for pre in p.detect.sys_object_id):
+            vendor.append(Candidate(p, f"same vendor ({ent})", 0))
+        elif p.detect.standard:
+            standard.append(Candidate(p, "standard MIB, probed on every device", 0))
+    prefix.sort(key=lambda s: -s[0])
+    return [c for _, c in prefix] + vendor + standard
 
 
 # --- parsing (pure) ----------------------------------------------------------------------------
@@ -271,6 +327,8 @@ def _split_index(names: list[str], arcs: tuple[int, ...]) -> dict[str, Any] | No
 def _text(v: Any) -> Any:
     if isinstance(v, bytes):
         return v.decode("utf-8", "replace").strip("\x00").strip()
+    if isinstance(v, tuple):  # an OBJECT IDENTIFIER value (a row's description OID): dotted, like the YAML
+        return ".".join(map(str, v))
     return v
 
 
@@ -311,16 +369,23 @@ def parse(profile: Profile, walk: Walk, base_tags: Mapping[str, str] | None = No
     base = dict(base_tags or {})
     merged: dict[tuple, Record] = {}
     unsupported: set[str] = set()
-    found: list[Source] | None = [] if sources else None
+    # (measurement, tags, field) -> source: a later table's value replaces an earlier one's, and so does its source
+    found: dict[tuple, Source] | None = {} if sources else None
+    # (record key, field) answered with a sentinel: unsupported unless another table filled that field
+    later_check: list[tuple[tuple, str]] = []
     for table in profile.compiled():
-        _parse_table(profile, table, walk, base, time_ns, merged, unsupported, found)
+        _parse_table(profile, table, walk, base, time_ns, merged, unsupported, found, later_check)
+    for key, name in later_check:
+        rec = merged.get(key)
+        if rec is None or name not in rec.fields:
+            unsupported.add(f"{key[0]}.{name}")
     records = [r for r in merged.values() if r.fields]
-    return ParseResult(records, unsupported, found)
+    return ParseResult(records, unsupported, list(found.values()) if found is not None else None)
 
 
 def _parse_table(profile: Profile, t: _CompiledTable, walk: Walk, base: dict[str, str],
                  time_ns: int | None, merged: dict[tuple, Record], unsupported: set[str],
-                 found: list[Source] | None = None) -> None:
+                 found: dict[tuple, Source] | None, later_check: list[tuple[tuple, str]]) -> None:
     # column name -> {lookup key: value}; own-index columns keyed by full arcs
     cols: dict[str, dict[tuple, Any]] = {}
     own_rows: dict[tuple[int, ...], None] = {}
@@ -346,6 +411,7 @@ def _parse_table(profile: Profile, t: _CompiledTable, walk: Walk, base: dict[str
 
         values: dict[str, FieldValue] = {}
         used: dict[str, str] = {}
+        row_unsupported: list[str] = []
         for f in t.fields:
             if f.when and not _matches(f.when, parts, get, t.col_oid):
                 continue
@@ -357,7 +423,7 @@ def _parse_table(profile: Profile, t: _CompiledTable, walk: Walk, base: dict[str
             sentinels = f.sentinels if f.sentinels is not None else default_sentinels
             if isinstance(raw, int) and (raw in sentinels or (f.range is not None
                                                               and not f.range[0] <= raw <= f.range[1])):
-                unsupported.add(f"{meas_name}.{f.name}")
+                row_unsupported.append(f.name)
                 continue
             value = _convert(profile, t, f, raw, get)
             if value is None:
@@ -365,16 +431,20 @@ def _parse_table(profile: Profile, t: _CompiledTable, walk: Walk, base: dict[str
             values[f.name] = value
             used[f.name] = f.column
         if not values:
+            unsupported.update(f"{meas_name}.{n}" for n in row_unsupported)
             continue
         tags = dict(base)
         for tag, template in t.tags.items():
             tags[tag] = _render(template, parts, get, t.tag_cols[tag], t.tag_maps, base)
+        key = (meas_name, tuple(sorted(tags.items())))
+        for n in row_unsupported:
+            if n not in values:
+                later_check.append((key, n))
         if found is not None:
             coerced = schema.coerce(t.meas, values)
             for name, col in used.items():
-                found.append(Source(f"{t.col_oid[col]}.{'.'.join(map(str, arcs))}", meas_name, tags, name,
-                                    coerced[name]))
-        key = (meas_name, tuple(sorted(tags.items())))
+                found[(key, name)] = Source(f"{t.col_oid[col]}.{'.'.join(map(str, arcs))}", meas_name, tags, name,
+                                            coerced[name])
         rec = merged.get(key)
         if rec is None:
             merged[key] = Record(meas_name, tags, schema.coerce(t.meas, values), time_ns)
@@ -382,7 +452,9 @@ def _parse_table(profile: Profile, t: _CompiledTable, walk: Walk, base: dict[str
             rec.fields.update(schema.coerce(t.meas, values))
 
 
-def _equal(have: Any, want: Scalar) -> bool:
+def _equal(have: Any, want: Scalar | None) -> bool:
+    if want is None or have is None:
+        return have is want
     return have == want or str(have) == str(want)
 
 

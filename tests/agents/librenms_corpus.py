@@ -31,7 +31,11 @@ CLASSES = ("power", "current", "voltage", "power_consumed", "temperature", "humi
            "runtime", "charge")
 
 #: (stem, LibreNMS sensor OID) -> why LibreNMS's own reading is not a value to compare with
-EXCLUDED: dict[tuple[str, str], str] = {}
+EXCLUDED: dict[tuple[str, str], str] = {
+    ("apc_ap7900b", "1.3.6.1.4.1.318.1.1.12.2.3.1.1.2.1"):
+        "the walk holds the phase current twice, sampled at different instants: legacy rPDULoadStatusLoad "
+        "2.8 A (LibreNMS) and rPDU2PhaseStatusCurrent 2.7 A (reported: rPDU2 is the device's current table)",
+}
 
 #: LibreNMS reads some quantities from a different (older or parallel) table than the profile that
 #: wins detection; the same quantity then has two OIDs. Expected column OID -> the columns our

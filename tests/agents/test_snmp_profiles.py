@@ -195,12 +195,22 @@ def test_apc_cooling_unit_scale_column() -> None:
     assert loop["leak"] is False
 
 
-def test_detection_by_sys_object_id_longest_prefix() -> None:
-    assert [p.name for p in detect_candidates(PROFILES.values(), "1.3.6.1.4.1.13742.6")] == ["raritan_pdu2"]
-    apc = {p.name for p in detect_candidates(PROFILES.values(), "1.3.6.1.4.1.318.1.3.4.6")}
-    assert apc == {"apc_rpdu2", "apc_rpdu"}  # a tie the probe column resolves
-    assert detect_candidates(PROFILES.values(), "1.3.6.1.4.1.99999") == []
-    assert [p.name for p in detect_candidates(PROFILES.values(), "1.3.6.1.4.1.476.1.42.4.3.29")] == ["liebert_flexible"]
+def _cands(sys_object_id: str) -> list[tuple[str, str]]:
+    return [(c.profile.name, c.why) for c in detect_candidates(PROFILES.values(), sys_object_id)]
+
+
+def test_detection_candidates_prefix_then_vendor_then_standard_mibs() -> None:
+    standard = [n for n, p in PROFILES.items() if p.detect.standard]
+    assert "ups_mib" in standard
+    raritan = [n for n, _ in _cands("1.3.6.1.4.1.13742.6")]
+    assert raritan[0] == "raritan_pdu2" and raritan[-len(standard):] == standard
+    apc = [n for n, why in _cands("1.3.6.1.4.1.318.1.3.4.6") if why.startswith("sysObjectID under")]
+    assert {"apc_rpdu2", "apc_rpdu", "apc_epdu"} <= set(apc)  # a tie the probes of each one's tables resolve
+    # an unknown vendor: only the standard MIBs are probed
+    assert [n for n, _ in _cands("1.3.6.1.4.1.99999")] == standard
+    # a known vendor's unknown product: that vendor's profiles, then the standard MIBs
+    other = _cands("1.3.6.1.4.1.318.9.9")
+    assert other and all(why.startswith("same vendor") for n, why in other if n not in standard)
 
 
 def test_profile_errors_name_the_problem(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from alerts.actions import ActionRunner
 from alerts.engine import Engine, Transition
 from alerts.notifiers import Dispatcher, Notifier, make_notifier
 from alerts.rulefile import DEFAULT_RULES_DIR, load_rules
@@ -42,8 +43,10 @@ class LiveObserver:
     """Runs rules over each batch, notifies without blocking, returns the ``alert`` records to write."""
 
     def __init__(self, engine: Engine, notifiers: Sequence[Notifier], *, clock: Callable[[], float] = time.time,
-                 lateness_s: float = 0.0, tick_s: float | None = None, ticker: bool = True) -> None:
+                 lateness_s: float = 0.0, tick_s: float | None = None, ticker: bool = True,
+                 actions: ActionRunner | None = None) -> None:
         self.engine = engine
+        self.actions = actions  # remediation (alerts.actions): planned here on event time, run on its own thread
         self.clock = clock
         self.lateness_ns = int(lateness_s * 1e9)
         self.dispatcher = Dispatcher(notifiers, clock=clock)
@@ -52,6 +55,7 @@ class LiveObserver:
         self._stop = threading.Event()
         self._tick_s = tick_s if tick_s is not None else engine.interval_ns / 1e9
         self._thread: threading.Thread | None = None
+        self._ticked_actions: list[Any] = []  # planned by the ticker, written with the next batch
         if ticker:
             self._thread = threading.Thread(target=self._run, name="alerts-ticker", daemon=True)
             self._thread.start()
@@ -60,8 +64,22 @@ class LiveObserver:
         with self._lock:
             ts = self.engine.process(records)
             held, self._held = self._held, []
+            acts = self._plan(ts, self.engine.clock_ns)
         self.dispatcher.submit(ts)
-        return [t.to_record() for t in (*held, *ts)]
+        return [t.to_record() for t in (*held, *ts)] + [a.to_record() for a in acts]
+
+    def _plan(self, ts: Sequence[Transition], now_ns: int | None = None) -> list[Any]:
+        """Actions for these transitions, plus the driver outcomes since the last batch (held with the lock)."""
+        if self.actions is None:
+            return []
+        acts = self.actions.plan(ts)
+        if now_ns is not None:
+            acts += self.actions.advance(now_ns)
+        return [*self._held_actions(), *acts, *self.actions.take_outcomes()]
+
+    def _held_actions(self) -> list[Any]:
+        out, self._ticked_actions = self._ticked_actions, []
+        return out
 
     def tick(self, now_ns: int | None = None) -> list[Transition]:
         """Advance event time to the wall clock (less the lateness); notify what that changes."""
@@ -71,6 +89,8 @@ class LiveObserver:
                 return []  # no data yet: nothing to be stale against
             ts = self.engine.advance(now_ns - self.lateness_ns)
             self._held.extend(ts)
+            if self.actions is not None:
+                self._ticked_actions.extend(self.actions.plan(ts) + self.actions.advance(now_ns - self.lateness_ns))
         self.dispatcher.submit(ts)
         return ts
 
@@ -82,17 +102,20 @@ class LiveObserver:
                 log.exception("alert engine tick failed")
 
     def flush(self, timeout_s: float = 10.0) -> bool:
-        return self.dispatcher.flush(timeout_s)
+        ok = self.dispatcher.flush(timeout_s)
+        return (self.actions.flush(timeout_s) if self.actions is not None else True) and ok
 
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
         self.dispatcher.close()
+        if self.actions is not None:
+            self.actions.close()
 
 
 def make_observer(site: SiteConfig | Any = None, *, notifiers: Sequence[Notifier] | None = None,
-                  clock: Callable[[], float] = time.time) -> LiveObserver:
+                  clock: Callable[[], float] = time.time, registry: Any = None) -> LiveObserver:
     """The collector's observer: rules and notifiers from ``site.alerts``.
 
     ``site`` may also be a collector-only configuration (no topology): then the embedded default
@@ -107,4 +130,7 @@ def make_observer(site: SiteConfig | Any = None, *, notifiers: Sequence[Notifier
     engine = Engine(rules, site=site, evaluation_interval_s=cfg.evaluation_interval_s)
     if notifiers is None:
         notifiers = [make_notifier(n) for n in cfg.notifiers]
-    return LiveObserver(engine, notifiers, clock=clock, lateness_s=cfg.lateness_s)
+    from alerts.actions import make_runner
+
+    return LiveObserver(engine, notifiers, clock=clock, lateness_s=cfg.lateness_s,
+                        actions=make_runner(rules, site, registry=registry))

@@ -320,9 +320,41 @@ class NotifierConfig(Model):
     backoff_s: float = Field(0.5, ge=0, description="webhook: first retry delay, doubled each time")
 
 
+class ActionDriverConfig(Model):
+    """Where remediation actions go (docs/failover.md): a scheduler, or a signed webhook."""
+
+    kind: Literal["slurm", "kubernetes", "webhook", "log"]
+    url: str | None = Field(None, description="kubernetes: API server; webhook: receiver; slurm: slurmrestd base URL")
+    secret: Secret | None = Field(None, description="webhook: HMAC-SHA256 key; kubernetes/slurmrestd: bearer token")
+    scontrol: str = Field("scontrol", description="slurm without url: the scontrol command")
+    slurm_conf: Path | None = Field(None, description="slurm: SLURM_CONF for scontrol (default: Slurm's own)")
+    slurm_user: str | None = Field(None, description="slurmrestd: X-SLURM-USER-NAME")
+    slurmrestd_api: str = Field("v0.0.39", pattern=r"^v\d+\.\d+\.\d+$", description="slurmrestd: API version path")
+    ca_file: Path | None = Field(None, description="kubernetes: CA bundle of the API server")
+    taint_key: str = Field("nvidia.com/gpu-health", description="kubernetes: taint key set on cordoned nodes")
+    node_names: dict[str, str] = Field(default_factory=dict, description="site node name -> scheduler node name")
+    timeout_s: float = Field(10.0, gt=0)
+    retries: int = Field(3, ge=0, description="webhook: retries after a failed POST")
+    backoff_s: float = Field(0.5, ge=0, description="webhook: first retry delay, doubled each time")
+
+
+class ActionsConfig(Model):
+    """Remediation actions the rule pack declares (``actions:`` on a rule), and the operator's limits on them."""
+
+    enabled: bool = Field(False, description="take actions at all (the rule pack declares them; this turns them on)")
+    dry_run: bool = Field(False, description="plan and record every action, call no driver")
+    max_drained_share: float = Field(0.1, gt=0, le=1, description="never hold more than this share of the "
+                                     "site's nodes out at once (at least one node)")
+    resume: Literal["auto", "manual"] = Field("auto", description="auto: resume a node when its alerts resolve; "
+                                              "manual: keep it out for an operator")
+    resume_hold_s: float = Field(0.0, ge=0, description="auto: resume only after the alert stayed resolved this long")
+    drivers: list[ActionDriverConfig] = Field(default_factory=list)
+
+
 class AlertsConfig(Model):
     rules: list[Path] = Field(default_factory=lambda: [Path("alerts/rules")])
     notifiers: list[NotifierConfig] = Field(default_factory=lambda: [NotifierConfig(kind="console")])
+    actions: ActionsConfig = ActionsConfig()
     evaluation_interval_s: float = Field(1.0, gt=0)
     lateness_s: float = Field(0.0, ge=0, description="live: evaluate a boundary this long after the wall clock passes it")
 

@@ -11,7 +11,8 @@ usage: scripts/install.sh [--test]
   (none)   apt: python3 python3-venv python3-dev gcc; .venv with `pip install -e .`
   --test   also `pip install -e '.[test]'`, the Debian server packages the integration
            tests start (mosquitto, influxdb, victoria-metrics, prometheus, alertmanager,
-           snmp_exporter, net-snmp, chromium) and snmpsim in /opt/dcim/snmpsim-venv
+           snmp_exporter, net-snmp, chromium, slurmctld, slurmd, munge) and snmpsim in
+           /opt/dcim/snmpsim-venv
 
 Runs as root, or as a user with sudo. Environment: PYTHON (default python3) makes .venv.
 EOF
@@ -33,7 +34,8 @@ BASE_PKGS=(python3 python3-venv python3-dev gcc)
 # fonts-liberation is only a Recommends of chromium, and recommends are not installed; without
 # a font, headless renders of dashboards have no text.
 TEST_PKGS=(mosquitto mosquitto-clients influxdb victoria-metrics prometheus
-    prometheus-alertmanager prometheus-snmp-exporter snmp snmpd chromium fonts-liberation)
+    prometheus-alertmanager prometheus-snmp-exporter snmp snmpd chromium fonts-liberation
+    slurmctld slurmd slurm-client munge)
 SNMPSIM_HOME=/opt/dcim
 SNMPSIM_VENV=$SNMPSIM_HOME/snmpsim-venv
 POLICY_RC=/usr/sbin/policy-rc.d

@@ -163,6 +163,10 @@ BINARIES: dict[str, Binary] = {
                how=f"/usr/bin/python3 -m venv {SNMPSIM_VENV} && "
                    f"{SNMPSIM_VENV}/bin/pip install snmpsim 'pysmi<3' 'cryptography>=43'"),
         Binary("chromium", ("chromium", "/usr/bin/chromium", "chromium-browser"), "chromium"),
+        Binary("munged", ("munged", "/usr/sbin/munged"), "munge"),
+        Binary("slurmctld", ("slurmctld", "/usr/sbin/slurmctld"), "slurmctld"),
+        Binary("slurmd", ("slurmd", "/usr/sbin/slurmd"), "slurmd"),
+        Binary("scontrol", ("scontrol", "/usr/bin/scontrol"), "slurm-client"),
     )
 }
 
@@ -1102,3 +1106,173 @@ class SnmpSim(Server):
     def close(self) -> None:
         super().close()
         shutil.rmtree(self.stage_dir, ignore_errors=True)
+
+
+# --- Slurm -----------------------------------------------------------------------------------
+
+
+class Munged(Server):
+    """munged with a fresh key, its socket in base_dir (Slurm's auth/munge points at it)."""
+
+    name = "munged"
+    binary = "munged"
+
+    def allocate_ports(self) -> None:
+        self.port = 0  # a Unix socket, no port
+
+    @property
+    def socket(self) -> Path:
+        return self.base_dir / "munge.socket"
+
+    def write_config(self) -> None:
+        self.base_dir.chmod(0o700)
+        key = self.base_dir / "munge.key"
+        if not key.exists():
+            key.write_bytes(os.urandom(1024))
+            key.chmod(0o600)
+
+    def command(self) -> list[str]:
+        b = self.base_dir
+        # --force: the tests run as root in CI, which munged refuses without it.
+        return [str(self.executable), "--foreground", "--force", f"--key-file={b / 'munge.key'}",
+                f"--socket={self.socket}", f"--pid-file={b / 'munged.pid'}", f"--seed-file={b / 'munged.seed'}",
+                f"--log-file={b / 'munged.file.log'}"]
+
+    def probe(self) -> bool:
+        return self.socket.exists()
+
+
+class Slurmctld(Server):
+    """slurmctld in the foreground (-D) on a free port; its slurm.conf is written by SlurmCluster."""
+
+    name = "slurmctld"
+    binary = "slurmctld"
+
+    def __init__(self, base_dir: Path, conf: Path) -> None:
+        self.conf = conf
+        super().__init__(base_dir)
+
+    def command(self) -> list[str]:
+        return [str(self.executable), "-D", "-i", "-f", str(self.conf)]
+
+
+class Slurmd(Server):
+    """One slurmd (-D -N NAME) standing in for one node of the hall, all on 127.0.0.1."""
+
+    name = "slurmd"
+    binary = "slurmd"
+
+    def __init__(self, base_dir: Path, conf: Path, node: str, port: int) -> None:
+        self.conf = conf
+        self.node = node
+        self._fixed_port = port
+        super().__init__(base_dir)
+
+    def allocate_ports(self) -> None:
+        self.port = self._fixed_port
+
+    def command(self) -> list[str]:
+        return [str(self.executable), "-D", "-f", str(self.conf), "-N", self.node]
+
+
+class SlurmCluster:
+    """A real Slurm controller and one slurmd per node name, on loopback, authenticated by munge.
+
+    Every node is ``NodeHostname=localhost NodeAddr=127.0.0.1`` with its own ``Port=``, and each
+    slurmd runs with ``-N <node>`` (Slurm's multiple-slurmd mode, which Debian's build supports).
+    ``scontrol(...)`` runs the client against this cluster's slurm.conf (``SLURM_CONF``).
+    """
+
+    def __init__(self, base_dir: Path, nodes: Sequence[str], *, partition: str = "gpu") -> None:
+        self.base_dir = Path(base_dir)
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.nodes = list(nodes)
+        self.partition = partition
+        self.conf = self.base_dir / "slurm.conf"
+        self.scontrol_path = find_binary("scontrol")
+        self.munged = Munged(self.base_dir / "munge")
+        self.ctld = Slurmctld(self.base_dir / "ctld", self.conf)
+        self.slurmds = [Slurmd(self.base_dir / "nodes" / n, self.conf, n, free_tcp_port()) for n in self.nodes]
+
+    def write_config(self) -> None:
+        import getpass
+
+        user = getpass.getuser()
+        state = self.base_dir / "state"
+        state.mkdir(exist_ok=True)
+        lines = [
+            "ClusterName=dcimtest",
+            f"SlurmctldHost=localhost({HOST})",
+            f"SlurmctldPort={self.ctld.port}",
+            "AuthType=auth/munge",
+            "CredType=cred/munge",
+            f"AuthInfo=socket={self.munged.socket}",
+            f"SlurmUser={user}",
+            f"SlurmdUser={user}",
+            f"StateSaveLocation={state}",
+            f"SlurmdSpoolDir={self.base_dir / 'nodes' / '%n'}",
+            f"SlurmctldPidFile={self.ctld.base_dir / 'slurmctld.pid'}",
+            f"SlurmdPidFile={self.base_dir / 'nodes' / '%n' / 'slurmd.pid'}",
+            "ProctrackType=proctrack/linuxproc",
+            "TaskPlugin=task/none",
+            "SchedulerType=sched/builtin",
+            "SelectType=select/linear",
+            "MpiDefault=none",
+            "JobAcctGatherType=jobacct_gather/none",
+            "AccountingStorageType=accounting_storage/none",
+            "ReturnToService=2",
+            "SlurmdTimeout=300",
+        ]
+        for sd in self.slurmds:
+            lines.append(f"NodeName={sd.node} NodeHostname=localhost NodeAddr={HOST} Port={sd.port} CPUs=1 "
+                         "State=UNKNOWN")
+        lines.append(f"PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP")
+        self.conf.write_text("\n".join(lines) + "\n")
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "SLURM_CONF": str(self.conf)}
+
+    def scontrol(self, *args: str) -> str:
+        res = subprocess.run([str(self.scontrol_path), *args], capture_output=True, text=True, env=self.env(),
+                             timeout=30)
+        if res.returncode != 0:
+            raise HarnessError(f"scontrol {' '.join(args)}: exit {res.returncode}: {res.stderr.strip()}")
+        return res.stdout
+
+    def states(self) -> dict[str, str]:
+        """Node name -> State (e.g. IDLE, IDLE+DRAIN) from ``scontrol show node -o``."""
+        out = {}
+        for line in self.scontrol("show", "node", "-o").splitlines():
+            fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            if "NodeName" in fields:
+                out[fields["NodeName"]] = fields.get("State", "")
+        return out
+
+    def start(self, timeout_s: float = 60.0) -> SlurmCluster:
+        self.munged.start()
+        self.write_config()
+        self.ctld.start()
+        for sd in self.slurmds:
+            sd.start()
+        wait_until(lambda: all(s.startswith("IDLE") and "NOT_RESPONDING" not in s
+                               for s in self.states().values()) and len(self.states()) == len(self.nodes),
+                   timeout_s, 0.5, "every slurmd registered and idle")
+        return self
+
+    def reset(self) -> None:
+        """Return every node to service (between tests)."""
+        drained = [n for n, st in self.states().items() if "DRAIN" in st]
+        if drained:
+            self.scontrol("update", f"nodename={','.join(drained)}", "state=resume")
+
+    def close(self) -> None:
+        for sd in self.slurmds:
+            sd.close()
+        self.ctld.close()
+        self.munged.close()
+
+    def __enter__(self) -> SlurmCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

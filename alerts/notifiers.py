@@ -5,9 +5,10 @@ timing only. What each sends:
 
 - Alertmanager: every firing alert, re-posted every ``resend_interval_s`` with ``endsAt`` four
   intervals ahead; a resolution is posted with ``endsAt`` = the resolve time and re-posted for
-  ``resolve_resend_s``; ``startsAt`` is always the original. Alerts the engine marked inhibited are
-  sent with ``inhibited="true"`` plus a ``scope`` label, so the inhibit rules from
-  :func:`alertmanager_config` show them suppressed by the loop or rack alert above them.
+  ``resolve_resend_s``; ``startsAt`` is always the original. An alert's labels never change while
+  it is active (inhibition is not a label), so Alertmanager sees one alert from firing to resolved;
+  the inhibit rules from :func:`alertmanager_config`, generated from the rules' ``inhibits``, do
+  the suppression there.
 - Webhook: pages only: an alert that starts firing (not inhibited), an inhibition that lifts while
   firing, and the resolution of an alert it paged. JSON body, HMAC-SHA256 signature, retries with
   exponential backoff, timeouts. The key is never logged.
@@ -75,30 +76,69 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, *, now_s: f
 
 
 def alert_labels(t: Transition) -> dict[str, str]:
-    """Labels as Alertmanager sees them: alertname, severity, place and device, scope, inhibited."""
-    labels = {"alertname": t.rule, "severity": t.severity, **t.labels, "scope": scope_of(t.labels)}
-    if t.inhibited:
-        labels["inhibited"] = "true"
-    return labels
+    """Labels as Alertmanager sees them: alertname, severity, place and device, scope. They are the
+    alert's identity (its fingerprint) and so never depend on inhibition."""
+    return {"alertname": t.rule, "severity": t.severity, **t.labels, "scope": scope_of(t.labels)}
 
 
-def alertmanager_config(receiver: str = "pager", *, inhibited_receiver: str = "dcim-inhibited") -> dict[str, Any]:
-    """The route and inhibit rules that make Alertmanager show our inhibited alerts as suppressed.
+#: Labels an inhibiting alert and its targets must share, by the innermost place of the source.
+_EQUAL = {"gpu": ["node", "gpu"], "node": ["node"], "phase": ["rack", "pdu", "phase"], "pdu": ["rack", "pdu"],
+          "rack": ["rack"], "loop": ["loop"], "row": ["site", "room", "row"], "room": ["site", "room"],
+          "site": ["site"]}
 
-    Merge into your alertmanager.yml: the route keeps inhibited alerts away from pagers even after
-    the source alert is gone (the engine holds the mark for a grace period), the inhibit rules tie
-    each to the loop, rack or node alert above it.
+
+def _rule_scope(rule: Any) -> str:
+    """The innermost place a rule's alerts are about, from its ``by`` tags or its measurement's tags."""
+    from dcim import schema
+
+    if getattr(rule, "by", None):
+        tags = rule.by
+    elif getattr(rule, "kind", None) == "energy_balance":
+        tags = ["loop"]
+    else:
+        tags = schema.measurement(rule.measurement).tags
+    return scope_of({t: "" for t in tags})
+
+
+def alertmanager_inhibit_rules(rules: Sequence[Any]) -> list[dict[str, Any]]:
+    """Alertmanager inhibit rules doing what the engine's ``inhibits`` do, one per source rule.
+
+    Peers that explain each other are settled by severity (the higher one mutes the lower); equal
+    peers are left to both notify, because Alertmanager cannot express "the first one wins" and
+    mutes neither side of a rule an alert matches both ways
+    (https://prometheus.io/docs/alerting/latest/configuration/#inhibit_rule).
     """
-    inhibit = []
-    for scope, equal in (("loop", ["loop"]), ("rack", ["rack"]), ("row", ["site", "room", "row"]),
-                         ("node", ["node"]), ("pdu", ["rack", "pdu"]), ("gpu", ["node", "gpu"])):
-        inhibit.append({"source_matchers": [f'scope="{scope}"', 'inhibited!="true"'],
-                        "target_matchers": ['inhibited="true"'], "equal": equal})
+    from alerts.engine import SEVERITY_RANK
+
+    out = []
+    for src in rules:
+        if not src.inhibits:
+            continue
+        targets = []
+        for tgt in rules:
+            if tgt is src or not src.matches_inhibit(tgt.name):
+                continue
+            if tgt.matches_inhibit(src.name) and SEVERITY_RANK[tgt.severity] >= SEVERITY_RANK[src.severity]:
+                continue
+            targets.append(tgt.name)
+        if targets:
+            out.append({"source_matchers": [f'alertname="{src.name}"'],
+                        "target_matchers": [f'alertname=~"{"|".join(sorted(targets))}"'],
+                        "equal": _EQUAL[_rule_scope(src)]})
+    return out
+
+
+def alertmanager_config(receiver: str = "pager", *, rules: Sequence[Any] | None = None) -> dict[str, Any]:
+    """A route and the inhibit rules for the given rules (default: the shipped pack), to merge into
+    alertmanager.yml. Alerts are grouped by place, so the peers of one loop share a notification."""
+    if rules is None:
+        from alerts.rulefile import DEFAULT_RULES_DIR, load_rules
+
+        rules = load_rules([DEFAULT_RULES_DIR])
     return {
-        "route": {"receiver": receiver,
-                  "routes": [{"matchers": ['inhibited="true"'], "receiver": inhibited_receiver}]},
-        "receivers": [{"name": inhibited_receiver}],
-        "inhibit_rules": inhibit,
+        "route": {"receiver": receiver, "group_by": ["site", "room", "row", "loop", "rack", "alertname"]},
+        "receivers": [],
+        "inhibit_rules": alertmanager_inhibit_rules(rules),
     }
 
 
@@ -113,6 +153,7 @@ class _Sent:
     resolved_at_s: float | None = None
     resolved_wall_s: float | None = None
     last_sent_s: float | None = None
+    held_resolve_s: float | None = None  # resolved in the engine; held while alerts it explains are marked
 
 
 class AlertmanagerNotifier:
@@ -130,32 +171,49 @@ class AlertmanagerNotifier:
         self.generator_url = generator_url
         self._firing: dict[str, _Sent] = {}  # engine fingerprint -> what Alertmanager holds
         self._resolved: list[_Sent] = []
+        self._explains: dict[str, set[str]] = {}  # source fingerprint -> firing alerts the engine marks beneath it
         self.posts = 0
         self.errors = 0
 
     def notify(self, transitions: Sequence[Transition], now_s: float) -> None:
         due: list[_Sent] = []
         for t in transitions:
+            fp = t.fingerprint
             if t.state == "firing":
-                labels = alert_labels(t)
-                old = self._firing.get(t.fingerprint)
-                if old is not None and old.labels == labels:
+                self._mark(fp, t.inhibited_by if t.inhibited else None)
+                old = self._firing.get(fp)
+                if old is not None:  # an inhibition mark changed (or it fired again): same alert, same identity
                     old.annotations = dict(t.annotations)
+                    old.held_resolve_s = None
                     continue
-                if old is not None:  # the inhibition mark changed the identity: end the old one
-                    self._resolve(old, now_s, now_s)
-                    due.append(old)
+                labels = alert_labels(t)
                 starts = (t.starts_at_ns or t.time_ns) / 1e9
-                sent = self._firing[t.fingerprint] = _Sent(labels, dict(t.annotations), starts)
+                sent = self._firing[fp] = _Sent(labels, dict(t.annotations), starts)
                 due.append(sent)
             elif t.state == "resolved":
-                old = self._firing.pop(t.fingerprint, None)
+                self._mark(fp, None)
+                old = self._firing.get(fp)
                 if old is not None:
                     old.annotations = dict(t.annotations)
-                    self._resolve(old, min(t.time_ns / 1e9, now_s), now_s)
-                    due.append(old)
+                    old.held_resolve_s = min(t.time_ns / 1e9, now_s)
+        # A source's resolution goes out once nothing it explains is still marked beneath it: in the
+        # engine the mark outlives the source by its inhibit_grace, and Alertmanager, whose inhibit
+        # rules need the source active, would otherwise notify the still-hot GPUs as a new incident.
+        for fp, sent in list(self._firing.items()):
+            if sent.held_resolve_s is not None and not self._explains.get(fp):
+                del self._firing[fp]
+                self._explains.pop(fp, None)
+                self._resolve(sent, sent.held_resolve_s, now_s)
+                due.append(sent)
         if due:
             self._post(due, now_s)
+
+    def _mark(self, fp: str, by: str | None) -> None:
+        for src, targets in self._explains.items():
+            if src != by:
+                targets.discard(fp)
+        if by is not None:
+            self._explains.setdefault(by, set()).add(fp)
 
     def _resolve(self, sent: _Sent, at_s: float, now_s: float) -> None:
         self._firing = {k: v for k, v in self._firing.items() if v is not sent}

@@ -101,16 +101,32 @@ def test_alertmanager_resolution_sent_with_resolve_time_and_repeated_for_a_while
     assert len(resolved) == 6  # at once, then every minute until 5 minutes have passed
 
 
-def test_alertmanager_inhibited_alert_carries_the_mark_and_a_flip_ends_the_old_identity():
+def test_alertmanager_an_inhibition_flip_keeps_one_identity():
     rec = Recorder()
     am = AlertmanagerNotifier("http://127.0.0.1:9093", client=rec.client())
-    am.notify([tr("firing", T0, inhibited=True)], now_s=T0)
-    am.notify([tr("firing", T0 + 10, previous="firing", inhibited=False, starts_s=T0)], now_s=T0 + 10)
-    first, flip = rec.bodies()
-    assert first[0]["labels"]["inhibited"] == "true"
-    ended, fresh = flip
-    assert ended["labels"]["inhibited"] == "true" and ts(ended["endsAt"]) == pytest.approx(T0 + 10)
-    assert "inhibited" not in fresh["labels"] and ts(fresh["endsAt"]) > T0 + 10
+    am.notify([tr("firing", T0, inhibited=False)], now_s=T0)
+    am.notify([tr("firing", T0 + 10, previous="firing", inhibited=True, starts_s=T0)], now_s=T0 + 10)
+    am.notify([tr("firing", T0 + 20, previous="firing", inhibited=False, starts_s=T0)], now_s=T0 + 20)
+    bodies = rec.bodies()
+    assert len(bodies) == 1 and "inhibited" not in bodies[0][0]["labels"]  # no resolve, no second alert
+    am.tick(T0 + 61)
+    again = rec.bodies()[-1][0]
+    assert again["labels"] == bodies[0][0]["labels"] and ts(again["startsAt"]) == pytest.approx(T0)
+
+
+def test_alertmanager_holds_a_sources_resolution_while_it_still_explains_firing_alerts():
+    rec = Recorder()
+    am = AlertmanagerNotifier("http://127.0.0.1:9093", client=rec.client())
+    src = tr("firing", T0, fp="loopfp", rule="LoopFlowLow")
+    gpu = tr("firing", T0 + 1, inhibited=True, fp="gpufp")
+    am.notify([src, gpu], now_s=T0 + 1)
+    am.notify([tr("resolved", T0 + 50, previous="firing", fp="loopfp", rule="LoopFlowLow")], now_s=T0 + 50)
+    assert len(rec.bodies()) == 1  # the GPU is still marked beneath the loop alert (inhibit_grace)
+    am.notify([tr("resolved", T0 + 80, previous="firing", fp="gpufp", inhibited=True)], now_s=T0 + 80)
+    body = rec.bodies()[-1]
+    ends = {a["labels"]["alertname"]: ts(a["endsAt"]) for a in body}
+    assert ends["LoopFlowLow"] == pytest.approx(T0 + 50)  # its true resolve time
+    assert ends["GpuHot"] == pytest.approx(T0 + 80)
 
 
 def test_alertmanager_failure_is_retried_on_the_next_tick(caplog):
@@ -121,11 +137,19 @@ def test_alertmanager_failure_is_retried_on_the_next_tick(caplog):
     assert len(rec.requests) == 2 and am.errors == 1 and am.posts == 1
 
 
-def test_alertmanager_config_parses_as_inhibit_rules():
+def test_alertmanager_inhibit_rules_follow_the_packs_inhibits():
     cfg = alertmanager_config("pager")
-    loop_rule = next(r for r in cfg["inhibit_rules"] if r["equal"] == ["loop"])
-    assert loop_rule["source_matchers"] == ['scope="loop"', 'inhibited!="true"']
-    assert cfg["route"]["routes"][0]["matchers"] == ['inhibited="true"']
+    by_source = {r["source_matchers"][0]: r for r in cfg["inhibit_rules"]}
+    flow = by_source['alertname="LoopFlowLow"']
+    assert flow["equal"] == ["loop"]
+    targets = flow["target_matchers"][0]
+    # a critical loop alert mutes the GPU thermal alerts and its warning peers, never a critical peer
+    assert "GpuTempNearSlowdown" in targets and "LoopDeltaTHigh" in targets and "LoopDiffPressureLow" not in targets
+    assert by_source['alertname="NodeTelemetryStale"']["equal"] == ["node"]
+    assert by_source['alertname="PduNearOverload"']["equal"] == ["rack", "pdu"]
+    assert by_source['alertname="GpuLost"']["equal"] == ["node", "gpu"]
+    assert 'alertname="LoopDeltaTHigh"' not in by_source or "LoopFlowLow" not in \
+        by_source['alertname="LoopDeltaTHigh"']["target_matchers"][0]
 
 
 # --- webhook -----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -14,10 +15,10 @@ import time
 import click
 from prometheus_client import CollectorRegistry
 
-from agents.snmp.poller import Device, DevicePoll, Poller
+from agents.snmp.poller import Detection, Device, DevicePoll, Poller
 from agents.snmp.profile import load_profile, load_profiles
 from dcim.config import SiteConfig, SnmpDeviceConfig, load_site
-from dcim.errors import ConfigError
+from dcim.errors import ConfigError, DeviceError
 from dcim.lineprotocol import encode
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,9 @@ def _payload(poll: DevicePoll) -> bytes:
 @click.option("--max-repetitions", type=int, default=25, show_default=True)
 @click.option("--backend", type=click.Choice(["fast", "pysnmp"]), default="fast", show_default=True,
               help="v2c implementation: our codec (fast) or pysnmp (reference)")
+@click.option("--detect", "detect_only", is_flag=True,
+              help="print the profile auto-detection chooses for each device and why, then exit "
+                   "(exit 1 if a device is refused)")
 @click.option("--once", is_flag=True, help="poll once, print, exit (exit 1 if a device failed)")
 @click.option("--format", "fmt", type=click.Choice(["lp", "json"]), default="lp", show_default=True)
 @click.option("--interval-s", type=float, default=None, help="run mode poll interval (default: config or 10)")
@@ -134,7 +138,7 @@ def snmp_cmd(targets: tuple[str, ...], community: str | None, community_env: str
              v3_user: str | None, v3_auth_protocol: str, v3_auth_env: str | None, v3_priv_protocol: str,
              v3_priv_env: str | None, profile: str, rack: str | None, pdu: str | None, site_name: str | None,
              config_path: str | None, port_base: int | None, timeout_s: float, retries: int, max_repetitions: int,
-             backend: str, once: bool, fmt: str, interval_s: float | None, metrics_port: int | None) -> None:
+             backend: str, detect_only: bool, once: bool, fmt: str, interval_s: float | None, metrics_port: int | None) -> None:
     """Poll rack PDUs, CDUs, UPSes and switches over SNMP; values leave in SI units.
 
     A community given with --community is visible to other users in `ps`; use --community-env.
@@ -178,18 +182,37 @@ def snmp_cmd(targets: tuple[str, ...], community: str | None, community_env: str
         if d.profile == "auto" and profile != "auto":
             d.profile = profile
     max_in_flight = site.snmp_agent.max_in_flight if site else 64
+    if detect_only:
+        found = asyncio.run(_detect(devices, profiles, max_in_flight))
+        for det in found:
+            if isinstance(det, str):
+                click.echo(f"error: {det}", err=True)
+            elif fmt == "json":
+                click.echo(json.dumps(dataclasses.asdict(det)))
+            else:
+                click.echo("\n".join(det.lines()))
+        if not all(isinstance(det, Detection) and det.chosen for det in found):
+            raise SystemExit(1)
+        return
     if once:
         polls = asyncio.run(_once(devices, profiles, max_in_flight))
+        failed = False
         for p in polls:
             if fmt == "lp":
-                click.echo(_payload(p).decode(), nl=False)
+                try:
+                    out = _payload(p).decode()
+                except Exception as exc:  # noqa: BLE001 - the other devices' polls still go out
+                    failed = True
+                    click.echo(f"error: {p.device}: cannot encode the poll: {exc}", err=True)
+                    continue
+                click.echo(out, nl=False)
             else:
                 for r in [*p.records, p.health]:
                     click.echo(json.dumps({"measurement": r.measurement, "tags": r.tags, "fields": r.fields,
                                            "time_ns": r.time_ns}))
             if not p.ok:
                 click.echo(f"error: {p.error}", err=True)
-        if not all(p.ok for p in polls):
+        if failed or not all(p.ok for p in polls):
             raise SystemExit(1)
         return
     cfg = site.snmp_agent if site else None
@@ -200,6 +223,17 @@ def snmp_cmd(targets: tuple[str, ...], community: str | None, community_env: str
     asyncio.run(run(devices, profiles, site_tag=site.site if site else (site_name or "site"), mqtt=mqtt,
                     interval_s=interval, metrics_host=host, metrics_port=port,
                     queue_max=cfg.queue_max if cfg else 10_000, max_in_flight=max_in_flight))
+
+
+async def _detect(devices: list[Device], profiles: dict, max_in_flight: int) -> list[Detection | str]:
+    out: list[Detection | str] = []
+    async with Poller(devices, profiles, max_in_flight=max_in_flight) as poller:
+        for d in devices:
+            try:
+                out.append(await poller.detection(d))
+            except DeviceError as exc:
+                out.append(str(exc))
+    return out
 
 
 async def _once(devices: list[Device], profiles: dict, max_in_flight: int) -> list[DevicePoll]:
@@ -256,8 +290,17 @@ async def run(devices: list[Device], profiles: dict, *, site_tag: str, mqtt, int
                     return
                 n = 0
                 while polls_max is None or n < polls_max:
-                    p = await poller.poll_device(d)
-                    publisher.publish(device_topic(mqtt.topic_prefix, site_tag, d), _payload(p))
+                    try:
+                        p = await poller.poll_device(d)
+                        payload = _payload(p)
+                    except Exception as exc:  # noqa: BLE001 - one device's failure never ends the others' loops
+                        log.exception("%s: poll failed outside the device exchange", d.name)
+                        p = poller.failed_poll(d, f"{d.name}: {type(exc).__name__}: {exc}")
+                        payload = _payload(p)
+                    try:
+                        publisher.publish(device_topic(mqtt.topic_prefix, site_tag, d), payload)
+                    except Exception:  # noqa: BLE001
+                        log.exception("%s: publishing the poll failed", d.name)
                     if not p.ok:
                         log.warning("%s", p.error)
                     n += 1

@@ -177,6 +177,7 @@ class Poller:
         self._rows_hint: dict[tuple[str, int], int] = {}
         self._errors: dict[str, int] = {d.name: 0 for d in devices}
         self._logged: set[str] = set()
+        self._odd_warned: set[str] = set()
         self._metrics = _Metrics(registry) if registry is not None else None
 
     async def __aenter__(self) -> Poller:
@@ -315,8 +316,22 @@ class Poller:
             now = self.clock_ns()
             tags = self._tags(d, profile)
             result = parse(profile, walk, tags, now, sources=self.sources)
+            if not result.records:
+                # never "up" with nothing to show: the operator must see that this device is not read
+                raise DeviceError(f"profile {profile.name} read no data from the device "
+                                  f"({stats.rows} rows in its tables); check the profile or configure another",
+                                  device=d.name)
+            note = None
+            if result.odd_labels:
+                note = (f"{len(result.odd_labels)} device label(s) unfit for a tag were replaced by the row index: "
+                        + "; ".join(result.odd_labels[:5]))
+                if d.name not in self._odd_warned:  # once per device, not once per poll
+                    self._odd_warned.add(d.name)
+                    log.warning("%s: %s", d.name, note)
+                    if self._metrics is not None:
+                        self._metrics.odd_labels.labels(d.name).inc(len(result.odd_labels))
             duration = time.perf_counter() - start
-            health = self._health(d, now, up=True, duration_s=duration,
+            health = self._health(d, now, up=True, duration_s=duration, message=note,
                                   unsupported=",".join(sorted(result.unsupported)))
             poll = DevicePoll(d.name, True, result.records, health, profile.name, None, duration,
                               stats.varbinds, stats.requests, stats.rows, result.sources)
@@ -333,6 +348,16 @@ class Poller:
             health = self._health(d, now, up=False, duration_s=duration, message=str(exc))
             poll = DevicePoll(d.name, False, [], health, profile.name if profile else None, str(exc), duration,
                               stats.varbinds, stats.requests, stats.rows)
+        if self._metrics is not None:
+            self._metrics.observe(poll)
+        return poll
+
+    def failed_poll(self, d: Device, message: str) -> DevicePoll:
+        """A poll that failed outside the SNMP exchange (e.g. its output could not be encoded):
+        a health record that says what went wrong, so the device shows stale instead of vanishing."""
+        self._errors[d.name] += 1
+        health = self._health(d, self.clock_ns(), up=False, duration_s=0.0, message=message)
+        poll = DevicePoll(d.name, False, [], health, self._detected.get(d.name), message)
         if self._metrics is not None:
             self._metrics.observe(poll)
         return poll
@@ -378,6 +403,8 @@ class _Metrics:
                              lab, registry=registry)
         self.varbinds = Counter("dcim_snmp_varbinds", "varbinds received", lab, registry=registry)
         self.requests = Counter("dcim_snmp_requests", "SNMP requests answered", lab, registry=registry)
+        self.odd_labels = Counter("dcim_snmp_odd_labels", "device labels unfit for a tag, replaced by the row index "
+                                  "(counted on the first poll that meets them)", lab, registry=registry)
 
     def observe(self, p: DevicePoll) -> None:
         d = p.device

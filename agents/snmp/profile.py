@@ -299,6 +299,8 @@ class ParseResult:
     unsupported: set[str] = field(default_factory=set)
     #: with ``sources=True``: one Source per value, naming the instance OID it was read from
     sources: list[Source] | None = None
+    #: device strings unfit for a tag that were replaced by the row index (see :func:`odd_label`)
+    odd_labels: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True, frozen=True)
@@ -373,19 +375,21 @@ def parse(profile: Profile, walk: Walk, base_tags: Mapping[str, str] | None = No
     found: dict[tuple, Source] | None = {} if sources else None
     # (record key, field) answered with a sentinel: unsupported unless another table filled that field
     later_check: list[tuple[tuple, str]] = []
+    odd: list[str] = []
     for table in profile.compiled():
-        _parse_table(profile, table, walk, base, time_ns, merged, unsupported, found, later_check)
+        _parse_table(profile, table, walk, base, time_ns, merged, unsupported, found, later_check, odd)
     for key, name in later_check:
         rec = merged.get(key)
         if rec is None or name not in rec.fields:
             unsupported.add(f"{key[0]}.{name}")
     records = [r for r in merged.values() if r.fields]
-    return ParseResult(records, unsupported, list(found.values()) if found is not None else None)
+    return ParseResult(records, unsupported, list(found.values()) if found is not None else None, odd)
 
 
 def _parse_table(profile: Profile, t: _CompiledTable, walk: Walk, base: dict[str, str],
                  time_ns: int | None, merged: dict[tuple, Record], unsupported: set[str],
-                 found: dict[tuple, Source] | None, later_check: list[tuple[tuple, str]]) -> None:
+                 found: dict[tuple, Source] | None, later_check: list[tuple[tuple, str]],
+                 odd: list[str]) -> None:
     # column name -> {lookup key: value}; own-index columns keyed by full arcs
     cols: dict[str, dict[tuple, Any]] = {}
     own_rows: dict[tuple[int, ...], None] = {}
@@ -433,9 +437,12 @@ def _parse_table(profile: Profile, t: _CompiledTable, walk: Walk, base: dict[str
         if not values:
             unsupported.update(f"{meas_name}.{n}" for n in row_unsupported)
             continue
-        tags = dict(base)
+        # the device's own tags, less those this measurement does not have (a cooling unit's loop on its
+        # air-side sensors): they still fill templates ("{pdu}-B") through ``base``
+        tags = {k: v for k, v in base.items() if k in t.meas.tags}
+        index_text = ".".join(map(str, arcs))
         for tag, template in t.tags.items():
-            tags[tag] = _render(template, parts, get, t.tag_cols[tag], t.tag_maps, base)
+            tags[tag] = _render(template, parts, get, t.tag_cols[tag], t.tag_maps, base, index_text, odd)
         key = (meas_name, tuple(sorted(tags.items())))
         for n in row_unsupported:
             if n not in values:
@@ -474,19 +481,54 @@ def _matches_any(unless: Mapping[str, Any], parts: Mapping[str, Any], get: Any,
     return any(_matches({k: v}, parts, get, col_oid) for k, v in unless.items())
 
 
+def odd_label(value: Any) -> str | None:
+    """Why a device string cannot be a tag value as it is (None when it can).
+
+    Empty, absent, holding a control character (newline, tab, NUL...) or ending in a backslash:
+    line protocol cannot carry these, and a tag that silently loses characters would merge
+    two rows. The caller then uses the row index instead (:func:`_render`).
+    """
+    if value is None:
+        return "absent"
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return f"not text ({type(value).__name__})"
+    text = str(value)
+    if not text:
+        return "empty"
+    if any(not c.isprintable() and c != " " for c in text):
+        return "a control character"
+    if text.endswith("\\"):
+        return "a trailing backslash"
+    return None
+
+
 def _render(template: str, parts: Mapping[str, Any], get: Any, cols: list[str],
-            maps: Mapping[str, Mapping[Scalar, str]], base: Mapping[str, str]) -> str:
+            maps: Mapping[str, Mapping[Scalar, str]], base: Mapping[str, str], index: str,
+            odd: list[str] | None = None) -> str:
+    """A tag value from its template; a device string unfit for a tag becomes the row index."""
     # the device's own tags ({pdu}) are template names too: a daisy-chained unit becomes "{pdu}-B"
     names: dict[str, Any] = {**base, **parts}
     for c in cols:
-        names[c] = _text(get(c))
+        value = _text(get(c))
+        why = odd_label(value)
+        if why is not None:
+            if odd is not None:
+                odd.append(f"{c} of row {index} is {why}")
+            value = index
+        names[c] = value
     for k, m in maps.items():
         if k in names:
             names[k] = m.get(names[k], names[k])
     try:
-        return template.format(**names)
+        out = template.format(**names)
     except (KeyError, IndexError, ValueError):
-        return template
+        out = template
+    why = odd_label(out)
+    if why is not None:  # a literal in the template or a mapped value: still never an unwritable tag
+        if odd is not None:
+            odd.append(f"tag {template!r} of row {index} is {why}")
+        return index
+    return out
 
 
 def _convert(profile: Profile, t: _CompiledTable, f: FieldSpec, raw: Any, get: Any) -> FieldValue | None:

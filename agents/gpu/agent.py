@@ -42,7 +42,7 @@ class GpuAgent:
         xid_timeout_ms: int = 500,
         xid_events: bool = True,
     ) -> None:
-        self.reader = NvmlReader(backend)
+        self.reader = NvmlReader(backend, monotonic=monotonic)
         self.tags = dict(tags)  # site, room, row, rack, node
         self.node = self.tags.get("node", "")
         self.clock_ns = clock_ns
@@ -153,9 +153,11 @@ class GpuAgent:
                 errors[(str(g.index), g.uuid, fname)] = n
             unsupported.extend((str(g.index), g.uuid, f, reason) for f, reason in sorted(g.unsupported.items()))
             unsupported.extend((str(g.index), g.uuid, f, "MIG") for f in g.mig_hidden)
+            unsupported.extend((str(g.index), g.uuid, f, "UNFILLED") for f in sorted(g.unfilled))
         self.collector.update(Snapshot(
             node=self.node, driver_version=self.reader.driver_version or "", readings=readings,
-            xids={r.gpu.uuid: self.xids.summary(r.gpu.uuid) for r in readings}, nvml_up=up,
+            xids={r.gpu.uuid: self.xids.summary(r.gpu.uuid) for r in readings},
+            xid_supported={r.gpu.uuid: self.xids.supported.get(r.gpu.uuid, False) for r in readings}, nvml_up=up,
             polls_total=self.polls_total, poll_duration_s=duration_s, reinits_total=self.reinits_total,
             errors_by_field=errors, unsupported=unsupported,
         ))

@@ -10,7 +10,7 @@ import socket
 from typing import Any
 
 import click
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from dcim.config import SiteConfig, default_site, load_site
 from dcim.errors import ConfigError
@@ -33,6 +33,21 @@ def node_tags(site: SiteConfig, node: str | None) -> dict[str, str]:
     raise ConfigError(msg)
 
 
+def host_node(site: SiteConfig, host: str) -> str:
+    """The node this host is in ``site``: its host name, or its short name (before the first dot).
+
+    A host that is not in the site file is refused: taking some other node's identity would publish
+    several servers as one.
+    """
+    names = {n.name for r in site.racks() for n in r.nodes}
+    for candidate in (host, host.split(".", 1)[0]):
+        if candidate in names:
+            return candidate
+    msg = (f"this host ({host!r}) is not a node of site {site.site!r}: pass --node NAME for the node it is, "
+           "or add it to the site file")
+    raise ConfigError(msg)
+
+
 def load_backend(simulate: bool, site: SiteConfig, node: str, scenario: str | None) -> Any:
     if simulate:
         from simulators.nvml import backend_for_node
@@ -47,7 +62,8 @@ def load_backend(simulate: bool, site: SiteConfig, node: str, scenario: str | No
 @click.option("--site", "site_path", type=click.Path(dir_okay=False), help="Site YAML (default: the embedded hall).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Site YAML whose gpu_agent and mqtt sections apply (default: those of --site).")
-@click.option("--node", help="Node to read (simulated: which node; default the first; real: default this host).")
+@click.option("--node", help="Node to read (simulated: which node; default the first; real: default this host, "
+              "which must be a node of the site).")
 @click.option("--simulate/--no-simulate", default=None, help="Use the simulated NVML backend.")
 @click.option("--scenario", help="Simulator scenario to run (with --simulate).")
 @click.option("--once", is_flag=True, help="Poll once, print, exit.")
@@ -65,8 +81,7 @@ def gpu_cmd(site_path: str | None, config_path: str | None, node: str | None, si
     cfg = cfg_site.gpu_agent
     simulate = cfg.simulate if simulate is None else simulate
     if node is None and not simulate:
-        host = socket.gethostname()
-        node = host if any(n.name == host for r in site.racks() for n in r.nodes) else None
+        node = host_node(site, socket.gethostname())
     tags = node_tags(site, node)
     backend = load_backend(simulate, site, tags["node"], scenario)
     registry = CollectorRegistry()
@@ -82,7 +97,9 @@ def gpu_cmd(site_path: str | None, config_path: str | None, node: str | None, si
         if fmt == "lp":
             click.echo(encode(records), nl=False)
         else:
-            click.echo(generate_latest(registry).decode(), nl=False)
+            from agents.gpu.metrics import render
+
+            click.echo(render(registry).decode(), nl=False)
         return
     interval = interval_s if interval_s is not None else cfg.interval_s
     if interval <= 0:
@@ -94,8 +111,8 @@ def gpu_cmd(site_path: str | None, config_path: str | None, node: str | None, si
 
 async def _run(agent: Any, cfg_site: SiteConfig, tags: dict[str, str], registry: CollectorRegistry,
                interval_s: float, metrics_host: str, metrics_port: int, queue_max: int) -> None:
-    from dcim.exporter import serve_metrics
     from agents.gpu.agent import gpu_topic, run_agent
+    from agents.gpu.metrics import serve_gpu_metrics
     from agents.publisher import Publisher
     from dcim.errors import DeviceError
 
@@ -103,7 +120,7 @@ async def _run(agent: Any, cfg_site: SiteConfig, tags: dict[str, str], registry:
         agent.start()
     except DeviceError as exc:
         log.error("%s; the agent keeps running and retries", exc)  # the poll loop re-opens with backoff
-    server = serve_metrics(registry, metrics_host, metrics_port) if metrics_port else None
+    server = serve_gpu_metrics(registry, metrics_host, metrics_port) if metrics_port else None
     if server is not None:
         log.info("serving %s", server.url)
     mqtt = cfg_site.mqtt

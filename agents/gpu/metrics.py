@@ -1,13 +1,15 @@
-"""The GPU agent's /metrics: dcgm-exporter-compatible names where dcgm-exporter has the field, ours elsewhere.
+"""The GPU agent's /metrics: a drop-in for dcgm-exporter's default counters, plus our own names.
 
 dcgm-exporter spells its metrics ``DCGM_FI_*`` with labels ``gpu, UUID, pci_bus_id, device, modelName,
-Hostname`` (``hostname`` since 4.5); both host label spellings are sent so old and new dashboards
-keep working. Its counters (energy, ECC, replay, ...) carry no ``_total`` suffix; prometheus-client
-can only type a metric ``counter`` by appending ``_total``, so those are exposed untyped under the
-exact dcgm-exporter name (PromQL's rate() does not look at the type). Fields dcgm-exporter lacks and
-the agent's own health use snake_case ``dcim_gpu_*`` names in base units.
+Hostname`` (``hostname`` since 4.5) and ``DCGM_FI_DRIVER_VERSION``; both host label spellings are
+sent so old and new dashboards keep working. Names, types and units follow its
+etc/default-counters.csv (NVIDIA/dcgm-exporter); its counters carry no ``_total`` suffix, which
+prometheus-client's writer would add to every counter, so ``render`` writes the text format itself
+from the registry and types those families ``counter`` under the exact dcgm-exporter name. Fields
+dcgm-exporter lacks and the agent's own health use snake_case ``dcim_gpu_*`` names in base units.
 
-A value missing from a poll (unsupported, failed, GPU lost) has no sample: never a 0.
+A value missing from a poll (unsupported, failed, GPU lost) has no sample: never a 0. The XID
+gauge is the exception dcgm-exporter makes too: 0 until the first XID, once events are registered.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agents.gpu.fields import CLOCK_EVENT_BITS
@@ -80,7 +84,35 @@ DCGM: dict[str, tuple[str, float, str, str]] = {
     "temp_max_operating_c": ("DCGM_FI_DEV_GPU_MAX_OP_TEMP", 1, "gauge", "Maximum operating temperature (in C)."),
     "mem_temp_max_c": ("DCGM_FI_DEV_MEM_MAX_OP_TEMP", 1, "gauge", "Maximum memory operating temperature (in C)."),
     "xid_last": ("DCGM_FI_DEV_XID_ERRORS", 1, "gauge", "Value of the last XID error encountered."),
+    # Profiling metrics: dcgm-exporter reads DCGM's profiling module; the agent reads the same
+    # quantities from NVML's GPM (Hopper and later) and gives them as DCGM does, ratios 0-1 and bytes/s.
+    "gr_engine_active_pct": ("DCGM_FI_PROF_GR_ENGINE_ACTIVE", 0.01, "gauge",
+                             "Ratio of time the graphics engine is active."),
+    "sm_active_pct": ("DCGM_FI_PROF_SM_ACTIVE", 0.01, "gauge",
+                      "The ratio of cycles an SM has at least 1 warp assigned."),
+    "sm_occupancy_pct": ("DCGM_FI_PROF_SM_OCCUPANCY", 0.01, "gauge",
+                         "The ratio of number of warps resident on an SM."),
+    "tensor_active_pct": ("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", 0.01, "gauge",
+                          "Ratio of cycles the tensor (HMMA) pipe is active."),
+    "dram_active_pct": ("DCGM_FI_PROF_DRAM_ACTIVE", 0.01, "gauge",
+                        "Ratio of cycles the device memory interface is active sending or receiving data."),
+    "pcie_tx_bytes_per_s": ("DCGM_FI_PROF_PCIE_TX_BYTES", 1, "gauge",
+                            "The rate of data transmitted over the PCIe bus in bytes per second."),
+    "pcie_rx_bytes_per_s": ("DCGM_FI_PROF_PCIE_RX_BYTES", 1, "gauge",
+                            "The rate of data received over the PCIe bus in bytes per second."),
+    "nvlink_tx_bytes_per_s": ("DCGM_FI_PROF_NVLINK_TX_BYTES", 1, "gauge",
+                              "The rate of data transmitted over NVLink in bytes per second."),
+    "nvlink_rx_bytes_per_s": ("DCGM_FI_PROF_NVLINK_RX_BYTES", 1, "gauge",
+                              "The rate of data received over NVLink in bytes per second."),
 }
+
+#: dcgm-exporter's NVLink total: data bytes of every link, both directions, in KiB (NVML's unit for
+#: NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_*).
+NVLINK_TOTAL = ("DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "Total number of NVLink bandwidth counters for all lanes")
+
+#: Families written as ``counter`` under their exact (suffix-less) dcgm-exporter name by ``render``.
+DCGM_COUNTERS: frozenset[str] = frozenset(
+    [name for name, _f, typ, _d in DCGM.values() if typ == "counter"] + [NVLINK_TOTAL[0]])
 
 #: schema field -> (our name, factor, type, help) for fields dcgm-exporter does not have
 OWN: dict[str, tuple[str, float, str, str]] = {
@@ -89,6 +121,10 @@ OWN: dict[str, tuple[str, float, str, str]] = {
     "processes": ("dcim_gpu_processes", 1, "gauge", "Compute processes running on the GPU."),
     "mig_mode": ("dcim_gpu_mig_mode", 1, "gauge", "1 when MIG mode is enabled (some fields are hidden)."),
     "xid_last_time_s": ("dcim_gpu_xid_last_time_seconds", 1, "gauge", "Unix time of the last XID error."),
+    "activity_pct": ("dcim_gpu_activity_ratio", 0.01, "gauge",
+                     "Useful-work KPI: GPM SM activity where the GPU has it, else NVML utilization (see source)."),
+    "mem_info_version": ("dcim_gpu_memory_info_version", 1, "gauge",
+                         "nvmlDeviceGetMemoryInfo version behind FB_USED: 1 counts driver-reserved memory as used."),
 }
 
 DCGM_LABELS = ("gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname", "hostname", "DCGM_FI_DRIVER_VERSION")
@@ -103,6 +139,7 @@ class Snapshot:
     driver_version: str
     readings: list[GpuReading] = field(default_factory=list)
     xids: dict[str, XidSummary] = field(default_factory=dict)
+    xid_supported: dict[str, bool] = field(default_factory=dict)  # uuid -> XID events registered
     nvml_up: bool = False
     polls_total: int = 0
     poll_duration_s: float | None = None
@@ -156,6 +193,12 @@ class GpuCollector:
             if xid is not None and xid.last_code is not None:
                 values["xid_last"] = xid.last_code
                 values["xid_last_time_s"] = xid.last_time_s
+            elif snap.xid_supported.get(g.uuid) and not r.lost:
+                values["xid_last"] = 0  # dcgm-exporter's value before any XID: "no error", not "no data"
+            if "nvlink_tx_bytes_total" in values and "nvlink_rx_bytes_total" in values:
+                m = fam(NVLINK_TOTAL[0], "counter", NVLINK_TOTAL[1], DCGM_LABELS)
+                m.add_sample(NVLINK_TOTAL[0], dcgm_lv,
+                             (values["nvlink_tx_bytes_total"] + values["nvlink_rx_bytes_total"]) / 1024)
             for name, value in values.items():
                 if name in DCGM:
                     mname, factor, typ, doc = DCGM[name]
@@ -163,7 +206,9 @@ class GpuCollector:
                     m.add_sample(mname, dcgm_lv, float(value) * factor)
                 elif name in OWN:
                     mname, factor, typ, doc = OWN[name]
-                    fam(mname, typ, doc, OWN_LABELS).add_metric(own_lv, float(value) * factor)
+                    labels = (*OWN_LABELS, "source") if name == "activity_pct" else OWN_LABELS
+                    lv = [*own_lv, str(values.get("activity_source", ""))] if name == "activity_pct" else own_lv
+                    fam(mname, typ, doc, labels).add_metric(lv, float(value) * factor)
             for fname, _bit in CLOCK_EVENT_BITS:
                 if fname in values:
                     m = fam("dcim_gpu_clock_event_active", "gauge",
@@ -199,3 +244,57 @@ class GpuCollector:
         for gpu, uuid, fname, reason in snap.unsupported:
             uns.add_metric([gpu, uuid, snap.node, fname, reason], 1.0)
         yield from families.values()
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The registry in the Prometheus text format 0.0.4, dcgm-exporter's counters typed ``counter``.
+
+    prometheus-client renders a family it is given as ``unknown`` as ``untyped`` and leaves the
+    name alone; only those lines of dcgm-exporter's counter names are retyped.
+    """
+    out = []
+    for line in generate_latest(registry).decode().splitlines(keepends=True):
+        if line.startswith("# TYPE ") and line.endswith(" untyped\n"):
+            name = line[7:-9]
+            if name in DCGM_COUNTERS:
+                line = f"# TYPE {name} counter\n"
+        out.append(line)
+    return "".join(out).encode()
+
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def serve_gpu_metrics(registry: CollectorRegistry, host: str, port: int) -> Any:
+    """Serve ``render(registry)`` on http://host:port/metrics (text format 0.0.4 only, as dcgm-exporter).
+
+    prometheus-client's own server would answer OpenMetrics to a Prometheus that asks for it, and
+    OpenMetrics has no counter without ``_total``. Returns a ``dcim.exporter.MetricsServer``.
+    """
+    from dcim.errors import ConfigError
+    from dcim.exporter import MetricsServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            if self.path.split("?", 1)[0] not in ("/metrics", "/"):
+                self.send_error(404)
+                return
+            body = render(registry)
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, fmt: str, *args: Any) -> None:  # scrapes are not worth a log line each
+            pass
+
+    try:
+        httpd = ThreadingHTTPServer((host, port), Handler)
+    except OSError as exc:
+        msg = f"cannot serve /metrics on {host}:{port}: {exc.strerror or exc}"
+        raise ConfigError(msg) from exc
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, name="gpu-metrics", daemon=True)
+    thread.start()
+    return MetricsServer(host, httpd.server_address[1], httpd, thread)

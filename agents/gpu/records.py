@@ -52,7 +52,7 @@ def gpu_health_record(base: Mapping[str, str], reading: GpuReading, time_ns: int
         "lost": reading.lost,
         "errors_total": g.errors_total,
     }
-    unsupported = sorted(g.unsupported)
+    unsupported = sorted(set(g.unsupported) | g.unfilled)
     if unsupported:
         fields["unsupported_fields"] = ",".join(unsupported)
     message = g.message

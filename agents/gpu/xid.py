@@ -16,7 +16,7 @@ from typing import Any
 
 import pynvml as nv
 
-from agents.gpu.reader import Gpu, _text, code_name, code_of
+from agents.gpu.reader import Gpu, code_name, code_of, handle_key, tag_text
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,15 @@ class XidWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._set: Any = None
-        self._uuids: dict[int, str] = {}  # id(handle) -> uuid, for backends whose handles hash by identity
+        self._uuids: dict[Any, str] = {}  # handle_key(handle) -> uuid: the pointer value, not the object
 
     def start(self, gpus: list[Gpu]) -> None:
         self._uuids = {}  # handles from before a re-init are gone; their ids may be reused
         try:
             self._set = self.nvml.nvmlEventSetCreate()
-        except nv.NVMLError as exc:
-            log.warning("XID events unavailable: nvmlEventSetCreate answered %s", code_name(code_of(exc)))
+        except Exception as exc:  # noqa: BLE001 - no XID events is a reported gap, not a crash
+            what = code_name(code_of(exc)) if isinstance(exc, nv.NVMLError) else type(exc).__name__
+            log.warning("XID events unavailable: nvmlEventSetCreate answered %s", what)
             for g in gpus:
                 self.store.supported[g.uuid] = False
             return
@@ -82,12 +83,13 @@ class XidWatcher:
                 continue
             try:
                 self.nvml.nvmlDeviceRegisterEvents(g.handle, nv.nvmlEventTypeXidCriticalError, self._set)
-            except nv.NVMLError as exc:
+            except Exception as exc:  # noqa: BLE001
                 self.store.supported[g.uuid] = False
-                log.warning("GPU %d: XID events not available (%s)", g.index, code_name(code_of(exc)))
+                what = code_name(code_of(exc)) if isinstance(exc, nv.NVMLError) else type(exc).__name__
+                log.warning("GPU %d: XID events not available (%s)", g.index, what)
                 continue
             self.store.supported[g.uuid] = True
-            self._uuids[id(g.handle)] = g.uuid
+            self._uuids[handle_key(g.handle)] = g.uuid
             registered += 1
         if registered:
             self._stop.clear()
@@ -102,8 +104,8 @@ class XidWatcher:
         if self._set is not None:
             try:
                 self.nvml.nvmlEventSetFree(self._set)
-            except nv.NVMLError:
-                pass  # the library may already be gone; nothing else holds the set
+            except Exception:  # noqa: BLE001, S110 - the library may already be gone; nothing else holds the set
+                pass
             self._set = None
 
     def _run(self) -> None:
@@ -116,13 +118,19 @@ class XidWatcher:
                     # A lost GPU or a broken library: the poll loop re-opens NVML and restarts us.
                     self._stop.wait(self.timeout_ms / 1000)
                 continue
+            except Exception:  # noqa: BLE001 - the waiter thread must outlive any surprise of the binding
+                log.exception("XID wait failed; retrying")
+                self._stop.wait(self.timeout_ms / 1000)
+                continue
             if not data.eventType & nv.nvmlEventTypeXidCriticalError:
                 continue
-            uuid = self._uuids.get(id(data.device))
+            # data.device is a new ctypes object on every read: match by pointer value, which
+            # needs no NVML call (after an XID 79 every call on that GPU fails)
+            uuid = self._uuids.get(handle_key(data.device))
             if uuid is None:
                 try:
-                    uuid = _text(self.nvml.nvmlDeviceGetUUID(data.device))
-                except nv.NVMLError:
+                    uuid = tag_text(self.nvml.nvmlDeviceGetUUID(data.device), "unknown")
+                except Exception:  # noqa: BLE001 - an event of a GPU we cannot name still counts
                     uuid = "unknown"
             code = int(data.eventData)
             self.store.record(uuid, code, self.clock())

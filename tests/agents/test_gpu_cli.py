@@ -37,8 +37,9 @@ def test_once_prometheus_has_dcgm_names_and_labels_for_the_chosen_node() -> None
     labels = temp.samples[0].labels
     assert labels["Hostname"] == labels["hostname"] == "B02-n03"
     assert labels["UUID"].startswith("GPU-") and labels["modelName"] and labels["gpu"] == "0"
-    energy = fams["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"]
-    assert energy.samples[0].name == "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"  # mJ, no _total: as dcgm-exporter
+    # a counter in mJ with no _total, as dcgm-exporter writes it
+    assert "# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter\n" in res.output
+    assert "\nDCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{" in res.output
     assert "dcim_gpu_agent_poll_duration_seconds" in fams
 
 

@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agents.gpu.agent import GpuAgent
-from agents.gpu.fields import AGENT_FIELDS, CALL_READS, FIELD_READS, MIG_MODE, all_read_fields
+from agents.gpu.fields import AGENT_FIELDS, CALL_READS, FIELD_READS, GPM_READS, MIG_MODE, all_read_fields
 from dcim.lineprotocol import decode, encode
 from dcim.schema import GPU, validate
 from simulators.nvml import SimNvml, synthetic_gpus
@@ -84,13 +84,16 @@ def test_every_field_with_its_unit_conversion(make_agent) -> None:
         "nvlink_crc_flit_errors_total": 1, "nvlink_crc_data_errors_total": 2, "nvlink_replay_errors_total": 3,
         "nvlink_recovery_errors_total": 4, "fan_pct": 37.0, "pstate": 2, "temp_slowdown_c": 87.0,
         "temp_shutdown_c": 92.0, "temp_max_operating_c": 85.0, "mem_temp_max_c": 95.0, "mig_mode": False,
-        "lost": False, "xid_total": 0,
+        "lost": False, "xid_total": 0, "mem_info_version": 2, "activity_pct": 97.0, "activity_source": "nvml_util",
     }
     for name, value in expected.items():
         assert f[name] == pytest.approx(value), name
         assert type(f[name]) is type(value), name
-    # Only xid_last / xid_last_time_s are absent: no XID has happened, so there is no "last" one.
-    assert set(GPU.fields) - set(f) == {"xid_last", "xid_last_time_s"}
+    # Absent: xid_last / xid_last_time_s (no XID has happened, so there is no "last" one), the
+    # NVLink5 counters (a Hopper GPU answers NOT_SUPPORTED) and GPM, which needs a second sample.
+    nvlink5 = {r.field for r in FIELD_READS if 201 <= r.field_id <= 222}
+    assert len(nvlink5) == 14
+    assert set(GPU.fields) - set(f) == {"xid_last", "xid_last_time_s"} | nvlink5 | {g.field for g in GPM_READS}
 
 
 def test_records_fit_the_schema_and_round_trip_as_line_protocol(make_agent) -> None:
@@ -111,7 +114,8 @@ def test_field_values_are_batched_in_one_call_per_gpu(make_agent) -> None:
     calls: list[str] = []
     agent, backend, _ = make_agent(synthetic_gpus("A01-n01", 2))
     agent.start()
-    agent.poll()  # the first poll also reads the static limits and the NVLink link count
+    agent.poll()  # the first polls also read the static limits and find what the GPU lacks: a
+    agent.poll()  # Hopper answers no NVLink5 counter, summed or per link (which needs the link count)
 
     class Recording:
         def __getattr__(self, name):
@@ -137,21 +141,35 @@ def test_field_values_are_batched_in_one_call_per_gpu(make_agent) -> None:
 
 
 def test_field_value_decoding_fast_path_matches_pynvml_attributes() -> None:
-    from agents.gpu.reader import field_values
+    from agents.gpu.reader import decode_value, entries
 
     raw = (nv.c_nvmlFieldValue_t * 5)()
     specs = [
-        (nv.NVML_VALUE_TYPE_DOUBLE, "dVal", 41.5),
-        (nv.NVML_VALUE_TYPE_UNSIGNED_INT, "uiVal", 4_000_000_000),
-        (nv.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, "ullVal", 2**63 + 5),
-        (nv.NVML_VALUE_TYPE_SIGNED_LONG_LONG, "sllVal", -7),
+        (nv.NVML_VALUE_TYPE_DOUBLE, "dVal", 41.5, "f64"),
+        (nv.NVML_VALUE_TYPE_UNSIGNED_INT, "uiVal", 4_000_000_000, "u32"),
+        (nv.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, "ullVal", 2**63 + 5, "u64"),
+        (nv.NVML_VALUE_TYPE_SIGNED_LONG_LONG, "sllVal", -7, "s64"),
     ]
-    for v, (vtype, attr, value) in zip(raw, specs):
+    for v, (vtype, attr, value, _) in zip(raw, specs):
         v.valueType = vtype
         v.nvmlReturn = nv.NVML_SUCCESS
+        v.timestamp = 1
         setattr(v.value, attr, value)
     raw[4].nvmlReturn = nv.NVML_ERROR_NOT_SUPPORTED
-    raw[4].value.ullVal = 99  # garbage left in a failed slot must not leak out
-    expected = [(0, 41.5), (0, 4_000_000_000), (0, 2**63 + 5), (0, -7), (nv.NVML_ERROR_NOT_SUPPORTED, None)]
-    assert field_values(raw) == expected  # the struct fast path on a ctypes array
-    assert field_values(list(raw)) == expected  # the attribute path for anything else
+    fast, slow = entries(raw), entries(list(raw))  # the struct fast path, and the attribute path
+    assert fast == slow
+    assert [decode_value(c, e.value_type, e.raw) for e, (*_, c) in zip(fast, specs)] == [41.5, 4_000_000_000,
+                                                                                          2**63 + 5, -7]
+    assert fast[4].rc == nv.NVML_ERROR_NOT_SUPPORTED and fast[0].timestamp_us == 1
+
+
+def test_decoding_by_real_type_not_by_label() -> None:
+    """nvbug 4300930 / 2032468: integer bits under a DOUBLE label; a fixed driver's true double still reads."""
+    import struct
+
+    from agents.gpu.reader import decode_value
+
+    assert decode_value("u32", nv.NVML_VALUE_TYPE_DOUBLE, struct.pack("=Q", 51)) == 51  # not 2.5e-322
+    assert struct.unpack("=d", struct.pack("=Q", 51))[0] < 1e-300  # what a decoder by label would report
+    assert decode_value("u32", nv.NVML_VALUE_TYPE_DOUBLE, struct.pack("=d", 51.0)) == 51
+    assert decode_value("u64", nv.NVML_VALUE_TYPE_UNSIGNED_INT, struct.pack("=Q", 2**40 + 3)) == 2**40 + 3

@@ -53,6 +53,8 @@ def _rows(t, f) -> str:  # noqa: ANN001
     sentinels = f.sentinels if f.sentinels is not None else t.sentinels
     if sentinels:
         notes.append(", ".join(map(str, sentinels)) + " = unsupported, omitted")
+    if f.range is not None:
+        notes.append(f"raw outside {f.range[0]}..{f.range[1]} = unsupported, omitted")
     return "; ".join(notes)
 
 
@@ -83,12 +85,13 @@ def profiles_markdown(directory: Path = PROFILE_DIR) -> str:
             for f in t.fields:
                 out.append(f"| `{t.measurement}` | `{f.name}` | `{t.columns[f.column].oid}` | {_scaling(p, t, f)} "
                            f"| {_rows(t, f)} |")
-        tags = [(t.name, t.tags, t.tag_maps) for t in p.tables if t.tags]
+        tags = [(t.name, t.tags, t.tag_maps, t.tag_extract) for t in p.tables if t.tags]
         if tags:
             text = "; ".join(f"{tn}: " + ", ".join(f"`{k}` = `{v}`" for k, v in tg.items())
                              + "".join(f" (`{k}`: " + ", ".join(f"{a}→{b}" for a, b in m.items()) + ")"
                                        for k, m in maps.items())
-                             for tn, tg, maps in tags)
+                             + "".join(f" (`{k}` reduced to the group of `{rx}`)" for k, rx in extract.items())
+                             for tn, tg, maps, extract in tags)
             out.append(f"\nRow tags: {text}. Names in braces are index parts or columns of the YAML.")
         for un, tab in p.units.items():
             out.append(f"\nUnit table `{un}` (device code → factor, or [factor, offset], to the field's unit): "

@@ -11,6 +11,7 @@ transport returns, so a recorded walk replays through :func:`parse` with no devi
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,9 @@ class TableSpec(_Model):
     tags: dict[str, str] = Field(default_factory=dict, description="tag -> template over index parts and columns")
     tag_maps: dict[str, dict[Scalar, str]] = Field(
         default_factory=dict, description="index part or column -> {raw value: text} used in tag templates")
+    tag_extract: dict[str, str] = Field(
+        default_factory=dict, description="column -> regex with one group: a matching label contributes the group "
+        "to tag templates (Sentry4 'AA:L1-L2' -> 'L1-L2'); a label that does not match is used whole")
     columns: dict[str, ColumnSpec] = Field(min_length=1)
     fields: list[FieldSpec] = Field(min_length=1)
     sentinels: list[int] = Field(default_factory=list)
@@ -123,6 +127,18 @@ class TableSpec(_Model):
                 if k not in names:
                     msg = f"field {f.name!r}: 'when' refers to unknown index part or column {k!r}"
                     raise ValueError(msg)
+        for k, rx in self.tag_extract.items():
+            if k not in self.columns:
+                msg = f"tag_extract refers to unknown column {k!r}"
+                raise ValueError(msg)
+            try:
+                groups = re.compile(rx).groups
+            except re.error as exc:
+                msg = f"tag_extract for {k!r}: bad regex: {exc}"
+                raise ValueError(msg) from None
+            if groups != 1:
+                msg = f"tag_extract for {k!r} needs exactly one group, has {groups}"
+                raise ValueError(msg)
         for k in self.tag_maps:
             if k.rstrip("*") not in {n.rstrip("*") for n in names}:
                 msg = f"tag_maps refers to unknown index part or column {k!r}"
@@ -349,7 +365,7 @@ class _CompiledTable:
     """A table spec with its lookups resolved once, so parsing a walk does no spec work."""
 
     __slots__ = ("spec", "meas", "index", "base_index", "key", "tags", "fields", "col_index", "col_oid", "tag_cols",
-                 "tag_maps")
+                 "tag_maps", "tag_extract")
 
     def __init__(self, spec: TableSpec) -> None:
         self.spec = spec
@@ -363,6 +379,7 @@ class _CompiledTable:
         self.col_index = {name: c.index for name, c in spec.columns.items()}
         self.tag_cols = {tag: [c for c in spec.columns if "{" + c + "}" in tpl] for tag, tpl in spec.tags.items()}
         self.tag_maps = spec.tag_maps
+        self.tag_extract = {k: re.compile(rx) for k, rx in spec.tag_extract.items()}
 
 
 def parse(profile: Profile, walk: Walk, base_tags: Mapping[str, str] | None = None,
@@ -442,7 +459,8 @@ def _parse_table(profile: Profile, t: _CompiledTable, walk: Walk, base: dict[str
         tags = {k: v for k, v in base.items() if k in t.meas.tags}
         index_text = ".".join(map(str, arcs))
         for tag, template in t.tags.items():
-            tags[tag] = _render(template, parts, get, t.tag_cols[tag], t.tag_maps, base, index_text, odd)
+            tags[tag] = _render(template, parts, get, t.tag_cols[tag], t.tag_maps, base, index_text, odd,
+                                t.tag_extract)
         key = (meas_name, tuple(sorted(tags.items())))
         for n in row_unsupported:
             if n not in values:
@@ -504,12 +522,15 @@ def odd_label(value: Any) -> str | None:
 
 def _render(template: str, parts: Mapping[str, Any], get: Any, cols: list[str],
             maps: Mapping[str, Mapping[Scalar, str]], base: Mapping[str, str], index: str,
-            odd: list[str] | None = None) -> str:
+            odd: list[str] | None = None, extract: Mapping[str, re.Pattern[str]] | None = None) -> str:
     """A tag value from its template; a device string unfit for a tag becomes the row index."""
     # the device's own tags ({pdu}) are template names too: a daisy-chained unit becomes "{pdu}-B"
     names: dict[str, Any] = {**base, **parts}
     for c in cols:
         value = _text(get(c))
+        rx = extract.get(c) if extract else None
+        if rx is not None and isinstance(value, str) and (m := rx.fullmatch(value)) is not None:
+            value = m.group(1)
         why = odd_label(value)
         if why is not None:
             if odd is not None:

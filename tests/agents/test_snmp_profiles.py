@@ -85,9 +85,9 @@ def test_raritan_pdu2_divides_by_each_rows_decimal_digits() -> None:
     recs, unsupported = poll_file("raritan_px3_sim.snmprec", "raritan_pdu2")
     assert unsupported == set()
     dev = recs[("pdu",)]
-    # power digits 0 (W), power factor digits 2, energy in Wh -> J
+    # power digits 0 (W), power factor digits 2, energy in Wh -> J; inlet-level RMS current and voltage
     assert dev == {"power_w": 15049.0, "apparent_power_va": 15356.0, "power_factor": 0.98,
-                   "energy_j": 23535538 * 3600.0}
+                   "energy_j": 23535538 * 3600.0, "current_a": 66.93, "voltage_v": 229.0}
     l2 = recs[("pdu_phase", ("phase", "L2"))]
     assert l2["current_a"] == 22.31  # raw 2231, inletPoleSensorDecimalDigits 2
     assert l2["load_state"] == "normal"
@@ -96,24 +96,28 @@ def test_raritan_pdu2_divides_by_each_rows_decimal_digits() -> None:
     assert o3 == {"current_a": 5.466, "power_w": 1229.1, "energy_j": 1039385 * 3600.0, "on": True}
 
 
-def test_raritan_unavailable_sensor_and_unknown_unit_are_omitted() -> None:
+def test_raritan_unavailable_sensor_and_missing_digits_are_omitted() -> None:
     prof = PROFILES["raritan_pdu2"]
     base = "1.3.6.1.4.1.13742.6"
     walk = {c: [] for c in prof.columns()}
-    walk[f"{base}.5.4.3.1.4"] = [((1, 7, 1), 1234), ((1, 7, 5), 99)]
-    walk[f"{base}.5.4.3.1.2"] = [((1, 7, 1), 2), ((1, 7, 5), 1)]  # current not available
+    walk[f"{base}.5.4.3.1.4"] = [((1, 7, 1), 1234), ((1, 7, 5), 99), ((1, 7, 4), 230)]
+    walk[f"{base}.5.4.3.1.2"] = [((1, 7, 1), 2), ((1, 7, 5), 1), ((1, 7, 4), 1)]  # current not available
+    # voltage has no decimal-digits row: without its scale it is not reported
     walk[f"{base}.3.5.4.1.7"] = [((1, 7, 1), 3), ((1, 7, 5), 0)]
-    walk[f"{base}.3.5.4.1.6"] = [((1, 7, 1), 2), ((1, 7, 5), 42)]  # 42: a unit the profile does not know
-    assert parse(prof, walk).records == []
+    # the sensor type fixes the unit (PDU2-MIB sensorType): the units column is not needed
+    assert [(r.tags, r.fields) for r in parse(prof, walk).records] == [({"outlet": "7"}, {"power_w": 99.0})]
 
 
 def test_sentry4_cords_lines_phases_outlets() -> None:
     recs, unsupported = poll_file("sentry4_pro2.snmprec", "sentry4")
     assert recs[("pdu",)] == {"power_w": 5210.0, "apparent_power_va": 5380.0, "power_factor": 0.97,
                                      "energy_j": 123456 * 360000.0}
-    assert recs[("pdu_phase", ("phase", "L1"))] == {"current_a": 8.12, "voltage_v": 231.2, "power_w": 1820.0,
-                                                             "power_factor": 0.96, "energy_j": 45678 * 360000.0}
-    assert recs[("pdu_phase", ("phase", "L2"))] == {"current_a": 7.95, "voltage_v": 229.8}
+    # a line (input conductor) and a phase (load pair, under the unit's own label) are separate circuits
+    assert recs[("pdu_phase", ("phase", "L1"))] == {"current_a": 8.12}
+    assert recs[("pdu_phase", ("phase", "L2"))] == {"current_a": 7.95}
+    assert recs[("pdu_phase", ("circuit", "L1-N"), ("phase", "L1"))] == {
+        "voltage_v": 231.2, "power_w": 1820.0, "power_factor": 0.96, "energy_j": 45678 * 360000.0}
+    assert recs[("pdu_phase", ("circuit", "L2-N"), ("phase", "L2"))] == {"voltage_v": 229.8}
     # outlet energy is Wh, cord energy 0.1 kWh
     assert recs[("pdu_outlet", ("outlet", "1"))] == {"current_a": 1.25, "power_w": 281.0,
                                                       "energy_j": 98765 * 3600.0}

@@ -30,12 +30,52 @@ CORPUS = REPO.parent / "shared" / "librenms-snmp"
 CLASSES = ("power", "current", "voltage", "power_consumed", "temperature", "humidity", "frequency", "load",
            "runtime", "charge")
 
-#: (stem, LibreNMS sensor OID) -> why LibreNMS's own reading is not a value to compare with
-EXCLUDED: dict[tuple[str, str], str] = {
-    ("apc_ap7900b", "1.3.6.1.4.1.318.1.1.12.2.3.1.1.2.1"):
+@dataclass(frozen=True)
+class Excluded:
+    """A LibreNMS reading that is not a value to compare with: why, and what we report from that OID
+    instead (None: nothing, the value is omitted), which the acceptance test checks too."""
+
+    reason: str
+    ours: float | None
+
+
+#: (stem, LibreNMS sensor OID) -> why LibreNMS's own reading is excluded
+EXCLUDED: dict[tuple[str, str], Excluded] = {
+    ("apc_ap7900b", "1.3.6.1.4.1.318.1.1.12.2.3.1.1.2.1"): Excluded(
         "the walk holds the phase current twice, sampled at different instants: legacy rPDULoadStatusLoad "
-        "2.8 A (LibreNMS) and rPDU2PhaseStatusCurrent 2.7 A (reported: rPDU2 is the device's current table)",
+        "2.8 A (LibreNMS) and rPDU2PhaseStatusCurrent 2.7 A (reported: rPDU2 is the device's current table)", None),
 }
+_UPS = "1.3.6.1.2.1.33.1"
+_INROW = "1.3.6.1.4.1.318.1.1.27.1.4.1.2.1.3.1"
+for _oid, _why in [
+    (f"{_UPS}.3.3.1.3.1", "an input voltage of 2360 V on a 230 V UPS: this Delta card reports upsInputVoltage in "
+                          "0.1 V, which LibreNMS reads as whole volts (reported: 236.0 V)"),
+    (f"{_UPS}.4.4.1.2.1", "an output voltage of 2300 V on a 230 V UPS: 0.1 V read as whole volts (reported: 230.0 V)"),
+    (f"{_UPS}.5.3.1.2.1", "a bypass voltage of 2350 V on a 230 V UPS: 0.1 V read as whole volts (reported: 235.0 V)"),
+]:
+    EXCLUDED[("deltaups_rfc1628string", _oid)] = Excluded(_why, float(_why.rsplit("reported: ", 1)[1].split()[0]))
+for _oid in (f"{_UPS}.3.3.1.2.1", f"{_UPS}.4.2.0", f"{_UPS}.5.1.0"):
+    EXCLUDED[("huaweiups_ups2000", _oid)] = Excluded(
+        "a mains frequency of 5.0 Hz: LibreNMS divides this card's 0.1 Hz value (500) by 100 (reported: 50.0 Hz)", 50.0)
+EXCLUDED[("huaweiups_ups2000", f"{_UPS}.2.3.0")] = Excluded(
+    "a runtime of 4294967295 minutes (8,000 years): 2^32-1 is this card's 'unknown', not a reading "
+    "(omitted and listed in unsupported_fields)", None)
+for _oid in (f"{_UPS}.3.3.1.4.1", f"{_UPS}.3.3.1.4.2", f"{_UPS}.3.3.1.4.3", f"{_UPS}.2.6.0"):
+    EXCLUDED[("netmanplus_204", _oid)] = Excluded(
+        "a negative current of -0.1 A: the card answers -1 (not available) and LibreNMS divides it by 10 "
+        "(omitted and listed in unsupported_fields)", None)
+for _oid, _w in ((f"{_UPS}.4.4.1.4.1", -4), (f"{_UPS}.4.4.1.4.3", -26)):
+    EXCLUDED[("generex-ups_cs141", _oid)] = Excluded(
+        f"a negative output power of {_w} W: upsOutputPower is a NonNegativeInteger in UPS-MIB (RFC 1628), "
+        "so the value is outside the MIB's range (omitted and listed in unsupported_fields)", None)
+for _row, _kw in ((24, 11.0), (25, 10.8), (7, 38.2), (8, 38.1)):
+    EXCLUDED[("apc_inrow-dx", f"{_INROW}.{_row}")] = Excluded(
+        f"LibreNMS files this 0.1 kW reading under its watt-class power sensor: {_kw} is kW, not W "
+        f"(the row's unit column says kW; reported: {_kw * 1000:g} W)", _kw * 1000)
+for _row in (34, 36, 40):
+    EXCLUDED[("apc_inrow-dx", f"{_INROW}.{_row}")] = Excluded(
+        "the walk has no value for this rack-inlet probe (not fitted: its row holds only a label and a unit); "
+        "LibreNMS shows 0 degC", None)
 
 #: LibreNMS reads some quantities from a different (older or parallel) table than the profile that
 #: wins detection; the same quantity then has two OIDs. Expected column OID -> the columns our
@@ -111,6 +151,7 @@ class DeviceResult:
     error: str | None
     readings: list[Reading] = field(default_factory=list)
     reported: int = 0  # values we report in total (all classes)
+    unsupported: set[str] = field(default_factory=set)  # the health record's unsupported_fields
 
     @property
     def counted(self) -> list[Reading]:
@@ -168,7 +209,8 @@ def compare(stem: str, expected: dict[str, Any], sources: Sequence[Source]) -> l
             continue
         oid = str(sensor["oid"]).lstrip(".")
         r = Reading(cls, str(sensor.get("descr", "")), oid, float(sensor["value"]))
-        r.excluded = EXCLUDED.get((stem, oid), "")
+        ex = EXCLUDED.get((stem, oid))
+        r.excluded = ex.reason if ex else ""
         out.append(r)
         src = by_oid.get(oid)
         if src is not None:
@@ -245,6 +287,7 @@ def run(names: Iterable[str] | None = None, *, corpus: Path = CORPUS, port: int 
                            p.profile if p.ok else None, p.error)
         res.readings = compare(stem, exp, p.sources or [])
         res.reported = sum(len(r.fields) for r in p.records)
+        res.unsupported = {u for u in str(p.health.fields.get("unsupported_fields", "")).split(",") if u}
         results.append(res)
     return results
 

@@ -146,6 +146,24 @@ else
     printf '%s %s\n' "$pyproject_sum" "$spec" >"$stamp_file"
 fi
 
+# --- the lowest nvidia-ml-py --------------------------------------------------------------
+# The GPU tests also run on the lowest nvidia-ml-py that pyproject.toml allows. .venv-nvml-min holds
+# only that release; a .pth file adds .venv's packages after it, so everything else is shared.
+if [ "$WITH_TEST" -eq 1 ]; then
+    nvml_min="$(sed -n 's/.*"nvidia-ml-py>=\([0-9.]*\)".*/\1/p' pyproject.toml)"
+    [ -n "$nvml_min" ] || die "pyproject.toml has no nvidia-ml-py>= floor"
+    if ! .venv-nvml-min/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('nvidia-ml-py') != '$nvml_min')" \
+        >/dev/null 2>&1; then
+        log "creating .venv-nvml-min with nvidia-ml-py==$nvml_min"
+        rm -rf .venv-nvml-min
+        "$PYTHON" -m venv .venv-nvml-min
+        .venv-nvml-min/bin/python -m pip install -q "nvidia-ml-py==$nvml_min"
+    fi
+    main_site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    min_site="$(.venv-nvml-min/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    printf 'import site; site.addsitedir(%s)\n' "'$main_site'" >"$min_site/zz-dcim-main-venv.pth"
+fi
+
 # --- snmpsim ---------------------------------------------------------------------------
 # snmpsim drops root for an unprivileged user, which must be able to read its interpreter:
 # hence Debian's /usr/bin/python3 and a world-readable folder outside any home directory.

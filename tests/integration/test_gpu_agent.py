@@ -14,8 +14,8 @@ import servers
 from prometheus_client import CollectorRegistry
 from servers import MissingBinaryError, wait_until
 
-from dcim.exporter import serve_metrics
 from agents.gpu.agent import GpuAgent, gpu_topic, run_agent
+from agents.gpu.metrics import serve_gpu_metrics
 from agents.publisher import Publisher
 from dcim.config import MqttConfig
 from dcim.lineprotocol import decode
@@ -134,7 +134,7 @@ def test_prometheus_scrapes_metrics(prometheus_factory) -> None:
     reg = CollectorRegistry()
     agent = make_agent(reg)
     agent.poll()
-    server = serve_metrics(reg, "127.0.0.1", 0)
+    server = serve_gpu_metrics(reg, "127.0.0.1", 0)
     try:
         prom = prometheus_factory(targets=[f"127.0.0.1:{server.port}"], self_scrape=False)
         prom.wait_targets_up(30)
@@ -148,6 +148,13 @@ def test_prometheus_scrapes_metrics(prometheus_factory) -> None:
         mem = prom.query("DCGM_FI_DEV_MEMORY_TEMP")
         assert len(mem) == 7 and all(float(r["value"][1]) > 0 for r in mem)
         assert prom.query('dcim_gpu_agent_unsupported_field{field="mem_temp_c",gpu="3"}')
+        # Prometheus takes dcgm-exporter's counters as counters, under their exact names
+        meta = wait_until(lambda: prom.api("metadata").get("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"), 30, 0.2,
+                          "metadata scraped")
+        assert meta[0]["type"] == "counter"
+        assert prom.api("metadata")["DCGM_FI_DEV_GPU_TEMP"][0]["type"] == "gauge"
+        assert len(prom.query("rate(DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION[1m])")) in (0, 8)
+        assert len(prom.query("DCGM_FI_DEV_XID_ERRORS == 0")) == 8  # 0 before any XID, as dcgm-exporter
     finally:
         server.close()
         agent.close()
@@ -173,7 +180,7 @@ def test_promtool_flags_nothing_but_dcgm_exporter_spellings() -> None:
     try:
         wait_until(lambda: agent.xids.summary(agent.reader.gpus[0].uuid).total == 1, 5, 0.01, "xid counted")
         agent.poll()
-        server = serve_metrics(reg, "127.0.0.1", 0)
+        server = serve_gpu_metrics(reg, "127.0.0.1", 0)
         body = urllib.request.urlopen(server.url, timeout=5).read()
         server.close()
     finally:

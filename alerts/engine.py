@@ -93,6 +93,9 @@ class Transition:
     annotations: dict[str, str] = field(default_factory=dict)
     #: When the alert became pending (for pending) or firing (firing, resolved): Alertmanager's startsAt.
     starts_at_ns: int | None = None
+    #: A firing alert brought back from saved state after a restart (``firing -> firing``): notifiers
+    #: resume it (Alertmanager re-post, already paged) and never page it again.
+    restored: bool = False
 
     def to_record(self) -> Record:
         """The ``alert`` measurement row for this transition."""
@@ -217,6 +220,9 @@ class Engine:
         self._match = {r.name: _matcher(getattr(r, "match", {})) for r in self.rules}
         self._states: dict[str, dict[str, _State]] = {r.name: {} for r in self.rules}
         self._keys: dict[str, dict[Any, str]] = {r.name: {} for r in self.rules}  # series key -> fingerprint
+        # Restored alerts not yet matched to a series, and series keys already checked against them.
+        self._unlinked: dict[str, set[str]] = {}
+        self._probed: dict[str, set[Any]] = {}
         self._order = {r.name: i for i, r in enumerate(self.rules)}
         self._where: dict[str, list[tuple[str, tuple[str, Any]]]] = {}
         self._zero_start: set[tuple[str, str]] = set()
@@ -364,6 +370,80 @@ class Engine:
                                      ann.get("summary", ""), ann, st.fp))
         return out
 
+    # -- saved state across restarts --------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Pending and firing alerts with when they became active, as JSON-ready data: what a restart
+        restores (Prometheus keeps the same as its ``ALERTS_FOR_STATE`` series)."""
+        alerts = []
+        for r in self.rules:
+            for st in self._states[r.name].values():
+                if st.state in ("pending", "firing"):
+                    alerts.append({"rule": r.name, "labels": st.labels, "state": st.state,
+                                   "active_since_ns": st.active_since, "fired_at_ns": st.fired_at,
+                                   "value": st.value if st.value is None or math.isfinite(st.value) else None,
+                                   "threshold": st.threshold, "inhibited": st.inhibited,
+                                   "inhibited_by": st.inhibited_by})
+        return {"version": 1, "saved_ns": self.clock_ns, "alerts": alerts}
+
+    def restore(self, snap: dict[str, Any], *, now_ns: int, grace_period_s: float = 600.0,
+                outage_tolerance_s: float = 3600.0) -> list[Transition]:
+        """Bring back pending and firing alerts saved by :meth:`snapshot`, as Prometheus restores
+        ``for`` state (its flags ``--rules.alert.for-grace-period`` 10m and
+        ``--rules.alert.for-outage-tolerance`` 1h; https://prometheus.io/docs/prometheus/latest/command-line/prometheus/):
+
+        - nothing is restored after an outage longer than ``outage_tolerance_s``;
+        - a firing alert stays firing with its original start, so there is no false resolve and no
+          second page; it is returned as a ``restored`` transition for the notifiers to resume;
+        - a pending alert keeps the time it already spent pending (the outage does not count), and
+          one that would fire within ``grace_period_s`` of the restart waits until the grace ends;
+          rules whose ``for`` is shorter than the grace start pending afresh.
+
+        A restored alert holds until its series reports again; a pending one is dropped if no fresh
+        sample comes within the rule's ``stale_after``.
+        """
+        saved_ns = snap.get("saved_ns")
+        if snap.get("version") != 1 or saved_ns is None or now_ns - saved_ns > outage_tolerance_s * NS:
+            return []
+        by_name = {r.name: r for r in self.rules}
+        grace_ns = int(grace_period_s * NS)
+        out = []
+        for a in snap.get("alerts", []):
+            rule = by_name.get(a["rule"])
+            if rule is None:
+                continue  # the rule is gone from the pack
+            labels = {str(k): str(v) for k, v in a["labels"].items()}
+            fp = fingerprint(rule.name, labels)
+            active_since = int(a["active_since_ns"])
+            if a["state"] == "pending":
+                hold_ns = int(rule.for_ * NS)
+                if hold_ns < grace_ns:
+                    continue
+                remaining = hold_ns - (saved_ns - active_since)
+                if remaining <= 0:
+                    pass  # it was due to fire at the restart
+                elif remaining < grace_ns:
+                    active_since = now_ns + grace_ns - hold_ns
+                else:
+                    active_since += now_ns - saved_ns
+            elif a["state"] != "firing":
+                continue
+            st = _State(rule, labels, fp, state=a["state"], value=a.get("value"), threshold=a.get("threshold"),
+                        active_since=active_since, fired_at=a.get("fired_at_ns"), seen_ns=now_ns,
+                        inhibited=bool(a.get("inhibited")), inhibited_by=a.get("inhibited_by"))
+            if st.fired_at is not None:
+                st.fires.append(st.fired_at)
+            self._states[rule.name][fp] = st
+            self._unlinked.setdefault(rule.name, set()).add(fp)
+            self._probed.setdefault(rule.name, set())
+            if st.state == "firing":
+                st.inhibit_until = now_ns + int(rule.inhibit_grace * NS) if st.inhibited else 0
+                ann = self._annotations(st, st.value)
+                out.append(Transition(now_ns, rule.name, rule.severity, dict(labels), "firing", "firing", st.value,
+                                      st.inhibited, st.inhibited_by, ann.get("summary", ""), fp, ann,
+                                      st.fired_at, restored=True))
+        return out
+
     # -- evaluation ------------------------------------------------------------------------
 
     def _labels(self, tags: dict[str, str], keep: Iterable[str] | None = None) -> dict[str, str]:
@@ -396,12 +476,23 @@ class Engine:
                 fp = known.get(ev.key)
                 st = states.get(fp) if fp is not None else None
                 if st is None:
-                    if ev.fire is not True:
+                    unlinked = self._unlinked.get(rule.name)
+                    if ev.fire is not True and not unlinked:
                         continue
                     labels = ev.labels if ev.labels is not None else ev.make_labels()
                     if rule.labels:
                         labels = {**labels, **self._rule_labels(rule, labels)}
-                    fp = known[ev.key] = fingerprint(rule.name, labels)
+                    fp = fingerprint(rule.name, labels)
+                    if unlinked:
+                        self._probed[rule.name].add(ev.key)
+                        if fp in unlinked:
+                            unlinked.discard(fp)  # a restored alert meets its series again
+                            if not unlinked:
+                                del self._unlinked[rule.name]
+                                del self._probed[rule.name]
+                        elif ev.fire is not True:
+                            continue
+                    known[ev.key] = fp
                     st = states.get(fp)
                     if st is None:
                         st = states[fp] = _State(rule, labels, fp)
@@ -589,7 +680,8 @@ class Engine:
     def _add(self, out: list[_Eval], rule: Any, key: tuple, tags: dict[str, str], value: float | None,
              fire: bool | None, clear: bool | None, threshold: float | None) -> None:
         """Keep a per-series result only if it fires or its series has an alert state."""
-        if fire is True or key in self._keys[rule.name]:
+        if fire is True or key in self._keys[rule.name] or (
+                rule.name in self._unlinked and key not in self._probed[rule.name]):
             out.append(_Eval(key, None, value, fire, clear, threshold, lambda t=tags: self._labels(t)))
 
     def _eval_threshold(self, rule: ThresholdRule, b: int) -> list[_Eval]:

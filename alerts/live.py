@@ -4,12 +4,16 @@ The collector calls ``observe(records)`` with each validated batch and writes th
 records with it. Event time still drives the engine; a ticker thread advances it to the wall clock
 (minus ``alerts.lateness_s``) every evaluation interval, so stale-data rules fire and a crossing
 is evaluated within one interval even when no newer sample arrives. Transitions found by the
-ticker are notified at once and written with the next batch.
+ticker are notified at once and written with the next batch. With ``state_path`` the pending and
+firing alerts are saved after every change and restored on start (see ``Engine.restore``), so a
+restart neither resolves nor re-pages what is firing.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -44,12 +48,19 @@ class LiveObserver:
 
     def __init__(self, engine: Engine, notifiers: Sequence[Notifier], *, clock: Callable[[], float] = time.time,
                  lateness_s: float = 0.0, tick_s: float | None = None, ticker: bool = True,
-                 actions: ActionRunner | None = None) -> None:
+                 actions: ActionRunner | None = None, state_path: Path | None = None,
+                 grace_period_s: float = 600.0, outage_tolerance_s: float = 3600.0) -> None:
         self.engine = engine
         self.actions = actions  # remediation (alerts.actions): planned here on event time, run on its own thread
         self.clock = clock
         self.lateness_ns = int(lateness_s * 1e9)
         self.dispatcher = Dispatcher(notifiers, clock=clock)
+        self.state_path = Path(state_path) if state_path is not None else None
+        #: Firing alerts brought back from the state file (``restored`` transitions), resumed by the notifiers.
+        self.restored: list[Transition] = []
+        if self.state_path is not None:
+            self.restored = self._restore(grace_period_s, outage_tolerance_s)
+            self.dispatcher.submit(self.restored)
         self._lock = threading.Lock()
         self._held: list[Transition] = []  # found by the ticker, written with the next batch
         self._stop = threading.Event()
@@ -60,11 +71,39 @@ class LiveObserver:
             self._thread = threading.Thread(target=self._run, name="alerts-ticker", daemon=True)
             self._thread.start()
 
+    def _restore(self, grace_period_s: float, outage_tolerance_s: float) -> list[Transition]:
+        assert self.state_path is not None
+        try:
+            snap = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:  # a damaged file must not stop alerting
+            log.error("alert state %s unreadable (%s): starting with no alert state", self.state_path, exc)
+            return []
+        ts = self.engine.restore(snap, now_ns=int(self.clock() * 1e9), grace_period_s=grace_period_s,
+                                 outage_tolerance_s=outage_tolerance_s)
+        log.info("alert state %s: restored %d firing alerts", self.state_path, len(ts))
+        return ts
+
+    def save(self) -> None:
+        """Write the engine's pending/firing state atomically (rename), if a state path is set."""
+        if self.state_path is None:
+            return
+        doc = json.dumps(self.engine.snapshot(), separators=(",", ":"), sort_keys=True)
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        try:
+            tmp.write_text(doc, encoding="utf-8")
+            os.replace(tmp, self.state_path)
+        except OSError as exc:
+            log.error("alert state %s not saved: %s", self.state_path, exc)
+
     def observe(self, records: list[Record]) -> list[Record]:
         with self._lock:
             ts = self.engine.process(records)
             held, self._held = self._held, []
             acts = self._plan(ts, self.engine.clock_ns)
+            if ts:
+                self.save()
         self.dispatcher.submit(ts)
         return [t.to_record() for t in (*held, *ts)] + [a.to_record() for a in acts]
 
@@ -89,6 +128,8 @@ class LiveObserver:
                 return []  # no data yet: nothing to be stale against
             ts = self.engine.advance(now_ns - self.lateness_ns)
             self._held.extend(ts)
+            if ts:
+                self.save()
             if self.actions is not None:
                 self._ticked_actions.extend(self.actions.plan(ts) + self.actions.advance(now_ns - self.lateness_ns))
         self.dispatcher.submit(ts)
@@ -109,6 +150,8 @@ class LiveObserver:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+        with self._lock:
+            self.save()
         self.dispatcher.close()
         if self.actions is not None:
             self.actions.close()
@@ -133,4 +176,5 @@ def make_observer(site: SiteConfig | Any = None, *, notifiers: Sequence[Notifier
     from alerts.actions import make_runner
 
     return LiveObserver(engine, notifiers, clock=clock, lateness_s=cfg.lateness_s,
-                        actions=make_runner(rules, site, registry=registry))
+                        actions=make_runner(rules, site, registry=registry), state_path=cfg.state_path,
+                        grace_period_s=cfg.for_grace_period_s, outage_tolerance_s=cfg.for_outage_tolerance_s)

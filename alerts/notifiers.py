@@ -283,6 +283,10 @@ class WebhookNotifier:
         """The transitions a person should hear about."""
         out = []
         for t in transitions:
+            if getattr(t, "restored", False):
+                if not t.inhibited:
+                    self._paged.add(t.fingerprint)  # paged before the restart: resolve it later, never re-page
+                continue
             if t.state == "firing" and not t.inhibited:
                 if t.fingerprint not in self._paged:
                     self._paged.add(t.fingerprint)
@@ -354,6 +358,8 @@ class WebhookNotifier:
 
 def describe(t: Transition) -> str:
     mark = f" [inhibited by {t.inhibited_by}]" if t.inhibited else ""
+    if getattr(t, "restored", False):
+        mark += " [restored]"
     return f"{rfc3339(t.time_ns / 1e9)} {t.severity:<8} {t.rule} {t.previous}->{t.state}{mark}: {t.summary}"
 
 

@@ -357,6 +357,9 @@ class AlertsConfig(Model):
     actions: ActionsConfig = ActionsConfig()
     evaluation_interval_s: float = Field(1.0, gt=0)
     lateness_s: float = Field(0.0, ge=0, description="live: evaluate a boundary this long after the wall clock passes it")
+    state_path: Path | None = Field(None, description="live: pending/firing alert state saved here, restored on start")
+    for_grace_period_s: float = Field(600.0, ge=0, description="a restored pending alert fires no sooner than this")
+    for_outage_tolerance_s: float = Field(3600.0, ge=0, description="saved alert state older than this is not restored")
 
 
 class SimulatorConfig(Model):

@@ -380,6 +380,117 @@ def plan_actions(transitions: Sequence[Any], rules: Iterable[Any], site: SiteCon
     return out
 
 
+# --- timeline and what-if -------------------------------------------------------------------------
+
+
+def timeline_text(transitions: Sequence[Any], actions: Sequence[Action]) -> str:
+    """The replay timeline (``alerts.replay.format_text``) with each action on its own line, in time order.
+
+    An action comes right after the transition that called for it (same event time, later in the sort).
+    """
+    from alerts.replay import format_text
+
+    lines = format_text(transitions).splitlines()
+    rows = [(t.time_ns, 0, i, line) for i, (t, line) in enumerate(zip(transitions, lines, strict=True))]
+    rows += [(a.time_ns, 1, i, a.text()) for i, a in enumerate(actions)]
+    rows.sort(key=lambda r: (r[0], r[1], r[2]))
+    return "".join(r[3] + "\n" for r in rows)
+
+
+def plan_per_transition(transitions: Sequence[Any], rules: Iterable[Any], site: SiteConfig,
+                        policy: Policy | None = None, *, end_ns: int | None = None
+                        ) -> tuple[list[list[Action]], list[Action]]:
+    """The actions each transition called for (same order as ``plan_actions``), and those that fell due
+    after the last one (a resume hold that ran out before ``end_ns``)."""
+    p = Planner(rules, site, policy)
+    per = [p.plan([t]) for t in transitions]
+    tail = p.advance(end_ns) if end_ns is not None else []
+    return per, tail
+
+
+def timeline_json(transitions: Sequence[Any], per: Sequence[Sequence[Action]], tail: Sequence[Action] = ()) -> str:
+    """JSON lines as ``alerts.replay.format_json`` writes them; a transition that called for actions gets
+    an ``actions`` key with their payloads, and actions due after the last transition a closing
+    ``{"actions": [...]}`` line. Every other key stays as it is for existing consumers."""
+    import json
+
+    from alerts.replay import transition_dict
+
+    def payloads(acts: Sequence[Action]) -> list[dict[str, Any]]:
+        return [{**a.payload(), "time_ns": a.time_ns, "detail": a.detail} for a in acts]
+
+    rows = []
+    for t, acts in zip(transitions, per, strict=True):
+        d = transition_dict(t)
+        if acts:
+            d["actions"] = payloads(acts)
+        rows.append(json.dumps(d, sort_keys=True, separators=(",", ":")))
+    if tail:
+        rows.append(json.dumps({"actions": payloads(tail)}, sort_keys=True, separators=(",", ":")))
+    return "".join(r + "\n" for r in rows)
+
+
+@dataclass(slots=True)
+class Drains:
+    """What one rule set took out of the scheduler over a run: nodes, node-seconds out, suppressed."""
+
+    nodes: dict[str, list[str]]  # node -> the rules that drained or cordoned it
+    node_s: float
+    suppressed: int
+    held: int
+
+
+def drains(actions: Sequence[Action], end_ns: int | None) -> Drains:
+    out_since: dict[str, int] = {}
+    nodes: dict[str, list[str]] = {}
+    node_ns = 0
+    suppressed = held = 0
+    last = end_ns if end_ns is not None else max((a.time_ns for a in actions), default=0)
+    for a in actions:
+        if a.status == "suppressed":
+            suppressed += 1
+        elif a.status == "held":
+            held += 1
+        elif a.status == "planned" and a.action in ("drain", "cordon"):
+            if a.rule not in nodes.setdefault(a.node, []):
+                nodes[a.node].append(a.rule)
+            out_since.setdefault(a.node, a.time_ns)
+        elif a.status == "planned" and a.action == "resume" and a.node in out_since:
+            node_ns += a.time_ns - out_since.pop(a.node)
+    node_ns += sum(max(0, last - t) for t in out_since.values())
+    return Drains(dict(sorted(nodes.items())), node_ns / 1e9, suppressed, held)
+
+
+def compare_drains(a: Sequence[Action], b: Sequence[Action], *, a_name: str = "A", b_name: str = "B",
+                   end_ns: int | None = None) -> dict[str, Any]:
+    """What a rule change would have drained: nodes only one side took out, and the totals of each."""
+    da, db = drains(a, end_ns), drains(b, end_ns)
+    return {
+        "a": {"rules": a_name, "nodes": da.nodes, "node_s": round(da.node_s, 3), "suppressed": da.suppressed,
+              "held": da.held},
+        "b": {"rules": b_name, "nodes": db.nodes, "node_s": round(db.node_s, 3), "suppressed": db.suppressed,
+              "held": db.held},
+        "only_a": sorted(set(da.nodes) - set(db.nodes)),
+        "only_b": sorted(set(db.nodes) - set(da.nodes)),
+    }
+
+
+def format_drains(cmp: dict[str, Any]) -> str:
+    """The drain half of ``dcim replay --compare``."""
+    lines = ["what-if: drains"]
+    for side in ("a", "b"):
+        d = cmp[side]
+        lines.append(f"  {side.upper()} {d['rules']}: {len(d['nodes'])} nodes out, {d['node_s']:.0f} node-s, "
+                     f"{d['suppressed']} suppressed by the share limit, {d['held']} held for an operator")
+    for key, label in (("only_a", "only A drains"), ("only_b", "only B drains")):
+        side = cmp["a" if key == "only_a" else "b"]
+        for node in cmp[key]:
+            lines.append(f"  {label} {node} ({', '.join(side['nodes'][node])})")
+    if not cmp["only_a"] and not cmp["only_b"]:
+        lines.append("  both drain the same nodes")
+    return "\n".join(lines) + "\n"
+
+
 # --- drivers ------------------------------------------------------------------------------------
 
 

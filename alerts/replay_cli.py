@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from alerts.recording import Header, RecordingReader, format_time, resolve_topology
-from alerts.replay import Pacer, ReplayResult, format_json, format_text, replay, write_to_influx
+from alerts.replay import Pacer, ReplayResult, replay, write_to_influx
 from dcim.errors import DcimError
 
 
@@ -137,13 +137,28 @@ def replay_cmd(recording: Path, rules: tuple[Path, ...], compare: tuple[Path, ..
             result_b = run_replay(reader_b, other, site, speed=pace, progress=progress)
         whatif = compare_sets(result.transitions, result_b.transitions, a_name=" ".join(map(str, rule_paths)),
                               b_name=" ".join(map(str, compare)), horizon_ns=result.stats.last_ns)
-    out = format_json(result.transitions) if fmt == "json" else format_text(result.transitions)
+    # Remediation actions the rules declare, planned on event time as the live runner would.
+    from alerts import actions as act
+
+    policy = act.Policy.from_config(site.alerts.actions)
+    per, tail = act.plan_per_transition(result.transitions, rule_set, site, policy, end_ns=result.stats.last_ns)
+    actions = [a for acts in per for a in acts] + tail
+    drain_cmp = None
+    if whatif is not None:
+        actions_b = act.plan_actions(result_b.transitions, other, site, policy, end_ns=result.stats.last_ns)
+        drain_cmp = act.compare_drains(actions, actions_b, a_name=" ".join(map(str, rule_paths)),
+                                       b_name=" ".join(map(str, compare)), end_ns=result.stats.last_ns)
+    out = (act.timeline_json(result.transitions, per, tail) if fmt == "json"
+           else act.timeline_text(result.transitions, actions))
     if whatif is not None and fmt == "text":
         out += "\n" + format_whatif(whatif)
+        if drain_cmp is not None and (drain_cmp["a"]["nodes"] or drain_cmp["b"]["nodes"]):
+            out += "\n" + act.format_drains(drain_cmp)
     elif whatif is not None:
         import json
 
-        out += json.dumps({"whatif": whatif.to_dict()}, sort_keys=True, separators=(",", ":")) + "\n"
+        out += json.dumps({"whatif": whatif.to_dict(), "whatif_actions": drain_cmp}, sort_keys=True,
+                          separators=(",", ":")) + "\n"
     click.echo(out, nl=False)
     for p in problems:
         click.echo(f"warning: skipped: {p}", err=True)
@@ -153,14 +168,14 @@ def replay_cmd(recording: Path, rules: tuple[Path, ...], compare: tuple[Path, ..
         pngs = write_report(report, header=reader.header, recording=str(recording),
                             rules_name=" ".join(map(str, rule_paths)), rules=rule_set, stats=result.stats,
                             transitions=result.transitions, batches=_batches(recording, skip_bad), whatif=whatif,
-                            problems=problems)
+                            problems=problems, actions=actions)
         click.echo(f"report: {report} ({len(pngs)} plots beside it)", err=True)
     if influx_url:
         password = os.environ.get(password_env) if password_env else None
         shift = 0
         if shift_to_now and result.stats.last_ns is not None:
             shift = time.time_ns() - (reader.header.end_ns or result.stats.last_ns)
-        n = write_to_influx(influx_url, db or "", _batches(recording, skip_bad)(), result.transitions,
+        n = write_to_influx(influx_url, db or "", _batches(recording, skip_bad)(), [*result.transitions, *actions],
                             shift_ns=shift, username=user, password=password)
         when = f"shifted by {shift / 1e9:+.0f}s to end now" if shift else "at their recorded times"
         click.echo(f"influx: wrote {n} points to {db} {when}", err=True)

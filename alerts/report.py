@@ -211,7 +211,7 @@ def _e(x: Any) -> str:
 
 def render_html(*, header: Header, recording: str, rules_name: str, stats: ReplayStats, transitions: Sequence[Any],
                 figures: Sequence[tuple[Incident, bytes, str]], whatif: WhatIf | None,
-                problems: Sequence[str] = ()) -> str:
+                problems: Sequence[str] = (), actions: Sequence[Any] = ()) -> str:
     """The page: summary, incidents with their plots, the what-if difference, the full timeline."""
     fired = sum(1 for t in transitions if t.state == "firing")
     inhibited = sum(1 for t in transitions if t.state == "firing" and t.inhibited)
@@ -226,6 +226,12 @@ def render_html(*, header: Header, recording: str, rules_name: str, stats: Repla
         ("transitions", f"{len(transitions)} ({fired} firing, {inhibited} of them inhibited)"),
         ("incidents", str(len(figures))),
     ]
+    if actions:
+        taken = [a for a in actions if a.status == "planned"]
+        rows.append(("remediation actions", f"{sum(a.action in ('drain', 'cordon') for a in taken)} nodes taken out, "
+                                            f"{sum(a.action == 'resume' for a in taken)} resumed, "
+                                            f"{sum(a.status == 'suppressed' for a in actions)} suppressed by the "
+                                            f"share limit, {sum(a.status == 'held' for a in actions)} held"))
     out += [f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows]
     out.append("</dl>")
     if problems:
@@ -245,6 +251,8 @@ def render_html(*, header: Header, recording: str, rules_name: str, stats: Repla
             out.append(f'<p><img alt="signals of incident {inc.number}" src="data:image/png;base64,{b64}"></p>')
             out.append(f'<p class="muted">also saved as {_e(png_name)}</p>')
         out.append(_episode_table(inc.side("a")))
+    if actions:
+        out.append(_actions_table(actions))
     if whatif is not None:
         out.append("<h2>What-if</h2>")
         out.append(f"<pre>{_e(format_whatif(whatif))}</pre>")
@@ -267,6 +275,21 @@ def render_html(*, header: Header, recording: str, rules_name: str, stats: Repla
 
 def _t(ns: int | None) -> str | None:
     return format_time(ns) if ns is not None else None
+
+
+def _actions_table(actions: Sequence[Any]) -> str:
+    """Remediation actions (alerts.actions) in event-time order: what the scheduler was told, and why."""
+    rows = ["<h2>Remediation actions</h2><table><tr><th>time</th><th>action</th><th>node</th><th>status</th>"
+            "<th>alert</th><th>scope</th><th>detail</th></tr>"]
+    for a in actions[:MAX_TIMELINE_ROWS]:
+        rows.append(f'<tr class="{_e(a.status)}"><td>{_e(format_time(a.time_ns))}</td><td>{_e(a.action)}</td>'
+                    f"<td>{_e(a.node)}</td><td>{_e(a.status)}</td><td>{_e(a.rule)}</td>"
+                    f"<td>{_e(a.scope)}={_e(a.target)}</td><td>{_e(a.detail)}</td></tr>")
+    rows.append("</table>")
+    if len(actions) > MAX_TIMELINE_ROWS:
+        rows.append(f'<p class="muted">{len(actions) - MAX_TIMELINE_ROWS} more actions: see '
+                    "<code>dcim replay --format json</code>.</p>")
+    return "\n".join(rows)
 
 
 def _episode_table(eps: Sequence[Episode]) -> str:
@@ -299,7 +322,7 @@ def _episode_table(eps: Sequence[Episode]) -> str:
 
 def write_report(out: str | Path, *, header: Header, recording: str, rules_name: str, rules: Sequence[Any],
                  stats: ReplayStats, transitions: Sequence[Any], batches: Callable[[], Iterable[list[Record]]],
-                 whatif: WhatIf | None = None, problems: Sequence[str] = ()) -> list[Path]:
+                 whatif: WhatIf | None = None, problems: Sequence[str] = (), actions: Sequence[Any] = ()) -> list[Path]:
     """Write the HTML report and one PNG per incident beside it; returns the PNG paths.
 
     ``batches`` reads the recording again: the plots need the samples, which the replay did not keep.
@@ -331,6 +354,6 @@ def write_report(out: str | Path, *, header: Header, recording: str, rules_name:
             pngs.append(path)
         figures.append((inc, png, name))
     page = render_html(header=header, recording=recording, rules_name=rules_name, stats=stats,
-                       transitions=transitions, figures=figures, whatif=whatif, problems=problems)
+                       transitions=transitions, figures=figures, whatif=whatif, problems=problems, actions=actions)
     out.write_text(page, encoding="utf-8")
     return pngs

@@ -457,8 +457,10 @@ def covers(outer: str, inner: str) -> bool:
     return len(a) == len(b)
 
 
-def make_observers(config: CollectorConfig, site_or_config: Any) -> list[Observer]:
-    """The alert engine's observer when ``collector.alerts`` is on (imported only then)."""
+def make_observers(config: CollectorConfig, site_or_config: Any, registry: CollectorRegistry | None = None
+                   ) -> list[Observer]:
+    """The alert engine's observer when ``collector.alerts`` is on (imported only then); its action
+    counters go into ``registry`` (the collector's /metrics)."""
     if not config.alerts:
         return []
     try:
@@ -467,5 +469,5 @@ def make_observers(config: CollectorConfig, site_or_config: Any) -> list[Observe
         msg = (f"collector.alerts is true but the live alert engine cannot be loaded ({exc}); "
                "set collector.alerts: false or install the alerts package")
         raise ConfigError(msg) from exc
-    return [make_observer(site_or_config)]
+    return [make_observer(site_or_config, registry=registry)]
 

@@ -80,8 +80,8 @@ async def serve(path: str | Path) -> None:
     from dcim.exporter import serve_metrics
 
     mqtt, cfg, site = load_config(path)
-    observers = make_observers(cfg, site)
     registry = CollectorRegistry()
+    observers = make_observers(cfg, site, registry)
     collector = Collector(cfg, mqtt, observers=observers, registry=registry)
     server = serve_metrics(registry, cfg.metrics.host, cfg.metrics.port) if cfg.metrics.port else None
     loop = asyncio.get_running_loop()

@@ -469,5 +469,7 @@ def make_observers(config: CollectorConfig, site_or_config: Any, registry: Colle
         msg = (f"collector.alerts is true but the live alert engine cannot be loaded ({exc}); "
                "set collector.alerts: false or install the alerts package")
         raise ConfigError(msg) from exc
+    if registry is None:
+        return [make_observer(site_or_config)]
     return [make_observer(site_or_config, registry=registry)]
 

@@ -331,6 +331,9 @@ class Source:
 
 
 def _split_index(names: list[str], arcs: tuple[int, ...]) -> dict[str, Any] | None:
+    # firmware quirk seen in real walks: a table row indexed like a scalar instance, "<index>.0"
+    if len(arcs) == len(names) + 1 and arcs[-1] == 0 and not names[-1].endswith("*"):
+        arcs = arcs[:-1]
     out: dict[str, Any] = {}
     for i, name in enumerate(names):
         if name.endswith("*"):
@@ -451,20 +454,22 @@ def _parse_table(profile: Profile, t: _CompiledTable, walk: Walk, base: dict[str
                 continue
             values[f.name] = value
             used[f.name] = f.column
-        if not values:
-            unsupported.update(f"{meas_name}.{n}" for n in row_unsupported)
+        if not values and not row_unsupported:
             continue
         # the device's own tags, less those this measurement does not have (a cooling unit's loop on its
         # air-side sensors): they still fill templates ("{pdu}-B") through ``base``
         tags = {k: v for k, v in base.items() if k in t.meas.tags}
         index_text = ".".join(map(str, arcs))
         for tag, template in t.tags.items():
-            tags[tag] = _render(template, parts, get, t.tag_cols[tag], t.tag_maps, base, index_text, odd,
-                                t.tag_extract)
+            # a row with nothing to report warns about nothing (an unused APC sensor slot has an empty name)
+            tags[tag] = _render(template, parts, get, t.tag_cols[tag], t.tag_maps, base, index_text,
+                                odd if values else None, t.tag_extract)
         key = (meas_name, tuple(sorted(tags.items())))
         for n in row_unsupported:
             if n not in values:
                 later_check.append((key, n))
+        if not values:
+            continue
         if found is not None:
             coerced = schema.coerce(t.meas, values)
             for name, col in used.items():

@@ -46,5 +46,5 @@ def test_the_notifier_and_alertmanager_examples_parse():
     assert [n.kind for n in cfg.notifiers] == ["alertmanager", "webhook", "log"]
     (am,) = [b for b in blocks() if "route" in b]
     ours = alertmanager_config("pager")
-    assert am["route"]["routes"] == ours["route"]["routes"]
+    assert am["route"]["group_by"] == ours["route"]["group_by"]
     assert all(rule in ours["inhibit_rules"] for rule in am["inhibit_rules"])

@@ -240,6 +240,11 @@ class Poller:
         self._detected[d.name] = found.chosen
         return self.profiles[found.chosen]
 
+    @property
+    def detected(self) -> dict[str, str]:
+        """Device name -> profile chosen by auto-detection (done once per device, then kept)."""
+        return dict(self._detected)
+
     async def detection(self, d: Device) -> Detection:
         """Detect by capability: sysObjectID narrows the candidates, probes of each candidate's own
         tables decide. The profile answering real (non-sentinel) data on the most of its tables

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,10 @@ import pytest
 from agents.snmp import snmprec
 from agents.snmp.profile import load_profiles, parse
 from dcim import schema
+from dcim.lineprotocol import encode_record
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "librenms-snmp"
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = REPO.parent / "shared" / "librenms-snmp"
 PROFILES = load_profiles()
 BASE = {"site": "dc1", "rack": "A01", "pdu": "dev", "ups": "dev", "cdu": "dev", "loop": "dev"}
 
@@ -325,3 +328,23 @@ def test_exclusions_name_readings_that_exist() -> None:
     for (stem, oid), why in EXCLUDED.items():
         assert why
         assert oid in {s["oid"].lstrip(".") for s in _librenms(stem)}, (stem, oid)
+
+
+# --- the samples in docs/snmp.md ----------------------------------------------------------------
+
+DOC_SAMPLE = re.compile(r"^### `(\w+)` on a real device \(walk `([^`]+)`\)\n.*?```text\n(.*?)```", re.S | re.M)
+DOC_DEVICE = {"pdu": "pdu-a", "ups": "ups-a", "cooling": "crac-1"}
+DOC_TAG = {"pdu": "pdu", "ups": "ups", "cooling": "cdu"}
+
+
+def test_docs_samples_are_what_the_profiles_report() -> None:
+    samples = DOC_SAMPLE.findall((REPO / "docs" / "snmp.md").read_text())
+    assert {prof for prof, _, _ in samples} >= set(PROFILE_OF.values())
+    for prof, stem, block in samples:
+        p = PROFILES[prof]
+        entries = snmprec.read((_corpus() / "snmprec" / f"{stem}.snmprec").read_text())
+        base = {"site": "dc1", "rack": "A01", DOC_TAG[p.kind]: DOC_DEVICE[p.kind]}
+        res = parse(p, snmprec.walk_columns(entries, p.columns()), base, 1_700_000_000_000_000_000)
+        out = {encode_record(r) for r in res.records}
+        for line in block.strip().splitlines():
+            assert line in out, (prof, stem, line)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +69,9 @@ def test_omitted_sentinels_are_listed_as_unsupported(results) -> None:
     # e.g. a UPS-MIB card answering 2^32-1 for runtime: no value, and the health record says so
     huawei = next(r for r in results if r.stem == "huaweiups_ups2000")
     assert "ups.battery_runtime_s" in huawei.unsupported
+
+
+def test_docs_table_is_this_run(results) -> None:
+    doc = Path(__file__).resolve().parents[2] / "docs" / "snmp.md"
+    assert corpus.docs_block(doc) == corpus.docs_markdown(results).strip(), (
+        "run: python -m tests.agents.librenms_corpus --write-docs docs/snmp.md")

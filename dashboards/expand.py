@@ -105,3 +105,48 @@ def targets(dashboard: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, An
     for a in dashboard.get("annotations", {}).get("list", []):
         if "target" in a:
             yield f"annotation {a.get('name')!r}", a["target"]
+
+
+def variable_selections(dashboard: Mapping[str, Any], run: Callable[[str], list[str]], time_range: TimeRange,
+                        interval: str) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
+    """Selections of the template variables that between them show every value of every variable.
+
+    Yields (what is selected, by variable name, "All" where all; the expansion ``expand`` takes).
+    Each value of each variable is selected once (and "All" where the variable offers it), with the
+    variables above it set to the values it was found under, and those below it on Grafana's fresh-load
+    choice ("All", or the first value): the panels of a dashboard seen for every rack, node and GPU
+    without the product of all of them.
+    """
+    chain = list(dashboard.get("templating", {}).get("list", []))
+
+    def options(i: int, values: dict[str, str]) -> list[tuple[str, str]]:
+        var = chain[i]
+        q = expand(var["query"], values, time_range, interval)
+        found = run(q)
+        if not found:
+            raise ExpandError(f"variable {var['name']!r} found no values with {q}")
+        multi, include_all = bool(var.get("multi")), bool(var.get("includeAll"))
+        out = [("All", format_value(found, multi=multi, include_all=include_all))] if include_all else []
+        return out + [(v, format_value([v], multi=multi, include_all=include_all)) for v in found]
+
+    def fresh(i: int, shown: dict[str, str], values: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        shown, values = dict(shown), dict(values)
+        for j in range(i, len(chain)):
+            label, value = options(j, values)[0]
+            shown[chain[j]["name"]], values[chain[j]["name"]] = label, value
+        return shown, values
+
+    def walk(i: int, shown: dict[str, str], values: dict[str, str]) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
+        if i == len(chain):
+            return
+        name = chain[i]["name"]
+        for label, value in options(i, values):
+            s, v = {**shown, name: label}, {**values, name: value}
+            yield fresh(i + 1, s, v)
+            if label != "All":
+                yield from walk(i + 1, s, v)
+
+    if not chain:
+        yield {}, {}
+        return
+    yield from walk(0, {}, {})

@@ -22,6 +22,7 @@ GRAFANA_UNITS: dict[str, str] = {
     "B": "bytes",
     "s": "s",
     "bit/s": "bps",
+    "B/s": "Bps",  # bytes/sec(SI)
     "1": "none",
 }
 

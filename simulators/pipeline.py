@@ -338,9 +338,16 @@ class Pipeline:
             from dcim.config import NotifierConfig
 
             notifiers.append(make_notifier(NotifierConfig(kind="alertmanager", url=opt.alertmanager_url)))
+        # the hall's scheduler, in memory: the remediation actions of the rule pack drain and resume
+        # its nodes (alerts.actions), and the board shows each change
+        from alerts.actions import MemoryScheduler, demo_runner
+
+        self.scheduler = MemoryScheduler(notes=self.board.notes)
+        self.actions = demo_runner(self.rules, site, self.scheduler)
         # no ticker: event time moves with the data only, so a run is deterministic; notifiers keep
         # the wall clock, which is theirs for resend timing
-        self.observer = LiveObserver(self.engine, notifiers, ticker=False)  # the collector closes it
+        self.observer = LiveObserver(self.engine, notifiers, ticker=False,
+                                     actions=self.actions)  # the collector closes it
 
         if opt.influx_url:
             await _create_database(opt.influx_url, opt.influx_db)
@@ -388,6 +395,7 @@ class Pipeline:
             Poller(devices, load_profiles(), clock_ns=lambda: self._snmp_at, registry=CollectorRegistry()))
         self._snmp_pub = await self._publisher("snmp", f"dcim-demo-snmp-{os.getpid()}",
                                               f"{self.prefix}/{site.site}/_agents/snmp-demo/status")
+        self.poller.queue_stats = lambda p=self._snmp_pub: (p.depth, p.dropped)
 
         # GPU agents: one per node, each on a simulated NVML over that node's GpuState objects
         gpus = hall.state.gpus
@@ -545,7 +553,8 @@ class Pipeline:
         write_report(report, header=header, recording=str(rec_path),
                      rules_name="alerts/rules (default pack)", rules=self.rules, stats=stats,
                      transitions=sorted(self.board.transitions, key=lambda t: t.time_ns),
-                     batches=lambda: RecordingReader(rec_path).batches())
+                     batches=lambda: RecordingReader(rec_path).batches(),
+                     actions=sorted(self.actions.history or [], key=lambda a: a.time_ns))
         res.report = report
         return res
 

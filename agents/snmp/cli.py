@@ -282,6 +282,7 @@ async def run(devices: list[Device], profiles: dict, *, site_tag: str, mqtt, int
                               status_topic=f"{mqtt.topic_prefix}/{site_tag}/_agents/snmp-{host}/status",
                               queue_max=queue_max, registry=registry, component="snmp")
         async with Poller(devices, profiles, max_in_flight=max_in_flight, registry=registry) as poller, publisher:
+            poller.queue_stats = lambda: (publisher.depth, publisher.dropped)
 
             async def device_loop(d: Device, offset_s: float) -> None:
                 # each device on its own schedule: a silent device delays only its own messages

@@ -119,6 +119,21 @@ DEVICE_TAG = {"pdu": "pdu", "cooling": "cdu", "ups": "ups", "switch": "switch"}
 RESPONSE_VARBINDS = 64
 
 
+def _derive(record: Record) -> None:
+    """Fields the schema defines from others, for devices that report only the parts.
+
+    A CDU's MIB (LIEBERT-GP-FLEXIBLE-MIB points, PowerNet-MIB coolingUnit rows) gives supply and return pressure;
+    ``coolant_loop.diff_pressure_kpa`` is their difference by definition (dcim/schema.py), and the loop
+    dashboard and the low-ΔP rule read it. A device that reports it itself keeps its own value.
+    """
+    f = record.fields
+    if record.measurement != schema.COOLANT_LOOP.name or "diff_pressure_kpa" in f:
+        return
+    supply, ret = f.get("supply_pressure_kpa"), f.get("return_pressure_kpa")
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in (supply, ret)):
+        f["diff_pressure_kpa"] = round(float(supply) - float(ret), 3)
+
+
 def plan_batches(columns: list[int], hints: list[int | None], max_repetitions: int,
                  budget: int = RESPONSE_VARBINDS) -> list[tuple[list[int], int]]:
     """Table groups -> GETBULK streams: [(group indices, max-repetitions)].
@@ -179,6 +194,9 @@ class Poller:
         self._logged: set[str] = set()
         self._odd_warned: set[str] = set()
         self._metrics = _Metrics(registry) if registry is not None else None
+        #: (queue depth, dropped total) of the publisher the polls go through, for the health
+        #: records (as the GPU agent reports its own); None where there is none
+        self.queue_stats: Callable[[], tuple[int, int]] | None = None
 
     async def __aenter__(self) -> Poller:
         self._limit = asyncio.Semaphore(self.max_in_flight)
@@ -321,6 +339,8 @@ class Poller:
             now = self.clock_ns()
             tags = self._tags(d, profile)
             result = parse(profile, walk, tags, now, sources=self.sources)
+            for r in result.records:
+                _derive(r)
             if not result.records:
                 # never "up" with nothing to show: the operator must see that this device is not read
                 raise DeviceError(f"profile {profile.name} read no data from the device "
@@ -385,6 +405,8 @@ class Poller:
         tags.setdefault("host", self.host)  # which poller saw it: stale-device alerts name it
         fields: dict[str, Any] = {"up": up, "stale": not up, "poll_duration_s": round(duration_s, 6),
                                   "errors_total": self._errors[d.name]}
+        if self.queue_stats is not None:
+            fields["queue_depth"], fields["dropped_total"] = self.queue_stats()
         if message:
             fields["message"] = message
         if unsupported:

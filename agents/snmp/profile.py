@@ -47,7 +47,8 @@ def _norm_oid(oid: str) -> str:
 
 class ColumnSpec(_Model):
     """A column the table reads; ``index`` names the parts of the row index used to look it up
-    when its table is indexed differently (a join, e.g. a config table without the pole part)."""
+    when its table is indexed differently (a join, e.g. a config table without the pole part);
+    ``index: []`` joins a scalar (instance .0) to every row, e.g. a unit-wide temperature scale."""
 
     oid: str
     index: list[str] | None = None
@@ -431,7 +432,7 @@ def _parse_table(profile: Profile, t: _CompiledTable, walk: Walk, base: dict[str
             proj = t.col_index[col]
             if proj is None:
                 return cols[col].get(_arcs)
-            return cols[col].get(tuple(_parts[p] for p in proj))
+            return cols[col].get(tuple(_parts[p] for p in proj) or (0,))  # index [] = the scalar (.0)
 
         values: dict[str, FieldValue] = {}
         used: dict[str, str] = {}

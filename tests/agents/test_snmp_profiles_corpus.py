@@ -348,3 +348,36 @@ def test_docs_samples_are_what_the_profiles_report() -> None:
         out = {encode_record(r) for r in res.records}
         for line in block.strip().splitlines():
             assert line in out, (prof, stem, line)
+
+
+# --- quirks without the corpus (synthetic walks, run everywhere) ----------------------------------
+
+
+def _walk(profile: str, rows: dict[str, list]) -> dict[str, list]:
+    walk = {c: [] for c in PROFILES[profile].columns()}
+    walk.update(rows)
+    return walk
+
+
+@pytest.mark.parametrize(("scale", "want"), [(None, 23.4), (0, 23.4), (1, pytest.approx((74.1 - 32) * 5 / 9))])
+def test_sentry4_temperature_follows_the_unit_wide_scale(scale: int | None, want: float) -> None:
+    rows = {"1.3.6.1.4.1.1718.4.1.9.3.1.1": [((1, 1), 234 if scale != 1 else 741), ((1, 2), -410)],
+            "1.3.6.1.4.1.1718.4.1.9.1.10": [] if scale is None else [((0,), scale)]}
+    res = parse(PROFILES["sentry4"], _walk("sentry4", rows), {"pdu": "p"})
+    assert [(r.tags, r.fields) for r in res.records] == [({"pdu": "p", "sensor": "T1"}, {"temp_c": want})]
+    assert res.unsupported == {"env.temp_c"}  # -410: no probe on the second port
+
+
+def test_ups_mib_sentinels_and_out_of_range_values_are_unsupported() -> None:
+    b = "1.3.6.1.2.1.33.1"
+    rows = {f"{b}.2.3": [((0,), 4294967295)], f"{b}.2.4": [((0,), 101)], f"{b}.2.6": [((0,), -12)],
+            f"{b}.2.7": [((0,), -5)], f"{b}.4.4.1.4": [((1,), -4), ((2,), 2147483647), ((3,), 800)],
+            f"{b}.3.3.1.4": [((1,), -1)], f"{b}.6.1": [((0,), 2)]}
+    res = parse(PROFILES["ups_mib"], _walk("ups_mib", rows), {"ups": "u"})
+    recs = {r.tags.get("phase"): r.fields for r in res.records}
+    # a charging battery (-1.2 A) and a cold one (-5 degC) are real readings; 101 % and 2^32-1 min are not
+    assert recs[None] == {"battery_current_a": -1.2, "battery_temp_c": -5.0, "alarms_present": 2}
+    assert recs["L3"] == {"output_power_w": 800.0}
+    assert set(recs) == {None, "L3"}
+    assert res.unsupported == {"ups.battery_runtime_s", "ups.battery_charge_pct", "ups.output_power_w",
+                               "ups.input_current_a"}

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agents.gpu.metrics import DCGM
+from dcim.errors import DeviceError
 from dcim.lineprotocol import decode
 from dcim.record import Record
 
@@ -472,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
             metrics_text = urllib.request.urlopen(args.metrics_url, timeout=10).read().decode()
         elif metrics_text is None:
             metrics_text = own_metrics
-    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+    except (OSError, subprocess.SubprocessError, ValueError, DeviceError) as exc:
         print(f"gpu-check: error: {exc}", file=sys.stderr)
         return 2
     inp = Inputs(parse_smi_csv(smi_before or ""), agent_polls(records),

@@ -381,3 +381,28 @@ def test_ups_mib_sentinels_and_out_of_range_values_are_unsupported() -> None:
     assert set(recs) == {None, "L3"}
     assert res.unsupported == {"ups.battery_runtime_s", "ups.battery_charge_pct", "ups.output_power_w",
                                "ups.input_current_a"}
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("  tag_extract: {nope: '(.*)'}\n", "unknown column 'nope'"),
+    ("  tag_extract: {v: '[^:]*:.*'}\n", "exactly one group"),
+    ("  tag_extract: {v: '(unclosed'}\n", "bad regex"),
+])
+def test_tag_extract_errors_name_the_problem(tmp_path: Path, extra: str, message: str) -> None:
+    from agents.snmp.profile import load_profile
+    from dcim.errors import ConfigError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ntitle: x\nmib: x\nkind: pdu\ntables:\n- name: t\n  measurement: pdu_bank\n  index: [i]\n"
+                   "  tags: {bank: '{v}'}\n  columns: {v: 1.3.6.1.2, c: 1.3.6.1.3}\n"
+                   "  fields: [{name: current_a, column: c}]\n" + extra)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_profile(bad)
+
+
+def test_tag_extract_keeps_a_label_that_does_not_match() -> None:
+    rows = {"1.3.6.1.4.1.1718.4.1.5.2.1.4": [((1, 1, 1), b"AA:L1-N"), ((1, 1, 2), b"L2-N")],
+            "1.3.6.1.4.1.1718.4.1.5.3.1.3": [((1, 1, 1), 2300), ((1, 1, 2), 2310)]}
+    res = parse(PROFILES["sentry4"], _walk("sentry4", rows), {"pdu": "p"})
+    assert sorted((r.tags["circuit"], r.fields["voltage_v"]) for r in res.records) == [("L1-N", 230.0),
+                                                                                        ("L2-N", 231.0)]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -229,6 +230,8 @@ class Engine:
         self._rate_fields: set[tuple[str, str]] = set()
         self._expected_done: set[str] = set()
         self._evaluated = False
+        #: Called with each evaluation's wall time in seconds (alerts.metrics); None: not timed.
+        self.on_evaluation: Any = None
         for r in self.rules:
             self._register(r)
         # After the newest sample, time alone changes states only for this long (see _quiet).
@@ -462,6 +465,23 @@ class Engine:
             yield key, t, v, tags, (b - t) < stale_ns
 
     def _evaluate(self, b: int) -> list[Transition]:
+        if self.on_evaluation is None:
+            return self._evaluate_at(b)
+        t0 = time.perf_counter()
+        out = self._evaluate_at(b)
+        self.on_evaluation(time.perf_counter() - t0)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Active alerts by state (pending, firing)."""
+        out = {"pending": 0, "firing": 0}
+        for states in self._states.values():
+            for st in states.values():
+                if st.state in out:
+                    out[st.state] += 1
+        return out
+
+    def _evaluate_at(self, b: int) -> list[Transition]:
         self._evaluated = True
         if self._started is not None and self._started > b:
             self._started = b

@@ -22,6 +22,7 @@ from typing import Any
 
 from alerts.actions import ActionRunner
 from alerts.engine import Engine, Transition
+from alerts.metrics import AlertMetrics
 from alerts.notifiers import Dispatcher, Notifier, make_notifier
 from alerts.rulefile import DEFAULT_RULES_DIR, load_rules
 from dcim.config import SiteConfig
@@ -49,12 +50,14 @@ class LiveObserver:
     def __init__(self, engine: Engine, notifiers: Sequence[Notifier], *, clock: Callable[[], float] = time.time,
                  lateness_s: float = 0.0, tick_s: float | None = None, ticker: bool = True,
                  actions: ActionRunner | None = None, state_path: Path | None = None,
-                 grace_period_s: float = 600.0, outage_tolerance_s: float = 3600.0) -> None:
+                 grace_period_s: float = 600.0, outage_tolerance_s: float = 3600.0,
+                 registry: Any = None) -> None:
         self.engine = engine
         self.actions = actions  # remediation (alerts.actions): planned here on event time, run on its own thread
         self.clock = clock
         self.lateness_ns = int(lateness_s * 1e9)
         self.dispatcher = Dispatcher(notifiers, clock=clock)
+        self.metrics = AlertMetrics(registry, engine, notifiers) if registry is not None else None
         self.state_path = Path(state_path) if state_path is not None else None
         #: Firing alerts brought back from the state file (``restored`` transitions), resumed by the notifiers.
         self.restored: list[Transition] = []
@@ -85,6 +88,12 @@ class LiveObserver:
         log.info("alert state %s: restored %d firing alerts", self.state_path, len(ts))
         return ts
 
+    def _changed(self) -> None:
+        """After transitions (lock held): save the state, update the active-alert gauges."""
+        self.save()
+        if self.metrics is not None:
+            self.metrics.set_active(self.engine.counts())
+
     def save(self) -> None:
         """Write the engine's pending/firing state atomically (rename), if a state path is set."""
         if self.state_path is None:
@@ -103,7 +112,7 @@ class LiveObserver:
             held, self._held = self._held, []
             acts = self._plan(ts, self.engine.clock_ns)
             if ts:
-                self.save()
+                self._changed()
         self.dispatcher.submit(ts)
         return [t.to_record() for t in (*held, *ts)] + [a.to_record() for a in acts]
 
@@ -129,7 +138,7 @@ class LiveObserver:
             ts = self.engine.advance(now_ns - self.lateness_ns)
             self._held.extend(ts)
             if ts:
-                self.save()
+                self._changed()
             if self.actions is not None:
                 self._ticked_actions.extend(self.actions.plan(ts) + self.actions.advance(now_ns - self.lateness_ns))
         self.dispatcher.submit(ts)
@@ -177,4 +186,5 @@ def make_observer(site: SiteConfig | Any = None, *, notifiers: Sequence[Notifier
 
     return LiveObserver(engine, notifiers, clock=clock, lateness_s=cfg.lateness_s,
                         actions=make_runner(rules, site, registry=registry), state_path=cfg.state_path,
-                        grace_period_s=cfg.for_grace_period_s, outage_tolerance_s=cfg.for_outage_tolerance_s)
+                        grace_period_s=cfg.for_grace_period_s, outage_tolerance_s=cfg.for_outage_tolerance_s,
+                        registry=registry)

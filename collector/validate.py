@@ -49,6 +49,9 @@ _VALUE_RE = {
 }
 
 
+_FLOAT_RE = re.compile(_VALUE_RE["float"])
+
+
 @dataclass(slots=True)
 class Reject:
     """One refused line (or payload): why, and the text itself for the dead-letter file."""
@@ -122,7 +125,7 @@ class Validator:
         unusual (uint, escapes in fields, odd numbers, no timestamp) takes the careful path.
         """
         c0 = line[0]
-        if c0 == " " or c0 == "\t":
+        if c0 == " " or c0 == "\t" or c0 == "\x00":
             return _SLOW
         sp = line.find(" ")
         if sp <= 0:
@@ -148,10 +151,12 @@ class Validator:
             c = key.find(",")
             meas = key if c < 0 else key[:c]
             if c >= 0:
+                seen = set()
                 for kv in key[c + 1 :].split(","):
                     k, eq, v = kv.partition("=")
-                    if not k or not v or "=" in v or k == "time":
+                    if not k or not v or "=" in v or k == "time" or k in seen:
                         return _SLOW
+                    seen.add(k)
             if meas not in _TYPES:
                 return _SLOW
             known = self._remember(key, meas)
@@ -190,13 +195,11 @@ class Validator:
                 return _SLOW
             last = v[-1]
             if t == "float":
-                if v[0] not in _NUM_START or last in "iu" or "_" in v:
+                # the grammar InfluxDB accepts; float() alone would also take blanks, '_', other scripts
+                if _FLOAT_RE.fullmatch(v) is None:
                     return _SLOW
-                try:
-                    f = float(v)
-                except ValueError:
-                    return _SLOW
-                if f != f or f in (_INF, _NINF):
+                f = float(v)
+                if f in (_INF, _NINF):
                     return _SLOW
             elif t == "int":
                 body = v[:-1]

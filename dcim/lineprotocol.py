@@ -10,6 +10,7 @@ Inf, empty tag values, points without fields) are refused with a clear error, ne
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -23,8 +24,6 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 UINT64_MAX = 2**64 - 1
 
-_MEAS_ESC = frozenset(", ")
-_KEY_ESC = frozenset(", =")
 _MEAS_TRANS = str.maketrans({",": "\\,", " ": "\\ "})
 _KEY_TRANS = str.maketrans({",": "\\,", " ": "\\ ", "=": "\\="})
 _STR_TRANS = str.maketrans({"\\": "\\\\", '"': '\\"'})
@@ -45,76 +44,75 @@ def _precision_factor(precision: str) -> int:
 # --- encoder ----------------------------------------------------------------------------------
 
 
-def _check_name(text: str, what: str, escapable: frozenset[str]) -> None:
+def _check_name(text: str, what: str, refused_after_backslash: frozenset[str]) -> None:
     """Refuse what line protocol cannot carry; the message names what and why."""
     if not text:
         msg = f"{what} must not be empty"
         raise LineProtocolError(msg)
-    if "\n" in text or "\r" in text:
+    if "\n" in text:
         msg = f"{what} {text!r} contains a newline, which line protocol cannot carry"
         raise LineProtocolError(msg)
     if "\\" in text:
-        # InfluxDB 1.x takes a character right after a backslash as escaped, whatever precedes
-        # the backslash, so a backslash before a separator, or at the end, would change the value.
+        # InfluxDB takes the character after a backslash as escaped whatever precedes it, so a
+        # name cannot end in one; field keys are also scanned in backslash pairs, so a backslash
+        # right before a separator would move where the key ends.
+        if text[-1] == "\\":
+            msg = f"{what} {text!r} ends in a backslash, which line protocol cannot carry"
+            raise LineProtocolError(msg)
         for i, ch in enumerate(text):
-            if ch == "\\":
-                nxt = text[i + 1] if i + 1 < len(text) else ""
-                if nxt == "":
-                    msg = f"{what} {text!r} ends in a backslash, which line protocol cannot carry"
-                    raise LineProtocolError(msg)
-                if nxt in escapable:
-                    msg = f"{what} {text!r} has a backslash before {nxt!r}, which line protocol cannot carry"
-                    raise LineProtocolError(msg)
+            if ch == "\\" and text[i + 1] in refused_after_backslash:
+                msg = f"{what} {text!r} has a backslash before {text[i + 1]!r}, which line protocol cannot carry"
+                raise LineProtocolError(msg)
+
+
+#: ``"`` right after a backslash in a field key: InfluxDB's unescaping drops that backslash, so one
+#: more keeps it
+_KEY_AFTER_BACKSLASH = re.compile(r'(?<=\\)(")')
 
 
 class _EscapeCache(dict):
     """Escaped names and tag values, checked once; bounded so a stream of unique values cannot grow it."""
 
-    __slots__ = ("what", "escapable", "trans")
+    __slots__ = ("what", "refused", "trans", "quote_after_backslash")
 
-    def __init__(self, what: str, escapable: frozenset[str], trans: dict[int, str]) -> None:
+    def __init__(self, what: str, refused: frozenset[str], trans: dict[int, str],
+                 quote_after_backslash: re.Pattern | None) -> None:
         super().__init__()
         self.what = what
-        self.escapable = escapable
+        self.refused = refused
         self.trans = trans
+        self.quote_after_backslash = quote_after_backslash
 
     def __missing__(self, text: str) -> str:
         if type(text) is not str:
             msg = f"{self.what} must be a string, got {type(text).__name__} {text!r}"
             raise LineProtocolError(msg)
-        _check_name(text, self.what, self.escapable)
-        if self.what != "measurement" and text in _RESERVED_KEYS:
+        if self.what == "tag value" and text == "":
+            msg = "tag value must not be empty (omit the tag instead)"
+            raise LineProtocolError(msg)
+        _check_name(text, self.what, self.refused)
+        if self.what in ("tag key", "field key") and text in _RESERVED_KEYS:
             msg = f"{self.what} {text!r} is reserved by InfluxDB"
             raise LineProtocolError(msg)
-        if self.what == "measurement" and text[0] in "#\t":
+        if self.what == "measurement" and text[0] in "#\t\x00":
             msg = f"measurement {text!r} starts with {text[0]!r}, which readers take for a comment or indentation"
             raise LineProtocolError(msg)
         escaped = text.translate(self.trans)
+        if self.quote_after_backslash is not None and "\\" in text:
+            escaped = self.quote_after_backslash.sub(r"\\\1", escaped)
         if len(self) >= _CACHE_MAX:
             self.clear()
         self[text] = escaped
         return escaped
 
 
-class _TagValueCache(_EscapeCache):
-    def __missing__(self, text: str) -> str:
-        if type(text) is not str:
-            msg = f"tag value must be a string, got {type(text).__name__} {text!r}"
-            raise LineProtocolError(msg)
-        if text == "":
-            msg = "tag value must not be empty (omit the tag instead)"
-            raise LineProtocolError(msg)
-        _check_name(text, "tag value", self.escapable)
-        escaped = text.translate(self.trans)
-        if len(self) >= _CACHE_MAX:
-            self.clear()
-        self[text] = escaped
-        return escaped
-
-
-_measurements = _EscapeCache("measurement", _MEAS_ESC, _MEAS_TRANS)
-_keys = _EscapeCache("key", _KEY_ESC, _KEY_TRANS)
-_tag_values = _TagValueCache("tag value", _KEY_ESC, _KEY_TRANS)
+_NOTHING: frozenset[str] = frozenset()
+# InfluxDB 1.x files a measurement with a backslash before `,` `=` `"` or space under a name with
+# that backslash dropped, where no query finds its points (tried on influxd 1.6.7): refused
+_measurements = _EscapeCache("measurement", frozenset(', ="'), _MEAS_TRANS, None)
+_keys = _EscapeCache("tag key", _NOTHING, _KEY_TRANS, None)
+_tag_values = _EscapeCache("tag value", _NOTHING, _KEY_TRANS, None)
+_field_keys = _EscapeCache("field key", frozenset(", ="), _KEY_TRANS, _KEY_AFTER_BACKSLASH)
 
 
 def format_field_value(value: FieldValue, name: str = "?") -> str:
@@ -133,7 +131,7 @@ def format_field_value(value: FieldValue, name: str = "?") -> str:
     if t is bool:
         return "true" if value else "false"
     if t is str:
-        if "\n" in value or "\r" in value:
+        if "\n" in value:
             msg = f"string field {name!r} contains a newline, which line protocol cannot carry"
             raise LineProtocolError(msg)
         return '"' + value.translate(_STR_TRANS) + '"'
@@ -159,7 +157,7 @@ class _FieldTemplate:
     and checked once and each point costs one ``%`` formatting call (faster than str.format for floats).
     """
 
-    __slots__ = ("fmt", "floats", "ints", "bools", "strs", "uints", "all_float", "converts")
+    __slots__ = ("fmt", "floats", "ints", "bools", "strs", "uints", "all_float", "converts", "key_bytes")
 
     def __init__(self, names: tuple[str, ...], types: tuple[type, ...]) -> None:
         parts = []
@@ -168,8 +166,12 @@ class _FieldTemplate:
         self.bools: list[int] = []
         self.strs: list[int] = []
         self.uints: list[int] = []
+        self.key_bytes = max(len(_field_keys[name].encode("utf-8", "surrogatepass")) for name in names)
+        if names and names[0][:1] in ("\t", "\x00"):
+            msg = f"field key {names[0]!r} starts with {names[0][0]!r}, which InfluxDB skips as blank before the first field"
+            raise LineProtocolError(msg)
         for i, (name, t) in enumerate(zip(names, types)):
-            key = _keys[name].replace("%", "%%")
+            key = _field_keys[name].replace("%", "%%")
             if t is float:
                 parts.append(f"{key}=%r")
                 self.floats.append(i)
@@ -217,7 +219,7 @@ class _FieldTemplate:
                 vals[i] = "true" if vals[i] else "false"
             for i in self.strs:
                 v = vals[i]
-                if "\n" in v or "\r" in v:
+                if "\n" in v:
                     return None
                 vals[i] = '"' + v.translate(_STR_TRANS) + '"'
             return self.fmt % tuple(vals)
@@ -234,11 +236,21 @@ class _SeriesCache(dict):
         prefix = _measurements[measurement]
         if tags:
             prefix += "".join(f",{_keys[k]}={_tag_values[tags[k]]}" for k in sorted(tags))
-        if key is not None:
+        # a cached series and a cached template together stay inside InfluxDB's key length
+        if key is not None and (len(prefix) <= _HALF_KEY // 4 or _utf8_len(prefix) <= _HALF_KEY):
             if len(self) >= _CACHE_MAX:
                 self.clear()
             self[key] = prefix
         return prefix
+
+
+#: half of InfluxDB's series key limit (65535 bytes for measurement, tags, 4 separator bytes and
+#: one field key): a series and a field layout each within it are written without a length check
+_HALF_KEY = (65535 - 4) // 2
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 _series = _SeriesCache()
@@ -246,7 +258,7 @@ _templates: dict[tuple, _FieldTemplate] = {}
 
 
 def _careful_fields(fields: dict[str, FieldValue]) -> str:
-    return ",".join(f"{_keys[k]}={format_field_value(v, k)}" for k, v in fields.items())
+    return ",".join(f"{_field_keys[k]}={format_field_value(v, k)}" for k, v in fields.items())
 
 
 def encode_record(record: Record, precision: str = "ns") -> str:
@@ -269,15 +281,23 @@ def encode_record(record: Record, precision: str = "ns") -> str:
         template = _templates.get(tkey)
         if template is None:
             template = _FieldTemplate(*tkey)
-            if len(_templates) >= _CACHE_MAX:
-                _templates.clear()
-            _templates[tkey] = template
+            if template.key_bytes <= _HALF_KEY:
+                if len(_templates) >= _CACHE_MAX:
+                    _templates.clear()
+                _templates[tkey] = template
+        if (len(prefix) > _HALF_KEY // 4 or template.key_bytes > _HALF_KEY // 4) and \
+                _utf8_len(prefix) + 4 + template.key_bytes > MAX_KEY_BYTES:
+            msg = f"the series key with its longest field key is longer than InfluxDB's {MAX_KEY_BYTES} bytes"
+            raise LineProtocolError(msg)
         body = template.render(values)
         if body is None:
             body = _careful_fields(fields)
         ts = record.time_ns
         if ts is None:
             return f"{prefix} {body}"
+        if not MIN_TIME_NS <= ts <= MAX_TIME_NS:
+            msg = f"timestamp {ts} is outside the range InfluxDB stores ({MIN_TIME_NS}..{MAX_TIME_NS} ns)"
+            raise LineProtocolError(msg)
         if precision != "ns":
             ts //= _precision_factor(precision)
         return f"{prefix} {body} {ts}"
@@ -309,14 +329,15 @@ def encode(records: Iterable[Record], precision: str = "ns") -> str:
             except TypeError:
                 prefix = None
             template = templates_get((tuple(fields), tuple(map(type, values))))
-            if prefix is None or template is None or r.time_ns is None:
+            t = r.time_ns
+            if prefix is None or template is None or t is None or not -9223372036854775806 <= t <= 9223372036854775806:
                 append(encode_record(r))
                 continue
             body = template.render(values)
             if body is None:
                 append(encode_record(r))  # raises the precise error
                 continue
-            append(f"{prefix} {body} {r.time_ns}")
+            append(f"{prefix} {body} {t}")
     if not lines:
         return ""
     lines.append("")
@@ -324,6 +345,37 @@ def encode(records: Iterable[Record], precision: str = "ns") -> str:
 
 
 # --- decoder ----------------------------------------------------------------------------------
+#
+# The reader follows InfluxDB 1.6.7's parser (models/points.go, ParsePointsWithPrecision and the
+# field iterator the storage engine reads values with) step by step, because what the store keeps
+# is the reference: a line is accepted exactly when InfluxDB would store it, with the values it
+# would store. Deliberate differences are listed in docs/core.md with their reasons.
+
+#: What InfluxDB skips before a line, before the fields and before the timestamp.
+_WS = " \t\x00"
+#: InfluxDB keeps the two lowest int64 values and the highest as sentinels (models/time.go).
+MIN_TIME_NS = INT64_MIN + 2
+MAX_TIME_NS = INT64_MAX - 1
+#: Longest series key (measurement, tags and one field key) InfluxDB accepts, in bytes.
+MAX_KEY_BYTES = 65535
+#: Nanoseconds per unit of every precision InfluxDB 1.x accepts on /write.
+_DECODE_PRECISIONS = {**PRECISIONS, "m": 60_000_000_000, "h": 3_600_000_000_000}
+
+# escape.Unescape (measurement, field keys) and unescapeTag (tag keys and values): a backslash
+# followed by one of these characters is dropped; any other backslash is kept
+_NAME_UNESC = re.compile(r'\\([,"= ])')
+_TAG_UNESC = re.compile(r"\\([, =])")
+_MEAS_BACKSLASH = re.compile(r'\\([,"= ])')
+# Go's strconv grammar for the values the storage engine converts
+_GO_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+_GO_UINT = re.compile(r"[0-9]+")
+_GO_BOOLS = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,
+             "0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}
+_NUM_FIRST = frozenset("0123456789-.Nn")
+_NUMERIC = frozenset("0123456789.")
+_ITER_NUMERIC = frozenset("0123456789-.nNiIu")
+_BOOL_WORDS = frozenset(("t", "T", "f", "F", "true", "True", "TRUE", "false", "False", "FALSE"))
 
 
 @dataclass(slots=True)
@@ -332,6 +384,14 @@ class DecodeResult:
 
     records: list[Record] = field(default_factory=list)
     errors: list[LineProtocolError] = field(default_factory=list)
+
+
+def _decode_factor(precision: str) -> int:
+    try:
+        return _DECODE_PRECISIONS[precision]
+    except KeyError:
+        msg = f"unknown precision {precision!r}; use one of ns, us, ms, s, m, h"
+        raise ValueError(msg) from None
 
 
 def _parse_value(raw: str) -> FieldValue:
@@ -375,12 +435,12 @@ _parsed_keys: dict[str, tuple[str, dict[str, str]]] = {}
 def _parse_key(key: str) -> tuple[str, dict[str, str]]:
     """Measurement and tags of a series key; ValueError when the key is not valid."""
     if "\\" in key:
-        scanner = _Scanner(key, 0, 0)
+        scanner = _Scanner(key + " ", 0, 0)
         try:
-            meas, tags = scanner.parse_series()
+            end, meas, tags = scanner.scan_key()
         except LineProtocolError:
             raise ValueError from None
-        if scanner.pos != len(key):
+        if end != len(key):
             raise ValueError
         return meas, tags
     ntags = key.count(",")
@@ -390,18 +450,18 @@ def _parse_key(key: str) -> tuple[str, dict[str, str]]:
             raise ValueError
         meas = parts[0]
         tags = dict(zip(parts[1::2], parts[2::2]))
-        if "" in tags or "time" in tags or "" in tags.values():
+        if len(tags) != ntags or "" in tags or "time" in tags or "" in tags.values():
             raise ValueError
     else:
         meas = key
         tags = {}
-    if not meas:
-        raise ValueError
+    if not meas or len(key) > MAX_KEY_BYTES // 4:
+        raise ValueError  # the careful reader checks the key length in bytes
     return meas, tags
 
 
 def _series_end(line: str) -> int:
-    """Index of the space that ends the series key: the first one no backslash escapes."""
+    """Index of the space that ends the series key: the first one no backslash precedes."""
     pos = line.find(" ")
     while pos > 0 and line[pos - 1] == "\\":
         pos = line.find(" ", pos + 1)
@@ -454,10 +514,11 @@ _layouts: dict[tuple[str, ...], tuple[list, list[int]]] = {}
 
 
 def _fast_line(line: str, factor: int, default_time_ns: int | None) -> Record:
-    """Decode a line without quotes (backslashes only in the series key); any problem raises ValueError.
+    """Decode a plain line (backslashes only in the series key); any doubt raises ValueError.
 
     Splits are done by C string methods (``replace`` then ``split`` gives keys and values in
-    alternation); the careful scanner reports the exact column of whatever this refuses.
+    alternation). It accepts only lines on which it provably agrees with the careful reader,
+    which handles everything else and reports the exact column of whatever it refuses.
     """
     if "\\" in line:
         end = _series_end(line)
@@ -469,6 +530,8 @@ def _fast_line(line: str, factor: int, default_time_ns: int | None) -> Record:
         key, sep, rest = line.partition(" ")
         if not sep:
             raise ValueError
+    if not rest or rest[0] in _WS:
+        raise ValueError
     if '"' in rest:
         # string values are fine here as long as they hold no separator the splits below use
         quoted = rest.split('"')
@@ -476,9 +539,11 @@ def _fast_line(line: str, factor: int, default_time_ns: int | None) -> Record:
             raise ValueError
     fpart, sep, tpart = rest.partition(" ")
     if sep:
-        if not tpart or " " in tpart or "_" in tpart or tpart[0] == "+":
+        if not tpart or not tpart.isascii() or not (tpart.isdigit() or (tpart[0] == "-" and tpart[1:].isdigit())):
             raise ValueError
         ts = int(tpart) * factor
+        if not MIN_TIME_NS <= ts <= MAX_TIME_NS:
+            raise ValueError
     else:
         ts = default_time_ns
     # measurement and tags: series repeat from line to line, so their parse is cached
@@ -498,8 +563,10 @@ def _fast_line(line: str, factor: int, default_time_ns: int | None) -> Record:
         raise ValueError
     names = parts[0::2]
     raw = parts[1::2]
-    if "_" in "".join(raw) and any("_" in v for v in raw if v[:1] != '"'):
-        raise ValueError  # 1_000 is not a number in line protocol (the scanner says so)
+    # numbers are ASCII digits only (float() and int() also take other scripts, blanks, '_')
+    joined = "".join(v for v in raw if v[:1] != '"') if '"' in fpart else "".join(raw)
+    if not (joined.isascii() and joined.isprintable()) or "_" in joined or "+" in joined:
+        raise ValueError
     layout = _layouts.get(tuple(names))
     values: list[FieldValue] | None = None
     if layout is not None:
@@ -532,206 +599,463 @@ def _fast_line(line: str, factor: int, default_time_ns: int | None) -> Record:
 
 
 class _Scanner:
-    """The careful reader: walks one line character by character and names the column of a problem."""
+    """The careful reader: InfluxDB's scanners, one line at a time, naming the column of a problem.
 
-    __slots__ = ("line", "pos", "lineno", "offset")
+    ``line`` is one line as InfluxDB cuts them (see ``_split``), leading blanks already stripped.
+    """
+
+    __slots__ = ("line", "lineno", "offset")
 
     def __init__(self, line: str, lineno: int, offset: int) -> None:
         self.line = line
-        self.pos = 0
         self.lineno = lineno
         self.offset = offset  # characters stripped from the left, for columns
 
-    def fail(self, msg: str, pos: int | None = None) -> LineProtocolError:
-        p = self.pos if pos is None else pos
-        return LineProtocolError(msg, line=self.lineno, column=p + 1 + self.offset, text=self.line)
+    def fail(self, msg: str, pos: int) -> LineProtocolError:
+        return LineProtocolError(msg, line=self.lineno, column=pos + 1 + self.offset, text=self.line)
 
-    def token(self, stops: str, escapable: frozenset[str]) -> str:
-        line = self.line
-        n = len(line)
-        out: list[str] = []
-        i = self.pos
-        while i < n:
-            ch = line[i]
-            if ch == "\\":
-                if i + 1 >= n:
-                    out.append(ch)
+    # -- the series key: scanKey, scanMeasurement, scanTags -----------------------------------
+
+    def scan_key(self) -> tuple[int, str, dict[str, str]]:
+        """(end of the key, measurement, tags); the key ends at an unescaped space."""
+        buf = self.line
+        n = len(buf)
+        if n == 0 or buf[0] == ",":
+            raise self.fail("missing measurement name", 0)
+        i = 0
+        has_tags = False
+        while True:
+            i += 1
+            if i >= n:
+                raise self.fail("missing fields (the line ends after the measurement)", i)
+            if buf[i - 1] == "\\":
+                continue
+            if buf[i] == ",":
+                has_tags = True
+                i += 1
+                break
+            if buf[i] == " ":
+                break
+        meas_end = i - 1 if has_tags else i
+        spans: list[tuple[int, int, int]] = []  # (key start, '=' position, value end)
+        while has_tags:
+            kstart = i
+            if i >= n or buf[i] in " ,=":
+                raise self.fail("missing tag key", i)
+            while True:
+                i += 1
+                if i >= n or (buf[i] in " ," and buf[i - 1] != "\\"):
+                    raise self.fail(f"tag key {buf[kstart:i]!r} has no '=' and value", i)
+                if buf[i] == "=" and buf[i - 1] != "\\":
+                    break
+            eq = i
+            i += 1
+            if i >= n or buf[i] in ", ":
+                raise self.fail(f"tag {buf[kstart:eq]!r} has an empty value", i)
+            while True:
+                i += 1
+                if i >= n:
+                    raise self.fail("missing fields (the line ends after the tags)", i)
+                c = buf[i]
+                if buf[i - 1] == "\\":
+                    continue
+                if c == "=":
+                    raise self.fail(f"unescaped '=' in the value of tag {buf[kstart:eq]!r}", i)
+                if c == ",":
+                    spans.append((kstart, eq, i))
                     i += 1
                     break
-                nxt = line[i + 1]
-                out.append(nxt if nxt in escapable else ch + nxt)
-                i += 2
-                continue
-            if ch in stops:
-                break
-            out.append(ch)
+                if c == " ":
+                    spans.append((kstart, eq, i))
+                    has_tags = False
+                    break
+        if len(buf) > MAX_KEY_BYTES // 4 and len(buf[:i].encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+            raise self.fail(f"the series key is longer than {MAX_KEY_BYTES} bytes", 0)
+        meas = buf[:meas_end]
+        if "\\" in meas:
+            meas = _NAME_UNESC.sub(r"\1", meas)
+            bad = _MEAS_BACKSLASH.search(meas)
+            if bad is not None:
+                # InfluxDB files it under a name with that backslash dropped, where no query finds it
+                raise self.fail(f"measurement {meas!r} has a backslash before {bad.group(1)!r}, which InfluxDB "
+                                "does not store as written", bad.start())
+        tags: dict[str, str] = {}
+        raw_keys = set()
+        for kstart, eq, vend in spans:
+            rk = buf[kstart:eq]
+            if rk in raw_keys:
+                raise self.fail(f"tag key {rk!r} appears twice", kstart)
+            raw_keys.add(rk)
+            rv = buf[eq + 1 : vend]
+            if "\\" in rk:
+                rk = _TAG_UNESC.sub(r"\1", rk)
+            if "\\" in rv:
+                rv = _TAG_UNESC.sub(r"\1", rv)
+            if rk == "time":
+                raise self.fail("tag key 'time' is reserved (InfluxDB drops the point)", kstart)
+            tags[rk] = rv
+        return i, meas, tags
+
+    # -- fields: scanFields (the parser) and the field iterator (what the engine stores) --------
+
+    def scan_fields(self, i: int) -> tuple[int, int]:
+        """(start, end) of the fields block after position ``i``, checked as InfluxDB's parser does."""
+        buf = self.line
+        n = len(buf)
+        while i < n and buf[i] in _WS:
             i += 1
-        self.pos = i
-        return "".join(out)
-
-    def peek(self) -> str:
-        return self.line[self.pos] if self.pos < len(self.line) else ""
-
-    def string_value(self) -> str:
-        line = self.line
-        start = self.pos
-        i = self.pos + 1  # after the opening quote
-        n = len(line)
-        out: list[str] = []
+        start = i
+        quoted = False
+        equals = commas = 0
         while i < n:
-            ch = line[i]
-            if ch == "\\" and i + 1 < n:
-                nxt = line[i + 1]
-                out.append(nxt if nxt in '"\\' else ch + nxt)
+            c = buf[i]
+            if c == "\\" and i + 1 < n:
                 i += 2
                 continue
-            if ch == '"':
-                self.pos = i + 1
-                return "".join(out)
-            out.append(ch)
+            if c == '"' and equals > commas:
+                quoted = not quoted
+                i += 1
+                continue
+            if c == "=" and not quoted:
+                equals += 1
+                before = buf[i - 1]
+                if (before == " " or before == ",") and (i < 2 or buf[i - 2] != "\\"):
+                    raise self.fail("empty field key", i)
+                key = buf[start:i].rsplit(",", 1)[-1]
+                if i + 1 >= n or buf[i + 1] in ", ":
+                    raise self.fail(f"field {key!r} has an empty value", i + 1)
+                nxt = buf[i + 1]
+                if nxt in _NUM_FIRST:
+                    i = self.scan_number(i + 1, key)
+                    continue
+                if nxt != '"':
+                    i = self.scan_boolean(i + 1, key)
+                    continue
+            if c == "," and not quoted:
+                commas += 1
+            if c == " " and not quoted:
+                break
             i += 1
-        raise self.fail("unterminated string field value (missing closing '\"')", start)
+        if quoted:
+            raise self.fail("unterminated string field value (missing closing '\"')", i)
+        if equals == 0 and start == i:
+            raise self.fail("missing fields (a point needs at least one field)", i)
+        if equals == 0 or commas != equals - 1:
+            raise self.fail("invalid field format (every field needs a key, '=' and a value)", start)
+        return start, i
+
+    def scan_number(self, i: int, key: str) -> int:
+        buf = self.line
+        n = len(buf)
+        start = i
+        is_int = is_uint = decimal = scientific = False
+        if buf[i] == "-":
+            i += 1
+            if i == n:
+                raise self.fail("invalid number '-'", start)
+        while i < n:
+            c = buf[i]
+            if c == "," or c == " ":
+                break
+            if c == "i" and i > start and not (is_int or is_uint):
+                is_int = True
+                i += 1
+                continue
+            if c == "u" and i > start and not (is_int or is_uint):
+                is_uint = True
+                i += 1
+                continue
+            if c == ".":
+                if decimal:
+                    raise self.fail(f"field {key!r} has invalid number {self._word(start)!r} (two decimal points)", start)
+                decimal = True
+            if i > start and (c == "e" or c == "E"):
+                scientific = True
+                i += 1
+                continue
+            if (c == "+" or c == "-") and buf[i - 1] in "eE":
+                i += 1
+                continue
+            if c not in _NUMERIC:
+                raise self.fail(self._bad_number(start, key), start)
+            i += 1
+        raw = buf[start:i]
+        if (is_int or is_uint) and (decimal or scientific):
+            raise self.fail(f"field {key!r} has invalid number {raw!r} (an integer has no decimal point or exponent)", start)
+        digits = i - start - is_int - decimal - (buf[start] == "-")
+        if digits == 0:
+            raise self.fail(f"field {key!r} has invalid number {raw!r}", start)
+        if is_int:
+            if buf[i - 1] != "i":
+                raise self.fail(f"field {key!r} has invalid number {raw!r}", start)
+            if not INT64_MIN <= int(raw[:-1]) <= INT64_MAX:
+                raise self.fail(f"field {key!r}: integer {raw!r} is out of the signed 64-bit range", start)
+        elif is_uint:
+            # InfluxDB 1.x is built with unsigned integers switched off; line protocol, InfluxDB 2
+            # and 3 and Telegraf have them, and the sinks write them as the store accepts them
+            if buf[i - 1] != "u" or buf[start] == "-":
+                raise self.fail(f"field {key!r} has invalid number {raw!r}", start)
+            if int(raw[:-1]) > UINT64_MAX:
+                raise self.fail(f"field {key!r}: unsigned integer {raw!r} is out of the 64-bit range", start)
+        elif scientific or len(raw) >= 25:
+            try:
+                f = float(raw)
+            except ValueError:
+                f = math.nan
+            if f != f or f in (math.inf, -math.inf):
+                raise self.fail(f"field {key!r} has invalid float {raw!r}", start)
+        return i
+
+    def scan_boolean(self, i: int, key: str) -> int:
+        buf = self.line
+        n = len(buf)
+        start = i
+        if buf[i] not in "tfTF":
+            raise self.fail(self._bad_number(start, key), start)
+        i += 1
+        while i < n and buf[i] != "," and buf[i] != " ":
+            i += 1
+        if buf[start:i] not in _BOOL_WORDS:
+            raise self.fail(f"field {key!r} has invalid boolean {buf[start:i]!r}", start)
+        return i
+
+    def _bad_number(self, start: int, key: str) -> str:
+        word = self._word(start)
+        if word.lstrip("+-").lower() in ("nan", "inf", "infinity"):
+            return f"field {key!r} is {word!r}; NaN and Inf are not valid values"
+        return (f"field {key!r} has invalid value {word!r} (expected a float, an integer with 'i' or 'u',"
+                ' a boolean or a "quoted string")')
+
+    def _word(self, start: int) -> str:
+        end = start
+        buf = self.line
+        while end < len(buf) and buf[end] not in ", ":
+            end += 1
+        return buf[start:end]
+
+    def fields(self, start: int, end: int) -> dict[str, FieldValue]:
+        """The fields the storage engine reads from the block (InfluxDB's field iterator)."""
+        buf = self.line
+        fields: dict[str, FieldValue] = {}
+        i = start
+        while i < end:
+            kstart = i
+            while i < end and not (buf[i] == "=" and (i == kstart or buf[i - 1] != "\\")):
+                i += 1
+            if i > end - 2:
+                raise self.fail(f"field {buf[kstart:end]!r} has no '=' and value where InfluxDB reads fields", kstart)
+            key = buf[kstart:i]
+            if "\\" in key:
+                key = _NAME_UNESC.sub(r"\1", key)
+            i += 1
+            vstart = i
+            quoted = False
+            while i < end:
+                c = buf[i]
+                if c == "\\" and i + 1 < end and buf[i + 1] in '"\\':
+                    i += 2
+                    continue
+                if c == '"':
+                    quoted = not quoted
+                elif c == "," and not quoted:
+                    break
+                i += 1
+            raw = buf[vstart:i]
+            i += 1
+            if not raw:
+                continue  # the engine skips a field without a value
+            if not key:
+                # InfluxDB keeps a field named "", which no InfluxQL query can name
+                raise self.fail("empty field key", kstart)
+            value = self._engine_value(key, raw, vstart)
+            if key == "time":
+                raise self.fail("field key 'time' is reserved (InfluxDB drops the field)", kstart)
+            old = fields.get(key)
+            if old is not None and _kind(old) != _kind(value):
+                raise self.fail(f"field {key!r} appears twice with different types", kstart)
+            fields[key] = value
+        return fields
+
+    def _engine_value(self, key: str, raw: str, pos: int) -> FieldValue:
+        c = raw[0]
+        if c == '"':
+            s = raw[1:-1]
+            if "\\" in s:
+                s = s.replace('\\\\', "\x00\x00").replace('\\"', '"').replace("\x00\x00", "\\") \
+                    if "\x00" not in s else _unescape_string(s)
+            return s
+        if c in _ITER_NUMERIC:
+            last = raw[-1]
+            if last == "i":
+                body = raw[:-1]
+                if body.isascii() and _GO_INT.fullmatch(body) and INT64_MIN <= int(body) <= INT64_MAX:
+                    return int(body)
+            elif last == "u":
+                body = raw[:-1]
+                if body.isascii() and _GO_UINT.fullmatch(body) and int(body) <= UINT64_MAX:
+                    return UInt(int(body))
+            elif raw.isascii() and _GO_FLOAT.fullmatch(raw):
+                f = float(raw)
+                if f not in (math.inf, -math.inf):
+                    return f
+        elif raw in _GO_BOOLS:
+            return _GO_BOOLS[raw]
+        raise self.fail(f"field {key!r}: the store cannot read value {raw!r} (InfluxDB fails the write)", pos)
+
+    # -- the whole line -----------------------------------------------------------------------
 
     def parse(self, factor: int, default_time_ns: int | None) -> Record:
         line = self.line
-        meas, tags = self.parse_series()
-        if self.peek() != " ":
-            raise self.fail("expected a space and the fields after the measurement and tags")
-        self.pos += 1
-        return self._parse_rest(line, meas, tags, factor, default_time_ns)
-
-    def parse_series(self) -> tuple[str, dict[str, str]]:
-        """The measurement and tags; leaves ``pos`` on the character after them."""
-        meas = self.token(", ", _MEAS_ESC)
-        if not meas:
-            raise self.fail("missing measurement name")
-        tags: dict[str, str] = {}
-        while self.peek() == ",":
-            self.pos += 1
-            kpos = self.pos
-            k = self.token(", =", _KEY_ESC)
-            if not k:
-                raise self.fail("empty tag key", kpos)
-            if k in _RESERVED_KEYS:
-                raise self.fail(f"tag key {k!r} is reserved by InfluxDB", kpos)
-            if self.peek() != "=":
-                raise self.fail(f"tag {k!r} has no '=' and value")
-            self.pos += 1
-            vpos = self.pos
-            v = self.token(", =", _KEY_ESC)
-            if not v:
-                raise self.fail(f"tag {k!r} has an empty value", vpos)
-            if self.peek() == "=":
-                raise self.fail(f"unescaped '=' in the value of tag {k!r}")
-            tags[k] = v
-        return meas, tags
-
-    def _parse_rest(self, line: str, meas: str, tags: dict[str, str], factor: int,
-                    default_time_ns: int | None) -> Record:
-        fields: dict[str, FieldValue] = {}
-        while True:
-            kpos = self.pos
-            k = self.token(", =", _KEY_ESC)
-            if not k:
-                if self.peek() != "=" and not fields:
-                    raise self.fail("missing field (a point needs at least one field)", kpos)
-                raise self.fail("empty field key", kpos)
-            if k in _RESERVED_KEYS:
-                raise self.fail(f"field key {k!r} is reserved by InfluxDB", kpos)
-            if self.peek() != "=":
-                raise self.fail(f"field {k!r} has no '=' and value")
-            self.pos += 1
-            vpos = self.pos
-            if self.peek() == '"':
-                value: FieldValue = self.string_value()
-            else:
-                raw = self.token(", ", frozenset())
-                if not raw:
-                    raise self.fail(f"field {k!r} has an empty value", vpos)
-                value = self._value(k, raw, vpos)
-            fields[k] = value
-            nxt = self.peek()
-            if nxt == ",":
-                self.pos += 1
-                continue
-            if nxt in (" ", ""):
+        for pos, ch in enumerate(line):
+            if "\ud800" <= ch <= "\udfff":
+                raise self.fail("not valid UTF-8", pos)
+        key_end, meas, tags = self.scan_key()
+        fstart, fend = self.scan_fields(key_end)
+        if len(line) > MAX_KEY_BYTES // 4:
+            self._check_key_length(key_end, fstart, fend)
+        # scanTime
+        n = len(line)
+        i = fend
+        while i < n and line[i] in _WS:
+            i += 1
+        tstart = i
+        while i < n:
+            c = line[i]
+            if c == "\n" or c == " ":
                 break
-            raise self.fail(f"unexpected {nxt!r} after the value of field {k!r}")
-        ts = default_time_ns
-        if self.peek() == " ":
-            self.pos += 1
-            tpos = self.pos
-            tpart = line[self.pos :]
-            if not tpart:
-                raise self.fail("trailing space but no timestamp", tpos)
-            if " " in tpart:
-                raise self.fail("unexpected text after the timestamp", tpos + tpart.index(" "))
-            body = tpart[1:] if tpart[0] == "-" else tpart
-            if not body.isascii() or not body.isdigit():
-                raise self.fail(f"timestamp {tpart!r} is not an integer", tpos)
-            t = int(tpart)
-            if not INT64_MIN <= t <= INT64_MAX:
-                raise self.fail(f"timestamp {tpart} is outside the signed 64-bit range", tpos)
-            ts = t * factor
+            if i == tstart and c == "-":
+                i += 1
+                continue
+            if not "0" <= c <= "9":
+                raise self.fail(f"timestamp {line[tstart:].split(' ')[0]!r} is not an integer", i)
+            i += 1
+        traw = line[tstart:i]
+        if traw:
+            if traw == "-":
+                raise self.fail("timestamp '-' is not an integer", tstart)
+            t = int(traw) * factor
+            if not MIN_TIME_NS <= t <= MAX_TIME_NS:
+                raise self.fail(f"timestamp {traw} is outside the range InfluxDB stores", tstart)
+            while i < n:
+                if line[i] != " ":
+                    raise self.fail("unexpected text after the timestamp", i)
+                i += 1
+            ts: int | None = t
+        else:
+            ts = default_time_ns
+        fields = self.fields(fstart, fend)
+        if not fields:
+            raise self.fail("missing fields (no field has both a key and a value)", fstart)
         return Record(meas, tags, fields, ts)
 
-    def _value(self, key: str, raw: str, vpos: int) -> FieldValue:
-        try:
-            return _parse_value(raw)
-        except OverflowError:
-            raise self.fail(f"integer {raw!r} of field {key!r} is out of the 64-bit range", vpos) from None
-        except ArithmeticError:
-            raise self.fail(f"field {key!r} is {raw!r}; NaN and Inf are not valid values", vpos) from None
-        except ValueError:
-            raise self.fail(
-                f"field {key!r} has invalid value {raw!r} (expected a float, an integer with 'i' or 'u',"
-                ' a boolean or a "quoted string")',
-                vpos,
-            ) from None
+    def _check_key_length(self, key_end: int, fstart: int, fend: int) -> None:
+        key_bytes = len(self.line[:key_end].encode("utf-8", "surrogatepass"))
+        for part in self.line[fstart:fend].split(","):
+            k = part.split("=", 1)[0]
+            if key_bytes + 4 + len(k.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+                raise self.fail(f"the series key with field {k!r} is longer than {MAX_KEY_BYTES} bytes", fstart)
 
 
-def _strip_lines(lines: list[str]) -> Iterator[tuple[int, str, int]]:
-    """(line number, stripped line, columns stripped) for every line that is not blank or a comment."""
-    for lineno, line in enumerate(lines, 1):
-        if line.endswith("\r"):
-            line = line[:-1]
-        if not line:
+def _unescape_string(s: str) -> str:
+    out = []
+    i = 0
+    n = len(s)
+    while i < n:
+        c = s[i]
+        if c == "\\" and i + 1 < n and s[i + 1] in '\\"':
+            out.append(s[i + 1])
+            i += 2
             continue
-        c0 = line[0]
-        if c0 == " " or c0 == "\t":
-            stripped = line.lstrip(" \t")
-            offset = len(line) - len(stripped)
-            line = stripped
-            if not line:
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _utf8_ok(line: str) -> bool:
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _kind(value: FieldValue) -> type:
+    return type(value)
+
+
+def _split(data: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) as InfluxDB cuts them: a newline inside a quoted field value, or right
+    after a backslash, does not end the line (models/points.go scanLine)."""
+    n = len(data)
+    pos = 0
+    lineno = 1
+    while pos < n:
+        nl = data.find("\n", pos)
+        if nl < 0:
+            nl = n
+        seg = data[pos:nl]
+        if '"' not in seg and seg[-1:] != "\\":
+            yield lineno, seg
+            pos = nl + 1
+            lineno += 1
+            continue
+        i = pos
+        quoted = fields = False
+        equals = commas = 0
+        while i < n:
+            c = data[i]
+            if c == "\\":
+                i += 2
                 continue
-            c0 = line[0]
-        else:
-            offset = 0
-        if c0 == "#":
-            continue
-        yield lineno, line, offset
+            if c == " ":
+                fields = True
+            if fields:
+                if not quoted and c == "=":
+                    equals += 1
+                    i += 1
+                    continue
+                if not quoted and c == ",":
+                    commas += 1
+                    i += 1
+                    continue
+                if c == '"' and equals > commas:
+                    quoted = not quoted
+                    i += 1
+                    continue
+            if c == "\n" and not quoted:
+                break
+            i += 1
+        block = data[pos:i]
+        yield lineno, block
+        lineno += block.count("\n") + 1
+        pos = i + 1
+
+
+def _unit_floor(t: int | None, factor: int) -> int | None:
+    """InfluxDB truncates the default time of a point without a timestamp to the precision."""
+    if t is None or factor == 1:
+        return t
+    return t - t % factor
 
 
 def decode_report(data: str | bytes, *, precision: str = "ns", default_time_ns: int | None = None) -> DecodeResult:
     """Decode every line it can; each bad line becomes an error naming its line and column."""
-    factor = _precision_factor(precision)
+    factor = _decode_factor(precision)
+    default_time_ns = _unit_floor(default_time_ns, factor)
     result = DecodeResult()
-    records = result.records
-    append = records.append
     if isinstance(data, (bytes, bytearray, memoryview)):
         raw = bytes(data)
         try:
             data = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            bad = raw[: exc.start].count(b"\n") + 1
-            msg = f"input is not valid UTF-8 (byte {exc.start})"
-            result.errors.append(LineProtocolError(msg, line=bad))
-            lines = raw.decode("utf-8", errors="replace").split("\n")
-            lines[bad - 1] = ""
-            return _decode_lines(lines, factor, default_time_ns, result)
-    if "#" in data or "\r" in data or "\n " in data or "\n\t" in data or data[:1] in (" ", "\t"):
-        return _decode_lines(data.split("\n"), factor, default_time_ns, result)
+        except UnicodeDecodeError:
+            # every line holding bytes that are not UTF-8 is refused on its own; the rest are read
+            data = raw.decode("utf-8", errors="surrogateescape")
+            return _decode_lines(data, factor, default_time_ns, result, check_utf8=True)
+    if ("#" in data or '"' in data or "\\\n" in data or "\x00" in data or "\n " in data or "\n\t" in data
+            or data[:1] in _WS):
+        return _decode_lines(data, factor, default_time_ns, result)
     # the common case, clean machine-written lines: no per-line checks beyond the fast reader
+    append = result.records.append
     for lineno, line in enumerate(data.split("\n"), 1):
         if line:
             try:
@@ -744,19 +1068,24 @@ def decode_report(data: str | bytes, *, precision: str = "ns", default_time_ns: 
     return result
 
 
-def _decode_lines(lines: list[str], factor: int, default_time_ns: int | None, result: DecodeResult) -> DecodeResult:
-    """The general loop: comments, indentation, carriage returns, escapes and quotes."""
+def _decode_lines(data: str, factor: int, default_time_ns: int | None, result: DecodeResult,
+                  *, check_utf8: bool = False, careful_only: bool = False) -> DecodeResult:
+    """The general loop: comments, indentation, quotes, escapes, bytes that are not UTF-8."""
     append = result.records.append
-    for lineno, line, offset in _strip_lines(lines):
-        if "\r" in line:  # only a line end may carry one; the encoder refuses them inside values too
-            col = line.index("\r") + 1 + offset
-            result.errors.append(LineProtocolError("carriage return inside a line", line=lineno, column=col, text=line))
+    for lineno, line in _split(data):
+        offset = 0
+        if line and line[0] in _WS:
+            stripped = line.lstrip(_WS)
+            offset = len(line) - len(stripped)
+            line = stripped
+        if not line or line[0] == "#":
             continue
-        try:
-            append(_fast_line(line, factor, default_time_ns))
-            continue
-        except (ValueError, ArithmeticError):
-            pass  # the careful reader finds the column of the problem
+        if not careful_only and (not check_utf8 or line.isascii() or _utf8_ok(line)):
+            try:
+                append(_fast_line(line, factor, default_time_ns))
+                continue
+            except (ValueError, ArithmeticError):
+                pass  # the careful reader finds the column of the problem
         try:
             append(_Scanner(line, lineno, offset).parse(factor, default_time_ns))
         except LineProtocolError as exc:

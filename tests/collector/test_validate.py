@@ -86,7 +86,13 @@ def test_nan_and_odd_numbers_are_not_passed_through():
     assert reasons(f"gpu,node=n1 mem_used_bytes=+1i {NOW}".encode()) == ["parse_error"]
     assert reasons(f"gpu,node=n1 power_w=1 +{NOW}".encode()) == ["parse_error"]
     assert reasons(f"gpu,node=n1,time=x power_w=1 {NOW}".encode()) == ["parse_error"]
-    assert reasons(f"gpu,node==n1 power_w=1 {NOW}".encode()) == ["parse_error"]
+    assert reasons(f"gpu,node=n1,node=n2 power_w=1 {NOW}".encode()) == ["parse_error"]  # duplicate tag
+    assert reasons(f"gpu,node=n1 power_w=1\t {NOW}".encode()) == ["parse_error"]  # float() would strip it
+    assert reasons(f"gpu,node=n1 power_w=1\u0661 {NOW}".encode()) == ["parse_error"]  # a non-ASCII digit
+    assert reasons(f"gpu,node=n1 power_w=1e999 {NOW}".encode()) == ["parse_error"]
+    # InfluxDB reads "node==n1" as the tag value "=n1"; so does the collector
+    lines, rejects = V.lines(f"gpu,node==n1 power_w=1 {NOW}".encode(), NOW)
+    assert rejects == [] and decode(lines[0])[0].tags == {"node": "=n1"}
 
 
 @given(st.binary(max_size=2000))

@@ -35,6 +35,13 @@ from dcim.record import Record, UInt
         (Record("m", {}, {"v": UInt(2**64 - 1)}, None), f"m v={2**64 - 1}u"),
         (Record("m", {}, {"v": 1.0}, -1), "m v=1.0 -1"),
         (Record("m", {"t": "a\\b"}, {"v": 1.0}, None), "m,t=a\\b v=1.0"),
+        # InfluxDB unescapes \, \" \= and \space in names: a backslash before them in the text
+        # is written so that it survives (checked against the corpus and a real server)
+        (Record("m", {"t": "a\\,b"}, {"v": 1.0}, None), "m,t=a\\\\,b v=1.0"),
+        (Record("m", {"t\\ k": "x"}, {"v": 1.0}, None), "m,t\\\\ k=x v=1.0"),
+        (Record("m", {}, {'f\\"k': 1.0}, None), 'm f\\\\"k=1.0'),
+        (Record("m", {}, {"s": "carriage\rreturn"}, None), 'm s="carriage\rreturn"'),
+        (Record("m", {"t": "tab\there"}, {"v": 1.0}, 9223372036854775806), "m,t=tab\there v=1.0 9223372036854775806"),
         (Record("m", {"t": "ü€"}, {"v": 1.0}, None), "m,t=ü€ v=1.0"),
     ],
 )
@@ -76,7 +83,16 @@ def test_encode_many_is_newline_terminated() -> None:
         (Record("m", {"t": "a\nb"}, {"v": 1.0}, None), "newline"),
         (Record("m", {}, {"s": "a\nb"}, None), "newline"),
         (Record("m", {"t": "ends\\"}, {"v": 1.0}, None), "ends in a backslash"),
-        (Record("m", {"t": "a\\,b"}, {"v": 1.0}, None), "backslash before ','"),
+        (Record("m", {}, {"a\\,b": 1.0}, None), "backslash before ','"),
+        (Record("m", {}, {"a\\=b": 1.0}, None), "backslash before '='"),
+        (Record('m\\"q', {}, {"v": 1.0}, None), "backslash before '\"'"),
+        (Record("m\\=q", {}, {"v": 1.0}, None), "backslash before '='"),
+        (Record("m\\ q", {}, {"v": 1.0}, None), "backslash before ' '"),
+        (Record("m", {}, {"\tf": 1.0}, None), "skips as blank"),
+        (Record("\x00m", {}, {"v": 1.0}, None), "indentation"),
+        (Record("m", {}, {"v": 1.0}, 2**63 - 1), "outside the range"),
+        (Record("m", {}, {"v": 1.0}, -(2**63) + 1), "outside the range"),
+        (Record("m", {"t": "x" * 40_000}, {"v" * 30_000: 1.0}, None), "longer than"),
         (Record("m", {}, {"v": 2**63}, None), "signed 64-bit"),
         (Record("m", {}, {"v": UInt(2**64)}, None), "unsigned 64-bit"),
         (Record("m", {}, {"v": [1]}, None), "unsupported type"),
@@ -106,7 +122,7 @@ def test_decode_all_value_types_and_comments() -> None:
         "\n"
         "   \n"
         "m,a=1 f=1.5,i=-2i,u=3u,t=t,T=TRUE,F=False,s=\"x y\" 10\n"
-        "  m f=2e3\r\n"
+        "  m   f=2e3  \n"
         "\t# indented comment\n"
     )
     recs = decode(text)
@@ -131,29 +147,32 @@ def test_decode_accepts_bytes_and_names_bad_utf8_line() -> None:
 @pytest.mark.parametrize(
     ("line", "column", "message"),
     [
-        ("m", 2, "expected a space"),
-        ("m ", 3, "missing field"),
-        ("m,t=1 ", 7, "missing field"),
+        ("m", 2, "missing fields"),
+        ("m ", 3, "missing fields"),
+        ("m,t=1 ", 7, "missing fields"),
         (",t=1 f=1", 1, "missing measurement"),
-        ("m,=1 f=1", 3, "empty tag key"),
+        ("m,=1 f=1", 3, "missing tag key"),
         ("m,t f=1", 4, "has no '='"),
         ("m,t= f=1", 5, "empty value"),
+        ("m,a=1,a=2 f=1", 7, "appears twice"),
         ("m f=", 5, "empty value"),
-        ("m f", 4, "has no '='"),
+        ("m f", 3, "invalid field format"),
         ("m =1", 3, "empty field key"),
-        ("m f=1,", 7, "empty field key"),
+        ("m f=1,", 3, "invalid field format"),
         ("m f=nan", 5, "NaN and Inf"),
         ("m f=-Inf", 5, "NaN and Inf"),
         ("m f=1_000", 5, "invalid value"),
         ("m f=abc", 5, "invalid value"),
-        ("m f=1.5i", 5, "invalid value"),
-        ("m f=-1u", 5, "invalid value"),
+        ("m f=+1", 5, "invalid value"),
+        ("m f=1.5i", 5, "invalid number"),
+        ("m f=-1u", 5, "invalid number"),
         ("m f=99999999999999999999i", 5, "64-bit"),
-        ('m f="abc', 5, "unterminated string"),
-        ('m f="a"x', 8, "unexpected 'x'"),
-        ("m f=1 12a", 7, "not an integer"),
-        ("m f=1 1 2", 8, "after the timestamp"),
-        ("m f=1 ", 7, "no timestamp"),
+        ("m f=1e999", 5, "invalid float"),
+        ("m f=1\t", 5, "invalid value"),
+        ("m f=1 12a", 9, "not an integer"),
+        ("m f=1 1 2", 9, "after the timestamp"),
+        ("m f=1 9223372036854775807", 7, "outside the range"),
+        ("m f=1 5\r", 8, "not an integer"),  # InfluxDB reads a CR before the newline as part of the line
         ("m time=1", 3, "reserved"),
         ("m,time=x f=1", 3, "reserved"),
         ("  m f=x", 7, "invalid value"),  # columns count the stripped indentation
@@ -241,11 +260,37 @@ def test_decoder_never_crashes_on_bytes(data: bytes) -> None:
     assert all(isinstance(e, LineProtocolError) for e in report.errors)
 
 
-def test_carriage_return_inside_a_line_is_refused_like_the_encoder_does() -> None:
-    report = decode_report("\rgpu v=1 1\r\ngpu v=2 2\r\n")
+def test_line_ends_and_quotes_are_read_as_influxdb_reads_them() -> None:
+    # InfluxDB 1.x cuts lines at "\n" only: a CR before it is part of the line (and no timestamp)
+    report = decode_report("gpu v=1 1\r\ngpu v=2 2\n")
     assert [r.fields["v"] for r in report.records] == [2.0]
-    assert (report.errors[0].line, report.errors[0].column) == (1, 1)
-    assert "carriage return" in report.errors[0].reason
+    assert (report.errors[0].line, report.errors[0].column) == (1, 10)
+    # a newline or CR inside a quoted string is part of the value, not the end of the line
+    recs = decode('m s="two\nlines",t="cr\rhere" 5\nm v=1 6\n')
+    assert recs == [Record("m", {}, {"s": "two\nlines", "t": "cr\rhere"}, 5), Record("m", {}, {"v": 1.0}, 6)]
+    # an unterminated string swallows the rest of the payload, as it does in InfluxDB
+    report = decode_report('m s="open 5\nm v=1 6\n')
+    assert report.records == [] and "unterminated" in report.errors[0].reason
+
+
+def test_decode_stores_what_influxdb_stores() -> None:
+    """Names as InfluxDB keeps them, duplicates, repeated fields, time range, every bad UTF-8 line."""
+    assert decode_line(r"m\=x,t\=k=v\=w f\=k=1 1") == Record("m=x", {"t=k": "v=w"}, {"f=k": 1.0}, 1)
+    assert decode_line('m\\"q f\\"k=1 1') == Record('m"q', {}, {'f"k': 1.0}, 1)
+    assert decode_line("\tm f=1 1") == Record("m", {}, {"f": 1.0}, 1)  # leading blanks are skipped
+    with pytest.raises(LineProtocolError, match="different types"):
+        decode_line("m f=1,f=2i 1")
+    assert decode_line("m f=1,f=2 1").fields == {"f": 2.0}  # the last of a repeated field wins
+    with pytest.raises(LineProtocolError, match="appears twice"):
+        decode_line("m,a=1,a=2 f=1 1")
+    with pytest.raises(LineProtocolError, match="outside the range"):
+        decode_line("m f=1 -9223372036854775807")
+    assert decode_line("m f=1 -9223372036854775806").time_ns == -9223372036854775806
+    assert decode_line("m f=1 2", precision="h").time_ns == 2 * 3_600_000_000_000
+    assert decode_line("m f=1", precision="m", default_time_ns=61_000_000_001).time_ns == 60_000_000_000
+    report = decode_report(b"m f=1 1\nm,t=\xff f=2 2\nm f=3 3\nm f=\"\xfe\" 4\nm f=5 5\n")
+    assert [r.time_ns for r in report.records] == [1, 3, 5]
+    assert [(e.line, "UTF-8" in e.reason) for e in report.errors] == [(2, True), (4, True)]
 
 
 @settings(max_examples=300, deadline=None)

@@ -564,8 +564,10 @@ class ActionRunner:
 
     def __init__(self, planner: Planner, drivers: Sequence[Driver], *, registry: CollectorRegistry | None = None,
                  dry_run: bool = False, retries: int = 5, clock: Callable[[], float] = time.time,
-                 threaded: bool = True) -> None:
+                 threaded: bool = True, keep_history: bool = False) -> None:
         self.planner = planner
+        #: every planned, suppressed and held action, when asked to keep them (the demo's report)
+        self.history: list[Action] | None = [] if keep_history else None
         self.drivers = list(drivers)
         self.dry_run = dry_run
         self.retries = retries
@@ -589,6 +591,8 @@ class ActionRunner:
         return acts
 
     def _after_plan(self, acts: list[Action]) -> None:
+        if self.history is not None:
+            self.history.extend(acts)
         for a in acts:
             if a.status == "suppressed":
                 self.metrics.suppressed.labels(a.action).inc()
@@ -627,7 +631,7 @@ class ActionRunner:
             return
         self.metrics.taken.labels(a.action, d.name).inc()
         self.outcomes.append(replace(a, status="done", driver=d.name, detail=note))
-        log.warning("action %s %s via %s: %s", a.action, a.node, d.name, note)
+        log.info("action %s %s via %s: %s", a.action, a.node, d.name, note)
 
     def retry(self) -> None:
         failed, self._failed = self._failed, []
@@ -680,6 +684,57 @@ class LogDriver:
     def apply(self, action: Action) -> str:
         self.logger.warning("%s", action.text())
         return "logged"
+
+
+class MemoryScheduler:
+    """A scheduler held in memory: node states as Slurm names them (IDLE, IDLE+DRAIN), for the demo's
+    simulated hall and for trying a rule pack without a cluster. ``notes`` (the demo's alert board)
+    gets one line per change."""
+
+    name = "scheduler"
+
+    def __init__(self, notes: list[tuple[int, str]] | None = None) -> None:
+        self.states: dict[str, str] = {}
+        self.reasons: dict[str, str] = {}
+        self.log: list[tuple[int, str, str, str]] = []  # (event time, action, node, rule)
+        self.notes = notes
+
+    def apply(self, action: Action) -> str:
+        before = self.states.get(action.node, "IDLE")
+        if action.action in ("drain", "cordon"):
+            after = "IDLE+DRAIN"
+            self.reasons[action.node] = action.reason
+        elif action.action == "resume":
+            after = "IDLE"
+            self.reasons.pop(action.node, None)
+        else:
+            return "nothing to do"
+        self.states[action.node] = after
+        if before != after:
+            self.log.append((action.time_ns, action.action, action.node, action.rule))
+            if self.notes is not None:
+                self.notes.append((action.time_ns, f"{action.action.upper()} {action.node} for {action.rule} "
+                                                   f"({action.scope} {action.target}): scheduler {before} -> {after}"))
+        return f"{before} -> {after}"
+
+    def summary_lines(self) -> list[str]:
+        if not self.log:
+            return ["  scheduler: no node drained"]
+        from alerts.recording import format_time
+
+        lines = [f"  scheduler: {sum(a in ('drain', 'cordon') for _, a, _, _ in self.log)} drains, "
+                 f"{sum(a == 'resume' for _, a, _, _ in self.log)} resumes; "
+                 f"{sum('DRAIN' in st for st in self.states.values())} nodes drained at the end"]
+        lines += [f"    {format_time(t)} {a} {node} ({rule})" for t, a, node, rule in self.log[:20]]
+        return lines
+
+
+def demo_runner(rules: Iterable[Any], site: SiteConfig, scheduler: Driver) -> ActionRunner:
+    """The demo's runner: the site's policy, on whatever ``enabled`` says, with the given scheduler."""
+    from prometheus_client import CollectorRegistry
+
+    return ActionRunner(Planner(list(rules), site, Policy.from_config(site.alerts.actions)), [scheduler],
+                        registry=CollectorRegistry(), keep_history=True)
 
 
 def make_runner(rules: Iterable[Any], site: SiteConfig, *, registry: CollectorRegistry | None = None,

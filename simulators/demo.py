@@ -335,7 +335,8 @@ async def run_pipeline(hall: Hall, site: SiteConfig, options: Any, make_consumer
               help="Simulated seconds per wall second (default: the scenario plays in about 60 s).")
 @click.option("--duration", callback=duration_option, default=None, help="Simulated time (default: the scenario's).")
 @click.option("--seed", type=int, default=None, help="RNG seed (default: the site's).")
-@click.option("--site", "site_path", type=click.Path(dir_okay=False), default=None, help="Site file (default: embedded).")
+@click.option("--site", "site_path", type=click.Path(dir_okay=False), default=None,
+              help="Site file, or an embedded site by name: ai-factory-pod, h100-hall (default: the embedded default).")
 @click.option("--no-live", is_flag=True, help="Plain periodic text instead of the live view (also when not a terminal).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the store, recording and report (default: ./dcim-demo-<UTC time>).")
@@ -410,6 +411,8 @@ def run_demo(site: SiteConfig, sc: Scenario, options: Any, *, speed: float | Non
                                                     speed=speed, scenario=sc.name, seed=seed, echo=echo))
     echo(summary.text(wall_s))
     for line in pipe.board.summary_lines():
+        echo(line)
+    for line in pipe.scheduler.summary_lines():
         echo(line)
     t = pipe.timings
     echo(f"  pipeline wall time: GPU agents {t['gpu']:.1f} s, waiting for SNMP walks {t['snmp_wait']:.1f} s, "

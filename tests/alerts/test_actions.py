@@ -273,3 +273,64 @@ def test_webhook_driver_posts_the_action_payload_signed(receiver):
     receiver.codes = [400]
     with pytest.raises(DriverError, match="not delivered"):
         d.apply(actions[0])
+
+
+def test_rack_scope_takes_out_the_rack_of_a_tripped_feed(tmp_path):
+    p = tmp_path / "feed.yaml"
+    p.write_text("""rules:
+  - name: FeedInputLost
+    kind: threshold
+    measurement: pdu_phase
+    field: voltage_v
+    op: "<"
+    threshold: 100
+    for: 5s
+    actions: [{do: cordon, scope: rack}]
+""")
+    rules = load_rule_file(p)
+    engine = Engine(rules, site=SITE)
+    planner = Planner(rules, SITE, Policy(max_drained_share=0.5))
+    acts = []
+    for s in range(10):
+        volts = 0.0 if s >= 2 else 230.0
+        ts = engine.process([Record("pdu_phase", {"rack": "B02", "pdu": "pdu-a", "feed": "A", "phase": ph},
+                                    {"voltage_v": volts}, s * NS) for ph in ("L1", "L2", "L3")])
+        acts += planner.plan(ts)
+    assert [(a.action, a.node, a.scope, a.target) for a in acts] == [
+        ("cordon", f"B02-n0{i}", "rack", "B02") for i in range(1, 5)]
+    assert acts[0].time_ns == 7 * NS  # 5 s `for` after the first low sample
+    # Three phases alert, the rack goes out once.
+    assert len({a.fingerprint for a in acts}) == 1
+
+
+def test_slurmrestd_driver_reads_and_updates_through_the_v0039_node_endpoint():
+    """Against a stand-in with the v0.0.39 shapes (GET/POST /slurm/v0.0.39/node/{name}; Slurm 23.02+):
+    Debian 12's Slurm 22.05 has no node update over REST, so the real exchange is not run here."""
+    import httpx
+
+    from alerts.actions_slurm import SlurmRestDriver
+
+    node = {"name": "A01-n01", "state": ["IDLE"], "reason": ""}
+    seen = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append((req.method, req.url.path, req.headers.get("X-SLURM-USER-NAME"),
+                     req.headers.get("X-SLURM-USER-TOKEN"), json.loads(req.content) if req.content else None))
+        if req.method == "POST":
+            body = json.loads(req.content)
+            if body["state"] == ["DRAIN"]:
+                node.update(state=["IDLE", "DRAIN"], reason=body["reason"])
+            else:
+                node.update(state=["IDLE"], reason="")
+            return httpx.Response(200, json={"errors": [], "warnings": []})
+        return httpx.Response(200, json={"nodes": [node], "errors": []})
+
+    d = SlurmRestDriver("http://slurmrestd.test", user="dcim", token=SecretStr("jwt"),
+                        client=httpx.Client(transport=httpx.MockTransport(handler)))
+    transitions, actions, _p = run([{}] * 2 + [{"lost": {("A01-n01", "0")}}] * 2 + [{}] * 2)
+    assert d.apply(actions[0]) == "IDLE -> IDLE+DRAIN"
+    assert d.apply(actions[0]).startswith("already IDLE+DRAIN")
+    assert d.apply(actions[1]) == "IDLE+DRAIN -> IDLE"
+    posts = [s for s in seen if s[0] == "POST"]
+    assert [p[4] for p in posts] == [{"state": ["DRAIN"], "reason": actions[0].reason}, {"state": ["RESUME"]}]
+    assert all(s[1] == "/slurm/v0.0.39/node/A01-n01" and s[2:4] == ("dcim", "jwt") for s in seen)

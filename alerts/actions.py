@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -573,6 +574,7 @@ class ActionRunner:
         self.retries = retries
         self.metrics = ActionMetrics.create(registry)
         self.outcomes: list[Action] = []
+        self._outcomes_lock = threading.Lock()  # the worker appends, the observer takes
         self._failed: list[tuple[Action, Driver, int]] = []
         self._dispatcher = None
         if threaded:
@@ -617,7 +619,7 @@ class ActionRunner:
 
     def _run(self, a: Action, d: Driver, attempt: int) -> None:
         if self.dry_run:
-            self.outcomes.append(replace(a, status="skipped", driver=d.name, detail="dry run"))
+            self._outcome(replace(a, status="skipped", driver=d.name, detail="dry run"))
             return
         try:
             note = d.apply(a)
@@ -625,13 +627,17 @@ class ActionRunner:
             detail = f"{type(exc).__name__}: {exc}"[:300]
             log.error("action %s %s via %s failed (attempt %d): %s", a.action, a.node, d.name, attempt + 1, detail)
             self.metrics.failed.labels(a.action, d.name).inc()
-            self.outcomes.append(replace(a, status="failed", driver=d.name, detail=detail))
+            self._outcome(replace(a, status="failed", driver=d.name, detail=detail))
             if attempt < self.retries:
                 self._failed.append((a, d, attempt + 1))
             return
         self.metrics.taken.labels(a.action, d.name).inc()
-        self.outcomes.append(replace(a, status="done", driver=d.name, detail=note))
+        self._outcome(replace(a, status="done", driver=d.name, detail=note))
         log.info("action %s %s via %s: %s", a.action, a.node, d.name, note)
+
+    def _outcome(self, a: Action) -> None:
+        with self._outcomes_lock:
+            self.outcomes.append(a)
 
     def retry(self) -> None:
         failed, self._failed = self._failed, []
@@ -639,7 +645,8 @@ class ActionRunner:
             self._run(a, d, attempt)
 
     def take_outcomes(self) -> list[Action]:
-        out, self.outcomes = self.outcomes, []
+        with self._outcomes_lock:
+            out, self.outcomes = self.outcomes, []
         return out
 
     def flush(self, timeout_s: float = 10.0) -> bool:

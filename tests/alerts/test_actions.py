@@ -334,3 +334,52 @@ def test_slurmrestd_driver_reads_and_updates_through_the_v0039_node_endpoint():
     posts = [s for s in seen if s[0] == "POST"]
     assert [p[4] for p in posts] == [{"state": ["DRAIN"], "reason": actions[0].reason}, {"state": ["RESUME"]}]
     assert all(s[1] == "/slurm/v0.0.39/node/A01-n01" and s[2:4] == ("dcim", "jwt") for s in seen)
+
+
+def test_a_webhook_action_goes_to_the_webhook_drivers_only_on_fire_and_resolve(tmp_path):
+    p = tmp_path / "w.yaml"
+    p.write_text("""rules:
+  - name: GpuLostTell
+    kind: state
+    measurement: gpu
+    field: lost
+    equals: true
+    actions: [{do: webhook, scope: node}]
+""")
+    rules = load_rule_file(p)
+    engine = Engine(rules, site=SITE)
+    hook, sched = _Flaky(fail=0), _Flaky(fail=0)
+    hook.name = "webhook"
+    runner = ActionRunner(Planner(rules, SITE, Policy()), [sched, hook], threaded=False)
+    planned = []
+    for s in range(6):
+        ts = engine.process([Record("gpu", {"rack": "A01", "node": "A01-n02", "gpu": "1"}, {"lost": 1 <= s < 3},
+                                    s * NS)])
+        planned += runner.plan(ts)
+    assert [(a.action, a.alert_state, a.status) for a in planned] == [
+        ("webhook", "firing", "planned"), ("webhook", "resolved", "planned")]
+    assert hook.calls == ["A01-n02", "A01-n02"] and sched.calls == []
+    assert runner.planner.out == {}  # nothing taken out, nothing counted against the limit
+
+
+def test_the_failover_doc_examples_load(tmp_path):
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from dcim.config import AlertsConfig
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "failover.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", doc, re.S)
+    rule = next(b for b in blocks if "name: GpuLost" in b)
+    p = tmp_path / "r.yaml"
+    p.write_text("rules:\n" + rule)
+    assert load_rule_file(p)[0].actions[0].do == "drain"
+    policy = yaml.safe_load(next(b for b in blocks if b.startswith("alerts:")))
+    cfg = AlertsConfig.model_validate(policy["alerts"])
+    assert cfg.actions.enabled and cfg.actions.max_drained_share == 0.1
+    drivers = [yaml.safe_load(b)[0] for b in blocks if b.lstrip().startswith("- kind:")]
+    assert sorted(d["kind"] for d in drivers) == ["kubernetes", "slurm", "webhook"]
+    for d in drivers:
+        AlertsConfig.model_validate({"actions": {"drivers": [d]}})

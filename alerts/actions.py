@@ -752,5 +752,7 @@ def make_runner(rules: Iterable[Any], site: SiteConfig, *, registry: CollectorRe
     if not cfg.enabled or not any(getattr(r, "actions", None) for r in rules):
         return None
     planner = Planner(rules, site, Policy.from_config(cfg))
-    return ActionRunner(planner, drivers if drivers is not None else make_drivers(cfg), registry=registry,
-                        dry_run=cfg.dry_run, threaded=threaded)
+    drivers = list(drivers) if drivers is not None else make_drivers(cfg)
+    if not drivers:
+        log.warning("alerts.actions is enabled with no drivers: actions are planned and recorded, nothing is told")
+    return ActionRunner(planner, drivers, registry=registry, dry_run=cfg.dry_run, threaded=threaded)

@@ -43,14 +43,22 @@ def build(ctx: Context) -> db.Dashboard:
 def _fleet(ctx: Context, p: Panels, loc: list[str], capacity_w: float) -> None:
     cfg = ctx.cfg
     p.row("Fleet")
+    # NVML's utilization counts time in which any kernel ran, so a stalled or memory-bound job reads
+    # 100 %; the KPI is SM activity where the GPU measures it (GPM, Hopper and later). The second
+    # value is SM activity alone: equal to the first when every GPU measures it, absent when none does.
     p.stat(
-        "Fleet GPU utilization", unit_of(GPU, "util_pct"),
-        [Influx(f'SELECT mean({fld(GPU, "util_pct")}) FROM "{GPU.name}" {where(*loc)} '
-                "GROUP BY time($__interval) fill(none)").alias("utilization")],
+        "Fleet GPU activity", unit_of(GPU, "activity_pct"),
+        [Influx(f'SELECT mean({fld(GPU, "activity_pct")}) FROM "{GPU.name}" {where(*loc)} '
+                "GROUP BY time($__interval) fill(none)").alias("activity"),
+         Influx(f'SELECT mean({fld(GPU, "sm_active_pct")}) FROM "{GPU.name}" {where(*loc)} '
+                "GROUP BY time($__interval) fill(none)").alias("SM activity (GPM)")],
         w=6, h=6, calc="mean",
         thresholds=steps("red", (cfg.util_look_pct, "orange"), (cfg.util_good_pct, "green")),
-        description=f"Mean SM utilization of every GPU in the selection. At or above {cfg.util_good_pct:g} % is "
-                    f"good; under {cfg.util_look_pct:g} % needs a look.",
+        description=f"Mean activity of every GPU in the selection: SM activity (NVML GPM, as dcgm-exporter's "
+                    f"DCGM_FI_PROF_SM_ACTIVE) where the GPU has it, NVML utilization (a kernel was running) "
+                    f"elsewhere. 'SM activity (GPM)' is the mean over the GPUs that measure it: the same as "
+                    f"'activity' when all do, absent when none does. At or "
+                    f"above {cfg.util_good_pct:g} % is good; under {cfg.util_look_pct:g} % needs a look.",
         min=0, max=100,
     )
     total_power = (

@@ -43,10 +43,12 @@ def build(ctx: Context) -> db.Dashboard:
         w=12, h=8,
     )
     p.timeseries(
-        "Utilization", unit_of(GPU, "util_pct"),
-        [Influx(f'SELECT mean({fld(GPU, "util_pct")}) AS "sm", mean({fld(GPU, "mem_util_pct")}) AS "mem" '
-                f"FROM {g} {w} {BY_GPU}").alias("GPU $tag_gpu $col")],
+        "Utilization and activity", unit_of(GPU, "util_pct"),
+        [Influx(f'SELECT mean({fld(GPU, "activity_pct")}) AS "activity", mean({fld(GPU, "util_pct")}) AS "util", '
+                f'mean({fld(GPU, "mem_util_pct")}) AS "mem" FROM {g} {w} {BY_GPU}').alias("GPU $tag_gpu $col")],
         w=12, h=8, min=0, max=100,
+        description="activity: SM activity (NVML GPM) where the GPU has it, else the same as util; util: NVML "
+                    "utilization, time in which any kernel ran (a stalled job reads 100 %); mem: memory controller.",
     )
     p.row("Throttling and errors")
     reasons = [f for f in field_names(GPU) if f.startswith("throttle_")]

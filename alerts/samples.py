@@ -1,0 +1,81 @@
+"""The sample store the rules read: each wanted field's newest sample per series, the short histories
+rate and increase rules need, and when each device an ``absent`` rule watches last reported."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from dcim import schema
+from dcim.record import Record
+
+
+class SampleStore:
+    """Keeps only what registered rules need; ``ingest`` is the engine's hot path."""
+
+    def __init__(self, labels: Callable[..., dict[str, str]]) -> None:
+        self._labels = labels  # topology-completed labels of a device, for absent rules
+        # (measurement, field) -> series key -> (time_ns, value, tags)
+        self.latest: dict[tuple[str, str], dict[tuple, tuple[int, Any, dict[str, str]]]] = {}
+        self.want: dict[str, set[str]] = {}
+        # (measurement, field) -> longest window needed; series key -> deque[(time_ns, value)]
+        self.hist_window: dict[tuple[str, str], int] = {}
+        self.hist: dict[tuple[str, str], dict[tuple, deque]] = {}
+        # absent rule name -> device key -> (last time_ns, labels)
+        self.seen: dict[str, dict[tuple, tuple[int, dict[str, str]]]] = {}
+        self.absent_by_meas: dict[str, list[tuple[Any, Any]]] = {}
+        self.zero_start: set[tuple[str, str]] = set()
+        self.rate_fields: set[tuple[str, str]] = set()
+        self.evaluated = False  # set once the first evaluation ran (new counters count from zero after it)
+
+    def need(self, meas: str, fld: str, window_ns: int = 0) -> None:
+        """Keep the newest sample of ``meas.fld`` per series, and ``window_ns`` of history if given."""
+        self.want.setdefault(meas, set()).add(fld)
+        self.latest.setdefault((meas, fld), {})
+        if window_ns:
+            key = (meas, fld)
+            self.hist_window[key] = max(self.hist_window.get(key, 0), window_ns)
+            self.hist.setdefault(key, {})
+
+    def watch_absent(self, rule: Any, match: Any) -> None:
+        self.absent_by_meas.setdefault(rule.measurement, []).append((rule, match))
+        self.seen[rule.name] = {}
+
+    def ingest(self, rec: Record) -> None:
+        t = rec.time_ns
+        meas = rec.measurement
+        wanted = self.want.get(meas)
+        key = None
+        if wanted:
+            key = tuple(sorted(rec.tags.items()))
+            for f in wanted.intersection(rec.fields):
+                value = rec.fields[f]
+                if isinstance(value, str) and schema.MEASUREMENTS[meas].fields[f].type != "str":
+                    continue
+                store = self.latest[(meas, f)]
+                old = store.get(key)
+                if old is None or old[0] <= t:
+                    store[key] = (t, value, rec.tags)
+                hist = self.hist.get((meas, f))
+                if hist is not None and not isinstance(value, str):
+                    dq = hist.get(key)
+                    if dq is None:
+                        dq = hist[key] = deque()
+                        # A counter series born after the engine started (a new XID code) counts from zero.
+                        if (meas, f) in self.zero_start and self.evaluated:
+                            dq.append((t - 1, 0.0))
+                    x = float(value)
+                    # Counters only need the points where they changed; rates need every sample.
+                    if not dq or (dq[-1][0] < t and ((meas, f) in self.rate_fields or dq[-1][1] != x)):
+                        dq.append((t, x))
+        for rule, match in self.absent_by_meas.get(meas, ()):
+            if rule.field is not None and rule.field not in rec.fields:
+                continue
+            if (match is not None and not match(rec.tags)) or any(b not in rec.tags for b in rule.by):
+                continue
+            dev = tuple(rec.tags[b] for b in rule.by)
+            seen = self.seen[rule.name]
+            old = seen.get(dev)
+            if old is None or old[0] <= t:
+                seen[dev] = (t, old[1] if old else self._labels(rec.tags, keep=rule.by))

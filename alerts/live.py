@@ -70,6 +70,10 @@ class LiveObserver:
         self._tick_s = tick_s if tick_s is not None else engine.interval_ns / 1e9
         self._thread: threading.Thread | None = None
         self._ticked_actions: list[Any] = []  # planned by the ticker, written with the next batch
+        if self.actions is not None and self.restored:
+            # Restored alerts hold their nodes again: the planner learns what it took out before the
+            # restart (the drivers find those nodes already out), so their resolves resume them.
+            self._ticked_actions.extend(self.actions.plan(self.restored))
         if ticker:
             self._thread = threading.Thread(target=self._run, name="alerts-ticker", daemon=True)
             self._thread.start()

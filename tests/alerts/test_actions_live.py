@@ -77,3 +77,44 @@ def test_a_resume_hold_falls_due_on_the_ticker():
         assert resumes[0].time_ns == t0 + 25 * NS and resumes[0].fields["detail"] == "resume hold passed"
     finally:
         obs.close()
+
+
+def test_after_a_restart_the_restored_alert_still_resumes_its_node(tmp_path):
+    from alerts.actions import ActionRunner, MemoryScheduler, Planner, Policy
+    from alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
+    from alerts.live import LiveObserver
+
+    site = default_site()
+    rules = load_rules([DEFAULT_RULES_DIR])
+    state = tmp_path / "alerts-state.json"
+    sched = MemoryScheduler()
+    t0 = 1_790_000_000 * NS
+    now = [t0 / 1e9]
+
+    def observer() -> LiveObserver:
+        runner = ActionRunner(Planner(rules, site, Policy()), [sched], threaded=False)
+        return LiveObserver(Engine(rules, site=site), [], ticker=False, actions=runner, state_path=state,
+                            clock=lambda: now[0])
+
+    first = observer()
+    for s in range(4):
+        first.observe([gpu("B03-n02", s >= 2, t0 + s * NS)])
+    first.close()
+    assert sched.states == {"B03-n02": "IDLE+DRAIN"}
+
+    now[0] += 30  # the collector restarts half a minute later
+    second = observer()
+    try:
+        assert [t.rule for t in second.restored] == ["GpuLost"]
+        out = second.observe([gpu("B03-n02", True, t0 + 40 * NS)])
+        acts = [(r.tags["action"], r.tags["status"]) for r in out if r.measurement == "alert_action"]
+        assert acts == [("drain", "planned"), ("drain", "done")]  # re-asserted; the scheduler has it already
+        assert sched.log == [(t0 + 2 * NS, "drain", "B03-n02", "GpuLost")]
+        out = []
+        for s in range(41, 44):
+            out += second.observe([gpu("B03-n02", False, t0 + s * NS)])
+        assert ("resume", "done") in [(r.tags["action"], r.tags["status"]) for r in out
+                                      if r.measurement == "alert_action"]
+        assert sched.states == {"B03-n02": "IDLE"}
+    finally:
+        second.close()

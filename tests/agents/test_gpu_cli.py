@@ -83,3 +83,24 @@ def test_docs_sample_config_parses_and_every_field_is_documented() -> None:
     table = doc.split("## Fields", 1)[1]
     for name in GPU.fields:
         assert f"| `{name}` |" in table, name
+
+
+def test_a_host_not_in_the_site_file_is_refused_not_given_another_nodes_identity() -> None:
+    import pytest
+
+    from agents.gpu.cli import host_node
+    from dcim.config import default_site
+
+    site = default_site()
+    assert host_node(site, "B02-n03") == "B02-n03"
+    assert host_node(site, "B02-n03.hall1.example.net") == "B02-n03"  # the short name counts too
+    with pytest.raises(ConfigError, match=r"this host \('gpu-server-17'\) is not a node of site 'dc1'.*--node"):
+        host_node(site, "gpu-server-17")
+
+
+def test_real_mode_on_an_unknown_host_exits_2_naming_the_host(monkeypatch) -> None:
+    import socket
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "gpu-server-17")
+    res = CliRunner().invoke(gpu_cmd, ["--no-simulate", "--once"])
+    assert isinstance(res.exception, ConfigError) and "gpu-server-17" in str(res.exception)

@@ -191,6 +191,7 @@ def test_errors_name_the_answer(api):
     with pytest.raises(DriverError, match="HTTP 401 Unauthorized") as err:
         KubernetesDriver(api.url, token=SecretStr("wrong")).apply(act("drain"))
     assert "wrong" not in str(err.value)
+    assert TOKEN not in repr(KubernetesDriver(api.url, token=SecretStr(TOKEN)))
 
 
 def test_node_names_map_site_names_to_the_clusters(api):

@@ -89,16 +89,17 @@ async def poll_rounds(devices: list[Device], rounds: int, backend: str = "fast",
         bad = [p.error for p in polls if not p.ok]
         if bad:
             raise RuntimeError(f"warm-up poll failed: {bad[:3]}")
-        warm_requests = sum(p.requests for p in polls)
         chosen = sorted({p.profile for p in polls})
-        polls = await poller.poll_all()
+        polls = await poller.poll_all()  # the row hints of the warm-up poll now plan the streams
         steady_requests = sum(p.requests for p in polls)
         if detection is not None:
             detection.update({"profiles_chosen": chosen,
                               "done_once_per_device": sorted(poller.detected) == sorted(d.name for d in devices),
                               "walk_requests_per_device": round(steady_requests / len(devices), 2),
-                              "first_poll_extra_requests_per_device": round(
-                                  (warm_requests - steady_requests) / len(devices), 2),
+                              "detection_requests_per_device": round(
+                                  sum(x.requests for x in poller.detections.values()) / len(devices), 2),
+                              "candidates_probed_per_device": round(
+                                  sum(len(x.tried) for x in poller.detections.values()) / len(devices), 2),
                               "first_poll_wall_s": round(warm_wall, 3)})
         cpu0 = time.process_time()
         walls = []

@@ -91,6 +91,7 @@ class Detection:
     sys_descr: str
     tried: list[Tried] = field(default_factory=list)
     chosen: str | None = None
+    requests: int = 0  # SNMP requests detection took (one GET, then the candidates' probes)
 
     def refusal(self) -> str:
         tried = "; ".join(f"{t.profile} ({t.why}): {t.answered}/{t.probes} tables answer" for t in self.tried)
@@ -106,6 +107,15 @@ class Detection:
         if self.chosen is None:
             out.append("  " + self.refusal())
         return out
+
+
+def _real(value: Any, sentinels: frozenset[int]) -> bool:
+    """A probe answer that is data: a number that is not one of the column's sentinels, or text."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value not in sentinels
+    return isinstance(value, bytes) and bool(value.strip(b"\x00 "))
 
 
 def _printable(text: str) -> str:
@@ -187,6 +197,7 @@ class Poller:
         self._pysnmp_engine: Any = None
         self._sessions: dict[str, Any] = {}
         self._detected: dict[str, str] = {}
+        self._detections: dict[str, Detection] = {}
         #: rows each (device, table group) had last time: the next GETBULK asks for one more, so a
         #: 1-row table does not drag max-repetitions rows of the next table along
         self._rows_hint: dict[tuple[str, int], int] = {}
@@ -253,6 +264,7 @@ class Poller:
         if name is not None:
             return self.profiles[name]
         found = await self.detection(d)
+        self._detections[d.name] = found
         if found.chosen is None:
             raise DeviceError(found.refusal(), device=d.name)
         self._detected[d.name] = found.chosen
@@ -262,6 +274,11 @@ class Poller:
     def detected(self) -> dict[str, str]:
         """Device name -> profile chosen by auto-detection (done once per device, then kept)."""
         return dict(self._detected)
+
+    @property
+    def detections(self) -> dict[str, Detection]:
+        """Device name -> the last auto-detection run for it (what was probed and chosen)."""
+        return dict(self._detections)
 
     async def detection(self, d: Device) -> Detection:
         """Detect by capability: sysObjectID narrows the candidates, probes of each candidate's own
@@ -274,10 +291,15 @@ class Poller:
         sys_oid = values[0] if values and isinstance(values[0], tuple) else None
         descr = values[1] if len(values) > 1 and isinstance(values[1], bytes) else b""
         sys_text = ".".join(map(str, sys_oid)) if sys_oid else None
-        found = Detection(d.name, sys_text, _printable(descr.decode("utf-8", "replace")))
-        for cand in detect_candidates(self.profiles.values(), sys_text):
-            answered, total = await self._probe(s, cand.profile)
-            found.tried.append(Tried(cand.profile.name, cand.why, answered, total, cand.prefix_len,
+        found = Detection(d.name, sys_text, _printable(descr.decode("utf-8", "replace")), requests=1)
+        cands = detect_candidates(self.profiles.values(), sys_text)
+        # every candidate's probe columns in shared GETBULKs: a handful of requests, once per device
+        rows, found.requests = await self._probe_rows(s, [c for cand in cands for c, _ in cand.profile.probes()])
+        found.requests += 1
+        for cand in cands:
+            probes = cand.profile.probes()
+            answered = sum(any(_real(v, sentinels) for v in rows.get(col, ())) for col, sentinels in probes)
+            found.tried.append(Tried(cand.profile.name, cand.why, answered, len(probes), cand.prefix_len,
                                      cand.profile.kind))
         # a power or cooling vendor's device that none of its profiles reads is refused, not polled as a switch
         power_claim = any(not t.why.startswith("standard") and t.kind != "switch" for t in found.tried)
@@ -294,31 +316,23 @@ class Poller:
             found.chosen = ranked[0].profile
         return found
 
-    async def _probe(self, s: Any, profile: Profile) -> tuple[int, int]:
-        """(probe columns answering with real data, probe columns) for one profile on one device."""
-        probes = profile.probes()
-        answered = 0
+    @staticmethod
+    async def _probe_rows(s: Any, columns: list[str]) -> tuple[dict[str, list[Any]], int]:
+        """The first rows (up to 3) of each column, in GETBULKs of 16 columns; and the requests it took."""
+        cols = list(dict.fromkeys(columns))
         reps = 3  # a first row of "-1" (not fitted) must not hide a second row that is real
-        for i in range(0, len(probes), 16):
-            chunk = probes[i:i + 16]
-            cols = [ber.encode_oid(c) for c, _ in chunk]
-            try:
-                oids, values = await s.bulk(cols, reps)
-            except DeviceError:
-                raise
-            real = [False] * len(chunk)
+        out: dict[str, list[Any]] = {c: [] for c in cols}
+        requests = 0
+        for i in range(0, len(cols), 16):
+            chunk = cols[i:i + 16]
+            prefixes = [ber.encode_oid(c) for c in chunk]
+            oids, values = await s.bulk(prefixes, reps)
+            requests += 1
             for k, oid in enumerate(oids):
                 c = k % len(chunk)
-                prefix = cols[c]
-                v = values[k]
-                if not oid.startswith(prefix) or len(oid) == len(prefix):
-                    continue
-                if isinstance(v, int) and not isinstance(v, bool) and v not in chunk[c][1]:
-                    real[c] = True
-                elif isinstance(v, bytes) and v.strip(b"\x00 "):
-                    real[c] = True
-            answered += sum(real)
-        return answered, len(probes)
+                if oid.startswith(prefixes[c]) and len(oid) > len(prefixes[c]):
+                    out[chunk[c]].append(values[k])
+        return out, requests
 
     async def poll_device(self, d: Device) -> DevicePoll:
         start = time.perf_counter()

@@ -189,3 +189,17 @@ async def test_one_device_failing_in_any_way_never_stops_the_others(mosquitto, s
     assert [p.measurement for p in first] == ["agent"]
     assert first[0].fields["up"] is False and "RuntimeError: boom" in first[0].fields["message"]
     assert any(p.measurement == "pdu" for p in by_dev["rpdu2"][1])
+
+
+async def test_detection_runs_once_per_device_in_a_few_shared_requests(sim) -> None:
+    devs = [Device("rpdu2", port=sim.port, community="rpdu2"), Device("gone", port=sim.port, community="unreadable")]
+    async with Poller(devs, PROFILES) as poller:
+        first = await poller.poll_all()
+        second = await poller.poll_all()
+        det = poller.detections["rpdu2"]
+    assert poller.detected == {"rpdu2": "apc_rpdu2"}
+    # one GET, then every candidate's probe columns in shared GETBULKs of 16 columns
+    probes = {c for t in det.tried for c, _ in PROFILES[t.profile].probes()}
+    assert len(det.tried) >= 5 and det.requests == 1 + -(-len(probes) // 16)
+    assert second[0].ok and second[0].requests < first[0].requests  # the second poll only walks
+    assert not second[1].ok and "no profile can read" in second[1].error  # a refused device is tried again

@@ -43,8 +43,10 @@ def main(n: int = 200) -> dict:
     backend = SimNvml(gpus)
     agent = GpuAgent(backend, tags=TAGS, registry=CollectorRegistry(), xid_events=False)
     agent.start()
-    agent.poll()  # the first poll reads static limits; steady state is what runs every second
-    agent.poll()
+    # The first polls read static limits and find out what the GPU lacks (an H100 refuses the NVLink5
+    # counters summed, then per link); steady state is what runs every second.
+    for _ in range(3):
+        agent.poll()
     plan = [(g.handle, list(g.fv_ids), [(getattr(backend, c.call), c.args) for c in g.calls])
             for g in agent.reader.gpus]
     mig = getattr(backend, MIG_MODE.call)

@@ -21,7 +21,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import pynvml as nv
 
@@ -86,8 +86,7 @@ NOT_IN_BINDING = "NOT_IN_BINDING"  # this nvidia-ml-py has no wrapper for the fu
 MISMATCH = "LIBRARY_MISMATCH"  # NVMLLibraryMismatchError
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One nvmlFieldValue_t as read back: return code, timestamp (us), declared type, the 8 value bytes."""
 
     rc: int
@@ -360,10 +359,16 @@ class NvmlReader:
                 res = self._call(gpu, spec, reading)
             if res is None:
                 continue
-            for name, extract in spec.outputs:
-                v = self._extract(gpu, name, extract, res, reading)
-                if v is not None:
-                    values[name] = v
+            try:
+                for name, extract in spec.outputs:
+                    values[name] = extract(res)
+            except Exception:  # noqa: BLE001 - field by field, to cost only the fields that fail
+                for name, extract in spec.outputs:
+                    v = self._extract(gpu, name, extract, res, reading)
+                    if v is not None:
+                        values[name] = v
+                    else:
+                        values.pop(name, None)
             if spec.static:
                 gpu.static.update((name, values[name]) for name in spec.fields if name in values)
                 gpu.static_done.add(spec.key)
@@ -433,7 +438,15 @@ class NvmlReader:
         sums: dict[str, int] = {}
         incomplete: set[str] = set()
         unfilled: set[str] = set()
+        values = reading.values
         for (row, scope), e in zip(gpu.fv_rows, got):
+            if scope is None and e.rc == 0 and e.timestamp_us and e.value_type != _DOUBLE and row.type != "bool":
+                # the common case, inline: a filled plain value with an integer label
+                x = _AS[row.ctype].unpack_from(e.raw)[0] if row.ctype != "f64" else decode_value("f64", e.value_type,
+                                                                                                  e.raw)
+                values[row.field] = float(x) * row.scale if row.type == "float" else (
+                    int(x * row.scale) if row.scale != 1 else int(x))
+                continue
             try:
                 self._take(gpu, row, scope, e, reading, sums, incomplete, unfilled)
             except GpuLost:

@@ -109,6 +109,27 @@ class Detection:
         return out
 
 
+def choose(tried: list[Tried], profiles: Mapping[str, Profile]) -> str | None:
+    """The detected profile among the probed candidates (None: the device is refused).
+
+    Only candidates answering real data count. A profile named in an answering profile's
+    ``detect.supersedes`` drops out. The most answering probes win; on a tie the longer
+    sysObjectID prefix, then (stable order) the vendor profile over a standard MIB. A switch
+    profile loses to any other, and is out entirely where a power or cooling profile of the
+    device's vendor was a candidate: such a device is refused rather than polled as a switch.
+    """
+    power_claim = any(not t.why.startswith("standard") and t.kind != "switch" for t in tried)
+    answering = {t.profile for t in tried if t.answered > 0}
+    superseded = {old for name in answering for old in profiles[name].detect.supersedes}
+    for t in tried:
+        if t.profile in superseded and t.answered > 0 and "superseded" not in t.why:
+            t.why += "; superseded by a richer profile that answers"
+    ranked = sorted((t for t in tried if t.answered > 0 and t.profile not in superseded
+                     and (t.kind != "switch" or not power_claim)),
+                    key=lambda t: (t.kind != "switch", t.answered, t.prefix_len), reverse=True)
+    return ranked[0].profile if ranked else None
+
+
 def _real(value: Any, sentinels: frozenset[int]) -> bool:
     """A probe answer that is data: a number that is not one of the column's sentinels, or text."""
     if isinstance(value, bool):
@@ -301,19 +322,7 @@ class Poller:
             answered = sum(any(_real(v, sentinels) for v in rows.get(col, ())) for col, sentinels in probes)
             found.tried.append(Tried(cand.profile.name, cand.why, answered, len(probes), cand.prefix_len,
                                      cand.profile.kind))
-        # a power or cooling vendor's device that none of its profiles reads is refused, not polled as a switch
-        power_claim = any(not t.why.startswith("standard") and t.kind != "switch" for t in found.tried)
-        answering = {t.profile for t in found.tried if t.answered > 0}
-        superseded = {old for name in answering for old in self.profiles[name].detect.supersedes}
-        for t in found.tried:
-            if t.profile in superseded and t.answered > 0:
-                t.why += "; superseded by a richer profile that answers"
-        ranked = sorted((t for t in found.tried if t.answered > 0 and t.profile not in superseded
-                         and (t.kind != "switch" or not power_claim)),
-                        key=lambda t: (t.kind != "switch", t.answered, t.prefix_len),
-                        reverse=True)
-        if ranked:
-            found.chosen = ranked[0].profile
+        found.chosen = choose(found.tried, self.profiles)
         return found
 
     @staticmethod

@@ -120,7 +120,12 @@ async def test_standard_ups_mib_found_whatever_the_sys_object_id(sim) -> None:
 
 
 async def test_odd_labels_become_the_row_index_and_the_poll_goes_out(sim) -> None:
-    (p,) = await _poll(sim, "rpdu2")
+    registry = CollectorRegistry()
+    async with Poller([Device("rpdu2", port=sim.port, community="rpdu2")], PROFILES, registry=registry) as poller:
+        (p,) = await poller.poll_all()
+        await poller.poll_all()
+    # counted once per device, not once per poll
+    assert registry.get_sample_value("dcim_snmp_odd_labels_total", {"device": "rpdu2"}) == 3
     sensors = {r.tags["sensor"]: r.fields["temp_c"] for r in p.records if r.measurement == "env"}
     assert sensors == {"1": 20.1, "2": 20.2, "3": 20.3, "Exhaust": 20.4}
     assert "3 device label(s) unfit for a tag" in p.health.fields["message"]

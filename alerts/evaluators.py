@@ -198,6 +198,7 @@ def expected(ctx, rule: AbsentRule) -> list[tuple[tuple, dict[str, str]]]:
 def eval_threshold(ctx, rule: ThresholdRule, b: int) -> list[_Eval]:
     out = []
     thr_store = ctx.store.latest.get((rule.measurement, rule.threshold_field)) if rule.threshold_field else None
+    defaults: dict[str, float | None] = {}  # topology default by node, for this evaluation
     for key, _t, v, tags, fresh in ctx.fresh(rule, rule.measurement, rule.field, b):
         thr = rule.threshold
         if thr is None:
@@ -207,7 +208,10 @@ def eval_threshold(ctx, rule: ThresholdRule, b: int) -> list[_Eval]:
             elif isinstance(rule.threshold_default, (int, float)):
                 thr = float(rule.threshold_default)
             elif isinstance(rule.threshold_default, str):
-                thr = ctx.topo.gpu_default(rule.threshold_default, tags)
+                node = tags.get("node", "")
+                if node not in defaults:
+                    defaults[node] = ctx.topo.gpu_default(rule.threshold_default, tags)
+                thr = defaults[node]
             if thr is None:
                 continue
         thr += rule.threshold_offset
@@ -234,12 +238,24 @@ def eval_threshold(ctx, rule: ThresholdRule, b: int) -> list[_Eval]:
 
 
 def eval_state(ctx, rule: StateRule, b: int) -> list[_Eval]:
-    want = rule.values()
+    # (is it a bool, value): True must not equal 1.0, as the rule's types say
+    want = {(type(w) is bool, w) for w in rule.values()}
     out = []
-    for key, _t, v, tags, fresh in ctx.fresh(rule, rule.measurement, rule.field, b):
-        hit = any((type(v) is bool) == (type(w) is bool) and v == w for w in want)
+    keys = ctx.keys[rule.name]
+    probing = rule.name in ctx.unlinked
+    match = ctx.match[rule.name]
+    stale_ns = rule.stale_after * NS
+    labels = ctx.labels
+    for key, (t, v, tags) in ctx.store.latest.get((rule.measurement, rule.field), {}).items():
+        if t > b or (match is not None and not match(tags)):
+            continue
+        fresh = (b - t) < stale_ns  # left-open lookback
+        hit = (type(v) is bool, v) in want
+        if not ((fresh and hit) or key in keys or probing):
+            continue  # quiet series without an alert: nothing to step (ctx.keep's test, inlined)
         value = float(v) if isinstance(v, (int, float)) else None
-        ctx.keep(out, rule, key, tags, value, hit if fresh else None, (not hit) if fresh else None, None)
+        out.append(_Eval(key, None, value, hit if fresh else None, (not hit) if fresh else None, None,
+                         lambda t=tags: labels(t)))
     return out
 
 
@@ -348,13 +364,16 @@ def eval_absent(ctx, rule: AbsentRule, b: int) -> list[_Eval]:
         for dev, labels in expected(ctx, rule):
             seen.setdefault(dev, (ctx.started, labels))
     out = []
-    after_ns = rule.after * NS
-    for dev, (t, labels) in sorted(seen.items()):
+    keys = ctx.keys[rule.name]
+    probing = rule.name in ctx.unlinked
+    due = b - rule.after * NS  # silent since this or earlier: fires (left-open: exactly `after` counts)
+    for dev, (t, labels) in seen.items():
         if t > b:
             continue
-        age_s = (b - t) / NS
-        fire = (b - t) >= after_ns
-        out.append(_Eval(dev, labels, age_s, fire, not fire, rule.after))
+        fire = t <= due
+        if fire or dev in keys or probing:
+            out.append(_Eval(dev, labels, (b - t) / NS, fire, not fire, rule.after))
+    out.sort(key=lambda r: r.key)
     return out
 
 

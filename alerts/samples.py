@@ -28,6 +28,7 @@ class SampleStore:
         self.zero_start: set[tuple[str, str]] = set()
         self.rate_fields: set[tuple[str, str]] = set()
         self.evaluated = False  # set once the first evaluation ran (new counters count from zero after it)
+        self._plans: dict[str, list[tuple]] = {}
 
     def need(self, meas: str, fld: str, window_ns: int = 0) -> None:
         """Keep the newest sample of ``meas.fld`` per series, and ``window_ns`` of history if given."""
@@ -37,45 +38,66 @@ class SampleStore:
             key = (meas, fld)
             self.hist_window[key] = max(self.hist_window.get(key, 0), window_ns)
             self.hist.setdefault(key, {})
+        self._plans.clear()
 
     def watch_absent(self, rule: Any, match: Any) -> None:
-        self.absent_by_meas.setdefault(rule.measurement, []).append((rule, match))
+        self.absent_by_meas.setdefault(rule.measurement, []).append((rule, match, tuple(rule.by)))
         self.seen[rule.name] = {}
+        self._plans.clear()
+
+    def _plan(self, meas: str) -> list[tuple]:
+        """Per wanted field of a measurement: where its samples go, looked up once, not per record."""
+        plan = []
+        fields = schema.MEASUREMENTS[meas].fields if meas in schema.MEASUREMENTS else {}
+        for f in sorted(self.want.get(meas, ())):
+            k = (meas, f)
+            numeric = f in fields and fields[f].type != "str"
+            plan.append((f, self.latest[k], self.hist.get(k), k in self.rate_fields, k in self.zero_start, numeric))
+        self._plans[meas] = plan
+        return plan
 
     def ingest(self, rec: Record) -> None:
         t = rec.time_ns
         meas = rec.measurement
-        wanted = self.want.get(meas)
-        key = None
-        if wanted:
-            key = tuple(sorted(rec.tags.items()))
-            for f in wanted.intersection(rec.fields):
-                value = rec.fields[f]
-                if isinstance(value, str) and schema.MEASUREMENTS[meas].fields[f].type != "str":
+        plan = self._plans.get(meas)
+        if plan is None:
+            plan = self._plan(meas)
+        tags = rec.tags
+        if plan:
+            fields = rec.fields
+            key = None
+            for f, store, hist, rate, zero, numeric in plan:
+                value = fields.get(f)
+                if value is None or (numeric and isinstance(value, str)):
                     continue
-                store = self.latest[(meas, f)]
+                if key is None:
+                    key = tuple(sorted(tags.items()))
                 old = store.get(key)
                 if old is None or old[0] <= t:
-                    store[key] = (t, value, rec.tags)
-                hist = self.hist.get((meas, f))
+                    store[key] = (t, value, tags)
                 if hist is not None and not isinstance(value, str):
                     dq = hist.get(key)
                     if dq is None:
                         dq = hist[key] = deque()
                         # A counter series born after the engine started (a new XID code) counts from zero.
-                        if (meas, f) in self.zero_start and self.evaluated:
+                        if zero and self.evaluated:
                             dq.append((t - 1, 0.0))
                     x = float(value)
                     # Counters only need the points where they changed; rates need every sample.
-                    if not dq or (dq[-1][0] < t and ((meas, f) in self.rate_fields or dq[-1][1] != x)):
+                    if not dq or (dq[-1][0] < t and (rate or dq[-1][1] != x)):
                         dq.append((t, x))
-        for rule, match in self.absent_by_meas.get(meas, ()):
+        for rule, match, by in self.absent_by_meas.get(meas, ()):
             if rule.field is not None and rule.field not in rec.fields:
                 continue
-            if (match is not None and not match(rec.tags)) or any(b not in rec.tags for b in rule.by):
+            if match is not None and not match(tags):
                 continue
-            dev = tuple(rec.tags[b] for b in rule.by)
+            try:
+                dev = tuple([tags[b] for b in by])
+            except KeyError:
+                continue
             seen = self.seen[rule.name]
             old = seen.get(dev)
-            if old is None or old[0] <= t:
-                seen[dev] = (t, old[1] if old else self._labels(rec.tags, keep=rule.by))
+            if old is None:
+                seen[dev] = (t, self._labels(tags, keep=by))
+            elif old[0] <= t:
+                seen[dev] = (t, old[1])

@@ -76,13 +76,15 @@ class Collector:
         self.sink = sink if sink is not None else make_sink(config.sink, config.influx, config.embedded_path, clock=clock)
         self.spool = Spool(config.spool_path, max_bytes=config.spool_max_bytes,
                            segment_bytes=config.spool_segment_bytes, warn_ratio=config.spool_warn_ratio)
-        self.dead_letter = DeadLetter(config.dead_letter_path, max_bytes=config.dead_letter_max_bytes)
+        self.dead_letter = DeadLetter(config.dead_letter_path, max_bytes=config.dead_letter_max_bytes,
+                                      metrics=self.metrics)
         self.router = Router(self.sink, self.spool, self.dead_letter, self.metrics,
                              retry_max_s=config.retry_max_s, clock=clock)
         self.client_id = config.client_id or self.mqtt_config.client_id or f"dcim-collector-{socket.gethostname()}"
         # the batch being filled
         self._lines: list[str] = []
         self._acks: list[AckToken] = []
+        self._held_acks: list[AckToken] = []  # durable batches whose dead-letter entries are not yet
         self._first_at = 0.0
         self._has_data = asyncio.Event()
         self._full = asyncio.Event()
@@ -192,16 +194,22 @@ class Collector:
             self._has_data.clear()
             self._full.clear()
             self._room.set()
-            if not lines and not acks:
+            if not lines and not acks and not self._held_acks:
                 return
             if self.observers and lines:
                 lines = lines + self._observe(lines)
             if lines:
                 self.metrics.batch_points.observe(len(lines))
             await self.router.deliver(lines)
-            self.dead_letter.sync()
-            self._ack(acks)
-            self.metrics.unacked.set(len(self._acks))
+            # a refused line is acknowledged only once its dead-letter entry is on disk. While the
+            # file system refuses (a full disk), later batches are still written but every
+            # acknowledgement waits, so the broker keeps the messages; the flusher tries again
+            # each second. Nothing here ends the process.
+            self._held_acks += acks
+            if self.dead_letter.sync():
+                held, self._held_acks = self._held_acks, []
+                self._ack(held)
+            self.metrics.unacked.set(len(self._acks) + len(self._held_acks))
 
     def _observe(self, lines: list[str]) -> list[str]:
         records = self.reader.records(lines)
@@ -236,6 +244,12 @@ class Collector:
     async def _flusher(self) -> None:
         linger = self.config.linger_ms / 1000.0
         while True:
+            if self._held_acks and not self._has_data.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._has_data.wait(), timeout=1.0)
+                if not self._has_data.is_set():
+                    await self.flush()  # nothing new: try the held dead-letter entries again
+                    continue
             await self._has_data.wait()
             remaining = self._first_at + linger - time.monotonic()
             if remaining > 0 and not self._full.is_set() and not self.stopping.is_set():

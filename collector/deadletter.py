@@ -1,8 +1,11 @@
 """The dead-letter file: every refused line, with its topic and reason, one JSON object per line.
 
-Entries are buffered and fsynced by ``sync()``, which the collector calls before it acknowledges
-the messages they came from, so a refused line is never lost either. Each reason is logged once
-(then only counted); the file rotates to ``<name>.1`` past ``max_bytes``.
+Entries are held in memory and written and fsynced by ``sync()``, which the collector calls before
+it acknowledges the messages they came from, so a refused line is never lost either. When the file
+system refuses the write (a full disk), ``sync()`` returns False, keeps the entries and counts the
+error; the collector keeps those messages unacknowledged and tries again, and the process goes on.
+Each reason is logged once (then only counted); the file rotates to ``<name>.1`` past ``max_bytes``,
+and the entries of the ``.1`` file it replaces are counted as discarded on ``/metrics``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from collector.validate import Reject
 
@@ -21,14 +25,19 @@ TEXT_MAX = 64 * 1024  # a 10 MB garbage payload keeps its first 64 KiB here, and
 
 
 class DeadLetter:
-    def __init__(self, path: Path | str, *, max_bytes: int = 256 * 1024**2) -> None:
+    def __init__(self, path: Path | str, *, max_bytes: int = 256 * 1024**2, metrics: Any = None) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
+        self.metrics = metrics  # CollectorMetrics, or None
         self._f = None
-        self._dirty = False
+        self._pending: list[str] = []
         self._logged: set[str] = set()
-        self.received = 0  # entries written
+        self._error_logged = False
+        self.received = 0  # entries taken
         self.sent = 0  # entries fsynced
+        self.errors = 0  # writes the file system refused
+        self.rotations = 0
+        self.discarded = 0  # entries deleted with a replaced .1 file
 
     def _open(self):  # noqa: ANN202
         if self._f is None:
@@ -36,7 +45,9 @@ class DeadLetter:
             self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         return self._f
 
-    def add(self, reject: Reject, *, topic: str | None, now_ns: int) -> None:
+    def add(self, reject: Reject, *, topic: str | None, now_ns: int, size: int | None = None) -> None:
+        """Take one refused line (or payload); ``size`` is the size of what was refused when the
+        text kept is only its beginning."""
         text = reject.text
         entry = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now_ns // 10**9)) + f".{now_ns % 10**9 // 10**6:03d}Z",
@@ -44,36 +55,100 @@ class DeadLetter:
             "reason": reject.reason,
             "detail": reject.detail,
             "line": reject.line,
-            "size": len(text),
+            "size": size if size is not None else len(text),
             "text": text[:TEXT_MAX],
         }
-        f = self._open()
-        f.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        self._dirty = True
+        self._pending.append(json.dumps(entry, ensure_ascii=False) + "\n")
         self.received += 1
+        if self.metrics is not None:
+            self.metrics.dead_letter_pending.set(len(self._pending))
         if reject.reason not in self._logged:
             self._logged.add(reject.reason)
             log.warning("dead-lettered a line (%s): %s; topic %s; further ones of this kind are only counted, "
                         "see %s", reject.reason, reject.detail[:200], topic, self.path)
 
-    def sync(self) -> None:
-        """Make every entry so far durable; rotate when the file is past its size."""
-        if not self._dirty or self._f is None:
-            return
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self.sent = self.received
-        self._dirty = False
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def sync(self) -> bool:
+        """Make every entry so far durable; rotate when the file is past its size. False (entries
+        kept, error counted) when the file system refuses."""
+        if not self._pending:
+            return True
+        start = None
+        try:
+            f = self._open()
+            start = f.tell()
+            f.write("".join(self._pending))
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError as exc:
+            self._failed(exc, start)
+            return False
+        self.sent += len(self._pending)
+        self._pending.clear()
+        if self.metrics is not None:
+            self.metrics.dead_letter_pending.set(0)
+        if self._error_logged:
+            log.warning("dead-letter file %s is writable again", self.path)
+            self._error_logged = False
         if self._f.tell() > self.max_bytes:
-            self._f.close()
-            self._f = None
-            os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+            self._rotate()
+        return True
+
+    def _failed(self, exc: OSError, start: int | None) -> None:
+        self.errors += 1
+        if self.metrics is not None:
+            self.metrics.dead_letter_errors.inc()
+        if not self._error_logged:
+            self._error_logged = True
+            log.error("cannot write the dead-letter file %s (%s); holding %d entries and the messages they "
+                      "came from unacknowledged, and trying again", self.path, exc, len(self._pending))
+        f, self._f = self._f, None
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass  # what stayed buffered is cut off below
+        if start is not None:
+            try:
+                os.truncate(self.path, start)  # no half entry left behind
+            except OSError:
+                log.exception("cannot cut a partial entry off %s", self.path)
+
+    def _rotate(self) -> None:
+        self._f.close()
+        self._f = None
+        old = self.path.with_name(self.path.name + ".1")
+        lost = 0
+        try:
+            with open(old, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    lost += chunk.count(b"\n")
+        except FileNotFoundError:
+            pass
+        try:
+            os.replace(self.path, old)
+        except OSError as exc:
+            log.error("cannot rotate the dead-letter file %s (%s); it keeps growing", self.path, exc)
+            return
+        self.rotations += 1
+        self.discarded += lost
+        if self.metrics is not None:
+            self.metrics.dead_letter_rotations.inc()
+            self.metrics.dead_letter_discarded.inc(lost)
+        if lost:
+            log.warning("rotated the dead-letter file %s; %d entries of the older %s were deleted",
+                        self.path, lost, old.name)
 
     def close(self) -> None:
+        self.sync()
         if self._f is not None:
-            self.sync()
-            if self._f is not None:
+            try:
                 self._f.close()
+            except OSError:
+                pass
             self._f = None
 
 

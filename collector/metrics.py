@@ -43,6 +43,22 @@ class CollectorMetrics:
                                      "1 when the spool is past its warning ratio (alert on this)", registry=r)
         self.spool_full = Gauge(p + "spool_full",
                                 "1 while the spool is at its cap and messages stay with the broker", registry=r)
+        self.spool_errors = Counter(p + "spool_errors_total",
+                                    "batches the spool could not take (full: at its cap; disk: the file system "
+                                    "refused, a full disk) or drain; each is held and tried again", ["kind"],
+                                    registry=r)
+        for kind in ("full", "disk", "drain"):
+            self.spool_errors.labels(kind)
+        self.dead_letter_errors = Counter(p + "dead_letter_errors_total",
+                                          "dead-letter writes the file system refused; the messages behind them "
+                                          "stay unacknowledged until a retry succeeds", registry=r)
+        self.dead_letter_pending = Gauge(p + "dead_letter_pending",
+                                         "dead-letter entries held in memory, not yet durable", registry=r)
+        self.dead_letter_rotations = Counter(p + "dead_letter_rotations_total",
+                                             "times the dead-letter file was rotated to .1", registry=r)
+        self.dead_letter_discarded = Counter(p + "dead_letter_discarded_total",
+                                             "dead-letter entries deleted with the .1 file a rotation replaced",
+                                             registry=r)
         self.mqtt_connected = Gauge(p + "mqtt_connected", "1 while connected to the broker", registry=r)
         self.mqtt_connects = Counter(p + "mqtt_connects_total", "successful connections to the broker", registry=r)
         self.read_pauses = Counter(p + "read_pauses_total",

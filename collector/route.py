@@ -2,7 +2,10 @@
 
 ``deliver`` returns only once the batch is durable: accepted by the sink, dead-lettered line by
 line where the sink refused it, or fsynced into the spool. While the spool holds anything, new
-batches go behind it, so every series keeps its order. Answers by kind:
+batches go behind it, so every series keeps its order. A batch is spooled in pieces that fit the
+spool; while a piece finds no room (the cap, a full disk) it is held in memory, and whenever the
+spool is empty the sink is tried with it directly, so nothing waits on a spool that cannot take it.
+The caller holds the MQTT acknowledgements all that time. Answers by kind:
 
     done (2xx)                  count it
     SinkRejected (400, 422)     bisect: halves are resent (an accepted line is idempotent) until the
@@ -71,34 +74,65 @@ class Router:
                 return
             except SinkUnavailable as exc:
                 self._sink_failed(exc)
-        await self._spool(body, len(lines))
+        for piece in self._pieces(lines):
+            await self._hold(piece)
         self.metrics.batch_latency.observe(self.monotonic() - t0)
 
-    async def _spool(self, body: bytes, n: int) -> None:
+    def _pieces(self, lines: list[str]) -> list[list[str]]:
+        """The batch cut into runs whose spooled size stays within half the spool's cap."""
+        limit = max(1024, self.spool.max_bytes // 2)
+        pieces: list[list[str]] = []
+        run: list[str] = []
+        size = 0
+        for line in lines:
+            n = len(line) + 1 if line.isascii() else len(line.encode()) + 1
+            if run and size + n > limit:
+                pieces.append(run)
+                run, size = [], 0
+            run.append(line)
+            size += n
+        if run:
+            pieces.append(run)
+        return pieces
+
+    async def _hold(self, lines: list[str]) -> None:
+        """Make one piece durable: in the spool, or in the sink whenever the spool is empty."""
+        body = encode_body(lines)
         while True:
+            if self.spool.empty() and self.monotonic() >= self._retry_at:
+                try:
+                    await self._write(lines, body)
+                except SinkUnavailable as exc:
+                    self._sink_failed(exc)
+                else:
+                    self._sink_ok()
+                    break
             try:
-                self.spool.append(body, n)
+                self.spool.append(body, len(lines))
             except (SpoolFull, OSError) as exc:
                 self.metrics.spool_full.set(1)
+                self.metrics.spool_errors.labels("full" if isinstance(exc, SpoolFull) else "disk").inc()
                 if not self._full_logged:
                     self._full_logged = True
                     log.error("cannot spool a batch (%s); holding it and the MQTT messages behind it "
-                              "unacknowledged, so the broker keeps them, until the sink drains the spool", exc)
+                              "unacknowledged, so the broker keeps them, and trying the sink until it "
+                              "takes them", exc)
                 self._wake.set()
                 self._room.clear()
+                wait = max(0.05, min(1.0, self._retry_at - self.monotonic()))
                 try:
-                    await asyncio.wait_for(self._room.wait(), timeout=1.0)
+                    await asyncio.wait_for(self._room.wait(), timeout=wait)
                 except TimeoutError:
                     pass
                 continue
-            if self._full_logged:
-                log.warning("the spool has room again")
-            self._full_logged = False
-            self.metrics.spool_full.set(0)
-            self.metrics.points_spooled.inc(n)
-            self.metrics.update_spool(self.spool)
+            self.metrics.points_spooled.inc(len(lines))
             self._wake.set()
-            return
+            break
+        if self._full_logged:
+            log.warning("the held batch is durable again; taking new messages")
+        self._full_logged = False
+        self.metrics.spool_full.set(0)
+        self.metrics.update_spool(self.spool)
 
     # --- writing with split and bisect -------------------------------------------------------
 
@@ -162,7 +196,11 @@ class Router:
     # --- draining the spool -----------------------------------------------------------------
 
     async def drain(self, stop: asyncio.Event | None = None) -> None:
-        """Run forever (until ``stop``): send spooled batches, oldest first, as the sink allows."""
+        """Run forever (until ``stop``): send spooled batches, oldest first, as the sink allows.
+
+        Nothing it meets ends it: a file-system error while reading or moving past a batch is
+        logged and counted, and the batch is tried again after the retry delay.
+        """
         while stop is None or not stop.is_set():
             if self.spool.empty():
                 self._wake.clear()
@@ -176,7 +214,15 @@ class Router:
                 except TimeoutError:
                     pass
                 continue
-            await self.drain_once()
+            try:
+                await self.drain_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the drain must outlive whatever the disk does
+                self.metrics.spool_errors.labels("drain").inc()
+                log.exception("draining the spool failed (%s); trying again", exc)
+                self._failures += 1
+                self._retry_at = self.monotonic() + min(self.retry_max_s, 0.5 * 2 ** min(self._failures - 1, 16))
 
     async def drain_once(self) -> bool:
         """Send the oldest spooled batch; True when it left the spool."""
@@ -193,7 +239,11 @@ class Router:
         except SinkUnavailable as exc:
             self._sink_failed(exc)
             return False
-        self.dead_letter.sync()  # lines the sink refused are durable before the batch leaves the spool
+        if not self.dead_letter.sync():
+            # the lines the sink refused are not durable yet: keep the batch (the store takes it
+            # again as an overwrite) and try later
+            self._retry_at = self.monotonic() + 1.0
+            return False
         self.spool.pop()
         self._sink_ok()
         self.metrics.update_spool(self.spool)

@@ -12,8 +12,11 @@ batch once the sink has it, and deletes a segment once it is drained. After a ki
 tail of the last segment (a batch whose append never returned) is cut off; a batch the sink got
 but whose cursor move was lost is sent again, which InfluxDB treats as an overwrite.
 
-The spool holds at most ``max_bytes``; ``append`` past that raises SpoolFull and the collector
-keeps the messages unacknowledged, so the broker holds them instead of anything being dropped.
+The spool holds at most ``max_bytes``; ``append`` past that raises SpoolFull, and a full disk
+raises OSError with nothing half-written left behind. Either way the collector keeps the messages
+unacknowledged, so the broker holds them instead of anything being dropped. A cursor that cannot
+be written (a full disk again) stays in memory and is written with the next move; until then a
+restart would send some drained batches again, which the store takes as overwrites.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class Spool:
         self._reader = None
         self._reader_id = -1
         self._peeked: tuple[int, int, int] | None = None  # (segment, next offset, lines)
+        self._cursor_dirty = False  # moved in memory, not yet on disk (the write failed)
+        self.write_errors = 0  # appends and cursor writes the file system refused (a full disk)
         self.batches = 0  # undrained batches (exact after open: counted while scanning)
         self.lines = 0
         self.corrupt = 0
@@ -168,16 +173,35 @@ class Spool:
         if not self._segments or self._sizes[self._segments[-1]] >= self.segment_bytes:
             self._roll()
         seg = self._segments[-1]
-        if self._writer is None:
-            self._writer = open(self._seg_path(seg), "ab")  # noqa: SIM115
-        w = self._writer
-        w.write(_HEAD.pack(len(body), zlib.crc32(body), lines))
-        w.write(body)
-        w.flush()
-        os.fsync(w.fileno())
+        try:
+            if self._writer is None:
+                self._writer = open(self._seg_path(seg), "ab")  # noqa: SIM115
+            w = self._writer
+            w.write(_HEAD.pack(len(body), zlib.crc32(body), lines))
+            w.write(body)
+            w.flush()
+            os.fsync(w.fileno())
+        except OSError:
+            self.write_errors += 1
+            self._cut_back(seg)
+            raise
         self._sizes[seg] += size
         self.batches += 1
         self.lines += lines
+
+    def _cut_back(self, seg: int) -> None:
+        """After a failed append: drop whatever part of it reached the file (a full disk)."""
+        w, self._writer = self._writer, None
+        if w is not None:
+            try:
+                w.close()
+            except OSError:
+                pass  # the buffered rest could not be written either; the truncate below removes it
+        try:
+            os.truncate(self._seg_path(seg), self._sizes[seg])
+        except OSError as exc:
+            log.error("spool segment %s: cannot cut off a failed append (%s); it is cut at the next start",
+                      seg, exc)
 
     def _roll(self) -> None:
         if self._writer is not None:
@@ -243,7 +267,19 @@ class Spool:
             # all drained: start afresh so the spool folder does not keep an empty old file
             self._drop_head()
         else:
+            self._save_cursor()
+
+    def _save_cursor(self) -> None:
+        try:
             self._write_cursor()
+        except OSError as exc:
+            self.write_errors += 1
+            if not self._cursor_dirty:
+                log.error("spool %s: cannot write the cursor (%s); keeping it in memory and trying again at "
+                          "the next batch (a restart before then sends some batches twice)", self.path, exc)
+            self._cursor_dirty = True
+            return
+        self._cursor_dirty = False
 
     def _drop_head(self) -> None:
         seg = self._segments.pop(0)
@@ -257,9 +293,12 @@ class Spool:
             self._writer = None
         nxt = self._segments[0] if self._segments else seg + 1
         self._cursor = (nxt, 0)
-        self._write_cursor()  # first: a crash after it must not resend the dropped segment
-        self._seg_path(seg).unlink(missing_ok=True)
-        _fsync_dir(self.path)
+        self._save_cursor()  # first: a crash after it must not resend the dropped segment
+        try:
+            self._seg_path(seg).unlink(missing_ok=True)
+            _fsync_dir(self.path)
+        except OSError as exc:  # a later start deletes a segment before its cursor
+            log.error("spool %s: cannot delete drained segment %s (%s)", self.path, seg, exc)
 
     def close(self) -> None:
         for f in (self._writer, self._reader):

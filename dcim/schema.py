@@ -260,8 +260,8 @@ PDU_OUTLET = Measurement(
 
 ENV = Measurement(
     "env",
-    "An environment probe (temperature / humidity) on a PDU, UPS or CDU.",
-    (*LOCATION_TAGS, "pdu", "ups", "sensor"),
+    "An environment probe (temperature / humidity) on a PDU, UPS, CDU or switch.",
+    (*LOCATION_TAGS, "pdu", "ups", "switch", "sensor"),
     _fields(
         F("temp_c", "float", "degC", "air temperature"),
         F("humidity_pct", "float", "%", "relative humidity"),

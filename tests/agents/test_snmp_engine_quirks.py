@@ -74,3 +74,23 @@ def test_a_field_filled_by_a_later_table_is_not_unsupported_and_its_source_is_th
 
 def test_default_probes_are_one_real_column_per_table_with_its_sentinels() -> None:
     assert _profile().probes() == [(f"{COL}.3", frozenset({-1, 2147483647}))]
+
+
+def test_entity_sensor_mib_scale_precision_and_status() -> None:
+    from agents.snmp.profile import load_profiles
+
+    prof = load_profiles()["if_mib"]
+    e = "1.3.6.1.2.1.99.1.1.1"
+    rows = {  # index: (type, scale, precision, value, status, name)
+        5: (8, 9, 1, 345, 1, b"CPU"),           # 34.5 degC
+        6: (9, 9, 0, 41, 1, b"Inlet RH"),       # 41 %RH
+        7: (8, 8, 0, 36500, 1, b"ASIC"),        # milli-degrees: 36.5 degC
+        8: (8, 9, -1, 3, 1, b"Hot spot"),       # precision -1: 30 degC
+        9: (8, 9, 1, 999, 2, b"Unplugged"),     # unavailable: omitted
+        10: (5, 9, 2, 1234, 1, b"PSU1"),        # amperes: no env field
+    }
+    walk = {f"{e}.{c + 1}": [((i,), r[c]) for i, r in rows.items()] for c in range(5)}
+    walk["1.3.6.1.2.1.47.1.1.1.1.7"] = [((i,), r[5]) for i, r in rows.items()]
+    got = {r.tags["sensor"]: r.fields for r in parse(prof, walk, {"switch": "tor1"}).records}
+    assert got == {"CPU": {"temp_c": 34.5}, "Inlet RH": {"humidity_pct": 41.0}, "ASIC": {"temp_c": 36.5},
+                   "Hot spot": {"temp_c": 30.0}}

@@ -81,9 +81,22 @@ UPS = _rec([
 ])
 
 
+# a switch of a vendor no profile knows: IF-MIB and ENTITY-SENSOR-MIB, found by probing
+SWITCH = _rec([
+    (f"{SYS}.1.0", "4", "ToR switch"),
+    (f"{SYS}.2.0", "6", "1.3.6.1.4.1.99998.1"),
+    ("1.3.6.1.2.1.2.2.1.8.1", "2", "1"),
+    ("1.3.6.1.2.1.31.1.1.1.1.1", "4", "swp1"),
+    ("1.3.6.1.2.1.31.1.1.1.6.1", "70", "123456789"),
+    ("1.3.6.1.2.1.47.1.1.1.1.7.5", "4", "ASIC"),
+    *[(f"1.3.6.1.2.1.99.1.1.1.{c}.5", "2", v) for c, v in ((1, "8"), (2, "9"), (3, "1"), (4, "412"), (5, "1"))],
+])
+
+
 @pytest.fixture(scope="module")
 def sim(snmpsim_factory):
-    return snmpsim_factory(records={"rpdu2": RPDU2, "legacy": LEGACY, "unreadable": UNREADABLE, "ups": UPS})
+    return snmpsim_factory(records={"rpdu2": RPDU2, "legacy": LEGACY, "unreadable": UNREADABLE, "ups": UPS,
+                                    "switch": SWITCH})
 
 
 async def _poll(sim, *communities: str):
@@ -117,6 +130,15 @@ async def test_unreadable_device_is_refused_naming_sys_object_id_and_descr(sim) 
 async def test_standard_ups_mib_found_whatever_the_sys_object_id(sim) -> None:
     (p,) = await _poll(sim, "ups")
     assert p.ok and p.profile == "ups_mib", p.error
+
+
+async def test_standard_if_mib_and_entity_sensor_found_on_an_unknown_switch(sim) -> None:
+    (p,) = await _poll(sim, "switch")
+    assert p.ok and p.profile == "if_mib", p.error
+    got = {(r.measurement, r.tags.get("ifname") or r.tags.get("sensor")): r.fields for r in p.records}
+    assert got[("netif", "swp1")]["rx_bytes_total"] == 123456789
+    assert got[("env", "ASIC")] == {"temp_c": 41.2}
+    assert all(r.tags["switch"] == "switch" for r in p.records)
 
 
 async def test_odd_labels_become_the_row_index_and_the_poll_goes_out(sim) -> None:

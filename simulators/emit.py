@@ -14,6 +14,7 @@ import numpy as np
 from dcim import schema
 from dcim.record import Record
 from simulators.output import SeriesBlock, bool_col, fixed, ints, whole
+from simulators.nvml import IDLE_POWER_FRACTION, SM_ACTIVITY_FLOOR, architecture
 from simulators.throttle import THROTTLE_BITS
 
 if TYPE_CHECKING:
@@ -39,7 +40,10 @@ def _whole(fields: list[tuple[str, str]], *names: str) -> list[tuple[str, str]]:
     return [(n, "whole" if n in names else k) for n, k in fields]
 
 
-_GPU_FIELDS = _whole(_check_fields(schema.GPU, (*_GPU_FLOATS, *_GPU_INTS, *THROTTLE_BITS, "lost")), "energy_j")
+#: The activity KPI as the GPU agent gives it: GPM SM activity where the GPU has GPM, else utilization.
+_GPU_ACTIVITY = ("activity_pct", "activity_source")
+_GPU_FIELDS = _whole(_check_fields(schema.GPU, (*_GPU_FLOATS, *_GPU_INTS, *THROTTLE_BITS, "lost", *_GPU_ACTIVITY)),
+                     "energy_j")
 _PDU_FIELDS = _whole(_check_fields(
     schema.PDU, ("power_w", "apparent_power_va", "power_factor", "peak_power_w", "energy_j", "frequency_hz", "load_state")
 ), "energy_j")
@@ -71,6 +75,9 @@ class Emitter:
             gpu_tags.append(t)
             lost_tags.append(t)
         self.gpu_block = SeriesBlock("gpu", gpu_tags, _GPU_FIELDS)
+        gpm = np.array([architecture(t["model"]) != "other" for t in gpu_tags], dtype=bool)
+        self._gpm = gpm
+        self._activity_source = np.where(gpm, "gpm_sm_active", "nvml_util").astype(object)
         self.lost_block = SeriesBlock("gpu", lost_tags, _LOST_FIELDS)
         pdu_tags, phase_tags, env_tags = [], [], []
         self.phase_rows: list[int] = []  # phase slot index of each pdu_phase series
@@ -148,6 +155,12 @@ class Emitter:
         mask = hall.mask[sel]
         cols += [bool_col((mask & bit) != 0) for bit in THROTTLE_BITS.values()]
         cols.append(["false"] * len(util))
+        # the same model as the simulated NVML's GPM (simulators.nvml.sm_activity_pct), vectorized
+        tdp = hall.tdp_w[sel]
+        idle = IDLE_POWER_FRACTION * tdp
+        frac = np.clip((hall.power[sel] - idle) / np.maximum(tdp - idle, 1.0), 0.0, 1.0)
+        sm = util * (SM_ACTIVITY_FLOOR + (1 - SM_ACTIVITY_FLOOR) * frac)
+        cols += [fixed(np.where(self._gpm[sel], sm, util), 2), self._activity_source[sel].tolist()]
         out.append((self.gpu_block, g_rows, cols))
         if g_rows is not None:
             lost_rows = tuple(np.flatnonzero(hall.lost).tolist())

@@ -606,6 +606,19 @@ class SimNvml:
             self._step(dt)
 
 
+#: The GPM model's constants (see gpm_activity): idle power as a fraction of TDP, and the SM
+#: activity of a GPU whose kernels run at idle power, as a fraction of its utilization.
+IDLE_POWER_FRACTION = 0.1
+SM_ACTIVITY_FLOOR = 0.2
+
+
+def sm_activity_pct(util_pct: float, power_w: float, tdp_w: float) -> float:
+    """The GPM model's SM activity: utilization scaled by where the power sits between idle and TDP."""
+    idle_w = IDLE_POWER_FRACTION * tdp_w
+    power_frac = min(1.0, max(0.0, (power_w - idle_w) / max(tdp_w - idle_w, 1.0)))
+    return util_pct * (SM_ACTIVITY_FLOOR + (1 - SM_ACTIVITY_FLOOR) * power_frac)
+
+
 def gpm_activity(g: GpuState) -> dict[str, float]:
     """What GPM would measure on ``g``, from its workload: a model, not a measurement.
 
@@ -615,9 +628,9 @@ def gpm_activity(g: GpuState) -> dict[str, float]:
     low power has low SM activity. Tensor activity follows SM activity on a busy GPU, DRAM
     activity the memory-controller utilization.
     """
-    idle_w = 0.1 * g.tdp_w
+    idle_w = IDLE_POWER_FRACTION * g.tdp_w
     power_frac = min(1.0, max(0.0, (g.power_w - idle_w) / max(g.tdp_w - idle_w, 1.0)))
-    sm = g.util_pct * (0.2 + 0.8 * power_frac)
+    sm = sm_activity_pct(g.util_pct, g.power_w, g.tdp_w)
     return {
         "gr": g.util_pct, "sm": sm, "occ": sm * 0.55, "tensor": sm * 0.85 * power_frac,
         "dram": min(100.0, g.mem_util_pct * 1.1), "pcie_mib_s": g.util_pct * 40.0,

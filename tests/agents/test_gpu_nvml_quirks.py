@@ -297,3 +297,24 @@ def test_tidy_mode_still_available() -> None:
     assert raw[0].valueType == nv.NVML_VALUE_TYPE_UNSIGNED_INT and raw[0].value.uiVal == 50
     assert not isinstance(h, ctypes._Pointer)
     assert struct.calcsize("=Q") == 8
+
+
+def test_the_hall_emits_the_same_activity_kpi_the_agent_reads_through_gpm(make_agent) -> None:
+    from dcim.config import default_site
+    from simulators.hall import Hall
+    from simulators.nvml import node_gpus
+
+    hall = Hall(default_site(), seed=5)
+    hall.step(30.0)
+    emitted = {r.tags["gpu"]: r.fields for r in hall.records(["gpu"])
+               if r.measurement == "gpu" and r.tags["node"] == "A01-n02"}
+    clock = Clock()
+    agent, _, _ = make_agent(node_gpus(hall.state.gpus, "A01-n02"), monotonic=clock)
+    agent.start()
+    agent.poll()
+    clock.t += 1.0
+    recs = agent.poll()
+    for i in range(8):
+        f = gpu(recs, i)
+        assert f["activity_source"] == emitted[str(i)]["activity_source"] == "gpm_sm_active"
+        assert f["activity_pct"] == pytest.approx(emitted[str(i)]["activity_pct"], abs=0.01 + f["util_pct"] * 0.01)

@@ -291,17 +291,23 @@ async def run(devices: list[Device], profiles: dict, *, site_tag: str, mqtt, int
                     return
                 n = 0
                 while polls_max is None or n < polls_max:
+                    # one device's failure of any kind never ends its own loop or the others'
+                    payload: bytes | None = None
                     try:
                         p = await poller.poll_device(d)
                         payload = _payload(p)
-                    except Exception as exc:  # noqa: BLE001 - one device's failure never ends the others' loops
+                    except Exception as exc:  # noqa: BLE001
                         log.exception("%s: poll failed outside the device exchange", d.name)
                         p = poller.failed_poll(d, f"{d.name}: {type(exc).__name__}: {exc}")
-                        payload = _payload(p)
-                    try:
-                        publisher.publish(device_topic(mqtt.topic_prefix, site_tag, d), payload)
-                    except Exception:  # noqa: BLE001
-                        log.exception("%s: publishing the poll failed", d.name)
+                        try:
+                            payload = _payload(p)
+                        except Exception:  # noqa: BLE001 - e.g. a configured tag line protocol cannot carry
+                            log.exception("%s: not even the health record can be encoded", d.name)
+                    if payload is not None:
+                        try:
+                            publisher.publish(device_topic(mqtt.topic_prefix, site_tag, d), payload)
+                        except Exception:  # noqa: BLE001
+                            log.exception("%s: publishing the poll failed", d.name)
                     if not p.ok:
                         log.warning("%s", p.error)
                     n += 1

@@ -191,7 +191,9 @@ async def test_one_device_failing_in_any_way_never_stops_the_others(mosquitto, s
 
     monkeypatch.setattr(snmp_cli, "_payload", flaky)
     devices = [Device("rpdu2", port=sim.port, community="rpdu2", tags={"rack": "A01"}),
-               Device("ups", port=sim.port, community="ups", tags={"rack": "A02"})]
+               Device("ups", port=sim.port, community="ups", tags={"rack": "A02"}),
+               # a configured tag line protocol cannot carry: not even its health record encodes
+               Device("odd", port=sim.port, community="ups", tags={"rack": "A03\\"})]
     host, port = mosquitto.url.removeprefix("mqtt://").split(":")
     got: list[tuple[str, bytes]] = []
     async with aiomqtt.Client(host, int(port), identifier="snmp-isolation-test") as client:
@@ -212,6 +214,7 @@ async def test_one_device_failing_in_any_way_never_stops_the_others(mosquitto, s
     for topic, payload in got:
         by_dev.setdefault(topic.split("/")[3], []).append(decode(payload))
     assert len(by_dev["ups"]) == 3 and len(by_dev["rpdu2"]) == 3  # the failing device kept its loop too
+    assert "odd" not in by_dev  # nothing it could send, and run() still ended normally
     first = by_dev["rpdu2"][0]
     assert [p.measurement for p in first] == ["agent"]
     assert first[0].fields["up"] is False and "RuntimeError: boom" in first[0].fields["message"]

@@ -97,6 +97,20 @@ def corpus_missing_reason(corpus: Path = CORPUS) -> str | None:
     return None
 
 
+def require_corpus(corpus: Path = CORPUS) -> None:
+    """In a test: skip with the reason when the corpus is missing (a plain clone), fail under CI=true."""
+    import os
+
+    import pytest
+
+    reason = corpus_missing_reason(corpus)
+    if reason is None:
+        return
+    if os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}:
+        pytest.fail(f"CI=true and the real-device corpus is missing: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 def stems(corpus: Path = CORPUS) -> list[str]:
     return sorted(p.stem for p in (corpus / "snmprec").glob("*.snmprec"))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
+
 from agents.snmp.profile import Source
 from tests.agents import librenms_corpus as corpus
 
@@ -19,6 +21,15 @@ def _exp(*sensors: tuple[str, str, float]) -> dict:
 def test_missing_corpus_says_where_it_looked(tmp_path: Path) -> None:
     reason = corpus.corpus_missing_reason(tmp_path / "nowhere")
     assert reason is not None and "nowhere" in reason and "../shared" in reason
+
+
+def test_without_the_corpus_a_test_skips_and_under_ci_fails(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="corpus not found"):
+        corpus.require_corpus(tmp_path)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        corpus.require_corpus(tmp_path)
 
 
 def test_match_by_oid_converts_units_and_flags_wrong_values() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -19,11 +18,7 @@ MIN_COVERAGE_PCT = 95.0
 
 @pytest.fixture(scope="module")
 def results(snmpsim_factory) -> list[corpus.DeviceResult]:
-    reason = corpus.corpus_missing_reason()
-    if reason:
-        if os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}:
-            pytest.fail(f"CI=true and the real-device corpus is missing: {reason}", pytrace=False)
-        pytest.skip(reason)
+    corpus.require_corpus()
     sim = snmpsim_factory(data_dir=corpus.CORPUS / "snmprec")
     return corpus.run(port=sim.port)
 

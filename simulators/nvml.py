@@ -68,9 +68,9 @@ def architecture(model: str) -> str:
     return "other"
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(frozen=True, slots=True)
 class SimHandle:
-    """The tidy mode's handle: an opaque object compared by identity."""
+    """The tidy mode's handle: equal (and hashed) by GPU index and NVML generation."""
 
     index: int
     generation: int

@@ -36,6 +36,8 @@ def _location_filter(rack: str | None, row: str | None, where: tuple[str, ...]) 
 @click.option("--db", help="InfluxDB database (with --from-influx).")
 @click.option("--user", help="InfluxDB user (with --from-influx).")
 @click.option("--password-env", metavar="VAR", help="Environment variable holding the InfluxDB password.")
+@click.option("--ca-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="CA certificate to verify an https:// InfluxDB (with --from-influx) or an mqtts:// broker.")
 @click.option("--from-store", "store_path", type=click.Path(file_okay=False, path_type=Path),
               help="Read the embedded store in this folder.")
 @click.option("--from-recording", "recording_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -58,7 +60,8 @@ def _location_filter(rack: str | None, row: str | None, where: tuple[str, ...]) 
 @click.option("--seed", type=int, default=42, show_default=True, help="Simulator seed.")
 @click.option("--step", default="1s", show_default=True, help="Simulator step.")
 def record_cmd(out: Path, scenario: str | None, simulate: bool, influx_url: str | None, db: str | None,
-               user: str | None, password_env: str | None, store_path: Path | None, recording_path: Path | None,
+               user: str | None, password_env: str | None, ca_file: Path | None,
+               store_path: Path | None, recording_path: Path | None,
                fmt: str, mqtt_url: str | None,
                topics: tuple[str, ...], max_messages: int | None, start: str | None, end: str | None,
                duration: str | None, rack: str | None, row: str | None, where: tuple[str, ...],
@@ -80,6 +83,14 @@ def record_cmd(out: Path, scenario: str | None, simulate: bool, influx_url: str 
         msg = ("give exactly one source: --scenario (or --simulate), --from-influx, --from-store, "
                "--from-recording or --from-mqtt")
         raise click.UsageError(msg if not chosen else f"{msg} (got {', '.join(chosen)})")
+    from dcim.config import check_url_credentials
+
+    for flag, url in (("--from-influx", influx_url), ("--from-mqtt", mqtt_url)):
+        if url:
+            try:
+                check_url_credentials(url)
+            except ValueError as exc:  # before anything is written: the URL goes into the header
+                raise click.UsageError(f"{flag}: {exc}") from None
     topology = f"generated:racks={racks}" if racks else (site_file or "embedded")
     tags = _location_filter(rack, row, where)
     start_ns = parse_time(start) if start else None
@@ -104,7 +115,7 @@ def record_cmd(out: Path, scenario: str | None, simulate: bool, influx_url: str 
         header.source = f"influxdb url={influx_url} db={db}" + "".join(f" {k}={v}" for k, v in sorted(tags.items()))
         header.start_ns, header.end_ns = start_ns, end_ns
         records = records_from_influx(influx_url, db, start_ns=start_ns, end_ns=end_ns, tags=tags,
-                                      username=user, password=password)
+                                      username=user, password=password, ca_file=ca_file)
     elif store_path:
         header.source = f"store path={store_path}" + "".join(f" {k}={v}" for k, v in sorted(tags.items()))
         header.start_ns, header.end_ns = start_ns, end_ns

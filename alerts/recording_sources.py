@@ -55,23 +55,37 @@ def _influx_escape(text: str) -> str:
 
 def records_from_influx(url: str, db: str, *, start_ns: int, end_ns: int, tags: dict[str, str] | None = None,
                         username: str | None = None, password: str | None = None, window_s: float = 600.0,
-                        timeout_s: float = 30.0) -> Iterator[Record]:
+                        timeout_s: float = 30.0, ca_file: str | Path | None = None) -> Iterator[Record]:
     """Records of an InfluxDB 1.x database (or a 2.x/3.x v1 API) in [start_ns, end_ns], time-ordered per window.
 
     Field types come from ``SHOW FIELD KEYS``, because the JSON answer prints 30.0 as 30. A tag
     filter applies to the measurements that carry the tag; the others (a loop has no rack) come in
     whole, so the engine still sees what the filtered racks depend on.
     """
+    import ssl
+
     import httpx
 
-    auth = {"u": username, "p": password or ""} if username else {}
+    from dcim.config import check_url_credentials
+
+    try:
+        check_url_credentials(url)
+    except ValueError as exc:
+        raise RecordingError(f"--from-influx: {exc}") from None
+    # InfluxDB 1.x takes credentials from the URL query or an Authorization header, never from a
+    # form body; a header keeps them out of URLs, logs and the recording's header
+    auth = httpx.BasicAuth(username, password or "") if username else None
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
 
     def query(client: httpx.Client, q: str) -> list[dict]:
         try:
-            resp = client.post("/query", data={"q": q, "db": db, "epoch": "ns", **auth})
+            resp = client.post("/query", data={"q": q, "db": db, "epoch": "ns"})
         except httpx.HTTPError as exc:
             msg = f"InfluxDB at {url} is not reachable: {exc}"
             raise RecordingError(msg) from exc
+        if resp.status_code == 401:
+            msg = f"InfluxDB at {url} refused the credentials (HTTP 401): check --user and --password-env"
+            raise RecordingError(msg)
         if resp.status_code != 200:
             msg = f"InfluxDB answered HTTP {resp.status_code} to {q!r}: {resp.text[:300]}"
             raise RecordingError(msg)
@@ -82,7 +96,7 @@ def records_from_influx(url: str, db: str, *, start_ns: int, end_ns: int, tags: 
                 raise RecordingError(msg)
         return [s for res in results for s in res.get("series", [])]
 
-    with httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s) as client:
+    with httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s, auth=auth, verify=verify) as client:
         types: dict[str, dict[str, str]] = {}
         tag_keys: dict[str, set[str]] = {}
         for s in query(client, "SHOW FIELD KEYS"):

@@ -41,8 +41,10 @@ class DeadLetter:
 
     def _open(self):  # noqa: ANN202
         if self._f is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            # refused lines can hold anything a device sent: a new folder 0700, the file 0600
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._f = open(self.path, "a", encoding="utf-8", opener=_private)  # noqa: SIM115
+            os.chmod(self.path, 0o600)
         return self._f
 
     def add(self, reject: Reject, *, topic: str | None, now_ns: int, size: int | None = None) -> None:
@@ -150,6 +152,10 @@ class DeadLetter:
             except OSError:
                 pass
             self._f = None
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
 
 
 def read_dead_letters(path: Path | str) -> list[dict]:

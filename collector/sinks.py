@@ -104,8 +104,9 @@ class InfluxSink:
         if config.gzip:
             headers["Content-Encoding"] = "gzip"
         self.headers = headers
+        tls = {"ssl_ca_cert": str(config.ca_file)} if config.ca_file else {}
         self.client = InfluxDBClient(url=config.url.rstrip("/"), token=token, org=config.org,
-                                     timeout=int(config.timeout_s * 1000), enable_gzip=False)
+                                     timeout=int(config.timeout_s * 1000), enable_gzip=False, **tls)
         self.what = f"{self.name} {config.url}"
 
     def write_sync(self, body: bytes) -> None:

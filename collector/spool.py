@@ -44,7 +44,9 @@ class Spool:
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.warn_ratio = warn_ratio
-        self.path.mkdir(parents=True, exist_ok=True)
+        # points waiting for the store are as private as the store: folder 0700, files 0600
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.path, 0o700)
         self._segments: list[int] = []  # ids, oldest first
         self._sizes: dict[int, int] = {}
         self._cursor = (0, 0)  # (segment id, offset) of the oldest undrained batch
@@ -156,7 +158,7 @@ class Spool:
 
     def _write_cursor(self) -> None:
         tmp = self.path / "cursor.tmp"
-        with open(tmp, "w") as f:
+        with open(tmp, "w", opener=_private) as f:
             f.write(f"{self._cursor[0]} {self._cursor[1]}\n")
             f.flush()
             os.fsync(f.fileno())
@@ -175,7 +177,7 @@ class Spool:
         seg = self._segments[-1]
         try:
             if self._writer is None:
-                self._writer = open(self._seg_path(seg), "ab")  # noqa: SIM115
+                self._writer = open(self._seg_path(seg), "ab", opener=_private)  # noqa: SIM115
             w = self._writer
             w.write(_HEAD.pack(len(body), zlib.crc32(body), lines))
             w.write(body)
@@ -208,7 +210,7 @@ class Spool:
             self._writer.close()
             self._writer = None
         seg = (self._segments[-1] + 1) if self._segments else max(self._cursor[0], 1)
-        self._seg_path(seg).touch()
+        self._seg_path(seg).touch(mode=0o600)
         _fsync_dir(self.path)
         self._segments.append(seg)
         self._sizes[seg] = 0
@@ -306,6 +308,11 @@ class Spool:
                 f.close()
         self._writer = self._reader = None
         self._reader_id = -1
+
+
+def _private(path: str, flags: int) -> int:
+    """``open(..., opener=_private)``: a new file readable by its owner only."""
+    return os.open(path, flags, 0o600)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -84,11 +84,14 @@ class EmbeddedStore:
     def _open_writer(self) -> None:
         if self._lock_fd is not None:
             return
-        self.path.mkdir(parents=True, exist_ok=True)
+        # the store's folders 0700 and files 0600: the data is the site's, not every local user's
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.path, 0o700)
         fmt = self.path / "FORMAT"
         if not fmt.exists():
-            fmt.write_text(FORMAT_LINE + "see docs/collector.md, section 'Embedded store'\n")
-        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+            with open(fmt, "w", opener=_private) as f:
+                f.write(FORMAT_LINE + "see docs/collector.md, section 'Embedded store'\n")
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -104,10 +107,10 @@ class EmbeddedStore:
             return f
         folder = self.path / _dir_name(measurement)
         new_dir = not folder.exists()
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         seg = folder / f"{_hour_name(hour)}.lp"
         new_file = not seg.exists()
-        f = open(seg, "ab+")  # noqa: SIM115 - kept open across batches, closed in close()
+        f = open(seg, "ab+", opener=_private)  # noqa: SIM115 - kept open across batches, closed in close()
         if not new_file:
             _repair_tail(f)
         if new_dir:
@@ -185,7 +188,7 @@ class EmbeddedStore:
                 gz = seg.with_name(seg.name + ".gz")
                 tmp = seg.with_name(seg.name + ".gz.tmp")
                 data = _complete_lines(seg.read_bytes())
-                with open(tmp, "wb") as raw:
+                with open(tmp, "wb", opener=_private) as raw:
                     with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as z:
                         z.write(data)
                     raw.flush()
@@ -312,6 +315,11 @@ def _repair_tail(f) -> None:  # noqa: ANN001
     os.fsync(f.fileno())
     f.seek(0, os.SEEK_END)
 
+
+
+def _private(path: str, flags: int) -> int:
+    """``open(..., opener=_private)``: a new file readable by its owner only."""
+    return os.open(path, flags, 0o600)
 
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)

@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from urllib.parse import parse_qsl, urlsplit
+
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -27,7 +30,9 @@ from dcim.errors import ConfigError, SecretError
 class Model(BaseModel):
     """Base of every configuration model: unknown keys are errors, not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=False, validate_default=True)
+    # hide_input_in_errors: a ValidationError printed anywhere must not repeat a URL with
+    # credentials or a misplaced secret
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_default=True, hide_input_in_errors=True)
 
 
 # --- secrets ----------------------------------------------------------------------------------
@@ -76,6 +81,40 @@ class Secret(Model):
         return f"Secret(env={self.env!r})" if self.env else f"Secret(file={str(self.file)!r})"
 
 
+#: query parameters that carry credentials (InfluxDB 1.x takes u and p; webhooks often a token)
+_CREDENTIAL_PARAMS = frozenset(("u", "p", "user", "username", "password", "pass", "passwd", "pwd", "token",
+                                "access_token", "auth", "authorization", "secret", "key", "apikey", "api_key",
+                                "sig", "signature", "client_secret"))
+
+
+def check_url_credentials(url: str) -> str:
+    """Refuse a URL that carries credentials (``user:password@host`` or a credential query
+    parameter): URLs end up in logs, error messages, recordings and ``ps``. The message never
+    repeats the URL. Returns the URL unchanged."""
+    try:
+        parts = urlsplit(url)
+        has_user = parts.username is not None or parts.password is not None
+    except ValueError:
+        has_user = "@" in url.split("/", 3)[2] if url.count("/") >= 2 else False
+        parts = None
+    if has_user:
+        msg = ("the URL carries a user name or password (user:password@host), which would end up in logs; "
+               "give them as username and password (a {env: ...} or {file: ...} secret) instead "
+               "(the URL is not repeated here)")
+        raise ValueError(msg)
+    if parts is not None and parts.query:
+        for key, _ in parse_qsl(parts.query, keep_blank_values=True):
+            if key.lower() in _CREDENTIAL_PARAMS or any(w in key.lower() for w in ("password", "token", "secret")):
+                msg = (f"the URL's query carries a credential ({key!r}), which would end up in logs; give it "
+                       "as a secret in the configuration instead (the value is not repeated here)")
+                raise ValueError(msg)
+    return url
+
+
+#: A URL without credentials in it (see ``check_url_credentials``).
+Url = Annotated[str, AfterValidator(check_url_credentials)]
+
+
 # --- topology ---------------------------------------------------------------------------------
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
@@ -97,6 +136,7 @@ class GpuModelSpec(Model):
     max_sm_clock_mhz: float = 1980.0
     mem_clock_mhz: float = 2619.0
     memory_bytes: int = 80 * 1024**3
+    nvlink_bytes_per_s: float = Field(450e9, gt=0, description="NVLink bandwidth per direction, all links")
 
 
 class NodeConfig(Model):
@@ -188,6 +228,7 @@ class DefaultsConfig(Model):
     nodes_per_rack: int = Field(4, ge=0)
     gpus_per_node: int = Field(8, ge=0, le=16)
     gpu_model: str = "H100-SXM5"
+    base_power_w: float = Field(1800.0, ge=0, description="NodeConfig.base_power_w of the nodes a count makes")
     pdus: list[PduConfig] = Field(
         default_factory=lambda: [PduConfig(name="pdu-a", feed="A"), PduConfig(name="pdu-b", feed="B")]
     )
@@ -199,7 +240,7 @@ class DefaultsConfig(Model):
 class MqttConfig(Model):
     """The MQTT broker every component talks to."""
 
-    url: str = "mqtt://127.0.0.1:1883"
+    url: Url = "mqtt://127.0.0.1:1883"
     username: str | None = None
     password: Secret | None = None
     client_id: str | None = None
@@ -261,7 +302,7 @@ class SnmpAgentConfig(Model):
 class InfluxConfig(Model):
     """An InfluxDB sink: v1 (/write, db + rp + user/password) or v2 (/api/v2/write, org + bucket + token)."""
 
-    url: str = "http://127.0.0.1:8086"
+    url: Url = "http://127.0.0.1:8086"
     api: Literal["v1", "v2"] = "v1"
     database: str = "dcim"
     retention_policy: str | None = None
@@ -272,6 +313,7 @@ class InfluxConfig(Model):
     token: Secret | None = None
     timeout_s: float = Field(10.0, gt=0)
     gzip: bool = Field(False, description="gzip request bodies (saves bandwidth, costs collector CPU)")
+    ca_file: Path | None = Field(None, description="CA certificate(s) to verify an https:// InfluxDB with")
 
     @model_validator(mode="after")
     def _v2_needs_bucket(self) -> InfluxConfig:
@@ -311,7 +353,7 @@ class CollectorConfig(Model):
 
 class NotifierConfig(Model):
     kind: Literal["alertmanager", "webhook", "console", "log"]
-    url: str | None = None
+    url: Url | None = None
     secret: Secret | None = Field(None, description="HMAC-SHA256 key for webhook signatures")
     timeout_s: float = Field(5.0, gt=0)
     resend_interval_s: float = Field(60.0, gt=0)
@@ -324,7 +366,7 @@ class ActionDriverConfig(Model):
     """Where remediation actions go (docs/failover.md): a scheduler, or a signed webhook."""
 
     kind: Literal["slurm", "kubernetes", "webhook", "log"]
-    url: str | None = Field(None, description="kubernetes: API server; webhook: receiver; slurm: slurmrestd base URL")
+    url: Url | None = Field(None, description="kubernetes: API server; webhook: receiver; slurm: slurmrestd base URL")
     secret: Secret | None = Field(None, description="webhook: HMAC-SHA256 key; kubernetes/slurmrestd: bearer token")
     scontrol: str = Field("scontrol", description="slurm without url: the scontrol command")
     slurm_conf: Path | None = Field(None, description="slurm: SLURM_CONF for scontrol (default: Slurm's own)")
@@ -373,7 +415,7 @@ class DashboardsConfig(Model):
 
     datasource_uid: str = Field("dcim-influxdb", min_length=1, description="uid of the InfluxDB (InfluxQL) datasource")
     datasource_name: str = "DCIM InfluxDB"
-    influx_url: str = Field("http://127.0.0.1:8086", description="written into the provisioned datasource")
+    influx_url: Url = Field("http://127.0.0.1:8086", description="written into the provisioned datasource")
     database: str = "dcim"
     folder: str = "DCIM"
     folder_uid: str = Field("dcim", min_length=1)
@@ -445,6 +487,7 @@ class SiteConfig(Model):
                         "name": f"{rname}-n{i + 1:02d}",
                         "gpus": defaults.gpus_per_node,
                         "gpu_model": defaults.gpu_model,
+                        "base_power_w": defaults.base_power_w,
                         "outlets": {p.name: _default_outlets(p, i) for p in pdus},
                     }
                     for i in range(nodes)
@@ -613,3 +656,21 @@ DEFAULT_SITE = Path(__file__).resolve().parent / "data" / "site.yaml"
 
 def default_site() -> SiteConfig:
     return load_site(DEFAULT_SITE)
+
+
+#: Embedded sites by name (``dcim/data/sites/<name>.yaml``), for ``--site NAME`` and for tests that need
+#: one topology whatever the default is.
+SITES_DIR = Path(__file__).resolve().parent / "data" / "sites"
+
+
+def site_names() -> list[str]:
+    return sorted(p.stem for p in SITES_DIR.glob("*.yaml"))
+
+
+def named_site(name: str) -> SiteConfig:
+    """An embedded site by name; ConfigError lists the names there are."""
+    path = SITES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        msg = f"no embedded site named {name!r} (embedded: {', '.join(site_names())})"
+        raise ConfigError(msg)
+    return load_site(path)

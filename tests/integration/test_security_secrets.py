@@ -96,3 +96,57 @@ def test_snmp_cli_community_from_environment_is_not_echoed(snmpsim_factory) -> N
     assert proc.returncode != 0  # a wrong community: the device never answers
     assert "127.0.0.1" in proc.stdout + proc.stderr
     assert secret not in proc.stdout + proc.stderr
+
+
+def test_record_from_influx_authenticates_by_header_and_keeps_the_password_out(secured_influx, tmp_path) -> None:
+    """`dcim record --from-influx --user --password-env` reads a password-protected InfluxDB 1.x
+    (credentials in an Authorization header: InfluxDB ignores them in a form body); credentials in
+    the URL are refused before anything is written, without being repeated."""
+    secured_influx.write("gpu,node=n1,gpu=0 temp_c=40.5 1767225600000000000\n", "sec")
+    out = tmp_path / "rec.lp.gz"
+    env = {"DCIM_TEST_INFLUX_PW": CANARY, "PATH": "/usr/bin:/bin"}
+    base = [sys.executable, "-m", "dcim.cli", "record", "--db", "sec", "--start", "1767225599", "--end", "1767225601"]
+    done = subprocess.run([*base, "--from-influx", secured_influx.url, "--user", "admin",
+                           "--password-env", "DCIM_TEST_INFLUX_PW", "-o", str(out)],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    import gzip
+
+    text = gzip.decompress(out.read_bytes()).decode()
+    assert "temp_c=40.5" in text and CANARY not in text and CANARY not in done.stderr
+
+    wrong = subprocess.run([*base, "--from-influx", secured_influx.url, "--user", "admin",
+                            "--password-env", "WRONG_PW", "-o", str(tmp_path / "w.lp.gz")],
+                           capture_output=True, text=True, env={**env, "WRONG_PW": "wrong-" + CANARY}, timeout=120,
+                           check=False)
+    assert wrong.returncode != 0 and "401" in wrong.stderr and CANARY not in wrong.stderr
+
+    host = secured_influx.url.split("://", 1)[1]
+    for url in (f"http://admin:{CANARY}@{host}", f"{secured_influx.url}/?u=admin&p={CANARY}"):
+        refused = subprocess.run([*base, "--from-influx", url, "-o", str(tmp_path / "x.lp.gz")],
+                                 capture_output=True, text=True, env=env, timeout=120, check=False)
+        said = refused.stderr + refused.stdout
+        assert refused.returncode != 0 and ("credential" in said or "password" in said), said
+        assert CANARY not in refused.stderr + refused.stdout
+        assert not (tmp_path / "x.lp.gz").exists()
+
+
+def test_credentials_in_any_url_fail_the_configuration_check_without_being_echoed(tmp_path) -> None:
+    import yaml
+
+    cases = {
+        "mqtt.url": {"mqtt": {"url": f"mqtt://dcim:{CANARY}@127.0.0.1:1883"}},
+        "collector.influx.url": {"collector": {"influx": {"url": f"http://127.0.0.1:8086/?u=a&p={CANARY}"}}},
+        "alerts.notifiers[0].url": {"alerts": {"notifiers": [{"kind": "alertmanager",
+                                                              "url": f"http://am:{CANARY}@127.0.0.1:9093"}]}},
+        "alerts.notifiers[0].url ": {"alerts": {"notifiers": [{"kind": "webhook",
+                                                               "url": f"https://hook.example/x?token={CANARY}"}]}},
+    }
+    for where, doc in cases.items():
+        p = tmp_path / "site.yaml"
+        p.write_text(yaml.safe_dump(doc))
+        done = subprocess.run([sys.executable, "-m", "dcim.cli", "config", "check", str(p)], capture_output=True,
+                              text=True, timeout=120, check=False)
+        assert done.returncode != 0, where
+        assert where.strip() in done.stderr + done.stdout, (where, done.stderr)
+        assert CANARY not in done.stderr + done.stdout, where

@@ -40,6 +40,12 @@ def test_humanize_matches_prometheus_template_tests():
                                                                                      "123.5%"]
     for f in (humanize, humanize1024, humanize_duration):
         assert [f(v) for v in (math.inf, -math.inf, math.nan)] == ["+Inf", "-Inf", "NaN"]
+    # newer Prometheus takes strings and integers too (its "- string" and uint64 cases)
+    assert [humanize_duration(v) for v in ("0", "1", "60", "3600", "86400")] == ["0s", "1s", "1m 0s", "1h 0m 0s",
+                                                                               "1d 0h 0m 0s"]
+    assert [humanize1024(v) for v in (0, 1, 1234567, 2**64 - 1)] == ["0", "1", "1.177Mi", "16Ei"]
+    with pytest.raises(TemplateError):
+        humanize_duration("one")
 
 
 def r(text, value=88.125, labels=None):

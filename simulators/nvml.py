@@ -409,7 +409,7 @@ class SimNvml:
             return injected
         arch = architecture(g.model)
         if fid == nv.NVML_FI_DEV_NVLINK_LINK_COUNT:
-            if "nvlink_tx_bytes_total" in g.unsupported:
+            if "nvlink_tx_bytes_total" in g.unsupported or not self.nvlink_links:
                 return nv.NVML_ERROR_NOT_SUPPORTED
             _put(v, _I, self.nvlink_links)
             return nv.NVML_SUCCESS
@@ -417,7 +417,7 @@ class SimNvml:
         if fid in (_NVLINK_TX, _NVLINK_RX) or nvlink5:
             name = "nvlink_rx_bytes_total" if fid in (_NVLINK_RX, 204) else "nvlink_tx_bytes_total"
             wrong_gen = (arch == "blackwell") != nvlink5 and self.real_library
-            if name in g.unsupported or wrong_gen:
+            if name in g.unsupported or wrong_gen or not self.nvlink_links:  # no links: a PCIe-only GPU
                 return nv.NVML_ERROR_NOT_SUPPORTED
             if nvlink5:
                 total = _nvlink5(g).get(fid)

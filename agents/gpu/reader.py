@@ -475,6 +475,10 @@ class NvmlReader:
             return
         if e.rc != nv.NVML_SUCCESS:
             if scope == SCOPE_ALL_LINKS and e.rc in (nv.NVML_ERROR_NOT_SUPPORTED, nv.NVML_ERROR_INVALID_ARGUMENT):
+                incomplete.add(name)
+                if gpu.nvlink_links == 0:  # known to have no links: nothing to read link by link
+                    self._failed(gpu, (name,), nv.NVML_ERROR_NOT_SUPPORTED, reading, row=row)
+                    return
                 # no summed read on this driver: read it link by link from the next poll on
                 gpu.per_link.add(name)
                 gpu.planned = False

@@ -318,3 +318,17 @@ def test_the_hall_emits_the_same_activity_kpi_the_agent_reads_through_gpm(make_a
         f = gpu(recs, i)
         assert f["activity_source"] == emitted[str(i)]["activity_source"] == "gpm_sm_active"
         assert f["activity_pct"] == pytest.approx(emitted[str(i)]["activity_pct"], abs=0.01 + f["util_pct"] * 0.01)
+
+
+def test_a_gpu_without_nvlink_ends_with_every_nvlink_field_unsupported_and_unasked(make_agent) -> None:
+    gpus = synthetic_gpus("A01-n01", 1, model="NVIDIA L40S", tdp_w=350.0)
+    agent, backend, _ = make_agent(gpus, {"nvlink_links": 0})
+    agent.start()
+    for _ in range(4):
+        recs = agent.poll()
+    nvlink = {"nvlink_tx_bytes_total", "nvlink_rx_bytes_total", "nvlink_tx_packets_total", "nvlink_symbol_errors_total"}
+    assert nvlink <= set(health(recs, 0)["unsupported_fields"].split(","))
+    asked = spy_field_ids(backend)
+    f = gpu(agent.poll(), 0)
+    assert not nvlink & set(f) and f["temp_c"] > 0
+    assert not [i for call in asked for i in call if isinstance(i, tuple)]  # no NVLink id is asked any more

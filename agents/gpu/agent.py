@@ -145,6 +145,13 @@ class GpuAgent:
                             errors_total=self.errors_total, queue_depth=depth, dropped_total=dropped,
                             message=f"poll stuck in an NVML call for {elapsed_s:.0f} s", time_ns=self.clock_ns())
 
+    def failed_record(self, exc: BaseException) -> Record:
+        """The agent record sent for a poll that raised: ``up=false`` and what went wrong."""
+        depth, dropped = self.queue_stats() if self.queue_stats else (None, None)
+        return agent_record({**self.tags, "host": self.node}, up=False, poll_duration_s=0.0,
+                            errors_total=self.errors_total, queue_depth=depth, dropped_total=dropped,
+                            message=f"poll failed: {type(exc).__name__}: {exc}"[:500], time_ns=self.clock_ns())
+
     def _update_metrics(self, readings: list, up: bool, duration_s: float) -> None:
         errors = {}
         unsupported = []
@@ -190,7 +197,11 @@ async def run_agent(agent: GpuAgent, publisher: Any, *, topic: str, interval_s: 
             log.error("poll has not returned for %.0f s (stuck NVML call?)", elapsed)
             publisher.publish(topic, encode([agent.stuck_record(elapsed)]).encode())
             wait_s = interval_s
-        records = task.result()
+        try:
+            records = task.result()
+        except Exception as exc:  # noqa: BLE001 - a poll that breaks is reported; the agent lives on
+            log.exception("poll failed")
+            records = [agent.failed_record(exc)]
         publisher.publish(topic, encode(records).encode())
         done += 1
         next_t += interval_s

@@ -332,3 +332,37 @@ def test_a_gpu_without_nvlink_ends_with_every_nvlink_field_unsupported_and_unask
     f = gpu(agent.poll(), 0)
     assert not nvlink & set(f) and f["temp_c"] > 0
     assert not [i for call in asked for i in call if isinstance(i, tuple)]  # no NVLink id is asked any more
+
+
+async def test_a_poll_that_raises_is_reported_and_the_run_loop_goes_on(make_agent) -> None:
+    import asyncio
+
+    from agents.gpu.agent import run_agent
+
+    agent, _, _ = make_agent(synthetic_gpus("A01-n01", 1))
+    agent.start()
+    real = agent.poll
+    calls = [0]
+
+    def flaky():
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RuntimeError("a bug, not NVML")
+        return real()
+
+    agent.poll = flaky
+
+    class Pub:
+        messages: list = []
+        depth = dropped = 0
+
+        def publish(self, topic, payload):
+            self.messages.append(payload)
+            return True
+
+    pub = Pub()
+    assert await run_agent(agent, pub, topic="t", interval_s=0.01, stop=asyncio.Event(), polls=2) == 2
+    first = list(decode(pub.messages[0].decode()))
+    assert [r.measurement for r in first] == ["agent"] and first[0].fields["up"] is False
+    assert "RuntimeError: a bug, not NVML" in first[0].fields["message"]
+    assert any(r.measurement == "gpu" for r in decode(pub.messages[1].decode()))

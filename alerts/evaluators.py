@@ -69,6 +69,7 @@ class Context:
         self.store = SampleStore(self.labels)
         self.match = {r.name: _matcher(getattr(r, "match", {})) for r in rules}
         self.where: dict[str, list[tuple[str, tuple[str, Any]]]] = {}
+        self.unless: dict[str, list[tuple[str, tuple[str, Any]]]] = {}
         self.keys: dict[str, dict[Any, str]] = {r.name: {} for r in rules}  # series key -> fingerprint
         # Restored alerts not yet matched to a series, and series keys already checked against them.
         self.unlinked: dict[str, set[str]] = {}
@@ -110,20 +111,29 @@ def compare(rule: Any, value: float, threshold: float, clear: float | None, fres
     return fire, not _CMP[rule.op](value, clear_at)
 
 
+def _holds(v: Any, op: str, want: Any) -> bool:
+    if op in ("==", "!="):
+        same = (type(v) is bool) == (type(want) is bool) and v == want
+        return same == (op == "==")
+    return not isinstance(v, (str, bool)) and _CMP[op](float(v), want)
+
+
 def where_ok(ctx, rule: ThresholdRule, key: tuple, b: int) -> bool | None:
-    """Whether the ``where`` conditions hold; None when a condition's field has no fresh sample
-    (the agent omits a field whose read failed), which counts as no data, never as true."""
+    """Whether the ``where`` conditions hold and no ``unless`` condition does; None when a ``where``
+    field has no fresh sample (the agent omits a field whose read failed), which counts as no data,
+    never as true (PromQL ``x and y`` with ``y`` stale). An ``unless`` field without a fresh sample
+    excludes nothing (PromQL ``x unless y`` with ``y`` stale keeps ``x``)."""
     stale_ns = rule.stale_after * NS
+    latest = ctx.store.latest
+    for fld, (op, want) in ctx.unless.get(rule.name, ()):
+        got = latest[(rule.measurement, fld)].get(key)
+        if got is not None and got[0] <= b and b - got[0] < stale_ns and _holds(got[1], op, want):
+            return False
     for fld, (op, want) in ctx.where.get(rule.name, ()):
-        got = ctx.store.latest[(rule.measurement, fld)].get(key)
+        got = latest[(rule.measurement, fld)].get(key)
         if got is None or got[0] > b or b - got[0] >= stale_ns:
             return None
-        v = got[1]
-        if op in ("==", "!="):
-            same = (type(v) is bool) == (type(want) is bool) and v == want
-            if same != (op == "=="):
-                return False
-        elif isinstance(v, (str, bool)) or not _CMP[op](float(v), want):
+        if not _holds(got[1], op, want):
             return False
     return True
 
@@ -424,10 +434,11 @@ def _need_field(ctx: Context, r: Any) -> None:
 
 def _need_threshold(ctx: Context, r: ThresholdRule) -> None:
     ctx.store.need(r.measurement, r.field)
-    for extra in (r.threshold_field, r.minus, *r.where):
+    for extra in (r.threshold_field, r.minus, *r.where, *r.unless):
         if extra:
             ctx.store.need(r.measurement, extra)
     ctx.where[r.name] = [(f, parse_condition(c)) for f, c in sorted(r.where.items())]
+    ctx.unless[r.name] = [(f, parse_condition(c)) for f, c in sorted(r.unless.items())]
 
 
 def _need_rate(ctx: Context, r: RateRule) -> None:

@@ -212,6 +212,8 @@ class ThresholdRule(_SeriesRule):
     minus: str | None = Field(None, description="compare field - minus (e.g. return - supply temperature)")
     where: dict[str, str] = Field(default_factory=dict,
                                   description="conditions on other fields of the series: {processes: '> 0'}")
+    unless: dict[str, str] = Field(default_factory=dict,
+                                   description="no alert while one of these holds on a fresh sample: {lost: '== true'}")
 
     @model_validator(mode="after")
     def _check(self) -> ThresholdRule:
@@ -219,12 +221,13 @@ class ThresholdRule(_SeriesRule):
         _check_matchers(self.measurement, self.match)
         if self.minus is not None:
             _check_field(self.measurement, self.minus, numeric=True, key="minus")
-        for fld, cond in self.where.items():
-            _check_field(self.measurement, fld, key=f"where.{fld}")
-            try:
-                parse_condition(cond)
-            except ValueError as exc:
-                raise FieldError(f"where.{fld}", str(exc)) from None
+        for part, conds in (("where", self.where), ("unless", self.unless)):
+            for fld, cond in conds.items():
+                _check_field(self.measurement, fld, key=f"{part}.{fld}")
+                try:
+                    parse_condition(cond)
+                except ValueError as exc:
+                    raise FieldError(f"{part}.{fld}", str(exc)) from None
         if self.threshold is None and self.threshold_field is None:
             raise FieldError("threshold", "give threshold or threshold_field")
         if self.threshold is not None and self.threshold_field is not None:

@@ -151,3 +151,21 @@ def test_equal_severity_peers_settle_by_age(site):
     ts = run(e, recs, 6)
     heard = [t.rule for t in ts if t.state == "firing" and not t.inhibited]
     assert heard == ["LoopPressureLow"]
+
+
+def test_unless_on_a_fresh_field_excludes_and_a_stale_one_does_not(site):
+    # util < 5 unless processes == 0, as PromQL's `unless`: a stale processes sample excludes nothing
+    r = rule(name="Idle", kind="threshold", measurement="gpu", field="util_pct", op="<", threshold=5,
+             unless={"processes": "== 0"}, for_="2m")
+    e = Engine([r], site=site, evaluation_interval_s=60)
+    recs = [gpu(s * MIN, util_pct=1.0, processes=0) for s in range(0, 4)]  # idle and free: no alert
+    recs += [gpu(s * MIN, util_pct=1.0) for s in range(4, 20)]  # processes omitted from 4 min on
+    ts = run(e, recs, 20 * MIN)
+    # the last processes=0 sample (3 min) leaves the lookback at 8 min: from then on nothing excludes
+    assert states(ts) == [(8 * MIN, "inactive", "pending"), (10 * MIN, "pending", "firing")]
+
+
+def test_unless_is_checked_at_load():
+    with pytest.raises(Exception, match="unless.procs"):
+        rule(name="Idle", kind="threshold", measurement="gpu", field="util_pct", op="<", threshold=5,
+             unless={"procs": "== 0"})

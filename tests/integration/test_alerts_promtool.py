@@ -147,6 +147,12 @@ def cases() -> list[Case]:
     cs.append(Case("threshold-where", {"kind": "threshold", "measurement": "gpu", "field": "util_pct", "op": "<",
                                        "threshold": 5, "where": {"processes": "> 0"}, "for": "2m"},
                    "gpu_util_pct < 5 and gpu_processes > 0", util + procs, ("rack", "node", "gpu"), {"for": "2m"}))
+    free = gpus("gpu_processes", "processes", lambda: [None if v is None else float(v > 0.5) for v in walk(rng, 0, 1)])
+    cs.append(Case("threshold-unless", {"kind": "threshold", "measurement": "gpu", "field": "util_pct", "op": "<",
+                                        "threshold": 5, "unless": {"processes": "== 0"}, "for": "2m"},
+                   "gpu_util_pct < 5 unless gpu_processes == 0",
+                   gpus("gpu_util_pct", "util_pct", lambda: walk(rng, 0, 8, gaps=False)) + free,
+                   ("rack", "node", "gpu"), {"for": "2m"}))
     loop = {"loop": "loop-a"}
     cs.append(Case("threshold-minus",
                    {"kind": "threshold", "measurement": "coolant_loop", "field": "return_temp_c",

@@ -173,3 +173,17 @@ def test_decoding_by_real_type_not_by_label() -> None:
     assert struct.unpack("=d", struct.pack("=Q", 51))[0] < 1e-300  # what a decoder by label would report
     assert decode_value("u32", nv.NVML_VALUE_TYPE_DOUBLE, struct.pack("=d", 51.0)) == 51
     assert decode_value("u64", nv.NVML_VALUE_TYPE_UNSIGNED_INT, struct.pack("=Q", 2**40 + 3)) == 2**40 + 3
+
+
+def test_constants_taken_from_nvml_h_match_the_binding_where_it_has_them() -> None:
+    """Older nvidia-ml-py releases lack some names; the values the agent uses instead are nvml.h's."""
+    from agents.gpu import fields
+
+    expected = {"NVML_VALUE_TYPE_UNSIGNED_SHORT": 6, "NVML_INIT_FLAG_NO_GPUS": 1,
+                "NVML_FI_DEV_NVLINK_COUNT_XMIT_BYTES": 202, "NVML_FI_DEV_NVLINK_COUNT_RCV_BYTES": 204,
+                **{name: fid for _, name, fid in fields._NVLINK5}}
+    for name, value in expected.items():
+        if hasattr(nv, name):
+            assert getattr(nv, name) == value, name
+    assert fields.VALUE_TYPE_UNSIGNED_SHORT == 6 and fields.INIT_FLAG_NO_GPUS == 1
+    assert sorted(fields.NVLINK5_IDS.values()) == [201, 203, *range(206, 216), 219, 221]

@@ -58,6 +58,17 @@ async def test_v3_authpriv(apc_sim) -> None:
     assert _norm(p.records) == _expected("apc_ap8886_sim.snmprec", "apc_rpdu2", {"pdu": "pdu-a"})
 
 
+async def test_v3_auto_detection_over_pysnmp(apc_sim) -> None:
+    dev = Device("pdu-a", port=apc_sim.port, version="3", v3_user="ops", v3_auth_key=AUTH_KEY,
+                 v3_priv_key=PRIV_KEY, v3_context="raritan", profile="auto")
+    async with Poller([dev], PROFILES) as poller:
+        (p,) = await poller.poll_all()
+        det = poller.detections["pdu-a"]
+    assert p.ok and p.profile == "raritan_pdu2", p.error
+    assert det.sys_object_id.startswith("1.3.6.1.4.1.13742.6") and det.requests <= 4
+    assert _norm(p.records) == _expected("raritan_px3_sim.snmprec", "raritan_pdu2", {"pdu": "pdu-a"})
+
+
 async def test_v3_wrong_key_is_a_clear_error_naming_the_device(apc_sim) -> None:
     wrong = "wrong-key-" + "z" * 8
     dev = Device("rack7-pdu-a", port=apc_sim.port, version="3", v3_user="ops", v3_auth_key=wrong,

@@ -306,6 +306,12 @@ def run(names: Iterable[str] | None = None, *, corpus: Path = CORPUS, port: int 
     return results
 
 
+def as_json(results: Sequence[DeviceResult]) -> dict[str, Any]:
+    """Every reading of every device, and the totals (``--json``)."""
+    devices = [{**asdict(r), "unsupported": sorted(r.unsupported), "coverage_pct": r.coverage_pct} for r in results]
+    return {"totals": totals(results), "devices": devices}
+
+
 def totals(results: Sequence[DeviceResult]) -> dict[str, Any]:
     counted = sum(len(r.counted) for r in results)
     matched_right = sum(r.matched - len(r.wrong) for r in results)
@@ -399,8 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     results = run(args.stems or None, port=args.port)
     if args.json:
-        print(json.dumps({"totals": totals(results),
-                          "devices": [{**asdict(r), "coverage_pct": r.coverage_pct} for r in results]}, indent=1))
+        print(json.dumps(as_json(results), indent=1))
         return 0
     if args.write_docs is not None:
         if args.stems:

@@ -60,3 +60,12 @@ def test_a_reading_of_another_class_at_the_same_oid_is_wrong() -> None:
     srcs = [Source("1.2.3.1", "pdu", {}, "power_w", 5.0)]
     (r,) = corpus.compare("x", _exp(("current", "1.2.3.1", 5.0)), srcs)
     assert r.wrong and "class power" in r.ours
+
+
+def test_results_serialize_to_json() -> None:
+    import json
+
+    res = corpus.DeviceResult("x", "fam", "1.3.6.1.4.1.318", "apc_rpdu2", None,
+                              corpus.compare("x", _exp(("current", f"{PHASE_I}.1", 4.9)), []), 3, {"pdu.power_w"})
+    out = json.loads(json.dumps(corpus.as_json([res])))
+    assert out["totals"]["readings"] == 1 and out["devices"][0]["unsupported"] == ["pdu.power_w"]

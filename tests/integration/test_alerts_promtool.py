@@ -9,7 +9,8 @@ and each disagreement must be one the docs name (below). promtool compares only 
 Samples come every 30 s in pairs and gaps end after the second of a pair, so no sample is ever
 exactly 5 m (or `after`, or a window) old at an evaluation: the one place Prometheus 2.x (promtool
 2.42, closed ranges) and 3.x / this engine (left-open ranges) must differ is kept out, and the
-other rules are compared on their own.
+other rules are compared on their own. One case (`absent-edge`) puts it back on purpose and
+accepts differences only at exactly that age.
 
 Documented differences (docs/alerts.md):
 - no data holds a firing alert: where Prometheus resolves a firing alert whose series went stale
@@ -62,6 +63,7 @@ class Case:
     label_keys: tuple[str, ...]  # labels an alert carries in both
     extra_prom: dict[str, str] = field(default_factory=dict)  # for / keep_firing_for in PromQL
     gap_sensitive: bool = False  # documented: may differ where a window holds a gap (rate)
+    edge_s: int | None = None  # documented: at exactly this age 2.x still sees a sample, 3.x and we do not
     seed: int = 0
 
 
@@ -179,6 +181,14 @@ def cases() -> list[Case]:
     cs.append(Case("absent", {"kind": "absent", "measurement": "gpu", "by": ["node", "gpu"], "after": "3m",
                               "match": {"node": "A01-n01", "gpu": "0"}},
                    'absent_over_time(gpu_temp_c{node="A01-n01",gpu="0"}[3m])', one, ("node", "gpu")))
+    # The one range edge on purpose: samples shifted by 30 s, so gaps end on whole minutes and the
+    # last sample is exactly 3 minutes old at an evaluation. The engine (Prometheus 3, left-open)
+    # fires there; promtool 2.42 (closed on the left) still sees the sample and fires a minute later.
+    edge = [Series("gpu_temp_c", "gpu", "temp_c", dict(GPU[1]), [None] + walk(rng, 60, 70)[:-1])]
+    edge[0].values[0:3] = [65.0, 65.0, 65.0]  # reported from the start
+    cs.append(Case("absent-edge", {"kind": "absent", "measurement": "gpu", "by": ["node", "gpu"], "after": "3m",
+                                   "match": {"node": "A01-n01", "gpu": "1"}},
+                   'absent_over_time(gpu_temp_c{node="A01-n01",gpu="1"}[3m])', edge, ("node", "gpu"), edge_s=180))
     xid = [Series("gpu_xid_count_total", "gpu_xid", "count_total", {**GPU[0], "xid": "79"}, counter(rng))]
     cs.append(Case("increase", {"kind": "increase", "measurement": "gpu_xid", "field": "count_total", "window": "5m",
                                 "threshold": 0},
@@ -301,10 +311,20 @@ def gap_in_window(case: Case, key: tuple, b: int, window_s: int = LOOKBACK_S) ->
     return False
 
 
+def newest_age_s(case: Case, key: tuple, b: int) -> int | None:
+    want = dict(key)
+    ages = [b - i * STEP_S for s in case.series if all(s.tags.get(k) == v for k, v in want.items())
+            for i, v in enumerate(s.values) if v is not None and i * STEP_S <= b]
+    return min(ages) if ages else None
+
+
 def explained(case: Case, ours: dict[int, set[tuple]], b: int, theirs: set[tuple]) -> list[str]:
     """The undocumented part of a difference at evaluation ``b`` (empty when all is documented)."""
     bad = []
     for key in ours[b] - theirs:
+        if case.edge_s is not None and newest_age_s(case, key, b) == case.edge_s:
+            continue  # the left-open edge: documented
+
         # no data holds a firing alert: somewhere in its current firing episode the series was stale
         start = b
         while start - EVAL_S in ours and key in ours[start - EVAL_S]:

@@ -14,7 +14,7 @@ from typing import IO
 
 import click
 
-from dcim.config import SiteConfig, default_site, load_site
+from dcim.config import SITES_DIR, SiteConfig, load_site, named_site
 from dcim.errors import ConfigError
 from simulators.scenarios import list_scenarios, load_scenario, parse_duration
 
@@ -55,8 +55,27 @@ def duration_option(ctx: click.Context, param: click.Parameter, value: str | Non
     return secs
 
 
+def site_file(path: str | None) -> str:
+    """The file ``site_from(path)`` reads, for a recording's header (``dcim replay`` loads it from there)."""
+    if path is None:
+        path = SIMULATOR_SITE
+    if not Path(path).exists() and "/" not in path and not path.endswith((".yaml", ".yml")):
+        return str(SITES_DIR / f"{path}.yaml")
+    return str(path)
+
+
+#: What ``dcim simulate`` and ``dcim demo`` run without ``--site``: an AI-factory pod of 120 kW racks.
+SIMULATOR_SITE = "ai-factory-pod"
+
+
 def site_from(path: str | None) -> SiteConfig:
-    return default_site() if path is None else load_site(path)
+    """``--site``: a site file, or the name of an embedded site (``ai-factory-pod``, ``h100-hall``);
+    default: the pod (``SIMULATOR_SITE``)."""
+    if path is None:
+        return named_site(SIMULATOR_SITE)
+    if not Path(path).exists() and "/" not in path and not path.endswith((".yaml", ".yml")):
+        return named_site(path)
+    return load_site(path)
 
 
 @contextlib.contextmanager
@@ -104,7 +123,7 @@ def simulate(site: SiteConfig, scenario, *, seed: int, start_ns: int | None, dur
 
 @click.command("simulate")
 @click.option("--site", "site_path", type=click.Path(dir_okay=False), default=None,
-              help="Site file (default: the embedded hall).")
+              help="Site file, or an embedded site by name: ai-factory-pod, h100-hall (default: ai-factory-pod).")
 @click.option("--scenario", default="normal", show_default=True, help="Scenario name (see --list) or YAML file.")
 @click.option("--duration", callback=duration_option, default=None, help="Simulated time, e.g. 10m (default: the scenario's).")
 @click.option("--step", "step", callback=duration_option, default=None,

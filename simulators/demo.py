@@ -20,13 +20,15 @@ from typing import Any, Protocol
 import click
 
 from dcim.config import SiteConfig
-from simulators.cli import duration_option, site_from
+from simulators.cli import duration_option, site_file, site_from
 from simulators.hall import Hall
 from simulators.overview import Overview, overview
 from simulators.scenarios import Scenario, load_scenario
 
 DEFAULT_SCENARIO = "pump-degradation"
 DEFAULT_WALL_S = 60.0  # the default speed makes the whole scenario play in about a minute
+#: GPUs up to which the demo polls them every 10 s; a bigger site (the pod: 640) is polled every 30 s
+SMALL_SITE_GPUS = 256
 
 
 class Consumer(Protocol):
@@ -336,7 +338,7 @@ async def run_pipeline(hall: Hall, site: SiteConfig, options: Any, make_consumer
 @click.option("--duration", callback=duration_option, default=None, help="Simulated time (default: the scenario's).")
 @click.option("--seed", type=int, default=None, help="RNG seed (default: the site's).")
 @click.option("--site", "site_path", type=click.Path(dir_okay=False), default=None,
-              help="Site file, or an embedded site by name: ai-factory-pod, h100-hall (default: the embedded default).")
+              help="Site file, or an embedded site by name: ai-factory-pod, h100-hall (default: ai-factory-pod).")
 @click.option("--no-live", is_flag=True, help="Plain periodic text instead of the live view (also when not a terminal).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the store, recording and report (default: ./dcim-demo-<UTC time>).")
@@ -347,8 +349,9 @@ async def run_pipeline(hall: Hall, site: SiteConfig, options: Any, make_consumer
 @click.option("--influx-db", default="dcim", show_default=True, help="Database for --influx.")
 @click.option("--alertmanager", "alertmanager_url", metavar="URL", default=None,
               help="Also notify this Alertmanager (http://host:9093), beside the console.")
-@click.option("--gpu-interval", callback=duration_option, default="10s", show_default=True,
-              help="GPU agent poll interval, simulated time.")
+@click.option("--gpu-interval", callback=duration_option, default=None,
+              help="GPU agent poll interval, simulated time (default: 10s; 30s, dcgm-exporter's default, for sites of "
+                   f"more than {SMALL_SITE_GPUS} GPUs, so the demo keeps pace on 2 cores).")
 @click.option("--snmp-interval", callback=duration_option, default="10s", show_default=True,
               help="SNMP poll interval of the coolant units, simulated time.")
 @click.option("--pdu-interval", callback=duration_option, default="30s", show_default=True,
@@ -361,10 +364,13 @@ def demo_cmd(scenario, speed, duration, seed, site_path, no_live, out_dir, mqtt_
     from simulators.pipeline import PipelineOptions
 
     site: SiteConfig = site_from(site_path)
+    if gpu_interval is None:
+        gpus = sum(n.gpus for r in site.racks() for n in r.nodes)
+        gpu_interval = 10.0 if gpus <= SMALL_SITE_GPUS else 30.0
     options = PipelineOptions(out_dir=out_dir, mqtt_url=mqtt_url, influx_url=influx_url, influx_db=influx_db,
                               alertmanager_url=alertmanager_url, gpu_interval_s=gpu_interval,
                               snmp_interval_s=snmp_interval, pdu_interval_s=pdu_interval,
-                              topology=str(site_path) if site_path else "embedded")
+                              topology=site_file(site_path))
     live = not no_live and sys.stdout.isatty()
     run_demo(site, load_scenario(scenario), options, speed=speed, duration_s=duration, seed=seed, echo=click.echo,
              live=live)

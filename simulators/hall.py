@@ -51,7 +51,7 @@ class Params:
     idle_clock_mhz: float = 345.0
     hw_slowdown_power_fraction: float = 0.5  # hardware slowdown halves the board power
     frequency_hz: float = 50.0
-    nvlink_bytes_per_s: float = 150e9  # each direction at 100 % utilization (H100: 450 GB/s per direction max)
+    nvlink_busy_fraction: float = 1 / 3  # a training job's all-reduce traffic at 100 % util, of the GPU's NVLink bandwidth
     near_overload_fraction: float = 0.8  # phase current / breaker: near_overload (NEC 80 % rule)
     overload_fraction: float = 0.95
     low_fraction: float = 0.05
@@ -224,6 +224,7 @@ class Hall:
         self.max_clock = np.array([s.max_sm_clock_mhz for s in specs], dtype=float)
         self.mem_clock = np.array([s.mem_clock_mhz for s in specs], dtype=float)
         self.mem_total = np.array([s.memory_bytes for s in specs], dtype=np.int64)
+        self.nvlink_bps = np.array([s.nvlink_bytes_per_s for s in specs], dtype=float) * self.p.nvlink_busy_fraction
         self.dynamic_w = self.p.dynamic_headroom * (self.tdp_w - self.idle_w)
 
         # loops
@@ -470,7 +471,7 @@ class Hall:
             whole = np.floor(self.ecc_frac)
             self.ecc_sbe += whole.astype(np.int64)
             self.ecc_frac -= whole
-            traffic = np.where(lost, 0.0, p.nvlink_bytes_per_s * self.util / 100.0 * dt_s)
+            traffic = np.where(lost, 0.0, self.nvlink_bps * self.util / 100.0 * dt_s)
             self.nvlink_tx += traffic
             self.nvlink_rx += traffic
 

@@ -60,3 +60,25 @@ def _row_name(i: int) -> str:
         i, rem = divmod(i - 1, 26)
         out = chr(ord("A") + rem) + out
     return out
+
+
+def row_site(site: SiteConfig, rows: set[str] | frozenset[str]) -> SiteConfig:
+    """``site`` cut down to ``rows`` (their racks and the loops that cool them): the topology one alert
+    engine of a row-partitioned deployment knows, so it expects no devices of the other rows."""
+    data = site.model_dump()
+    for room in data["rooms"]:
+        room["rows"] = [r for r in room["rows"] if r["name"] in rows]
+    data["rooms"] = [room for room in data["rooms"] if room["rows"]]
+    racks = {rack["name"] for room in data["rooms"] for row in room["rows"] for rack in row["racks"]}
+    data["loops"] = [lp for lp in data["loops"] if set(lp["racks"]) <= racks]
+    if not data["rooms"]:
+        msg = f"no rows {sorted(rows)} in site {site.site}"
+        raise ValueError(msg)
+    return SiteConfig.model_validate(data)
+
+
+def row_topic_filters(site: SiteConfig, row: str, prefix: str = "dcim") -> list[str]:
+    """The MQTT topic filters that carry everything of one row: the agents publish under
+    ``<prefix>/<site>/<rack>/...`` (GPU agents, PDUs) and ``<prefix>/<site>/<row>/...`` (a row's CDUs)."""
+    racks = [rack.name for _room, r, rack in site.locations() if r.name == row]
+    return [f"{prefix}/{site.site}/{row}/#", *(f"{prefix}/{site.site}/{rack}/#" for rack in racks)]

@@ -39,24 +39,24 @@ def test_gpu_lost_scenario_xid_79_lost_then_back() -> None:
         before = agent.poll()
         assert not any(gpu(before, i)["lost"] for i in range(8))
         assert "mem_temp_c" not in gpu(before, 2) and "mem_temp_c" in gpu(before, 1)
-        uuid5 = agent.reader.gpus[5].uuid
-        for _ in range(125):  # the scenario loses GPU 5 at 2 min
+        uuid3 = agent.reader.gpus[3].uuid
+        for _ in range(125):  # the scenario loses GPU 3 at 2 min
             hall.step(1.0)
             clock.t += 1.0
         deadline = time.monotonic() + 5
-        while agent.xids.summary(uuid5).total < 1:
+        while agent.xids.summary(uuid3).total < 1:
             assert time.monotonic() < deadline, "XID 79 not delivered"
             time.sleep(0.01)
         lost = agent.poll()
-        assert gpu(lost, 5)["lost"] is True and gpu(lost, 5)["xid_last"] == 79 and "power_w" not in gpu(lost, 5)
-        assert all(gpu(lost, i)["temp_c"] > 0 for i in range(8) if i != 5)
+        assert gpu(lost, 3)["lost"] is True and gpu(lost, 3)["xid_last"] == 79 and "power_w" not in gpu(lost, 3)
+        assert all(gpu(lost, i)["temp_c"] > 0 for i in range(8) if i != 3)
         for step in range(310):  # the node is reset at 7 min; the agent re-opens NVML with backoff
             hall.step(1.0)
             clock.t += 1.0
             if step % 10 == 9:
                 recs = agent.poll()
-        back = gpu(recs, 5)
+        back = gpu(recs, 3)
         assert back["lost"] is False and back["power_w"] > 0 and back["xid_total"] == 1
-        assert agent.reader.gpus[5].uuid == uuid5
+        assert agent.reader.gpus[3].uuid == uuid3
     finally:
         agent.close()

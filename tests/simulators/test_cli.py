@@ -16,7 +16,9 @@ from simulators.cli import parse_start
 from simulators.hall import DEFAULT_START_NS
 from simulators.sites import make_site
 
-LINES_PER_SAMPLE = 256 + 16 + 48 + 384 + 16 + 2
+# the default site, the AI-factory pod: 640 GPUs, 20 PDUs (2 a rack) of 3 phases and 24 outlets with an
+# env probe each, 3 loops
+LINES_PER_SAMPLE = 640 + 20 + 20 * 3 + 20 * 24 + 20 + 3
 
 
 def run_main(args, capsys):

@@ -108,7 +108,7 @@ def test_phase_overload_moves_a02_onto_pdu_a_and_overloads_l1():
 def test_gpu_lost_raises_xid_79_writes_lost_only_crashes_the_node_job_and_returns():
     hall = hall_for("gpu-lost")
     run_to(hall, 119)
-    gpu = hall.state.gpus[("A03-n02", 5)]
+    gpu = hall.state.gpus[("A03-n02", 3)]
     assert not gpu.lost and gpu.xid_events == []
     state = hall.step(1.0)
     assert gpu.lost is True
@@ -116,15 +116,15 @@ def test_gpu_lost_raises_xid_79_writes_lost_only_crashes_the_node_job_and_return
     assert gpu.xid_events[0][1] == pytest.approx(hall.start_ns / 1e9 + 120)
     assert any("XID 79" in text for _, text in state.events)
     run_to(hall, 150)
-    recs = _records(hall, "gpu", node="A03-n02", gpu="5")
+    recs = _records(hall, "gpu", node="A03-n02", gpu="3")
     assert len(recs) == 1 and recs[0].fields == {"lost": True}
-    xid = _records(hall, "gpu_xid", node="A03-n02", gpu="5")
+    xid = _records(hall, "gpu_xid", node="A03-n02", gpu="3")
     assert [(r.tags["xid"], r.fields["count_total"]) for r in xid] == [("79", 1)]
-    siblings = [r.fields for r in _records(hall, "gpu", node="A03-n02") if r.tags["gpu"] != "5"]
+    siblings = [r.fields for r in _records(hall, "gpu", node="A03-n02") if r.tags["gpu"] != "3"]
     assert len(siblings) == 7 and all(f["util_pct"] < 5 for f in siblings)
     run_to(hall, 480)
-    assert not hall.state.gpus[("A03-n02", 5)].lost
-    recs = _records(hall, "gpu", node="A03-n02", gpu="5")
+    assert not hall.state.gpus[("A03-n02", 3)].lost
+    recs = _records(hall, "gpu", node="A03-n02", gpu="3")
     assert recs[0].fields["lost"] is False and recs[0].fields["util_pct"] > 50
 
 

@@ -44,12 +44,16 @@ def _scaling(p: Profile, t, f) -> str:  # noqa: ANN001
     return "; ".join(parts) or "as is"
 
 
+def _values(v) -> str:  # noqa: ANN001
+    return " or ".join("absent" if x is None else str(x) for x in (v if isinstance(v, list) else [v]))
+
+
 def _rows(t, f) -> str:  # noqa: ANN001
     notes = []
     if f.when:
-        notes.append("rows where " + ", ".join(f"{k} = {v}" for k, v in f.when.items()))
+        notes.append("rows where " + ", ".join(f"{k} = {_values(v)}" for k, v in f.when.items()))
     if f.unless:
-        notes.append("rows except " + ", ".join(f"{k} = {v}" for k, v in f.unless.items()))
+        notes.append("rows except " + ", ".join(f"{k} = {_values(v)}" for k, v in f.unless.items()))
     sentinels = f.sentinels if f.sentinels is not None else t.sentinels
     if sentinels:
         notes.append(", ".join(map(str, sentinels)) + " = unsupported, omitted")

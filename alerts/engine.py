@@ -13,8 +13,9 @@ Time is the records' event time only: the engine's clock is the newest timestamp
 are evaluated at every evaluation-interval boundary the clock crosses, with the samples at or
 before that boundary. Same input, same transitions, in the same order.
 
-Semantics that differ from Prometheus on purpose (docs/alerts.md): a series that stops reporting
-holds its alert state instead of resolving (the `absent` rules page for the silence); a rule may
+Semantics that differ from Prometheus on purpose (docs/alerts.md): a firing alert whose series
+stops reporting holds instead of resolving (the `absent` rules page for the silence; a pending one
+is dropped, as Prometheus does); a rule may
 have a separate clear threshold (hysteresis); an alert that keeps re-firing is held until it has
 been clear for the flap window; a pending or firing alert on a loop, rack or node marks the
 alerts it explains beneath it as inhibited.

@@ -81,7 +81,7 @@ class RuleBase(_Model):
     severity: Severity = "warning"
     for_: Duration = Field(0.0, alias="for")
     keep_firing_for: Duration = 0.0
-    stale_after: Duration = Field(300.0, description="older samples count as no data: the alert holds its state")
+    stale_after: Duration = Field(300.0, description="samples this old count as no data: a firing alert holds, a pending one is dropped")
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     inhibits: list[str] = Field(default_factory=list, description="rule names (globs) this rule explains beneath it")

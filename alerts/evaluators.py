@@ -209,6 +209,9 @@ def eval_threshold(ctx, rule: ThresholdRule, b: int) -> list[_Eval]:
     out = []
     thr_store = ctx.store.latest.get((rule.measurement, rule.threshold_field)) if rule.threshold_field else None
     defaults: dict[str, float | None] = {}  # topology default by node, for this evaluation
+    conditional = bool(ctx.where.get(rule.name) or ctx.unless.get(rule.name))
+    keys = ctx.keys[rule.name]
+    probing = rule.name in ctx.unlinked
     for key, _t, v, tags, fresh in ctx.fresh(rule, rule.measurement, rule.field, b):
         thr = rule.threshold
         if thr is None:
@@ -232,7 +235,7 @@ def eval_threshold(ctx, rule: ThresholdRule, b: int) -> list[_Eval]:
                 continue
             fresh = fresh and (b - other[0]) < rule.stale_after * NS
             value -= float(other[1])
-        ok = where_ok(ctx, rule, key, b)
+        ok = where_ok(ctx, rule, key, b) if conditional else True
         if ok is None:  # a condition's field is stale or never came: no data, as PromQL's `and`
             ctx.keep(out, rule, key, tags, value, None, None, thr)
             continue
@@ -243,7 +246,8 @@ def eval_threshold(ctx, rule: ThresholdRule, b: int) -> list[_Eval]:
         if clear is None and rule.clear_delta is not None:
             clear = thr - rule.clear_delta if rule.op in (">", ">=") else thr + rule.clear_delta
         fire, clr = compare(rule, value, thr, clear, fresh)
-        ctx.keep(out, rule, key, tags, value, fire, clr, thr)
+        if fire is True or key in keys or probing:  # ctx.keep's test, inlined for the common quiet case
+            ctx.keep(out, rule, key, tags, value, fire, clr, thr)
     return out
 
 

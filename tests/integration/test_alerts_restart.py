@@ -41,7 +41,7 @@ def notifications(receiver):
 
 def observer(am, state):
     engine = Engine([parse_rule(RULE)], site=default_site(), evaluation_interval_s=1.0)
-    return LiveObserver(engine, [AlertmanagerNotifier(am.url, resend_interval_s=1, resolve_resend_s=5)],
+    return LiveObserver(engine, [AlertmanagerNotifier(am.url, resend_interval_s=2, resolve_resend_s=5)],
                         ticker=False, state_path=state)
 
 

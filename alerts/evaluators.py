@@ -30,7 +30,6 @@ from alerts.topology import LABEL_TAGS, Topology
 from dcim import schema
 from dcim.config import SiteConfig
 
-_Eval = Result
 
 
 _CMP = {
@@ -87,12 +86,12 @@ class Context:
             # Left-open like Prometheus 3's lookback: a sample exactly stale_after old is gone.
             yield key, t, v, tags, (b - t) < stale_ns
 
-    def keep(self, out: list[_Eval], rule: Any, key: tuple, tags: dict[str, str], value: float | None,
+    def keep(self, out: list[Result], rule: Any, key: tuple, tags: dict[str, str], value: float | None,
              fire: bool | None, clear: bool | None, threshold: float | None) -> None:
         """Keep a per-series result only if it fires or its series has an alert state."""
         if fire is True or key in self.keys[rule.name] or (
                 rule.name in self.unlinked and key not in self.probed[rule.name]):
-            out.append(_Eval(key, None, value, fire, clear, threshold, lambda t=tags: self.labels(t)))
+            out.append(Result(key, None, value, fire, clear, threshold, lambda t=tags: self.labels(t)))
 
     def labels(self, tags: dict[str, str], keep: Iterable[str] | None = None) -> dict[str, str]:
         names = LABEL_TAGS if keep is None else tuple(keep) + tuple(t for t in schema.LOCATION_TAGS)
@@ -205,7 +204,7 @@ def expected(ctx, rule: AbsentRule) -> list[tuple[tuple, dict[str, str]]]:
     return out
 
 
-def eval_threshold(ctx, rule: ThresholdRule, b: int) -> list[_Eval]:
+def eval_threshold(ctx, rule: ThresholdRule, b: int) -> list[Result]:
     out = []
     thr_store = ctx.store.latest.get((rule.measurement, rule.threshold_field)) if rule.threshold_field else None
     defaults: dict[str, float | None] = {}  # topology default by node, for this evaluation
@@ -251,7 +250,7 @@ def eval_threshold(ctx, rule: ThresholdRule, b: int) -> list[_Eval]:
     return out
 
 
-def eval_state(ctx, rule: StateRule, b: int) -> list[_Eval]:
+def eval_state(ctx, rule: StateRule, b: int) -> list[Result]:
     # (is it a bool, value): True must not equal 1.0, as the rule's types say
     want = {(type(w) is bool, w) for w in rule.values()}
     out = []
@@ -268,12 +267,12 @@ def eval_state(ctx, rule: StateRule, b: int) -> list[_Eval]:
         if not ((fresh and hit) or key in keys or probing):
             continue  # quiet series without an alert: nothing to step (ctx.keep's test, inlined)
         value = float(v) if isinstance(v, (int, float)) else None
-        out.append(_Eval(key, None, value, hit if fresh else None, (not hit) if fresh else None, None,
+        out.append(Result(key, None, value, hit if fresh else None, (not hit) if fresh else None, None,
                          lambda t=tags: labels(t)))
     return out
 
 
-def eval_rate(ctx, rule: RateRule, b: int) -> list[_Eval]:
+def eval_rate(ctx, rule: RateRule, b: int) -> list[Result]:
     out = []
     lo = b - int(rule.window * NS)
     for key, tags, samples, fresh in window(ctx, rule, b):
@@ -289,7 +288,7 @@ def eval_rate(ctx, rule: RateRule, b: int) -> list[_Eval]:
     return out
 
 
-def eval_increase(ctx, rule: IncreaseRule, b: int) -> list[_Eval]:
+def eval_increase(ctx, rule: IncreaseRule, b: int) -> list[Result]:
     out = []
     lo = b - int(rule.window * NS)
     for key, tags, samples, fresh in window(ctx, rule, b):
@@ -308,19 +307,19 @@ def eval_increase(ctx, rule: IncreaseRule, b: int) -> list[_Eval]:
     return out
 
 
-def eval_aggregate(ctx, rule: AggregateRule, b: int) -> list[_Eval]:
+def eval_aggregate(ctx, rule: AggregateRule, b: int) -> list[Result]:
     out = []
     for key, members in sorted(groups(ctx, rule, rule.measurement, rule.field, b).items()):
         xs = [float(v) for _, v in members]
         value = {"sum": sum, "max": max, "min": min, "count": len,
                  "avg": lambda a: sum(a) / len(a)}[rule.func](xs)
         fire, clr = compare(rule, float(value), rule.threshold, rule.clear, True)
-        out.append(_Eval(("g", *key), None, float(value), fire, clr, rule.threshold,
+        out.append(Result(("g", *key), None, float(value), fire, clr, rule.threshold,
                           lambda k=key, m=members: group_labels(ctx, rule, k, m)))
     return out
 
 
-def eval_ratio(ctx, rule: RatioRule, b: int) -> list[_Eval]:
+def eval_ratio(ctx, rule: RatioRule, b: int) -> list[Result]:
     out = []
     for key, _t, v, tags, fresh in ctx.fresh(rule, rule.measurement, rule.field, b):
         rating = ctx.topo.rating(rule.rating, tags)
@@ -332,7 +331,7 @@ def eval_ratio(ctx, rule: RatioRule, b: int) -> list[_Eval]:
     return out
 
 
-def eval_imbalance(ctx, rule: ImbalanceRule, b: int) -> list[_Eval]:
+def eval_imbalance(ctx, rule: ImbalanceRule, b: int) -> list[Result]:
     out = []
     for key, members in sorted(groups(ctx, rule, rule.measurement, rule.field, b).items()):
         if len(members) < rule.min_members:
@@ -341,15 +340,15 @@ def eval_imbalance(ctx, rule: ImbalanceRule, b: int) -> list[_Eval]:
         mean = sum(xs) / len(xs)
         labels = (lambda k=key, m=members: group_labels(ctx, rule, k, m))
         if mean <= 0 or mean < rule.min_mean:
-            out.append(_Eval(("g", *key), None, None, False, True, rule.threshold, labels))
+            out.append(Result(("g", *key), None, None, False, True, rule.threshold, labels))
             continue
         pct = 100.0 * max(abs(x - mean) for x in xs) / mean
         fire, clr = compare(rule, pct, rule.threshold, rule.clear, True)
-        out.append(_Eval(("g", *key), None, pct, fire, clr, rule.threshold, labels))
+        out.append(Result(("g", *key), None, pct, fire, clr, rule.threshold, labels))
     return out
 
 
-def eval_redundancy(ctx, rule: RedundancyRule, b: int) -> list[_Eval]:
+def eval_redundancy(ctx, rule: RedundancyRule, b: int) -> list[Result]:
     out = []
     for key, members in sorted(groups(ctx, rule, rule.measurement, rule.field, b).items()):
         feeds, ratings = set(), []
@@ -366,12 +365,12 @@ def eval_redundancy(ctx, rule: RedundancyRule, b: int) -> list[_Eval]:
         pct = 100.0 * sum(float(v) for _, v in members) / min(ratings)
         fire = pct > rule.threshold
         clr = not pct > (rule.threshold if rule.clear is None else rule.clear)
-        out.append(_Eval(("g", *key), None, pct, fire, clr, rule.threshold,
+        out.append(Result(("g", *key), None, pct, fire, clr, rule.threshold,
                           lambda k=key, m=members: group_labels(ctx, rule, k, m)))
     return out
 
 
-def eval_absent(ctx, rule: AbsentRule, b: int) -> list[_Eval]:
+def eval_absent(ctx, rule: AbsentRule, b: int) -> list[Result]:
     seen = ctx.store.seen[rule.name]
     if rule.expect == "topology" and ctx.started is not None and rule.name not in ctx.expected_done:
         ctx.expected_done.add(rule.name)  # the site's devices start their clocks once, at the start
@@ -386,12 +385,12 @@ def eval_absent(ctx, rule: AbsentRule, b: int) -> list[_Eval]:
             continue
         fire = t <= due
         if fire or dev in keys or probing:
-            out.append(_Eval(dev, labels, (b - t) / NS, fire, not fire, rule.after))
+            out.append(Result(dev, labels, (b - t) / NS, fire, not fire, rule.after))
     out.sort(key=lambda r: r.key)
     return out
 
 
-def eval_energy(ctx, rule: EnergyBalanceRule, b: int) -> list[_Eval]:
+def eval_energy(ctx, rule: EnergyBalanceRule, b: int) -> list[Result]:
     out = []
     stale_ns = rule.stale_after * NS
     loops = {}
@@ -414,18 +413,18 @@ def eval_energy(ctx, rule: EnergyBalanceRule, b: int) -> list[_Eval]:
         vals = loops.get(loop.name, {})
         if len(vals) < 3 or loop.name not in power:
             if loop.name in power or vals:
-                out.append(_Eval(loop.name, labels, None, None, None))
+                out.append(Result(loop.name, labels, None, None, None))
             continue
         heat_w = vals["flow_lpm"] / 60.0 * loop.fluid_density_kg_per_l * loop.fluid_cp_j_per_kg_k \
             * (vals["return_temp_c"] - vals["supply_temp_c"])
         elec_w = power[loop.name] * rule.expected_ratio
         if power[loop.name] < rule.min_power_w:
-            out.append(_Eval(loop.name, labels, None, False, True, rule.threshold))
+            out.append(Result(loop.name, labels, None, False, True, rule.threshold))
             continue
         dev = 100.0 * (heat_w - elec_w) / elec_w
         fire = abs(dev) > rule.threshold
         clr = not abs(dev) > (rule.threshold if rule.clear is None else rule.clear)
-        out.append(_Eval(loop.name, labels, dev, fire, clr, rule.threshold))
+        out.append(Result(loop.name, labels, dev, fire, clr, rule.threshold))
     return out
 
 

@@ -30,8 +30,6 @@ from alerts.topology import LABEL_TAGS, Topology
 from dcim import schema
 from dcim.config import SiteConfig
 
-
-
 _CMP = {
     ">": lambda a, b: a > b,
     ">=": lambda a, b: a >= b,

@@ -27,7 +27,7 @@ from collector.metrics import CollectorMetrics
 from collector.route import Router
 from collector.sinks import Sink, make_sink
 from collector.spool import Spool
-from collector.validate import LineReader, Reject, Validator
+from collector.validate import Admission, LineReader, Reject, Validator
 from dcim.config import CollectorConfig, MqttConfig
 from dcim.errors import ConfigError
 from dcim.record import Record
@@ -70,6 +70,8 @@ class Collector:
         self.clock = clock
         self.metrics = CollectorMetrics(registry)
         self.validator = Validator(max_future_s=config.max_future_s, max_past_s=config.max_past_s)
+        self.admission = Admission(max_series=config.max_series, topic_layouts=config.topic_tags,
+                                   check_topic=config.check_topic_tags)
         self.mappings = list(mappings) if mappings is not None else load_mappings(config.mappings)
         self.observers = list(observers)
         self.reader = LineReader()
@@ -84,6 +86,7 @@ class Collector:
         # the batch being filled
         self._lines: list[str] = []
         self._acks: list[AckToken] = []
+        self._topics: list[str | None] = []  # the topic of each line of the batch, for dead letters
         self._held_acks: list[AckToken] = []  # durable batches whose dead-letter entries are not yet
         self._first_at = 0.0
         self._has_data = asyncio.Event()
@@ -121,20 +124,25 @@ class Collector:
         now = self.clock()
         try:
             lines, rejects, kind = self.decode(topic, payload, now)
+            if lines:
+                lines, refused = self.admission.filter(lines, topic)
+                rejects += refused
+                self.metrics.series.set(self.admission.series)
         except Exception as exc:  # a bug of ours must cost one message, dead-lettered, not the pipeline
             log.exception("decoding a message on %s failed", topic)
             lines, kind = [], "lineprotocol"
             rejects = [Reject("parse_error", f"collector error: {type(exc).__name__}: {exc}",
-                              payload[:EXCERPT].decode("utf-8", "replace"))]
+                              payload[:EXCERPT].decode("utf-8", "replace"), size=len(payload))]
         self.metrics.messages_received.labels(kind).inc()
         for r in rejects:
-            self.dead_letter.add(r, topic=topic, now_ns=now)
+            self.dead_letter.add(r, topic=topic, now_ns=now, size=r.size)
             self.metrics.rejected.labels(r.reason).inc()
         if not self._lines and not self._acks:
             self._first_at = time.monotonic()
         if lines:
             self.metrics.points_received.inc(len(lines))
             self._lines += lines
+            self._topics += [topic] * len(lines)
         if token is not None:
             self._acks.append(token)
         if self._lines or self._acks:
@@ -154,7 +162,8 @@ class Collector:
             excerpt = payload[:EXCERPT].decode("utf-8", "replace")
             return [], [Reject("payload_too_large",
                                f"payload of {len(payload)} bytes is over max_payload_bytes "
-                               f"{self.config.max_payload_bytes}; first {EXCERPT} bytes kept", excerpt)], "lineprotocol"
+                               f"{self.config.max_payload_bytes}; first {EXCERPT} bytes kept", excerpt,
+                               size=len(payload))], "lineprotocol"
         for mapping in self.mappings:
             caps = mapping.match(topic)
             if caps is None:
@@ -189,18 +198,20 @@ class Collector:
     async def flush(self) -> None:
         """Make the current batch durable, then acknowledge its messages."""
         async with self._flush_lock:
-            lines, acks = self._lines, self._acks
-            self._lines, self._acks = [], []
+            lines, acks, topics = self._lines, self._acks, self._topics
+            self._lines, self._acks, self._topics = [], [], []
             self._has_data.clear()
             self._full.clear()
             self._room.set()
             if not lines and not acks and not self._held_acks:
                 return
             if self.observers and lines:
-                lines = lines + self._observe(lines)
+                extra = self._observe(lines)
+                lines = lines + extra
+                topics = topics + [None] * len(extra)
             if lines:
                 self.metrics.batch_points.observe(len(lines))
-            await self.router.deliver(lines)
+            await self.router.deliver(lines, topics)
             # a refused line is acknowledged only once its dead-letter entry is on disk. While the
             # file system refuses (a full disk), later batches are still written but every
             # acknowledgement waits, so the broker keeps the messages; the flusher tries again

@@ -59,6 +59,8 @@ class CollectorMetrics:
         self.dead_letter_discarded = Counter(p + "dead_letter_discarded_total",
                                              "dead-letter entries deleted with the .1 file a rotation replaced",
                                              registry=r)
+        self.series = Gauge(p + "series", "series (measurement + tags) admitted since start; new ones past "
+                            "max_series are refused with reason series_budget", registry=r)
         self.mqtt_connected = Gauge(p + "mqtt_connected", "1 while connected to the broker", registry=r)
         self.mqtt_connects = Counter(p + "mqtt_connects_total", "successful connections to the broker", registry=r)
         self.read_pauses = Counter(p + "read_pauses_total",

@@ -18,6 +18,7 @@ The caller holds the MQTT acknowledgements all that time. Answers by kind:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -36,6 +37,44 @@ RETRY_AFTER_MAX_S = 600.0
 
 def encode_body(lines: list[str]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
+
+
+#: last line of a spooled batch: the MQTT topic of each line, run-length encoded, so a line the
+#: store refuses later is dead-lettered with the topic it came on (a comment to line protocol)
+TOPICS_MARK = b"#dcim-topics "
+
+
+def spool_body(lines: list[str], topics: list[str | None] | None) -> bytes:
+    body = encode_body(lines)
+    if not topics:
+        return body
+    runs: list[list] = []
+    for t in topics:
+        if runs and runs[-1][0] == t:
+            runs[-1][1] += 1
+        else:
+            runs.append([t, 1])
+    return body + TOPICS_MARK + json.dumps(runs, separators=(",", ":")).encode() + b"\n"
+
+
+def read_spool_body(body: bytes) -> tuple[list[str], bytes, list[str | None] | None]:
+    """(lines, the body to send, topics per line or None) of a spooled batch."""
+    topics = None
+    mark = body.rfind(b"\n" + TOPICS_MARK)
+    if mark >= 0 or body.startswith(TOPICS_MARK):
+        cut = mark + 1 if mark >= 0 else 0
+        try:
+            runs = json.loads(body[cut + len(TOPICS_MARK):])
+            topics = [t for t, n in runs for _ in range(n)]
+        except (ValueError, TypeError):
+            topics = None
+        body = body[:cut]
+    lines = body.decode().split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if topics is not None and len(topics) != len(lines):
+        topics = None
+    return lines, body, topics
 
 
 class Router:
@@ -60,55 +99,55 @@ class Router:
 
     # --- the live path ----------------------------------------------------------------------
 
-    async def deliver(self, lines: list[str]) -> None:
-        """Make ``lines`` durable: in the sink, or in the spool (waiting while the spool is full)."""
+    async def deliver(self, lines: list[str], topics: list[str | None] | None = None) -> None:
+        """Make ``lines`` durable: in the sink, or in the spool (waiting while the spool is full).
+        ``topics`` gives each line's MQTT topic, for the dead-letter file."""
         if not lines:
             return
         body = encode_body(lines)
         t0 = self.monotonic()
         if self.spool.empty() and self.monotonic() >= self._retry_at:
             try:
-                await self._write(lines, body)
+                await self._write(lines, body, topics)
                 self._sink_ok()
                 self.metrics.batch_latency.observe(self.monotonic() - t0)
                 return
             except SinkUnavailable as exc:
                 self._sink_failed(exc)
-        for piece in self._pieces(lines):
-            await self._hold(piece)
+        for lo, hi in self._pieces(lines):
+            await self._hold(lines[lo:hi], topics[lo:hi] if topics else None)
         self.metrics.batch_latency.observe(self.monotonic() - t0)
 
-    def _pieces(self, lines: list[str]) -> list[list[str]]:
-        """The batch cut into runs whose spooled size stays within half the spool's cap."""
+    def _pieces(self, lines: list[str]) -> list[tuple[int, int]]:
+        """The batch cut into runs (index ranges) whose spooled size stays within half the spool's cap."""
         limit = max(1024, self.spool.max_bytes // 2)
-        pieces: list[list[str]] = []
-        run: list[str] = []
+        pieces: list[tuple[int, int]] = []
+        start = 0
         size = 0
-        for line in lines:
+        for i, line in enumerate(lines):
             n = len(line) + 1 if line.isascii() else len(line.encode()) + 1
-            if run and size + n > limit:
-                pieces.append(run)
-                run, size = [], 0
-            run.append(line)
+            if i > start and size + n > limit:
+                pieces.append((start, i))
+                start, size = i, 0
             size += n
-        if run:
-            pieces.append(run)
+        pieces.append((start, len(lines)))
         return pieces
 
-    async def _hold(self, lines: list[str]) -> None:
+    async def _hold(self, lines: list[str], topics: list[str | None] | None) -> None:
         """Make one piece durable: in the spool, or in the sink whenever the spool is empty."""
         body = encode_body(lines)
+        spooled = spool_body(lines, topics)
         while True:
             if self.spool.empty() and self.monotonic() >= self._retry_at:
                 try:
-                    await self._write(lines, body)
+                    await self._write(lines, body, topics)
                 except SinkUnavailable as exc:
                     self._sink_failed(exc)
                 else:
                     self._sink_ok()
                     break
             try:
-                self.spool.append(body, len(lines))
+                self.spool.append(spooled, len(lines))
             except (SpoolFull, OSError) as exc:
                 self.metrics.spool_full.set(1)
                 self.metrics.spool_errors.labels("full" if isinstance(exc, SpoolFull) else "disk").inc()
@@ -136,36 +175,30 @@ class Router:
 
     # --- writing with split and bisect -------------------------------------------------------
 
-    async def _write(self, lines: list[str], body: bytes | None = None) -> None:
+    async def _write(self, lines: list[str], body: bytes | None = None,
+                     topics: list[str | None] | None = None) -> None:
         """Write lines to the sink; refused lines end in the dead-letter file. SinkUnavailable propagates."""
         if body is None:
             body = encode_body(lines)
         try:
             await self.sink.write(body)
-        except BatchTooLarge as exc:
-            self._count_error(exc.status)
+        except (BatchTooLarge, SinkRejected) as exc:
+            self._count_error(exc.status or "refused")  # no status: the sink refused before sending
             if len(lines) == 1:
-                self._dead(lines[0], exc)
+                self._dead(lines[0], exc, topics[0] if topics else None)
                 return
-            log.info("%s: batch of %d lines too large (413); splitting it", self.sink.name, len(lines))
+            if isinstance(exc, BatchTooLarge):
+                log.info("%s: batch of %d lines too large (413); splitting it", self.sink.name, len(lines))
             half = len(lines) // 2
-            await self._write(lines[:half])
-            await self._write(lines[half:])
-            return
-        except SinkRejected as exc:
-            self._count_error(exc.status)
-            if len(lines) == 1:
-                self._dead(lines[0], exc)
-                return
-            half = len(lines) // 2
-            await self._write(lines[:half])
-            await self._write(lines[half:])
+            await self._write(lines[:half], None, topics[:half] if topics else None)
+            await self._write(lines[half:], None, topics[half:] if topics else None)
             return
         self.metrics.points_written.labels(self.sink.name).inc(len(lines))
 
-    def _dead(self, line: str, exc: Exception) -> None:
+    def _dead(self, line: str, exc: Exception, topic: str | None) -> None:
         status = getattr(exc, "status", None)
-        self.dead_letter.add(Reject("sink_rejected", f"HTTP {status}: {exc}", line), topic=None, now_ns=self.clock())
+        detail = f"HTTP {status}: {exc}" if status else str(exc)
+        self.dead_letter.add(Reject("sink_rejected", detail, line), topic=topic, now_ns=self.clock())
         self.metrics.rejected.labels("sink_rejected").inc()
 
     def _count_error(self, status: int | None) -> None:
@@ -230,12 +263,9 @@ class Router:
         self.metrics.update_spool(self.spool)  # peek may have skipped a damaged batch
         if item is None:
             return False
-        body, _n = item
-        lines = body.decode().split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
+        lines, body, topics = read_spool_body(item[0])
         try:
-            await self._write(lines, body)
+            await self._write(lines, body, topics)
         except SinkUnavailable as exc:
             self._sink_failed(exc)
             return False

@@ -20,13 +20,16 @@ import base64
 import email.utils
 import gzip
 import logging
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from dcim.config import InfluxConfig
-from dcim.errors import ConfigError, SinkRejected, SinkUnavailable
+from dcim.errors import ConfigError, LineProtocolError, SinkRejected, SinkUnavailable
+from dcim.lineprotocol import INT64_MAX, decode_line, encode_record
+from dcim.record import UInt
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +79,25 @@ def classify(status: int, body: str, headers: dict[str, str] | None, what: str) 
     return SinkUnavailable(detail, status=status, retry_after_s=wait)
 
 
+#: an unsigned value in line protocol (``=123u`` before a separator); a hit is decoded properly
+_UINT_VALUE = re.compile(rb"=[0-9]+u(?=[, \n]|$)", re.M)
+
+
 class InfluxSink:
-    """InfluxDB ``/write`` (v1: db, rp, user/password) or ``/api/v2/write`` (v2: org, bucket, token)."""
+    """InfluxDB ``/write`` (v1: db, rp, user/password) or ``/api/v2/write`` (v2: org, bucket, token).
+
+    A sink declares the field types it stores as sent (``accepts_uint``). InfluxDB 1.x has no
+    unsigned type (its parser refuses ``12u``: "invalid number"), so for v1 an unsigned field is
+    written as an integer, and one past 2^63-1 is refused with that reason; InfluxDB 2 and 3 and
+    VictoriaMetrics (``/api/v2/write``) take ``u`` as it is.
+    """
 
     def __init__(self, config: InfluxConfig) -> None:
         from influxdb_client import InfluxDBClient
 
         self.config = config
         self.name = "influxdb_v1" if config.api == "v1" else "influxdb_v2"
+        self.accepts_uint = config.api != "v1"
         headers = {"Content-Type": "text/plain; charset=utf-8", "Accept": "application/json"}
         token = None
         if config.api == "v1":
@@ -109,9 +123,34 @@ class InfluxSink:
                                      timeout=int(config.timeout_s * 1000), enable_gzip=False, **tls)
         self.what = f"{self.name} {config.url}"
 
+    def adapt(self, body: bytes) -> bytes:
+        """The body in the types this store takes; SinkRejected names a value it cannot hold."""
+        if self.accepts_uint or _UINT_VALUE.search(body) is None:
+            return body
+        out = []
+        for line in body.split(b"\n"):
+            if _UINT_VALUE.search(line) is None:
+                out.append(line)
+                continue
+            try:
+                rec = decode_line(line.decode("utf-8"))
+            except (LineProtocolError, UnicodeDecodeError):
+                out.append(line)  # not ours to judge: the store answers it
+                continue
+            for k, v in rec.fields.items():
+                if type(v) is UInt:
+                    if v > INT64_MAX:
+                        msg = (f"{self.what}: field {k!r} = {int(v)} of {rec.measurement!r} is past 2^63-1, the "
+                               "largest integer InfluxDB 1.x can store (it has no unsigned type)")
+                        raise SinkRejected(msg)
+                    rec.fields[k] = int(v)
+            out.append(encode_record(rec).encode())
+        return b"\n".join(out)
+
     def write_sync(self, body: bytes) -> None:
         from influxdb_client.rest import ApiException
 
+        body = self.adapt(body)
         data = gzip.compress(body, compresslevel=1) if self.config.gzip else body
         try:
             self.client.api_client.call_api(

@@ -29,6 +29,9 @@ REASONS = (
     "mapping_error",        # JSON that does not fit its mapping (missing path, bad number)
     "no_mapping",           # JSON on a topic no mapping matches
     "sink_rejected",        # the sink refused the line (400/422, or 413 for one line)
+    "unknown_tag",          # a tag key the schema does not give the measurement
+    "topic_mismatch",       # a device tag that disagrees with the topic the message came on
+    "series_budget",        # a new series past the collector's max_series
 )
 
 _TYPES: dict[str, dict[str, str]] = {m.name: {f.name: f.type for f in m.fields.values()} for m in MEASUREMENTS.values()}
@@ -60,6 +63,7 @@ class Reject:
     detail: str
     text: str
     line: int | None = None
+    size: int | None = None  # bytes of what was refused, when ``text`` keeps only its beginning
 
 
 class Validator:
@@ -307,6 +311,117 @@ def _describe(r: Record) -> str:
         return encode_record(r)
     except Exception:  # noqa: BLE001
         return repr(r)
+
+
+class TopicLayout:
+    """One topic layout such as ``+/{site}/{rack}/{node}/gpu``: which level names which tag."""
+
+    __slots__ = ("levels", "pattern")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self.levels: list[tuple[str, str | None]] = []  # (literal or "+", tag name or None)
+        for level in pattern.split("/"):
+            if level.startswith("{") and level.endswith("}") and len(level) > 2:
+                self.levels.append(("+", level[1:-1]))
+            else:
+                self.levels.append((level, None))
+
+    def tags_of(self, topic: str) -> dict[str, str] | None:
+        """The tags a topic names, or None when the topic does not have this layout."""
+        parts = topic.split("/")
+        if len(parts) != len(self.levels):
+            return None
+        out = {}
+        for part, (literal, tag) in zip(parts, self.levels):
+            if tag is not None:
+                out[tag] = part
+            elif literal != "+" and literal != part:
+                return None
+        return out
+
+
+class Admission:
+    """What the schema and the topic allow past validation: known tag keys, device tags that agree
+    with the topic, and at most ``max_series`` series (a flood of junk series cannot use up the
+    store's series limit and starve the legitimate ones). Verdicts are cached per series key."""
+
+    def __init__(self, *, max_series: int, topic_layouts: Iterable[str] = (), check_topic: bool = True) -> None:
+        self.max_series = max_series
+        self.layouts = [TopicLayout(p) for p in topic_layouts] if check_topic else []
+        self._series: set[int] = set()
+        self._keys: dict[str, tuple] = {}  # series key -> (meas, tags, series hash), or (reason, detail)
+        self._topics: dict[str, dict[str, str] | None] = {}
+
+    @property
+    def series(self) -> int:
+        return len(self._series)
+
+    def filter(self, lines: list[str], topic: str | None) -> tuple[list[str], list[Reject]]:
+        """(lines admitted, a reject for each other line)."""
+        expected = self._topic_tags(topic) if topic is not None and self.layouts else None
+        good: list[str] = []
+        rejects: list[Reject] = []
+        series = self._series
+        for line in lines:
+            sp = line.find(" ")
+            while sp > 0 and line[sp - 1] == "\\":
+                sp = line.find(" ", sp + 1)
+            key = line[:sp] if sp > 0 else line
+            parsed = self._keys.get(key)
+            if parsed is None:
+                parsed = self._parse(key)
+            if len(parsed) == 2:
+                rejects.append(Reject(parsed[0], parsed[1], line))  # type: ignore[arg-type]
+                continue
+            meas, tags, h = parsed  # type: ignore[misc]
+            if expected:
+                wrong = [k for k, v in expected.items() if k in tags and tags[k] != v]  # type: ignore[operator]
+                if wrong:
+                    k = wrong[0]
+                    rejects.append(Reject("topic_mismatch", f"tag {k}={tags[k]!r} disagrees with the topic "  # type: ignore[index]
+                                          f"{topic!r}, which names {k} {expected[k]!r}", line))
+                    continue
+            if h not in series:
+                if len(series) >= self.max_series:
+                    rejects.append(Reject("series_budget", f"a new series past max_series {self.max_series} "
+                                          f"({meas} {key[len(meas):]!r}); existing series go on", line))
+                    continue
+                series.add(h)
+            good.append(line)
+        return good, rejects
+
+    def _parse(self, key: str):  # noqa: ANN202
+        result = decode_report(key + " x=1")
+        if result.errors or not result.records:
+            verdict: tuple = ("parse_error", f"series key {key!r} is not valid")
+        else:
+            rec = result.records[0]
+            meas = MEASUREMENTS.get(rec.measurement)
+            unknown = [t for t in rec.tags if meas is not None and t not in meas.tags]
+            if unknown:
+                verdict = ("unknown_tag", f"tag {unknown[0]!r} is not a tag of measurement {rec.measurement!r} "
+                           f"(its tags: {', '.join(meas.tags)})")  # type: ignore[union-attr]
+            else:
+                # one series however its tags are ordered in the line
+                verdict = (rec.measurement, rec.tags, hash((rec.measurement, *sorted(rec.tags.items()))))
+        if len(self._keys) >= _KEYS_CACHE_MAX:
+            self._keys.clear()
+        self._keys[key] = verdict
+        return verdict
+
+    def _topic_tags(self, topic: str) -> dict[str, str] | None:
+        got = self._topics.get(topic, False)
+        if got is False:
+            got = None
+            for layout in self.layouts:
+                got = layout.tags_of(topic)
+                if got is not None:
+                    break
+            if len(self._topics) >= _KEYS_CACHE_MAX:
+                self._topics.clear()
+            self._topics[topic] = got
+        return got  # type: ignore[return-value]
 
 
 class LineReader:

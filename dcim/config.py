@@ -349,6 +349,13 @@ class CollectorConfig(Model):
     spool_segment_bytes: int = Field(16 * 1024**2, ge=4096)
     spool_warn_ratio: float = Field(0.8, gt=0, lt=1, description="spool fill ratio that raises the near-full metric")
     retry_max_s: float = Field(30.0, gt=0, description="longest wait between retries of an unavailable sink")
+    check_topic_tags: bool = Field(True, description="refuse lines whose device tags disagree with their topic")
+    topic_tags: list[str] = Field(
+        default_factory=lambda: ["+/{site}/{rack}/{node}/gpu", "+/{site}/{rack}/{device}/snmp"],
+        description="topic layouts: '+' is any level, '{tag}' a level that a line's tag of that name must equal",
+    )
+    max_series: int = Field(500_000, ge=1, description="series (measurement + tags) this collector admits; "
+                            "new ones past it are refused, so a flood cannot use up the store's series limit")
 
 
 class NotifierConfig(Model):
@@ -650,7 +657,8 @@ def load_site(path: str | Path) -> SiteConfig:
     return load_model(SiteConfig, path)
 
 
-#: The embedded default site, used by ``dcim demo`` and whenever no ``--site`` is given.
+#: The embedded default site, used whenever no ``--site`` is given (``dcim demo`` and ``dcim simulate``
+#: run the AI-factory pod of ``SITES_DIR`` instead).
 DEFAULT_SITE = Path(__file__).resolve().parent / "data" / "site.yaml"
 
 

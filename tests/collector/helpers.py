@@ -33,8 +33,13 @@ class Message:
 
 
 def gpu_messages(prefix: str, n: int, *, nodes: int = 4, gpus: int = 8, start: int = 0, t0: int = T0,
-                 site: str = "t") -> list[Message]:
-    """``n`` agent polls (one message per node poll, one line per GPU) with distinct, exact values."""
+                 site: str | None = None) -> list[Message]:
+    """``n`` agent polls (one message per node poll, one line per GPU) with distinct, exact values.
+
+    Topics follow the GPU agent's layout ``<root>/<site>/<rack>/<node>/gpu``: the last level of
+    ``prefix`` is the site, and the lines' tags agree with their topic as the collector requires.
+    """
+    site = site if site is not None else prefix.rsplit("/", 1)[-1]
     out = []
     for k in range(start, start + n):
         node = k % nodes

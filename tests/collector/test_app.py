@@ -57,7 +57,9 @@ async def test_good_bad_and_status_messages(tmp_path):
     assert value(c, "dcim_collector_points_received_total") == 2
     assert value(c, "dcim_collector_messages_acked_total") == 5
     big = read_dead_letters(tmp_path / "dl.jsonl")[-1]
-    assert big["size"] == 4096 and "first 4096 bytes" in big["detail"]
+    # the entry keeps the first 4096 bytes and says how large the message really was
+    assert len(big["text"]) == 4096 and "first 4096 bytes" in big["detail"]
+    assert big["size"] == c.config.max_payload_bytes + 1 and big["topic"]
     c.close()
 
 

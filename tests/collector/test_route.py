@@ -139,3 +139,53 @@ async def test_full_spool_blocks_rather_than_drops(tmp_path):
         pass
     assert sink.accepted == LINES
     assert value("dcim_collector_spool_full", metrics) == 0
+
+
+async def test_refusals_keep_their_topic_live_and_from_the_spool(tmp_path):
+    """A line the store refuses is dead-lettered with the MQTT topic it came on, also after it
+    waited in the spool (the topics travel with the spooled batch, not in what the store gets)."""
+    topics = [f"dcim/dc1/A01/n{i % 3}/gpu" for i in range(10)]
+    bad = {LINES[4]}
+    down = [True]
+
+    def answer(ls):
+        if down[0]:
+            return SinkUnavailable("refused")
+        assert not any(line.startswith("#") for line in ls)  # the topics never reach the store
+        return SinkRejected("400", status=400) if bad & set(ls) else None
+
+    sink = ScriptedSink(answer)
+    router, _, clock = make(tmp_path, sink)
+    await router.deliver(LINES, topics)  # spooled
+    assert router.spool.batches == 1
+    down[0] = False
+    clock.t += 60
+    assert await router.drain_once()
+    await router.deliver(LINES, topics)  # live this time
+    router.dead_letter.sync()
+    dead = read_dead_letters(tmp_path / "dl.jsonl")
+    assert [(d["text"], d["topic"]) for d in dead] == [(LINES[4], topics[4])] * 2
+
+
+def test_spool_body_round_trip():
+    from collector.route import read_spool_body, spool_body
+
+    topics = ["a/b", "a/b", None, "c"]
+    lines = LINES[:4]
+    assert read_spool_body(spool_body(lines, topics)) == (lines, "".join(f"{x}\n" for x in lines).encode(), topics)
+    old = "".join(f"{x}\n" for x in lines).encode()  # a batch spooled before topics were kept
+    assert read_spool_body(old) == (lines, old, None)
+
+
+def test_rotation_counts_what_it_deletes(tmp_path):
+    from collector.validate import Reject
+
+    metrics = CollectorMetrics()
+    dl = DeadLetter(tmp_path / "dl.jsonl", max_bytes=4096, metrics=metrics)
+    for i in range(200):
+        dl.add(Reject("parse_error", "x", f"line {i} " + "y" * 100), topic="t", now_ns=0)
+        assert dl.sync()
+    kept = len(read_dead_letters(tmp_path / "dl.jsonl")) + len(read_dead_letters(tmp_path / "dl.jsonl.1"))
+    assert dl.rotations > 2
+    assert value("dcim_collector_dead_letter_discarded_total", metrics) == 200 - kept > 0
+    assert value("dcim_collector_dead_letter_rotations_total", metrics) == dl.rotations

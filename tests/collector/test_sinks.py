@@ -132,3 +132,21 @@ async def test_embedded_sink_writes_the_store(tmp_path):
     assert sink.store.measurements() == ["gpu", "pdu"]
     assert [r.fields for r in sink.store.query()] == [{"power_w": 1.5}, {"power_w": 2.5}]
     sink.close()
+
+
+def test_influxdb_v1_gets_unsigned_fields_as_integers_and_refuses_past_int64():
+    from collector.sinks import InfluxSink
+    from dcim.config import InfluxConfig
+    from dcim.errors import SinkRejected
+
+    v1 = InfluxSink(InfluxConfig(url="http://127.0.0.1:9", api="v1"))
+    v2 = InfluxSink(InfluxConfig(url="http://127.0.0.1:9", api="v2", bucket="b"))
+    body = (b"netif,ifname=eth0,switch=s1 rx_bytes_total=9223372036854775807u,rx_errors_total=3u 5\n"
+            b'agent,host=h message="x=5u y" 6\n')
+    assert v2.adapt(body) == body  # InfluxDB 2/3, VictoriaMetrics: unsigned as sent
+    assert v1.adapt(body) == (b"netif,ifname=eth0,switch=s1 rx_bytes_total=9223372036854775807i,rx_errors_total=3i 5\n"
+                              b'agent,host=h message="x=5u y" 6\n')
+    with pytest.raises(SinkRejected, match=r"18446744073709551615 of 'netif' is past 2\^63-1"):
+        v1.adapt(b"netif,ifname=eth0,switch=s1 rx_bytes_total=18446744073709551615u 5\n")
+    v1.close()
+    v2.close()

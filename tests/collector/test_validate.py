@@ -155,3 +155,52 @@ def test_line_reader_handles_escaped_keys_and_strings():
     lines, rejects = V.lines("\n".join(encode_record(r) for r in src).encode(), NOW)
     assert rejects == []
     assert LineReader().records(lines) == src
+
+
+# --- admission: tags from the schema, tags against the topic, the series budget ---------------
+
+from collector.validate import Admission, TopicLayout  # noqa: E402
+
+
+def _line(node: str, gpu: str = "0", extra: str = "") -> str:
+    return f"gpu,gpu={gpu},node={node},rack=A01,site=dc1{extra} power_w=1 {NOW}"
+
+
+def test_unknown_tag_keys_are_refused():
+    adm = Admission(max_series=100)
+    good, rejects = adm.filter([_line("n1"), _line("n1", extra=",colour=red")], "dcim/dc1/A01/n1/gpu")
+    assert good == [_line("n1")]
+    assert [r.reason for r in rejects] == ["unknown_tag"] and "'colour'" in rejects[0].detail
+
+
+def test_device_tags_must_agree_with_the_topic_unless_turned_off():
+    layouts = ["+/{site}/{rack}/{node}/gpu", "+/{site}/{rack}/{device}/snmp"]
+    adm = Admission(max_series=100, topic_layouts=layouts)
+    good, rejects = adm.filter([_line("n1"), _line("n2")], "dcim/dc1/A01/n1/gpu")
+    assert good == [_line("n1")]
+    assert [r.reason for r in rejects] == ["topic_mismatch"] and "node='n2'" in rejects[0].detail
+    # a topic no layout fits, or a tag the line does not carry, is not checked
+    assert adm.filter([_line("n2")], "elsewhere/x")[0] == [_line("n2")]
+    health = f"agent,component=snmp,device=pdu-a,site=dc1 up=true {NOW}"
+    assert adm.filter([health], "dcim/dc1/A01/pdu-a/snmp")[0] == [health]
+    assert adm.filter([health], "dcim/dc1/A01/pdu-b/snmp")[1][0].reason == "topic_mismatch"
+    off = Admission(max_series=100, topic_layouts=layouts, check_topic=False)
+    assert off.filter([_line("n2")], "dcim/dc1/A01/n1/gpu")[0] == [_line("n2")]
+
+
+def test_topic_layout_reads_its_levels():
+    layout = TopicLayout("+/{site}/{rack}/{node}/gpu")
+    assert layout.tags_of("dcim/dc1/A01/n7/gpu") == {"site": "dc1", "rack": "A01", "node": "n7"}
+    assert layout.tags_of("dcim/dc1/A01/n7/snmp") is None
+    assert layout.tags_of("dcim/dc1/n7/gpu") is None
+
+
+def test_series_budget_refuses_new_series_and_keeps_the_old_ones():
+    adm = Admission(max_series=3)
+    first = [_line("n1", g) for g in "012"]
+    assert adm.filter(first, None) == (first, [])
+    flood = [_line("n1", g) for g in "3456"]
+    good, rejects = adm.filter([*flood, *first], None)
+    assert good == first  # every series admitted before goes on
+    assert [r.reason for r in rejects] == ["series_budget"] * 4 and "max_series 3" in rejects[0].detail
+    assert adm.series == 3

@@ -76,7 +76,7 @@ def config(tmp_path: Path, run: str, **kw) -> CollectorConfig:
 
 def big_message(prefix: str, lines: int) -> Message:
     """One agent message of ``lines`` points (a node with very many GPUs, say)."""
-    recs = [Record("gpu", {"site": "t", "rack": "R9", "node": "big", "gpu": str(g)},
+    recs = [Record("gpu", {"site": prefix.rsplit("/", 1)[-1], "rack": "R9", "node": "big", "gpu": str(g)},
                    {"power_w": 200.0 + g, "temp_c": 50.5, "util_pct": 1.0, "mem_used_bytes": g,
                     "throttle_hw_slowdown": False}, T0 + 10**9) for g in range(lines)]
     return Message(f"{prefix}/R9/big/gpu", "\n".join(encode_record(r) for r in recs).encode(), recs)

@@ -19,37 +19,18 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from urllib.parse import urlsplit
 
 import aiomqtt
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from dcim.config import MqttConfig
 from dcim.errors import ConfigError
+from dcim.mqtt import broker_address, describe, tls_context
 
 log = logging.getLogger(__name__)
 
 ONLINE = b"online"
 OFFLINE = b"offline"
-
-
-def broker_address(url: str) -> tuple[str, int, bool]:
-    """``mqtt://host:port`` (or ``mqtts://``) -> (host, port, tls)."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"mqtt", "mqtts", "tcp", "ssl"}:
-        msg = f"mqtt.url {url!r}: scheme must be mqtt:// or mqtts://"
-        raise ConfigError(msg)
-    tls = parts.scheme in {"mqtts", "ssl"}
-    host = parts.hostname
-    if not host:
-        msg = f"mqtt.url {url!r} names no host"
-        raise ConfigError(msg)
-    try:
-        port = parts.port or (8883 if tls else 1883)
-    except ValueError as exc:
-        msg = f"mqtt.url {url!r}: bad port"
-        raise ConfigError(msg) from exc
-    return host, port, tls
 
 
 def count_lines(payload: bytes) -> int:
@@ -183,13 +164,6 @@ class Publisher:
     def _make_client(self) -> aiomqtt.Client:
         cfg = self._cfg
         password = self._password.get_secret_value() if self._password is not None else None
-        tls_params = None
-        if self._tls:
-            tls_params = aiomqtt.TLSParameters(
-                ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
-                certfile=str(cfg.cert_file) if cfg.cert_file else None,
-                keyfile=str(cfg.key_file) if cfg.key_file else None,
-            )
         return aiomqtt.Client(
             self._host,
             self._port,
@@ -199,8 +173,7 @@ class Publisher:
             keepalive=cfg.keepalive_s,
             timeout=self._timeout_s,
             will=aiomqtt.Will(self.status_topic, OFFLINE, qos=cfg.qos, retain=True),
-            tls_params=tls_params,
-            tls_insecure=cfg.tls_insecure if self._tls else None,
+            tls_context=tls_context(cfg) if self._tls else None,
         )
 
     async def _run(self) -> None:
@@ -209,8 +182,8 @@ class Publisher:
             try:
                 client = self._make_client()
                 await client.__aenter__()
-            except (aiomqtt.MqttError, OSError, ValueError) as exc:  # OSError/ValueError: TLS files
-                self._note_error(f"cannot connect to {self._host}:{self._port}: {exc}")
+            except (aiomqtt.MqttError, OSError, ValueError, ConfigError) as exc:  # ConfigError: TLS files
+                self._note_error(f"cannot connect to {self._host}:{self._port}: {describe(exc)}")
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, self._backoff_max_s)
                 continue
@@ -226,7 +199,7 @@ class Publisher:
                 backoff_s = self._backoff_initial_s
                 await self._drain(client)
             except aiomqtt.MqttError as exc:
-                self._note_error(f"connection to {self._host}:{self._port} lost: {exc}")
+                self._note_error(f"connection to {self._host}:{self._port} lost: {describe(exc)}")
             except asyncio.CancelledError:
                 if self._connected:  # a clean disconnect does not fire the will: say offline ourselves
                     with contextlib.suppress(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import click
@@ -45,6 +46,8 @@ def _location_filter(rack: str | None, row: str | None, where: tuple[str, ...]) 
 @click.option("--format", "fmt", type=click.Choice(["lp", "columnar"]), default="lp", show_default=True,
               help="lp: gzip line protocol (InfluxDB imports it); columnar: gzip JSON blocks, faster to replay.")
 @click.option("--from-mqtt", "mqtt_url", metavar="URL", help="Record the live MQTT stream, e.g. mqtt://127.0.0.1:1883.")
+@click.option("--mqtt-user", help="MQTT user name (with --from-mqtt).")
+@click.option("--mqtt-password-env", metavar="VAR", help="Environment variable holding the MQTT password.")
 @click.option("--topic", "topics", multiple=True, help="MQTT topic filter (repeatable; default dcim/#).")
 @click.option("--max-messages", type=int, help="Stop the MQTT recording after this many messages.")
 @click.option("--start", help="Start of the range (RFC 3339 or unix seconds).")
@@ -62,7 +65,7 @@ def _location_filter(rack: str | None, row: str | None, where: tuple[str, ...]) 
 def record_cmd(out: Path, scenario: str | None, simulate: bool, influx_url: str | None, db: str | None,
                user: str | None, password_env: str | None, ca_file: Path | None,
                store_path: Path | None, recording_path: Path | None,
-               fmt: str, mqtt_url: str | None,
+               fmt: str, mqtt_url: str | None, mqtt_user: str | None, mqtt_password_env: str | None,
                topics: tuple[str, ...], max_messages: int | None, start: str | None, end: str | None,
                duration: str | None, rack: str | None, row: str | None, where: tuple[str, ...],
                measurements: tuple[str, ...], site_file: str | None, racks: int | None, seed: int, step: str) -> None:
@@ -106,7 +109,6 @@ def record_cmd(out: Path, scenario: str | None, simulate: bool, influx_url: str 
     elif influx_url:
         if not db or start_ns is None or end_ns is None:
             raise click.UsageError("--from-influx needs --db, --start and --end")
-        import os
 
         password = os.environ.get(password_env) if password_env else None
         if password_env and password is None:
@@ -139,9 +141,15 @@ def record_cmd(out: Path, scenario: str | None, simulate: bool, influx_url: str 
         assert mqtt_url is not None
         counts: dict[str, int] = {}
         dur = parse_duration_s(duration or "60s")
+        from dcim.config import MqttConfig, Secret
+
+        if mqtt_password_env and mqtt_password_env not in os.environ:
+            raise DcimError(f"environment variable {mqtt_password_env} is not set")
+        mqtt_cfg = MqttConfig(url=mqtt_url, username=mqtt_user, ca_file=ca_file,
+                              password=Secret(env=mqtt_password_env) if mqtt_password_env else None)
         header.source = f"mqtt url={mqtt_url} topics={','.join(topics or ('dcim/#',))}"
         got = asyncio.run(records_from_mqtt(mqtt_url, topics=topics or ("dcim/#",), duration_s=dur,
-                                            max_messages=max_messages, counts=counts))
+                                            max_messages=max_messages, counts=counts, mqtt=mqtt_cfg))
         records = [r for r in got if not any(k in r.tags and r.tags[k] != v for k, v in tags.items())]
         if counts.get("skipped"):
             click.echo(f"note: {counts['skipped']} of {counts['messages']} messages were not line protocol "

@@ -133,21 +133,25 @@ def records_from_influx(url: str, db: str, *, start_ns: int, end_ns: int, tags: 
 
 async def records_from_mqtt(url: str, *, topics: Iterable[str] = ("dcim/#"), duration_s: float | None = None,
                             max_messages: int | None = None, ready=None, idle_s: float | None = None,  # noqa: ANN001
-                            counts: dict[str, int] | None = None) -> list[Record]:
+                            counts: dict[str, int] | None = None, mqtt=None) -> list[Record]:  # noqa: ANN001
     """Line-protocol payloads from an MQTT broker for ``duration_s`` (or ``max_messages``, or until idle).
 
     ``ready`` (an asyncio.Event) is set once the subscriptions are in place. Payloads that are not
     line protocol (JSON from third-party devices, status messages) are counted in ``counts``.
     """
     import asyncio
-    from urllib.parse import urlparse
 
     import aiomqtt
 
-    u = urlparse(url)
-    if u.scheme not in ("mqtt", "tcp", ""):
-        msg = f"unsupported MQTT URL {url!r} (use mqtt://host:port)"
-        raise RecordingError(msg)
+    from dcim import mqtt as boundary
+    from dcim.config import MqttConfig
+    from dcim.errors import ConfigError
+
+    cfg = mqtt if mqtt is not None else MqttConfig(url=url)  # MqttConfig: user, password, TLS
+    try:
+        args = boundary.client_args(cfg)
+    except (ConfigError, ValueError) as exc:
+        raise RecordingError(f"--from-mqtt: {exc}") from None
     counts = counts if counts is not None else {}
     counts.setdefault("messages", 0)
     counts.setdefault("skipped", 0)
@@ -155,7 +159,7 @@ async def records_from_mqtt(url: str, *, topics: Iterable[str] = ("dcim/#"), dur
     loop = asyncio.get_running_loop()
     deadline = loop.time() + duration_s if duration_s else None
     try:
-        async with aiomqtt.Client(u.hostname or "127.0.0.1", u.port or 1883) as client:
+        async with aiomqtt.Client(**args) as client:
             for t in topics:
                 await client.subscribe(t, qos=1)
             if ready is not None:
@@ -176,7 +180,7 @@ async def records_from_mqtt(url: str, *, topics: Iterable[str] = ("dcim/#"), dur
                 if max_messages is not None and counts["messages"] >= max_messages:
                     break
     except aiomqtt.MqttError as exc:
-        msg = f"MQTT broker at {url} failed: {exc}"
+        msg = f"MQTT broker at {url} failed: {boundary.describe(exc)}"
         raise RecordingError(msg) from exc
     out.sort(key=lambda r: r.time_ns)  # type: ignore[arg-type,return-value]
     return out

@@ -12,12 +12,10 @@ import asyncio
 import contextlib
 import logging
 import socket
-import ssl
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlparse
 
 from prometheus_client import CollectorRegistry
 
@@ -28,6 +26,7 @@ from collector.route import Router
 from collector.sinks import Sink, make_sink
 from collector.spool import Spool
 from collector.validate import Admission, LineReader, Reject, Validator
+from dcim import mqtt as mqtt_boundary
 from dcim.config import CollectorConfig, MqttConfig
 from dcim.errors import ConfigError
 from dcim.record import Record
@@ -248,7 +247,7 @@ class Collector:
                 continue
             if client is None or t.generation != self._generation:
                 continue  # that connection is gone; the broker sends the message again
-            client._client.ack(t.mid, t.qos)  # noqa: SLF001 - aiomqtt 2.x has no public manual ack
+            mqtt_boundary.ack(client, t.mid, t.qos)
             n += 1
         self.metrics.messages_acked.inc(n)
 
@@ -275,36 +274,11 @@ class Collector:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        cfg = self.mqtt_config
-        url = urlparse(cfg.url)
-        if url.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            msg = f"mqtt.url {cfg.url!r}: use mqtt://host:port or mqtts://host:port"
-            raise ConfigError(msg)
-        tls = url.scheme in ("mqtts", "ssl") or cfg.ca_file is not None
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.config.session_expiry_s
         props.ReceiveMaximum = self.config.receive_maximum
-        args: dict[str, Any] = {
-            "hostname": url.hostname or "127.0.0.1",
-            "port": url.port or (8883 if tls else 1883),
-            "identifier": self.client_id,
-            "protocol": aiomqtt.ProtocolVersion.V5,
-            "clean_start": False,
-            "properties": props,
-            "keepalive": cfg.keepalive_s,
-        }
-        if cfg.username:
-            args["username"] = cfg.username
-            args["password"] = cfg.password.resolve().get_secret_value() if cfg.password else None
-        if tls:
-            ctx = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
-            if cfg.cert_file:
-                ctx.load_cert_chain(str(cfg.cert_file), str(cfg.key_file) if cfg.key_file else None)
-            if cfg.tls_insecure:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            args["tls_context"] = ctx
-        return args
+        return mqtt_boundary.client_args(self.mqtt_config, identifier=self.client_id,
+                                         protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props)
 
     # Mosquitto 2.0 stops honouring our Receive Maximum once the first acknowledgements come back
     # (measured: with 200 asked and 100 acked it sent 3000), and aiomqtt's queue is unbounded, so a
@@ -316,43 +290,21 @@ class Collector:
         self._reading_paused = False
         self._high_water = max(10, self.config.receive_maximum)
         self._low_water = self._high_water // 4
-        paho = client._client  # noqa: SLF001
-        deliver = paho.on_message
 
-        def on_message(pc: Any, userdata: Any, message: Any) -> None:
-            deliver(pc, userdata, message)
-            if not self._reading_paused and client._queue.qsize() >= self._high_water:  # noqa: SLF001
+        def check() -> None:
+            if not self._reading_paused and mqtt_boundary.queue_size(client) >= self._high_water:
                 self._pause_reading(client)
 
-        paho.on_message = on_message
+        mqtt_boundary.after_each_message(client, check)
 
     def _pause_reading(self, client: Any) -> None:
-        sock = client._client.socket()  # noqa: SLF001
-        if sock is None:
-            return
-        asyncio.get_running_loop().remove_reader(sock.fileno())
-        self._reading_paused = True
-        self.metrics.read_pauses.inc()
+        if mqtt_boundary.pause_reading(client):
+            self._reading_paused = True
+            self.metrics.read_pauses.inc()
 
     def _resume_reading(self, client: Any) -> None:
         self._reading_paused = False
-        paho = client._client  # noqa: SLF001
-        sock = paho.socket()
-        if sock is None:
-            return
-
-        def readable() -> None:  # as aiomqtt's own reader callback
-            try:
-                while True:
-                    paho.loop_read()
-                    if hasattr(paho._sock, "pending") and paho._sock.pending() > 0:  # noqa: SLF001
-                        continue
-                    break
-            except Exception as exc:  # noqa: BLE001 - a broken connection ends the message loop
-                if not client._disconnected.done():  # noqa: SLF001
-                    client._disconnected.set_exception(exc)  # noqa: SLF001
-
-        asyncio.get_running_loop().add_reader(sock.fileno(), readable)
+        mqtt_boundary.resume_reading(client)
 
     async def _subscribe(self, client: Any, options: Any) -> None:
         """Subscribe (again: a resumed session keeps its subscriptions, a new one has none)."""
@@ -382,7 +334,7 @@ class Collector:
         backoff = 0.2
         while not self.stopping.is_set():
             client = aiomqtt.Client(**args)
-            client._client.manual_ack_set(True)  # noqa: SLF001 - PUBACK after durable, not on receipt
+            mqtt_boundary.enable_manual_ack(client)  # PUBACK after durable, not on receipt
             self._bound_queue(client)
             try:
                 async with client:
@@ -397,7 +349,7 @@ class Collector:
                     subscribing = asyncio.create_task(self._subscribe(client, SubscribeOptions))
                     try:
                         async for msg in client.messages:
-                            if self._reading_paused and client._queue.qsize() <= self._low_water:  # noqa: SLF001
+                            if self._reading_paused and mqtt_boundary.queue_size(client) <= self._low_water:
                                 self._resume_reading(client)
                             if not self._room.is_set():
                                 await self._room.wait()
@@ -410,7 +362,8 @@ class Collector:
             except aiomqtt.MqttError as exc:
                 if self.stopping.is_set():
                     break
-                log.warning("MQTT %s: %s; reconnecting in %.1f s", self.mqtt_config.url, exc, backoff)
+                log.warning("MQTT %s: %s; reconnecting in %.1f s", self.mqtt_config.url, mqtt_boundary.describe(exc),
+                            backoff)
             finally:
                 self._client = None
                 self.connected.clear()

@@ -161,3 +161,58 @@ async def test_wrong_password_is_reported_without_the_password(secure_broker, pk
     assert "127.0.0.1" in text  # the failure is reported, naming the broker ...
     assert wrong not in text and PASSWORD not in text  # ... but never the password
     assert wrong not in generate_latest(reg).decode()
+
+
+def test_record_from_mqtt_with_user_password_and_tls(mosquitto_factory, pki: Path, tmp_path: Path) -> None:
+    """`dcim record --from-mqtt` takes a user, a password (from the environment) and a CA file over
+    mqtts://; a wrong password is refused and reported without it."""
+    import gzip
+    import sys
+    import threading
+    import time
+
+    pw = tmp_path / "passwd"
+    pw.write_text("")
+    subprocess.run(["mosquitto_passwd", "-b", str(pw), "dcim", PASSWORD], check=True, capture_output=True)
+    pw.chmod(0o644)
+    broker = mosquitto_factory(allow_anonymous=False, extra_config="\n".join([
+        f"cafile {pki / 'ca.crt'}", f"certfile {pki / 'server.crt'}", f"keyfile {pki / 'server.key'}",
+        "tls_version tlsv1.2", f"password_file {pw}"]))
+    line = "gpu,site=dc1,rack=A01,node=A01-n01,gpu=0 temp_c=41.5 1767225600000000000"
+
+    def publish_for(seconds: float) -> None:
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="rec-pub")
+        client.tls_set(ca_certs=str(pki / "ca.crt"))
+        client.username_pw_set("dcim", PASSWORD)
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            client.publish("dcim/dc1/A01/A01-n01/gpu", line.encode(), qos=1).wait_for_publish(5)
+            time.sleep(0.3)
+        client.loop_stop()
+        client.disconnect()
+
+    def record(password: str, out: Path) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "dcim.cli", "record", "--from-mqtt", f"mqtts://127.0.0.1:{broker.port}",
+               "--mqtt-user", "dcim", "--mqtt-password-env", "REC_PW", "--ca-file", str(pki / "ca.crt"),
+               "--topic", "dcim/#", "--max-messages", "1", "--duration", "30s", "-o", str(out)]
+        return subprocess.run(cmd, capture_output=True, text=True, env={"REC_PW": password, "PATH": "/usr/bin:/bin"},
+                              timeout=120, check=False)
+
+    try:
+        publisher = threading.Thread(target=publish_for, args=(12,))
+        publisher.start()
+        out = tmp_path / "live.lp.gz"
+        done = record(PASSWORD, out)
+        publisher.join()
+        assert done.returncode == 0, done.stderr
+        assert "gpu,gpu=0,node=A01-n01,rack=A01,site=dc1 temp_c=41.5 1767225600000000000" in \
+            gzip.decompress(out.read_bytes()).decode()
+        assert PASSWORD not in done.stderr + done.stdout
+
+        wrong = record("wrong-" + PASSWORD, tmp_path / "wrong.lp.gz")
+        assert wrong.returncode != 0 and "credentials" in wrong.stderr
+        assert PASSWORD not in wrong.stderr + wrong.stdout
+    finally:
+        broker.close()

@@ -30,7 +30,10 @@ from __future__ import annotations
 
 import math
 import time
+from bisect import bisect_right
 from collections.abc import Iterable
+from itertools import islice
+from operator import gt
 from typing import Any
 
 from alerts.evaluators import EVALUATORS, Context
@@ -103,6 +106,43 @@ class Engine:
                 self._last_data_ns = t
             if self.clock_ns is None or t > self.clock_ns:
                 self.clock_ns = t
+        return out
+
+    def process_block(self, block: Any) -> list[Transition]:
+        """Feed a columnar block (``alerts.recording.Block``): the same transitions as
+        ``process(block.records())``, without a ``Record`` per row. Between two evaluation
+        boundaries the rows go into the sample store in one call."""
+        out: list[Transition] = []
+        rows, times = block.rows, block.times
+        n = len(rows)
+        if not n:
+            return out
+        if any(map(gt, times, islice(times, 1, None))):  # not in time order: sort as process() does
+            order = sorted(range(n), key=times.__getitem__)
+            rows, times = [rows[i] for i in order], [times[i] for i in order]
+        store = self.ctx.store
+        cache: dict[int, tuple] = {}
+        i = 0
+        while i < n:
+            t = times[i]
+            if self._next_eval is None:
+                self._next_eval = -(-t // self.interval_ns) * self.interval_ns
+                self.ctx.started = t
+            while self._next_eval < t:
+                if self._quiet(self._next_eval):
+                    self._next_eval = -(-t // self.interval_ns) * self.interval_ns
+                    break
+                out.extend(self._evaluate(self._next_eval))
+                self._next_eval += self.interval_ns
+            # every row up to the next boundary goes in before anything is evaluated again
+            j = bisect_right(times, self._next_eval, i)
+            store.ingest_rows(block.series, rows, i, j, cache)
+            last = times[j - 1]
+            if self._last_data_ns is None or last > self._last_data_ns:
+                self._last_data_ns = last
+            if self.clock_ns is None or last > self.clock_ns:
+                self.clock_ns = last
+            i = j
         return out
 
     def _quiet(self, b: int) -> bool:

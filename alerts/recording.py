@@ -26,7 +26,10 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
+from operator import gt, itemgetter, ne
 from pathlib import Path
+from typing import NamedTuple
 
 from dcim.errors import DcimError, RecordingError
 from dcim.lineprotocol import DecodeResult, decode_report, encode
@@ -264,25 +267,89 @@ def _base_type(v: object) -> type:
     raise RecordingError(msg)
 
 
-def _decode_columnar_line(line: bytes, templates: dict[int, tuple]) -> list[Record]:
+class Series(NamedTuple):
+    """One series template of a columnar recording: what every row that names it shares."""
+
+    measurement: str
+    tags: dict[str, str]
+    names: list[str]
+    uints: list[int]  # positions of the unsigned values (UInt, not int)
+    types: str
+    ident: tuple  # (measurement, tag items, field names, types): hashable, equal for equal templates
+
+
+class Block:
+    """One block of a columnar recording as it is stored: ``rows`` of ``[series, time_ns, values...]``.
+
+    The engine ingests a block without a ``Record`` per row (``Engine.process_block``);
+    ``records()`` gives the same records ``RecordingReader.batches()`` gives. Rows are checked when
+    the block is read (value counts, integer times, time order), unsigned values are ``UInt``.
+    """
+
+    __slots__ = ("rows", "series", "times")
+
+    def __init__(self, series: dict[int, Series], rows: list[list], times: list[int]) -> None:
+        self.series = series
+        self.rows = rows
+        self.times = times
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def field_values(self) -> int:
+        return sum(map(len, self.rows)) - 2 * len(self.rows)
+
+    def records(self) -> list[Record]:
+        series = self.series
+        out: list[Record] = []
+        append = out.append
+        for row in self.rows:
+            s = series[row[0]]
+            append(Record(s.measurement, dict(s.tags), dict(zip(s.names, row[2:])), row[1]))
+        return out
+
+
+def _decode_columnar_block(line: bytes, templates: dict[int, Series]) -> Block:
     """One block of the columnar format; ValueError, KeyError or TypeError when it is not one."""
     block = json.loads(line)
     for idx, meas, tags, names, types in block["s"]:
-        templates[idx] = (meas, tags, names, [i for i, c in enumerate(types) if c == "u"], types)
-    out: list[Record] = []
-    append = out.append
-    for row in block["r"]:
-        meas, tags, names, uints, types = templates[row[0]]
-        values = row[2:]
-        if len(values) != len(names):
+        templates[idx] = Series(meas, tags, names, [i + 2 for i, c in enumerate(types) if c == "u"], types,
+                                (meas, tuple(tags.items()), tuple(names), types))
+    rows = block["r"]
+    # the checks run over whole columns in C; a block that fails them is walked row by row for the
+    # first problem, so the message is the one a row-by-row reader gives
+    try:
+        width = {idx: len(s.names) + 2 for idx, s in templates.items()}
+        ok = not any(map(ne, map(len, rows), map(width.__getitem__, map(itemgetter(0), rows))))
+        times = list(map(itemgetter(1), rows))
+        ok = ok and set(map(type, times)) <= {int}
+    except (KeyError, TypeError, IndexError):
+        ok = False
+    if not ok:
+        _check_rows(rows, templates)
+        raise ValueError("a row does not match its series")  # unreachable: _check_rows raised
+    if any(templates[i].uints for i in {row[0] for row in rows}):
+        for row in rows:
+            for i in templates[row[0]].uints:
+                row[i] = UInt(row[i])
+    return Block(dict(templates), rows, times)
+
+
+def _check_rows(rows: list, templates: dict[int, Series]) -> None:
+    for row in rows:
+        s = templates[row[0]]
+        if len(row) - 2 != len(s.names):
             raise ValueError("a row has more or fewer values than its series has fields")
-        for i in uints:
-            values[i] = UInt(values[i])
-        t = row[1]
-        if type(t) is not int:
+        for i in s.uints:
+            UInt(row[i])
+        if type(row[1]) is not int:
             raise TypeError("time_ns must be an integer")
-        append(Record(meas, dict(tags), dict(zip(names, values)), t))
-    return out
+
+
+def _decode_columnar_line(line: bytes, templates: dict[int, Series]) -> list[Record]:
+    """One block of the columnar format as records; ValueError, KeyError or TypeError when it is not one."""
+    return _decode_columnar_block(line, templates).records()
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -405,8 +472,8 @@ class RecordingReader:
             msg = f"missing or broken columnar header ({exc})"
             raise RecordingError(msg, file=str(self.path), line=1) from None
 
-    def _columnar_batches(self) -> Iterator[list[Record]]:
-        templates: dict[int, tuple] = {}
+    def _columnar_blocks(self) -> Iterator[Block]:
+        templates: dict[int, Series] = {}
         last_ns: int | None = None
         lineno = 0
         for chunk in self._chunks():
@@ -417,10 +484,10 @@ class RecordingReader:
                 if lineno == 1:
                     continue  # the header, read already
                 try:
-                    records = _decode_columnar_line(line, templates)
-                    first = records[0].time_ns if records else None
-                    if first is not None and last_ns is not None and first < last_ns or any(
-                            records[i].time_ns > records[i + 1].time_ns for i in range(len(records) - 1)):
+                    block = _decode_columnar_block(line, templates)
+                    times = block.times
+                    if times and (last_ns is not None and times[0] < last_ns
+                                  or any(map(gt, times, islice(times, 1, None)))):
                         raise ValueError("time goes backwards; a recording must be in time order")
                 except (ValueError, KeyError, TypeError, IndexError) as exc:
                     reason = f"bad columnar block: {exc}"
@@ -429,16 +496,26 @@ class RecordingReader:
                         raise RecordingError(msg, file=str(self.path), line=lineno) from None
                     self.problems.append(RecordingError(reason, file=str(self.path), line=lineno))
                     continue
-                if records:
-                    last_ns = records[-1].time_ns
+                if block.rows:
+                    last_ns = block.times[-1]
                     self.lines_read = lineno
-                    yield records
+                    yield block
+
+    def blocks(self) -> Iterator[list[Record] | Block]:
+        """Like ``batches()``, but a columnar recording comes as ``Block``s, without a ``Record`` per
+        row: what a replay feeds the engine (``alerts.replay.replay`` takes both)."""
+        self.problems = list(self._header_problems)
+        if self.columnar:
+            yield from self._columnar_blocks()
+        else:
+            yield from self.batches()
 
     def batches(self) -> Iterator[list[Record]]:
         """Records in time order, one list per chunk of the file. Problems raise or are kept."""
         self.problems = list(self._header_problems)  # a second pass reports its own problems again
         if self.columnar:
-            yield from self._columnar_batches()
+            for block in self._columnar_blocks():
+                yield block.records()
             return
         base = 0
         last_ns: int | None = None

@@ -55,7 +55,7 @@ def run_replay(reader: RecordingReader, rules: list[Any], site: Any, *, speed: f
                progress: Callable[[int], None] | None = None) -> ReplayResult:
     """One replay of the whole recording through a fresh engine."""
     pacer = Pacer(speed) if speed else None
-    return replay(reader.batches(), make_engine(rules, site, reader.header), end_ns=reader.header.end_ns, pacer=pacer,
+    return replay(reader.blocks(), make_engine(rules, site, reader.header), end_ns=reader.header.end_ns, pacer=pacer,
                   progress=progress)
 
 

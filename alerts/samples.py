@@ -29,6 +29,9 @@ class SampleStore:
         self.rate_fields: set[tuple[str, str]] = set()
         self.evaluated = False  # set once the first evaluation ran (new counters count from zero after it)
         self._plans: dict[str, list[tuple]] = {}
+        # a series (measurement and tag items; for a columnar template its Series.ident) -> what
+        # ingesting one of its rows takes, worked out once (_record_steps, _series_steps)
+        self._series: dict[tuple, tuple] = {}
 
     def need(self, meas: str, fld: str, window_ns: int = 0) -> None:
         """Keep the newest sample of ``meas.fld`` per series, and ``window_ns`` of history if given."""
@@ -39,11 +42,13 @@ class SampleStore:
             self.hist_window[key] = max(self.hist_window.get(key, 0), window_ns)
             self.hist.setdefault(key, {})
         self._plans.clear()
+        self._series.clear()
 
     def watch_absent(self, rule: Any, match: Any) -> None:
         self.absent_by_meas.setdefault(rule.measurement, []).append((rule, match, tuple(rule.by)))
         self.seen[rule.name] = {}
         self._plans.clear()
+        self._series.clear()
 
     def _plan(self, meas: str) -> list[tuple]:
         """Per wanted field of a measurement: where its samples go, looked up once, not per record."""
@@ -56,38 +61,81 @@ class SampleStore:
         self._plans[meas] = plan
         return plan
 
-    def ingest(self, rec: Record) -> None:
-        t = rec.time_ns
-        meas = rec.measurement
+    def _record_steps(self, meas: str, tags: dict[str, str], ident: tuple) -> tuple:
+        """``_series_steps`` for records: the series key and wanted fields by name, looked up once per
+        series (measurement and tags), not per record."""
         plan = self._plans.get(meas)
         if plan is None:
             plan = self._plan(meas)
-        tags = rec.tags
-        if plan:
-            fields = rec.fields
-            key = None
-            for f, store, hist, rate, zero, numeric in plan:
-                value = fields.get(f)
-                if value is None or (numeric and isinstance(value, str)):
-                    continue
-                if key is None:
-                    key = tuple(sorted(tags.items()))
-                old = store.get(key)
-                if old is None or old[0] <= t:
-                    store[key] = (t, value, tags)
-                if hist is not None and not isinstance(value, str):
-                    dq = hist.get(key)
-                    if dq is None:
-                        dq = hist[key] = deque()
-                        # A counter series born after the engine started (a new XID code) counts from zero.
-                        if zero and self.evaluated:
-                            dq.append((t - 1, 0.0))
-                    x = float(value)
-                    # Counters only need the points where they changed; rates need every sample.
-                    if not dq or (dq[-1][0] < t and (rate or dq[-1][1] != x)):
-                        dq.append((t, x))
+        tags = dict(tags)
+        absents = []
         for rule, match, by in self.absent_by_meas.get(meas, ()):
-            if rule.field is not None and rule.field not in rec.fields:
+            if match is not None and not match(tags):
+                continue
+            try:
+                dev = tuple([tags[b] for b in by])
+            except KeyError:
+                continue
+            absents.append((rule.field, self.seen[rule.name], dev, by))
+        steps = (tuple(sorted(tags.items())), tags, plan, absents)
+        if len(self._series) >= 1 << 20:
+            self._series.clear()
+        self._series[ident] = steps
+        return steps
+
+    def ingest(self, rec: Record) -> None:
+        t = rec.time_ns
+        ident = (rec.measurement, tuple(rec.tags.items()))
+        steps = self._series.get(ident)
+        if steps is None:
+            steps = self._record_steps(rec.measurement, rec.tags, ident)
+        key, tags, plan, absents = steps
+        fields = rec.fields
+        for f, store, hist, rate, zero, numeric in plan:
+            value = fields.get(f)
+            if value is None or (numeric and isinstance(value, str)):
+                continue
+            old = store.get(key)
+            if old is None or old[0] <= t:
+                store[key] = (t, value, tags)
+            if hist is not None and not isinstance(value, str):
+                dq = hist.get(key)
+                if dq is None:
+                    dq = hist[key] = deque()
+                    # A counter series born after the engine started (a new XID code) counts from zero.
+                    if zero and self.evaluated:
+                        dq.append((t - 1, 0.0))
+                x = float(value)
+                # Counters only need the points where they changed; rates need every sample.
+                if not dq or (dq[-1][0] < t and (rate or dq[-1][1] != x)):
+                    dq.append((t, x))
+        for fld, seen, dev, by in absents:
+            if fld is not None and fld not in fields:
+                continue
+            old = seen.get(dev)
+            if old is None:
+                seen[dev] = (t, self._labels(tags, keep=by))
+            elif old[0] <= t:
+                seen[dev] = (t, old[1])
+
+    def _series_steps(self, series: Any) -> tuple:
+        """What ``ingest`` does for every row of one columnar series, worked out once: per wanted
+        field its position in the row and where it goes, per ``absent`` rule watching it the device
+        it reports for. ``()`` when the engine needs nothing from the series."""
+        steps = self._series.get(series.ident)
+        if steps is not None:
+            return steps
+        meas = series.measurement
+        plan = self._plans.get(meas)
+        if plan is None:
+            plan = self._plan(meas)
+        tags = dict(series.tags)
+        key = tuple(sorted(tags.items()))
+        pos = {name: i + 2 for i, name in enumerate(series.names)}
+        fields = [(pos[f], store, hist, rate, zero, numeric) for f, store, hist, rate, zero, numeric in plan if f in pos]
+        absents = []
+        for rule, match, by in self.absent_by_meas.get(meas, ()):
+            if rule.field is not None and rule.field not in pos:
                 continue
             if match is not None and not match(tags):
                 continue
@@ -95,9 +143,45 @@ class SampleStore:
                 dev = tuple([tags[b] for b in by])
             except KeyError:
                 continue
-            seen = self.seen[rule.name]
-            old = seen.get(dev)
-            if old is None:
-                seen[dev] = (t, self._labels(tags, keep=by))
-            elif old[0] <= t:
-                seen[dev] = (t, old[1])
+            absents.append((self.seen[rule.name], dev, by))
+        steps = (key, tags, fields, absents) if fields or absents else ()
+        if len(self._series) >= 1 << 20:
+            self._series.clear()
+        self._series[series.ident] = steps
+        return steps
+
+    def ingest_rows(self, series: dict[int, Any], rows: list[list], lo: int, hi: int, cache: dict[int, tuple]) -> None:
+        """``ingest`` for the rows ``lo:hi`` of a columnar block (``alerts.recording.Block``), in order:
+        the same samples kept as for their records, without building them. ``cache`` maps the block's
+        series indices to their steps."""
+        for k in range(lo, hi):
+            row = rows[k]
+            steps = cache.get(row[0])
+            if steps is None:
+                steps = cache[row[0]] = self._series_steps(series[row[0]])
+            if not steps:
+                continue
+            t = row[1]
+            key, tags, fields, absents = steps
+            for i, store, hist, rate, zero, numeric in fields:
+                value = row[i]
+                if value is None or (numeric and isinstance(value, str)):
+                    continue
+                old = store.get(key)
+                if old is None or old[0] <= t:
+                    store[key] = (t, value, tags)
+                if hist is not None and not isinstance(value, str):
+                    dq = hist.get(key)
+                    if dq is None:
+                        dq = hist[key] = deque()
+                        if zero and self.evaluated:
+                            dq.append((t - 1, 0.0))
+                    x = float(value)
+                    if not dq or (dq[-1][0] < t and (rate or dq[-1][1] != x)):
+                        dq.append((t, x))
+            for seen, dev, by in absents:
+                old = seen.get(dev)
+                if old is None:
+                    seen[dev] = (t, self._labels(tags, keep=by))
+                elif old[0] <= t:
+                    seen[dev] = (t, old[1])

@@ -23,7 +23,7 @@ from collector.deadletter import DeadLetter
 from collector.mapping import Mapping, MappingError, load_mappings
 from collector.metrics import CollectorMetrics
 from collector.route import Router
-from collector.sinks import Sink, make_sink
+from collector.sinks import Sink, build_sink, make_sink
 from collector.spool import Spool
 from collector.validate import Admission, LineReader, Reject, Validator
 from dcim import mqtt as mqtt_boundary
@@ -35,6 +35,13 @@ log = logging.getLogger(__name__)
 
 STATUS_PAYLOADS = frozenset((b"online", b"offline"))
 EXCERPT = 4096
+#: the broker's $SYS topics the collector reads (Mosquitto, mosquitto(8) "BROKER STATUS") -> broker field
+SYS_TOPICS = {
+    "$SYS/broker/publish/messages/dropped": "publish_dropped_total",
+    "$SYS/broker/store/messages/count": "store_messages",
+    "$SYS/broker/store/messages/bytes": "store_bytes",
+    "$SYS/broker/clients/connected": "clients_connected",
+}
 
 
 class Observer(Protocol):
@@ -74,14 +81,30 @@ class Collector:
         self.mappings = list(mappings) if mappings is not None else load_mappings(config.mappings)
         self.observers = list(observers)
         self.reader = LineReader()
-        self.sink = sink if sink is not None else make_sink(config.sink, config.influx, config.embedded_path, clock=clock)
-        self.spool = Spool(config.spool_path, max_bytes=config.spool_max_bytes,
-                           segment_bytes=config.spool_segment_bytes, warn_ratio=config.spool_warn_ratio)
         self.dead_letter = DeadLetter(config.dead_letter_path, max_bytes=config.dead_letter_max_bytes,
                                       metrics=self.metrics)
-        self.router = Router(self.sink, self.spool, self.dead_letter, self.metrics,
-                             retry_max_s=config.retry_max_s, clock=clock)
+        # every sink has its own spool and router; a batch is durable once every sink has it
+        if sink is not None or not config.sinks:
+            one = sink if sink is not None else make_sink(config.sink, config.influx, config.embedded_path, clock=clock)
+            outputs = [(one, config.spool_path)]
+        else:
+            outputs = [(build_sink(sc, clock=clock), config.spool_path / (sc.name or sc.kind)) for sc in config.sinks]
+        self.routers: list[Router] = []
+        for out, spool_path in outputs:
+            spool = Spool(spool_path, max_bytes=config.spool_max_bytes, segment_bytes=config.spool_segment_bytes,
+                          warn_ratio=config.spool_warn_ratio)
+            self.routers.append(Router(out, spool, self.dead_letter, self.metrics, retry_max_s=config.retry_max_s,
+                                       clock=clock))
+        self.router = self.routers[0]
+        self.sink = self.router.sink
+        self.spool = self.router.spool
         self.client_id = config.client_id or self.mqtt_config.client_id or f"dcim-collector-{socket.gethostname()}"
+        try:
+            self._broker_host = mqtt_boundary.broker_address(self.mqtt_config.url)[0]
+        except ConfigError:
+            self._broker_host = "broker"
+        self._host = socket.gethostname()
+        self._next_report = time.monotonic() + config.self_report_s
         # the batch being filled
         self._lines: list[str] = []
         self._acks: list[AckToken] = []
@@ -113,7 +136,9 @@ class Collector:
             if not any(covers(t, m.filter) for t in filters):
                 filters.append(m.filter)
         if self.config.shared_group:
-            return [f"$share/{self.config.shared_group}/{t}" for t in filters]
+            filters = [f"$share/{self.config.shared_group}/{t}" for t in filters]
+        if self.config.broker_stats:
+            filters += list(SYS_TOPICS)  # every collector reads them itself: never a shared subscription
         return filters
 
     # --- one message ------------------------------------------------------------------------
@@ -186,6 +211,16 @@ class Collector:
         stripped = payload.strip()
         if stripped in STATUS_PAYLOADS and topic.endswith("/status"):
             return [], [], "status"
+        field = SYS_TOPICS.get(topic)
+        if field is not None:
+            try:
+                value = int(stripped)
+            except ValueError:
+                return [], [Reject("parse_error", f"broker counter {topic} is not an integer",
+                                   payload[:EXCERPT].decode("utf-8", "replace"))], "status"
+            rec = Record("broker", {"host": self._broker_host}, {field: value}, now_ns)
+            lines, rejects = self.validator.check_records([rec], now_ns)
+            return lines, rejects, "status"
         if stripped[:1] in (b"{", b"["):
             return [], [Reject("no_mapping", "JSON payload on a topic that no mapping matches",
                                payload[:EXCERPT].decode("utf-8", "replace"))], "json"
@@ -202,6 +237,10 @@ class Collector:
             self._has_data.clear()
             self._full.clear()
             self._room.set()
+            report = self._self_report()
+            if report:
+                lines = lines + report
+                topics = topics + [None] * len(report)
             if not lines and not acks and not self._held_acks:
                 return
             if self.observers and lines:
@@ -210,7 +249,10 @@ class Collector:
                 topics = topics + [None] * len(extra)
             if lines:
                 self.metrics.batch_points.observe(len(lines))
-            await self.router.deliver(lines, topics)
+            if len(self.routers) == 1:
+                await self.router.deliver(lines, topics)
+            else:
+                await asyncio.gather(*(r.deliver(lines, topics) for r in self.routers))
             # a refused line is acknowledged only once its dead-letter entry is on disk. While the
             # file system refuses (a full disk), later batches are still written but every
             # acknowledgement waits, so the broker keeps the messages; the flusher tries again
@@ -220,6 +262,23 @@ class Collector:
                 held, self._held_acks = self._held_acks, []
                 self._ack(held)
             self.metrics.unacked.set(len(self._acks) + len(self._held_acks))
+
+    def _self_report(self) -> list[str]:
+        """Every ``self_report_s``: an agent record about the collector (spool fill, dead letters),
+        so the pipeline rules see it in the stream like any agent's health."""
+        every = self.config.self_report_s
+        now = time.monotonic()
+        if not every or now < self._next_report:
+            return []
+        self._next_report = now + every
+        spools = [r.spool for r in self.routers]
+        used = max((100.0 * s.bytes / s.max_bytes for s in spools), default=0.0)
+        rec = Record("agent", {"component": "collector", "host": self._host},
+                     {"up": True, "spool_bytes": sum(s.bytes for s in spools), "spool_used_pct": round(used, 3),
+                      "dead_letters_total": self.dead_letter.received, "queue_depth": len(self._acks)},
+                     self.clock())
+        good, _ = self.validator.check_records([rec], self.clock())
+        return good
 
     def _observe(self, lines: list[str]) -> list[str]:
         records = self.reader.records(lines)
@@ -378,10 +437,8 @@ class Collector:
 
     async def run(self) -> None:
         """Run until ``stop()``: ingest, flush, drain. On stop, the last batch is flushed and acked."""
-        tasks = [
-            asyncio.create_task(self._flusher(), name="flusher"),
-            asyncio.create_task(self.router.drain(self.stopping), name="drain"),
-        ]
+        tasks = [asyncio.create_task(self._flusher(), name="flusher")]
+        tasks += [asyncio.create_task(r.drain(self.stopping), name=f"drain {r.sink.name}") for r in self.routers]
         mqtt_task = asyncio.create_task(self._mqtt(), name="mqtt")
         try:
             stop_task = asyncio.create_task(self.stopping.wait())
@@ -417,9 +474,10 @@ class Collector:
                 with contextlib.suppress(Exception):
                     closer()
         self.dead_letter.close()
-        self.spool.close()
-        with contextlib.suppress(Exception):
-            self.sink.close()
+        for r in self.routers:
+            r.spool.close()
+            with contextlib.suppress(Exception):
+                r.sink.close()
 
 
 def covers(outer: str, inner: str) -> bool:

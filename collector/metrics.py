@@ -25,6 +25,8 @@ class CollectorMetrics:
                                "damaged spool batches that could not be read back (their points are lost); "
                                "should stay 0", registry=r)
         self._corrupt_seen = 0
+        self._spools: dict[int, object] = {}
+        self._full: set[int] = set()
         self.observer_points = Counter(p + "observer_points_total", "points added by observers (alert transitions)",
                                        registry=r)
         self.observer_errors = Counter(p + "observer_errors_total", "observer calls that raised", registry=r)
@@ -74,11 +76,23 @@ class CollectorMetrics:
             self.messages_received.labels(kind)
 
     def update_spool(self, spool) -> None:  # noqa: ANN001
-        self.spool_bytes.set(spool.bytes)
-        self.spool_segments.set(spool.segments)
-        self.spool_points.set(spool.lines)
-        self.spool_limit.set(spool.max_bytes)
-        self.spool_near_full.set(1 if spool.near_full else 0)
-        if spool.corrupt > self._corrupt_seen:
-            self.dropped.inc(spool.corrupt - self._corrupt_seen)
-            self._corrupt_seen = spool.corrupt
+        """The spool gauges, summed over every sink's spool (near full: any of them)."""
+        spools = self._spools
+        spools[id(spool)] = spool
+        self.spool_bytes.set(sum(s.bytes for s in spools.values()))
+        self.spool_segments.set(sum(s.segments for s in spools.values()))
+        self.spool_points.set(sum(s.lines for s in spools.values()))
+        self.spool_limit.set(sum(s.max_bytes for s in spools.values()))
+        self.spool_near_full.set(1 if any(s.near_full for s in spools.values()) else 0)
+        corrupt = sum(s.corrupt for s in spools.values())
+        if corrupt > self._corrupt_seen:
+            self.dropped.inc(corrupt - self._corrupt_seen)
+            self._corrupt_seen = corrupt
+
+    def set_spool_full(self, who: object, full: bool) -> None:
+        """``spool_full`` is 1 while any sink's spool holds a batch back."""
+        if full:
+            self._full.add(id(who))
+        else:
+            self._full.discard(id(who))
+        self.spool_full.set(1 if self._full else 0)

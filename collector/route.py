@@ -149,7 +149,7 @@ class Router:
             try:
                 self.spool.append(spooled, len(lines))
             except (SpoolFull, OSError) as exc:
-                self.metrics.spool_full.set(1)
+                self.metrics.set_spool_full(self, True)
                 self.metrics.spool_errors.labels("full" if isinstance(exc, SpoolFull) else "disk").inc()
                 if not self._full_logged:
                     self._full_logged = True
@@ -170,7 +170,7 @@ class Router:
         if self._full_logged:
             log.warning("the held batch is durable again; taking new messages")
         self._full_logged = False
-        self.metrics.spool_full.set(0)
+        self.metrics.set_spool_full(self, False)
         self.metrics.update_spool(self.spool)
 
     # --- writing with split and bisect -------------------------------------------------------

@@ -209,6 +209,23 @@ class EmbeddedSink:
         self.store.close()
 
 
+#: Every sink kind, by ``kind``: the configuration model is ``dcim.config.SINK_CONFIGS[kind]``.
+SINKS: dict[str, Callable[..., Sink]] = {
+    "influxdb_v1": lambda cfg, clock: InfluxSink(cfg.influx()),
+    "influxdb_v2": lambda cfg, clock: InfluxSink(cfg.influx()),
+    "embedded": lambda cfg, clock: EmbeddedSink(cfg.path, clock=clock),
+}
+
+
+def build_sink(cfg, *, clock: Callable[[], int] = time.time_ns) -> Sink:  # noqa: ANN001 - one of SINK_CONFIGS
+    """The sink a ``collector.sinks`` entry describes, named by its ``name`` (default its kind)."""
+    sink = SINKS[cfg.kind](cfg, clock)
+    sink.name = cfg.name or cfg.kind
+    if isinstance(sink, InfluxSink):
+        sink.what = f"{sink.name} {sink.config.url}"
+    return sink
+
+
 def make_sink(kind: str, influx: InfluxConfig, embedded_path: Path, *,
               clock: Callable[[], int] = time.time_ns) -> Sink:
     if kind == "embedded":

@@ -323,6 +323,62 @@ class InfluxConfig(Model):
         return self
 
 
+class InfluxV1SinkConfig(Model):
+    """InfluxDB 1.x ``/write`` (also 2.x/3.x through their v1 API): database, retention policy, user."""
+
+    kind: Literal["influxdb_v1"]
+    name: Name | None = Field(None, description="label on /metrics and spool folder; default the kind")
+    url: Url = "http://127.0.0.1:8086"
+    database: str = "dcim"
+    retention_policy: str | None = None
+    username: str | None = None
+    password: Secret | None = None
+    timeout_s: float = Field(10.0, gt=0)
+    gzip: bool = False
+    ca_file: Path | None = None
+
+    def influx(self) -> InfluxConfig:
+        return InfluxConfig(url=self.url, api="v1", database=self.database, retention_policy=self.retention_policy,
+                            username=self.username, password=self.password, timeout_s=self.timeout_s,
+                            gzip=self.gzip, ca_file=self.ca_file)
+
+
+class InfluxV2SinkConfig(Model):
+    """``/api/v2/write``: InfluxDB 2.x and 3.x, 1.8+ (bucket ``db/rp``), VictoriaMetrics."""
+
+    kind: Literal["influxdb_v2"]
+    name: Name | None = Field(None, description="label on /metrics and spool folder; default the kind")
+    url: Url = "http://127.0.0.1:8086"
+    org: str | None = None
+    bucket: str
+    token: Secret | None = None
+    timeout_s: float = Field(10.0, gt=0)
+    gzip: bool = False
+    ca_file: Path | None = None
+
+    def influx(self) -> InfluxConfig:
+        return InfluxConfig(url=self.url, api="v2", org=self.org, bucket=self.bucket, token=self.token,
+                            timeout_s=self.timeout_s, gzip=self.gzip, ca_file=self.ca_file)
+
+
+class EmbeddedSinkConfig(Model):
+    """The embedded store (no server)."""
+
+    kind: Literal["embedded"]
+    name: Name | None = Field(None, description="label on /metrics and spool folder; default the kind")
+    path: Path = Path("var/store")
+
+
+#: Every sink kind's configuration model, by ``kind`` (Telegraf's and Vector's plugin-registry
+#: pattern: a new sink kind is one model here and one class in collector/sinks.py).
+SINK_CONFIGS: dict[str, type[Model]] = {
+    "influxdb_v1": InfluxV1SinkConfig,
+    "influxdb_v2": InfluxV2SinkConfig,
+    "embedded": EmbeddedSinkConfig,
+}
+SinkConfig = Annotated[InfluxV1SinkConfig | InfluxV2SinkConfig | EmbeddedSinkConfig, Field(discriminator="kind")]
+
+
 class CollectorConfig(Model):
     topics: list[str] = Field(default_factory=lambda: ["dcim/#"])
     shared_group: str | None = Field(None, description="join $share/<group>/... to split the stream")
@@ -356,6 +412,24 @@ class CollectorConfig(Model):
     )
     max_series: int = Field(500_000, ge=1, description="series (measurement + tags) this collector admits; "
                             "new ones past it are refused, so a flood cannot use up the store's series limit")
+    self_report_s: float = Field(10.0, ge=0, description="write an agent record about the collector itself "
+                                 "(spool fill, dead letters) this often, for the pipeline rules; 0: never")
+    broker_stats: bool = Field(True, description="read the broker's $SYS counters (dropped messages, store) "
+                               "into broker records")
+    sinks: list[SinkConfig] = Field(
+        default_factory=list,
+        description="write to every one of these (each with its own spool under spool_path/<name>; a message "
+                    "is acknowledged once all have it); empty: the one sink given by sink/influx/embedded_path",
+    )
+
+    @model_validator(mode="after")
+    def _sink_names_unique(self) -> CollectorConfig:
+        names = [sc.name or sc.kind for sc in self.sinks]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            msg = f"sink names must be unique; give 'name' to tell apart: {', '.join(dup)}"
+            raise ValueError(msg)
+        return self
 
 
 class NotifierConfig(Model):

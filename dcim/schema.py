@@ -362,6 +362,9 @@ AGENT = Measurement(
         F("errors_total", "int", "1", "poll errors since start", "counter"),
         F("queue_depth", "int", "1", "messages waiting for the broker"),
         F("dropped_total", "int", "1", "messages dropped because the queue was full", "counter"),
+        F("spool_bytes", "int", "B", "collector: bytes waiting in its disk spools"),
+        F("spool_used_pct", "float", "%", "collector: how full its fullest disk spool is"),
+        F("dead_letters_total", "int", "1", "collector: lines refused and dead-lettered since start", "counter"),
         F("unsupported_fields", "str", "1", "fields the device does not support (comma-separated)", "info"),
         F("message", "str", "1", "last error, human readable", "info"),
     ),
@@ -395,10 +398,24 @@ ALERT_ACTION = Measurement(
     ),
 )
 
+BROKER = Measurement(
+    "broker",
+    "The MQTT broker's own counters, from its $SYS topics (Mosquitto, mosquitto(8)), read by the collector.",
+    (*LOCATION_TAGS, "host"),
+    _fields(
+        F("publish_dropped_total", "int", "1", "messages the broker dropped because a client's queue was full "
+          "($SYS/broker/publish/messages/dropped)", "counter"),
+        F("store_messages", "int", "1", "messages held in the broker's store, queued ones included "
+          "($SYS/broker/store/messages/count)"),
+        F("store_bytes", "int", "B", "bytes of the messages in the broker's store ($SYS/broker/store/messages/bytes)"),
+        F("clients_connected", "int", "1", "clients connected ($SYS/broker/clients/connected)"),
+    ),
+)
+
 MEASUREMENTS: dict[str, Measurement] = {
     m.name: m
     for m in (GPU, GPU_XID, PDU, PDU_PHASE, PDU_BANK, PDU_OUTLET, ENV, COOLANT_LOOP, UPS, COOLING_SENSOR, NETIF, AGENT,
-              ALERT, ALERT_ACTION)
+              BROKER, ALERT, ALERT_ACTION)
 }
 
 

@@ -8,7 +8,7 @@ import types
 import pytest
 from click.testing import CliRunner
 
-from collector.app import AckToken, Collector, make_observers
+from collector.app import SYS_TOPICS, AckToken, Collector, make_observers
 from collector.cli import check, collector_cmd
 from collector.deadletter import read_dead_letters
 from dcim.config import CollectorConfig
@@ -138,7 +138,33 @@ async def test_mapped_json_topics(tmp_path):
 
 def test_shared_subscription_topics(tmp_path):
     c, _ = make(tmp_path, shared_group="collectors", topics=["dcim/#", "telegraf/#"])
-    assert c.subscriptions() == ["$share/collectors/dcim/#", "$share/collectors/telegraf/#"]
+    subs = c.subscriptions()
+    assert subs[:2] == ["$share/collectors/dcim/#", "$share/collectors/telegraf/#"]
+    # the broker's own counters are read by every collector itself, never through the shared group
+    assert subs[2:] == list(SYS_TOPICS)
+    c.close()
+    c, _ = make(tmp_path / "b", broker_stats=False, topics=["dcim/#"])
+    assert c.subscriptions() == ["dcim/#"]
+    c.close()
+
+
+def test_broker_counters_and_the_collector_itself_become_records(tmp_path):
+    c, sink = make(tmp_path, self_report_s=0.001)
+    for topic, value in (("$SYS/broker/publish/messages/dropped", b"17"), ("$SYS/broker/store/messages/count", b"5")):
+        c.handle(topic, value, AckToken(1, 1, 1))
+    lines, rejects, kind = c.decode("$SYS/broker/clients/connected", b"not a number", 1)
+    assert kind == "status" and [r.reason for r in rejects] == ["parse_error"]
+    import asyncio
+    import time
+
+    time.sleep(0.01)
+    asyncio.run(c.flush())
+    recs = decode("\n".join(sink.accepted))
+    broker = {k: v for r in recs if r.measurement == "broker" for k, v in r.fields.items()}
+    assert broker == {"publish_dropped_total": 17, "store_messages": 5}
+    (me,) = [r for r in recs if r.measurement == "agent"]
+    assert me.tags["component"] == "collector" and me.fields["dead_letters_total"] == 0
+    assert me.fields["spool_used_pct"] == 0.0 and me.fields["spool_bytes"] == 0
     c.close()
 
 
@@ -199,7 +225,7 @@ def test_topic_filter_cover():
 
 def test_mapping_inside_a_configured_filter_is_not_subscribed_twice(tmp_path):
     c, _ = make(tmp_path, topics=["#"], mappings=["cdu_gateway"])
-    assert c.subscriptions() == ["#"]
+    assert c.subscriptions() == ["#", *SYS_TOPICS]  # "#" does not cover $SYS topics (MQTT 4.7.2)
     c.close()
 
 

@@ -38,3 +38,14 @@ def test_metric_list_matches_the_registry():
         real.add(name + "_total" if fam.type == "counter" else name)
     assert real <= documented, real - documented
     assert {d for d in documented if not d.startswith("dcim")} - real == set()
+
+
+def test_sinks_sample_parses():
+    import yaml
+
+    from dcim.config import CollectorConfig
+
+    (block,) = re.findall(r"```yaml\n(.*?)```", section("Sinks"), re.S)
+    cfg = CollectorConfig(**yaml.safe_load(block)["collector"])
+    assert [(s.kind, s.name) for s in cfg.sinks] == [("influxdb_v1", "old"), ("influxdb_v2", "new"),
+                                                      ("embedded", "local")]

@@ -32,7 +32,8 @@ OUTAGE_S = float(os.environ.get("DCIM_COLLECTOR_OUTAGE_S", "5"))
 def config(tmp_path, run: str, **kw) -> CollectorConfig:
     return CollectorConfig(
         topics=[f"dcim/{run}/#"], client_id=f"collector-{run}", spool_path=tmp_path / "spool",
-        dead_letter_path=tmp_path / "dead.jsonl", linger_ms=100, retry_max_s=0.5, **kw,
+        dead_letter_path=tmp_path / "dead.jsonl", linger_ms=100, retry_max_s=0.5,
+        self_report_s=0, **kw,  # exact point counts below: no self-reports among them
     )
 
 

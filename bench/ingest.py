@@ -49,6 +49,7 @@ def agent_messages(racks: int, steps: int, base_steps: int = 2) -> tuple[list[tu
         hall.step(1.0)
         base.append(hall.records())
     t_first = base[0][0].time_ns
+    site = base[0][0].tags.get("site", "sim")
     msgs: list[tuple[str, bytes]] = []
     counts: dict[str, int] = defaultdict(int)
     for s in range(steps):
@@ -70,7 +71,9 @@ def agent_messages(racks: int, steps: int, base_steps: int = 2) -> tuple[list[tu
             groups[key].append(line)
             counts[r.measurement] += 1
         for (kind, a, b), lines in groups.items():
-            msgs.append((f"dcim/sim/{a}/{b}/{kind}", "\n".join(lines).encode()))
+            # the agents' topic layout <prefix>/<site>/<rack>/<device>/<kind>: the collector checks
+            # a line's device tags against it
+            msgs.append((f"dcim/{site}/{a}/{b}/{kind}", "\n".join(lines).encode()))
     assert t_first is not None
     return msgs, dict(counts)
 

@@ -61,6 +61,10 @@ class Summary:
         self.min_flow: dict[str, float] = {}
         self.max_phase_load = 0.0
         self.lost = 0
+        self.util_sum = 0.0
+        self.util_n = 0
+        self.util_good_pct = 90.0
+        self.min_util = (math.inf, 0.0)
         self.final: Overview | None = None
 
     def on_step(self, hall: Hall, events: list[tuple[int, str]]) -> None:
@@ -74,6 +78,11 @@ class Summary:
         self.peak_power_w = max(self.peak_power_w, ov.power_w)
         self.max_phase_load = max(self.max_phase_load, ov.max_phase_load)
         self.lost = max(self.lost, ov.lost)
+        self.util_sum += ov.util_pct
+        self.util_n += 1
+        if ov.util_pct < self.min_util[0]:
+            self.min_util = (ov.util_pct, ov.t_s)
+        self.util_good_pct = hall.site.dashboards.util_good_pct
         for lp in ov.loops:
             if lp.answering:
                 self.min_flow[lp.name] = min(self.min_flow.get(lp.name, math.inf), lp.flow_lpm)
@@ -97,6 +106,10 @@ class Summary:
         lines.append(f"  most GPUs thermally throttled at once: {n}" + (f" (at {_clock(at)})" if n else ""))
         if self.min_flow:
             lines.append("  lowest flow: " + ", ".join(f"{k} {v:.0f} L/min" for k, v in self.min_flow.items()))
+        if self.util_n:
+            low, at = self.min_util
+            lines.append(f"  fleet GPU utilization: mean {self.util_sum / self.util_n:.1f} %, lowest {low:.1f} % "
+                         f"(at {_clock(at)}); good at {self.util_good_pct:g} % or more")
         if ov:
             lines.append(f"  peak hall power: {self.peak_power_w / 1000:.1f} kW of {ov.budget_w / 1000:.0f} kW rated; "
                          f"highest phase load {self.max_phase_load:.0%} of breaker")
@@ -142,7 +155,7 @@ class TextView:
             loops = " ".join(f"{lp.name} {lp.supply_c:.1f}/{lp.return_c:.1f}C {lp.flow_lpm:.0f}L/min" for lp in ov.loops)
             hot_s = f"hottest {hot.temp_c:.1f}C {hot.node}/{hot.gpu}" if hot and not hot.lost else ""
             self.echo(
-                f"{_clock(ov.t_s)} power {ov.power_w / 1000:.1f}/{ov.budget_w / 1000:.0f} kW {hot_s} "
+                f"{_clock(ov.t_s)} power {ov.power_w / 1000:.1f}/{ov.budget_w / 1000:.0f} kW util {ov.util_pct:.0f}% {hot_s} "
                 f"thermal-throttled {ov.thermal_throttled} lost {ov.lost} | {loops}"
             )
 
@@ -166,6 +179,8 @@ class LiveView:
         self.board = board  # simulators.pipeline.AlertBoard, shown as an alerts panel
         self._seen = 0
         self._start_ns = 0
+        self.util_good_pct = 90.0
+        self._cooling: dict[str, str] = {}
         self.events: list[str] = []
         self._last = -math.inf
         self.live = Live(console=self.console, auto_refresh=False, transient=False)
@@ -179,6 +194,8 @@ class LiveView:
 
     def on_step(self, hall: Hall, events: list[tuple[int, str]]) -> None:
         self._start_ns = hall.start_ns
+        self.util_good_pct = hall.site.dashboards.util_good_pct
+        self._cooling = {rack: f"{lp.cdu} (liquid)" for lp in hall.site.loops for rack in lp.racks}
         self.events += [f"{_clock((t - hall.start_ns) / 1e9)} {text}" for t, text in events]
         new_alerts = False
         if self.board is not None and len(self.board.notes) > self._seen:
@@ -199,15 +216,17 @@ class LiveView:
         head = Text.assemble(
             (f"dcim demo  scenario {self.scenario.name}  ", "bold"),
             f"{_clock(ov.t_s)} of {_clock(self.scenario.duration)}  ({self.speed:g}x)   ",
-            (f"hall {ov.power_w / 1000:.1f} kW / {ov.budget_w / 1000:.0f} kW rated", "bold"),
+            (f"hall {ov.power_w / 1000:.1f} kW / {ov.budget_w / 1000:.0f} kW rated   ", "bold"),
+            (f"fleet GPU utilization {ov.util_pct:.1f} %", "bold green" if ov.util_pct >= self.util_good_pct else "bold red"),
         )
         racks = Table(title="racks", expand=True)
-        for col in ("rack", "power kW", "of rating", "hottest GPU C", "thermal-throttled"):
+        for col in ("rack", "power kW", "of rating", "cooled by", "hottest GPU C", "thermal-throttled"):
             racks.add_column(col, justify="right")
         for r in ov.racks:
             frac = r.power_w / r.budget_w if r.budget_w else 0.0
-            style = "red" if frac >= 0.8 or r.throttled else ""
-            racks.add_row(r.name, f"{r.power_w / 1000:.1f}", f"{frac:.0%}", f"{r.max_temp_c:.1f}", str(r.throttled), style=style)
+            style = "red" if r.throttled else ""
+            racks.add_row(r.name, f"{r.power_w / 1000:.1f}", f"{frac:.0%}", self._cooling.get(r.name, "air"),
+                          f"{r.max_temp_c:.1f}", str(r.throttled), style=style)
         gpus = Table(title="hottest GPUs", expand=True)
         for col in ("node/gpu", "temp C", "power W", "SM MHz", "clock-event reasons"):
             gpus.add_column(col, justify="right")

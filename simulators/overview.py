@@ -57,6 +57,7 @@ class Overview:
     power_capped: int
     lost: int
     max_phase_load: float  # highest phase current / breaker rating
+    util_pct: float = 0.0  # fleet GPU utilization: mean SM utilization of the GPUs not lost (the KPI)
 
 
 def reasons(mask: int) -> str:
@@ -105,4 +106,5 @@ def overview(hall: Hall, *, top: int = 5) -> Overview:
         power_capped=int(((hall.mask & THROTTLE_BITS["throttle_sw_power_cap"]) != 0).sum()),
         lost=int(hall.lost.sum()),
         max_phase_load=float(load.max()) if load.size else 0.0,
+        util_pct=float(hall.util[~hall.lost].mean()) if (~hall.lost).any() else 0.0,
     )

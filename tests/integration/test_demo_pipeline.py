@@ -244,3 +244,36 @@ def test_with_alertmanager_the_loop_alert_appears_there(with_servers, alertmanag
     assert names <= {a["labels"]["alertname"] for a in got}
     mine = [a for a in got if a["labels"]["alertname"] in names]
     assert all(a["status"]["state"] == "active" for a in mine)
+
+
+# --- the default site: the AI-factory pod ---------------------------------------------------
+
+
+def test_the_default_demo_runs_the_pod_of_120_kw_liquid_cooled_racks_and_shows_the_utilization_kpi(tmp_path):
+    from simulators.cli import site_from
+
+    site = site_from(None)  # what `dcim demo` runs without --site
+    lines: list[str] = []
+    run = run_demo(site, quick_pump(tmp_path), PipelineOptions(out_dir=tmp_path / "run", gpu_interval_s=30.0),
+                   speed=FAST, duration_s=120.0, echo=lines.append)
+    records = list(records_from_store(run.pipeline.store_path))
+    gpus = [r for r in records if r.measurement == "gpu"]
+    assert {r.tags["model"] for r in gpus} == {"NVIDIA GB200", "NVIDIA H100 80GB HBM3"}
+    assert len({(r.tags["node"], r.tags["gpu"]) for r in gpus}) == 640
+    # an NVL72 rack away from the incident (row B) draws 120-130 kW through its two feeds, as its PDUs
+    # report it over SNMP (the feeds are polled apart: pair each poll of A with B's nearest)
+    for rack in ("B01", "B02", "B03", "B04"):
+        feeds = [sorted((r.time_ns, r.fields["power_w"]) for r in records
+                        if r.measurement == "pdu" and r.tags["rack"] == rack and r.tags["pdu"] == name)
+                 for name in ("pdu-a", "pdu-b")]
+        pairs = [a + min(feeds[1], key=lambda tb: abs(tb[0] - t))[1] for t, a in feeds[0]]
+        # at full training load; a job's checkpoint or restart dips it for a poll now and then
+        assert len(pairs) >= 3 and 120_000 <= max(pairs) <= 130_000, (rack, pairs)
+        assert sorted(pairs)[len(pairs) // 2] >= 115_000, (rack, pairs)
+    # liquid cooling: three CDU loops, the row CDUs carrying ~400 kW each
+    loops = {r.tags["loop"]: r.fields for r in records if r.measurement == "coolant_loop"}
+    assert set(loops) == {"loop-a", "loop-b", "loop-c"}
+    assert loops["loop-b"]["heat_w"] > 350_000
+    text = "\n".join(lines)
+    assert "fleet GPU utilization: mean" in text and " util 9" in text  # the KPI, above 90 %
+    assert "ALERT FIRING [" in text

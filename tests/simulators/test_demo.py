@@ -118,3 +118,27 @@ def test_the_summary_counts_the_alerts_the_board_still_lists_as_firing():
     board.notify(_incident()[2], 0.0)
     assert "at the end: all clear" in summary.text(1.0)
     assert "0 still firing, 0 inhibited still active" in board.summary_lines()[0]
+
+
+def test_the_views_and_summary_show_the_utilization_kpi_and_what_cools_each_rack():
+    from rich.console import Console
+
+    from dcim.config import named_site
+
+    sc = load_scenario("normal")
+    hall = Hall(named_site("ai-factory-pod"), scenario=sc, start_ns=T0)
+    lines: list[str] = []
+    out = io.StringIO()
+    live = LiveView(sc, 10.0, console=Console(file=out, width=200, force_terminal=False))
+    summary = Summary(sc)
+    for c in (TextView(lines.append, every_s=1e9), live, summary):
+        c.on_step(hall, [])
+    live.close(hall)
+    util = float(hall.util.mean())
+    assert util > 90  # training on every GPU: the KPI's good side
+    assert f"util {util:.0f}%" in lines[0]
+    text = out.getvalue()
+    assert f"fleet GPU utilization {util:.1f} %" in text
+    assert "cdu-a (liquid)" in text and "cdu-c (liquid)" in text
+    assert f"fleet GPU utilization: mean {util:.1f} %" in summary.text(1.0)
+    assert "good at 90 % or more" in summary.text(1.0)

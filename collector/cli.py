@@ -51,6 +51,14 @@ def check(path: str | Path) -> list[str]:
                 secret.resolve()
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}", file=str(path)) from None
+    for i, sc in enumerate(cfg.sinks):
+        for attr in ("password", "token"):
+            secret = getattr(sc, attr, None)
+            if secret is not None:
+                try:
+                    secret.resolve()
+                except ConfigError as exc:
+                    raise ConfigError(f"collector.sinks[{i}].{attr}: {exc}", file=str(path)) from None
     if cfg.alerts:
         from collector.app import make_observers
 
@@ -60,6 +68,8 @@ def check(path: str | Path) -> list[str]:
             if callable(closer):
                 closer()
     sink = cfg.sink if cfg.sink == "embedded" else f"influxdb_{cfg.influx.api} {cfg.influx.url}"
+    if cfg.sinks:
+        sink = ", ".join(f"{sc.name or sc.kind} ({sc.kind} {getattr(sc, 'url', None) or sc.path})" for sc in cfg.sinks)
     topics = [*cfg.topics, *(m.filter for m in mappings)]
     if cfg.shared_group:
         topics = [f"$share/{cfg.shared_group}/{t}" for t in topics]
@@ -67,7 +77,7 @@ def check(path: str | Path) -> list[str]:
         f"{path}: ok",
         f"  broker  {mqtt.url}",
         f"  topics  {', '.join(topics)}",
-        f"  sink    {sink}" + (f" ({cfg.embedded_path})" if cfg.sink == "embedded" else ""),
+        f"  sink    {sink}" + (f" ({cfg.embedded_path})" if cfg.sink == "embedded" and not cfg.sinks else ""),
         f"  spool   {cfg.spool_path} (cap {cfg.spool_max_bytes} bytes)",
         f"  mappings {', '.join(m.name for m in mappings) or '-'}",
     ]

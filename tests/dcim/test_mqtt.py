@@ -36,3 +36,20 @@ def test_address_refuses_other_schemes_and_credentials() -> None:
 def test_errors_are_described_without_secrets() -> None:
     assert "refused our credentials" in mqtt.describe(Exception("[code:134] Bad user name or password"))
     assert "TLS failed" in mqtt.describe(ssl.SSLError("certificate verify failed"))
+
+
+def test_aiomqtt_internals_are_touched_in_one_place_only() -> None:
+    """The private aiomqtt 2.x attributes manual acknowledgement needs appear only in dcim/mqtt.py."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    private = re.compile(r"client\._(client|queue|disconnected)\b|manual_ack_set|\._client\._|\bpaho\._sock\b")
+    offenders = []
+    for folder in ("agents", "collector", "alerts", "simulators", "dcim", "bench"):
+        for path in (root / folder).rglob("*.py"):
+            if path == root / "dcim" / "mqtt.py":
+                continue
+            if private.search(path.read_text(encoding="utf-8")):
+                offenders.append(str(path.relative_to(root)))
+    assert offenders == []

@@ -52,6 +52,7 @@ def test_scenario_output_is_accepted_point_for_point(influxdb, tmp_path, name):
             rows = influxdb.points('SELECT COUNT("lost") FROM "gpu" WHERE "lost" = true', db)
             assert rows and rows[0]["count"] == sum(1 for ln in text.splitlines() if " lost=true " in ln)
         if name == "device-not-answering":
-            assert got["pdu"] < 16 * expected_samples and got["coolant_loop"] < 2 * expected_samples
+            # the default site (the pod): 20 PDU feeds, 3 loops; a silent device writes nothing meanwhile
+            assert got["pdu"] < 20 * expected_samples and got["coolant_loop"] < 3 * expected_samples
     finally:
         influxdb.drop_database(db)

@@ -19,7 +19,7 @@ FAST = 100_000.0
 def demo(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("gpu-lost")
     lines: list[str] = []
-    # GPU 5 of A03-n02 falls off the bus at 2m; 150 s covers the alert (10 s GPU polls) and its drain.
+    # GPU 3 of A03-n02 falls off the bus at 2m; 150 s covers the alert (10 s GPU polls) and its drain.
     run = run_demo(default_site(), load_scenario("gpu-lost"), PipelineOptions(out_dir=folder / "run"), speed=FAST,
                    duration_s=150.0, echo=lines.append)
     return run, lines

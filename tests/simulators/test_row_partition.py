@@ -76,6 +76,45 @@ def test_row_partitioned_engines_give_exactly_the_alerts_of_one_engine_over_the_
     assert sorted(map(transition_key, parts)) == sorted(map(transition_key, whole))
 
 
+def test_an_engine_that_expects_the_topology_needs_only_its_rows(tmp_path):
+    # A rule that pages for devices the site lists but that never reported (``expect: topology``) is why
+    # each row engine gets ``row_site``: with the whole site it would page for every other row's PDUs.
+    (tmp_path / "expect.yaml").write_text("""\
+rules:
+  - name: PduNeverReported
+    kind: absent
+    severity: warning
+    measurement: pdu
+    by: [rack, pdu]
+    after: 60s
+    expect: topology
+    annotations:
+      summary: "{{ $labels.pdu }} of {{ $labels.rack }} silent"
+""")
+    site = named_site("ai-factory-pod")
+    hall = Hall(site, seed=3, scenario=parse_scenario(INCIDENTS))
+    batches = []
+    while hall.t_s < 180:
+        hall.advance(5.0)
+        batches.append([(_topic(site.site, r), r) for r in hall.records()])
+    rules = list(load_rules([tmp_path]))
+    whole = replay(([r for _, r in b] for b in batches), Engine(rules, site=site, evaluation_interval_s=1.0),
+                   end_ns=hall.time_ns).transitions
+    assert {(t.labels["rack"], t.labels["pdu"]) for t in whole if t.state == "firing"} == {("C01", "pdu-a")}
+
+    def by_row(topology) -> list:
+        out = []
+        for row in ("A", "B", "C"):
+            filters = row_topic_filters(site, row, PREFIX)
+            mine = ([r for t, r in b if any(topic_matches_sub(f, t) for f in filters)] for b in batches)
+            out += replay(mine, Engine(rules, site=topology(row), evaluation_interval_s=1.0),
+                          end_ns=hall.time_ns).transitions
+        return sorted(map(transition_key, out))
+
+    assert by_row(lambda row: row_site(site, {row})) == sorted(map(transition_key, whole))
+    assert by_row(lambda row: site) != sorted(map(transition_key, whole))  # each row engine would page the others
+
+
 def test_a_row_site_keeps_only_its_racks_and_loops():
     site = named_site("ai-factory-pod")
     b = row_site(site, {"B"})

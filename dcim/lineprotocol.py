@@ -983,52 +983,88 @@ def _kind(value: FieldValue) -> type:
     return type(value)
 
 
+def _quotes_settled(piece: str) -> bool:
+    """True when InfluxDB's line scanner leaves ``piece`` (a newline-free stretch) outside any quote.
+
+    Without backslashes, a quote toggles only after the first space and only when the line has
+    more ``=`` than ``,`` so far; if every pair of quotes after the first space encloses no space,
+    ``,`` or ``=``, both quotes of a pair see the same counts and toggle together."""
+    if "\\" in piece:
+        # backslashes only in the series key, none doubled: the scanner's pairs and the first
+        # space no backslash precedes agree on where the key ends
+        if piece[-1] == "\\" or "\\\\" in piece:
+            return False
+        sp = _series_end(piece)
+        if sp < 0:
+            return True
+        if "\\" in piece[sp:]:
+            return False
+    else:
+        sp = piece.find(" ")
+        if sp < 0:
+            return True
+    parts = piece[sp + 1 :].split('"')
+    return len(parts) % 2 == 1 and not any(" " in q or "," in q or "=" in q for q in parts[1::2])
+
+
+def _scan_line_end(data: str, i: int) -> int:
+    """Where the line starting at ``i`` ends (models/points.go scanLine): at a newline outside a
+    quoted field value and not right after a backslash."""
+    n = len(data)
+    quoted = fields = False
+    equals = commas = 0
+    while i < n:
+        c = data[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == " ":
+            fields = True
+        if fields:
+            if not quoted and c == "=":
+                equals += 1
+                i += 1
+                continue
+            if not quoted and c == ",":
+                commas += 1
+                i += 1
+                continue
+            if c == '"' and equals > commas:
+                quoted = not quoted
+                i += 1
+                continue
+        if c == "\n" and not quoted:
+            break
+        i += 1
+    return i
+
+
 def _split(data: str) -> Iterator[tuple[int, str]]:
     """(line number, line) as InfluxDB cuts them: a newline inside a quoted field value, or right
-    after a backslash, does not end the line (models/points.go scanLine)."""
-    n = len(data)
+    after a backslash, does not end the line (models/points.go scanLine). The plain split is
+    trusted wherever the quotes provably settle; the character scanner runs only elsewhere."""
+    pieces = data.split("\n")
+    count = len(pieces)
     pos = 0
     lineno = 1
-    while pos < n:
-        nl = data.find("\n", pos)
-        if nl < 0:
-            nl = n
-        seg = data[pos:nl]
-        if '"' not in seg and seg[-1:] != "\\":
-            yield lineno, seg
-            pos = nl + 1
+    k = 0
+    while k < count:
+        seg = pieces[k]
+        if k == count - 1 or ('"' not in seg and seg[-1:] != "\\") or _quotes_settled(seg):
+            # (the last piece has no newline after it: it is the rest of the input either way)
+            if k < count - 1 or seg:
+                yield lineno, seg
+            pos += len(seg) + 1
             lineno += 1
+            k += 1
             continue
-        i = pos
-        quoted = fields = False
-        equals = commas = 0
-        while i < n:
-            c = data[i]
-            if c == "\\":
-                i += 2
-                continue
-            if c == " ":
-                fields = True
-            if fields:
-                if not quoted and c == "=":
-                    equals += 1
-                    i += 1
-                    continue
-                if not quoted and c == ",":
-                    commas += 1
-                    i += 1
-                    continue
-                if c == '"' and equals > commas:
-                    quoted = not quoted
-                    i += 1
-                    continue
-            if c == "\n" and not quoted:
-                break
-            i += 1
-        block = data[pos:i]
+        end = _scan_line_end(data, pos)
+        block = data[pos:end]
         yield lineno, block
-        lineno += block.count("\n") + 1
-        pos = i + 1
+        n = block.count("\n") + 1
+        lineno += n
+        k += n
+        pos = end + 1
 
 
 def _unit_floor(t: int | None, factor: int) -> int | None:

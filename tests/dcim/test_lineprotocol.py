@@ -316,3 +316,21 @@ def test_fast_reader_agrees_with_the_careful_scanner(meas: str, tags: dict, fiel
     assert [type(v) for v in fast.fields.values()] == [type(v) for v in careful.fields.values()]
     # the second time the cached series key and field layout are used
     assert _fast_line(line, 1, None) == careful
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.text(alphabet='ab =,"\\\n#\t', max_size=60))
+def test_line_splitting_shortcut_agrees_with_influxdbs_scanner(text: str) -> None:
+    """The split that trusts plain newlines where quotes settle cuts exactly where scanLine does."""
+    from dcim.lineprotocol import _scan_line_end, _split
+
+    expected = []
+    pos, lineno = 0, 1
+    while pos < len(text):
+        end = _scan_line_end(text, pos)
+        block = text[pos:end]
+        expected.append((lineno, block))
+        lineno += block.count("\n") + 1
+        pos = end + 1
+    got = [(n, b) for n, b in _split(text)]
+    assert [x for x in got if x[1]] == [x for x in expected if x[1]]

@@ -1,7 +1,8 @@
-"""Telemetry health: agent poll durations and errors, stale devices, queues and drops, samples stored per second.
+"""Telemetry health: agent poll durations and errors, stale devices, queues and drops, the collectors' spools
+and dead letters, samples stored per second.
 
-Collector counters that live only on its Prometheus ``/metrics`` (rejects, spool bytes) are described
-in docs/dashboards.md; every panel here reads InfluxDB, so every one is proven by the tests.
+The collector reports on itself in the ``agent`` measurement (component ``collector``: spool fill, dead
+letters, queue); every panel here reads InfluxDB, so every one is proven by the tests.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ A = AGENT.name
 CHAIN = [Var("component", A, multi=True, include_all=True), Var("host", A, multi=True, include_all=True)]
 LOC = ("component", "host")
 BY_DEV = 'GROUP BY time($__interval), "component", "device" fill(none)'
+#: what a poll panel says for a component that polls nothing (a collector)
+NOT_POLLING = "no polls (not a poller)"
 
 
 def build(ctx: Context) -> db.Dashboard:
@@ -42,13 +45,13 @@ def build(ctx: Context) -> db.Dashboard:
     p.timeseries(
         "Poll duration", unit_of(AGENT, "poll_duration_s"),
         [Influx(f'SELECT max({fld(AGENT, "poll_duration_s")}) FROM {a} {w} {BY_DEV}').alias("$tag_component $tag_device")],
-        w=12, h=9,
+        w=12, h=9, no_value=NOT_POLLING,
     )
     p.timeseries(
         "Poll errors per minute", "none",
         [Influx(f'SELECT non_negative_derivative(max({fld(AGENT, "errors_total")}), 1m) FROM {a} {w} {BY_DEV}')
          .alias("$tag_component $tag_device")],
-        w=12, h=9, min=0,
+        w=12, h=9, min=0, no_value=NOT_POLLING,
     )
     p.row("Queues and throughput")
     p.timeseries(
@@ -61,7 +64,8 @@ def build(ctx: Context) -> db.Dashboard:
         "Dropped messages per minute", "none",
         [Influx(f'SELECT non_negative_derivative(max({fld(AGENT, "dropped_total")}), 1m) FROM {a} {w} '
                 'GROUP BY time($__interval), "component", "host" fill(none)').alias("$tag_component $tag_host")],
-        w=8, h=8, min=0, thresholds=steps("green", (1, "red")),
+        w=8, h=8, min=0, thresholds=steps("green", (1, "red")), no_value="not reported",
+        description="Agents count what their bounded queue had to drop; a collector spools instead (below).",
     )
     # What reached the store, end to end: samples per second of the busiest measurements.
     stored = [
@@ -72,6 +76,24 @@ def build(ctx: Context) -> db.Dashboard:
     p.timeseries(
         "Samples stored per second", "cps", stored, w=8, h=8, min=0,
         description="Points that reached InfluxDB, per measurement: the collector's throughput as the store sees it.",
+    )
+    p.row("Collectors")
+    p.timeseries(
+        "Collector spool used", unit_of(AGENT, "spool_used_pct"),
+        [Influx(f'SELECT max({fld(AGENT, "spool_used_pct")}) FROM {a} {w} '
+                'GROUP BY time($__interval), "host" fill(none)').alias("$tag_host")],
+        w=12, h=8, min=0, max=100, thresholds=steps("green", (80, "orange"), (95, "red")), lines=True,
+        no_value="no collector selected",
+        description="How full each collector's fullest disk spool is, from its own reports: it fills while "
+                    "the store is down and empties when it is back.",
+    )
+    p.timeseries(
+        "Dead letters per minute", "none",
+        [Influx(f'SELECT non_negative_derivative(max({fld(AGENT, "dead_letters_total")}), 1m) FROM {a} {w} '
+                'GROUP BY time($__interval), "host" fill(none)').alias("$tag_host")],
+        w=12, h=8, min=0, no_value="no collector selected",
+        description="Lines each collector refused (bad line protocol, unknown fields, schema violations) and "
+                    "wrote to its dead-letter file.",
     )
     return p.into(dashboard(
         ctx, "health", "DCIM / Telemetry health", "Is the telemetry itself healthy: polls, staleness, queues.",

@@ -1,6 +1,7 @@
 """Sample data for the dashboards: a simulated scenario plus the agent-health and alert records the simulator does not write.
 
-The integration tests fill InfluxDB with it, and ``dcim dashboards render`` pictures are made from it.
+The ``dcim dashboards render`` pictures in docs/dashboards.md are made from it (the integration tests fill
+InfluxDB through the demo pipeline instead); ``FOCUS`` is where a link opens the rack and node dashboards.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from itertools import compress
+from operator import itemgetter, or_
 from typing import Any, NamedTuple
 
 from alerts.rulefile import (
@@ -204,12 +206,20 @@ def expected(ctx, rule: AbsentRule) -> list[tuple[tuple, dict[str, str]]]:
 
 def eval_threshold(ctx, rule: ThresholdRule, b: int) -> list[Result]:
     out = []
-    thr_store = ctx.store.latest.get((rule.measurement, rule.threshold_field)) if rule.threshold_field else None
+    latest = ctx.store.latest
+    thr_store = latest.get((rule.measurement, rule.threshold_field)) if rule.threshold_field else None
+    minus = latest[(rule.measurement, rule.minus)] if rule.minus is not None else None
     defaults: dict[str, float | None] = {}  # topology default by node, for this evaluation
     conditional = bool(ctx.where.get(rule.name) or ctx.unless.get(rule.name))
     keys = ctx.keys[rule.name]
     probing = rule.name in ctx.unlinked
-    for key, _t, v, tags, fresh in ctx.fresh(rule, rule.measurement, rule.field, b):
+    match = ctx.match[rule.name]
+    stale_ns = rule.stale_after * NS
+    op = _CMP[rule.op]
+    for key, (t, v, tags) in latest.get((rule.measurement, rule.field), {}).items():
+        if t > b or (match is not None and not match(tags)):
+            continue
+        fresh = (b - t) < stale_ns  # left-open like Prometheus 3's lookback (Context.fresh)
         thr = rule.threshold
         if thr is None:
             got = thr_store.get(key) if thr_store else None
@@ -226,12 +236,17 @@ def eval_threshold(ctx, rule: ThresholdRule, b: int) -> list[Result]:
                 continue
         thr += rule.threshold_offset
         value = float(v)
-        if rule.minus is not None:
-            other = ctx.store.latest[(rule.measurement, rule.minus)].get(key)
+        if minus is not None:
+            other = minus.get(key)
             if other is None or isinstance(other[1], str):
                 continue
-            fresh = fresh and (b - other[0]) < rule.stale_after * NS
+            fresh = fresh and (b - other[0]) < stale_ns
             value -= float(other[1])
+        hot = key in keys or probing
+        if not hot and not (fresh and op(value, thr)):
+            # a series without an alert that does not cross its threshold gives no result, whatever
+            # its where/unless conditions say (ctx.keep's test): skip them and the clear threshold
+            continue
         ok = where_ok(ctx, rule, key, b) if conditional else True
         if ok is None:  # a condition's field is stale or never came: no data, as PromQL's `and`
             ctx.keep(out, rule, key, tags, value, None, None, thr)
@@ -243,8 +258,7 @@ def eval_threshold(ctx, rule: ThresholdRule, b: int) -> list[Result]:
         if clear is None and rule.clear_delta is not None:
             clear = thr - rule.clear_delta if rule.op in (">", ">=") else thr + rule.clear_delta
         fire, clr = compare(rule, value, thr, clear, fresh)
-        if fire is True or key in keys or probing:  # ctx.keep's test, inlined for the common quiet case
-            ctx.keep(out, rule, key, tags, value, fire, clr, thr)
+        ctx.keep(out, rule, key, tags, value, fire, clr, thr)
     return out
 
 
@@ -257,7 +271,19 @@ def eval_state(ctx, rule: StateRule, b: int) -> list[Result]:
     match = ctx.match[rule.name]
     stale_ns = rule.stale_after * NS
     labels = ctx.labels
-    for key, (t, v, tags) in ctx.store.latest.get((rule.measurement, rule.field), {}).items():
+    series = ctx.store.latest.get((rule.measurement, rule.field), {})
+    items = series.items()
+    if not probing:
+        # Only series whose value is one of the rule's (compared loosely: True == 1 here) or that
+        # have an alert can give a result; pick them out in C, in the store's order, and look at
+        # those only. Most evaluations of a quiet hall find none.
+        candidates = list(map(set(rule.values()).__contains__, map(itemgetter(1), series.values())))
+        if keys:
+            candidates = list(map(or_, candidates, map(keys.__contains__, series)))
+        if not any(candidates):
+            return out
+        items = compress(items, candidates)
+    for key, (t, v, tags) in items:
         if t > b or (match is not None and not match(tags)):
             continue
         fresh = (b - t) < stale_ns  # left-open lookback

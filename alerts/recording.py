@@ -23,13 +23,14 @@ import gzip
 import json
 import re
 import zlib
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from operator import gt, itemgetter, ne
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from dcim.errors import DcimError, RecordingError
 from dcim.lineprotocol import DecodeResult, decode_report, encode
@@ -501,12 +502,17 @@ class RecordingReader:
                     self.lines_read = lineno
                     yield block
 
-    def blocks(self) -> Iterator[list[Record] | Block]:
+    def blocks(self, *, decode_processes: int = 0) -> Iterator[list[Record] | Block]:
         """Like ``batches()``, but a columnar recording comes as ``Block``s, without a ``Record`` per
-        row: what a replay feeds the engine (``alerts.replay.replay`` takes both)."""
+        row: what a replay feeds the engine (``alerts.replay.replay`` takes both).
+
+        ``decode_processes`` > 0 decodes line protocol in that many worker processes while the
+        caller consumes what is decoded (blocks as well); 0 decodes in this process."""
         self.problems = list(self._header_problems)
         if self.columnar:
             yield from self._columnar_blocks()
+        elif decode_processes > 0:
+            yield from self._parallel_blocks(decode_processes)
         else:
             yield from self.batches()
 
@@ -520,49 +526,152 @@ class RecordingReader:
         base = 0
         last_ns: int | None = None
         for chunk in self._chunks():
-            # the codec caches series keys (escaped ones too) and field layouts across chunks
-            result = decode_report(chunk)
-            # (line in chunk, column, reason) of every problem in this chunk
-            problems = [(e.line or 0, e.column, e.reason) for e in result.errors]
-            good: list[Record] = []
-            for r in result.records:
-                t = r.time_ns
-                if t is None or (last_ns is not None and t < last_ns):
-                    problems.append(self._order_problem(chunk, r, last_ns))
-                    continue
-                last_ns = t
-                good.append(r)
-            for line, col, reason in sorted(problems, key=lambda p: p[0]):
-                where = f"column {col}: " if col else ""
-                if not self.skip_bad:
-                    msg = f"{where}{reason} (use --skip-bad to replay the good lines)"
-                    raise RecordingError(msg, file=str(self.path), line=line + base)
-                self.problems.append(RecordingError(f"{where}{reason}", file=str(self.path), line=line + base))
+            good, problems, last_ns = _decode_lp_chunk(chunk, last_ns)
+            self._report(problems, base)
             base += chunk.count(b"\n")
             self.lines_read = base
             if good:
                 yield good
 
-    def _order_problem(self, chunk: bytes, record: Record, last_ns: int | None) -> tuple[int, None, str]:
-        """Name the line of a record that has no time or goes back in time (rare: search for it)."""
-        stamp = f" {record.time_ns}".encode() if record.time_ns is not None else None
-        lineno = 0
-        for i, line in enumerate(chunk.split(b"\n"), 1):
-            if line.startswith(record.measurement.encode()) and (
-                re.search(rb" -?\d+$", line) is None if stamp is None else line.endswith(stamp)
-            ):
-                lineno = i
-                break
-        if record.time_ns is None:
-            reason = "the point has no timestamp; a recording needs event time"
-        else:
-            reason = (f"time goes backwards ({format_time(record.time_ns)} after "
-                      f"{format_time(last_ns or 0)}); a recording must be in time order")
-        return lineno, None, reason
+    def _report(self, problems: list[tuple[int, int | None, str]], base: int) -> None:
+        """Raise the first problem of a chunk, or keep them all with ``skip_bad``; lines count from ``base``."""
+        for line, col, reason in sorted(problems, key=lambda p: p[0]):
+            where = f"column {col}: " if col else ""
+            if not self.skip_bad:
+                msg = f"{where}{reason} (use --skip-bad to replay the good lines)"
+                raise RecordingError(msg, file=str(self.path), line=line + base)
+            self.problems.append(RecordingError(f"{where}{reason}", file=str(self.path), line=line + base))
+
+    def _parallel_blocks(self, processes: int) -> Iterator[Block]:
+        """Line protocol decoded by ``processes`` worker processes, chunk by chunk, while the caller
+        works on the blocks already decoded: the same records, problems and errors, in the same
+        order, as ``batches()``. At most two chunks per worker are in flight."""
+        import multiprocessing
+
+        base = 0
+        last_ns: int | None = None
+        chunks = self._chunks()
+        # (chunk, pending result) or (None, the error or problems the chunk reader raised or kept)
+        pending: deque = deque()
+
+        def submit(pool: Any) -> bool:
+            kept = len(self.problems)
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                if len(self.problems) > kept:  # skip_bad: a damaged end, reported after the chunks before it
+                    pending.append((None, self.problems[kept:]))
+                    del self.problems[kept:]
+                return False
+            except RecordingError as err:
+                pending.append((None, err))
+                return False
+            pending.append((chunk, pool.apply_async(_decode_lp_job, (chunk,))))
+            return True
+
+        # fork: the workers need nothing but the codec, and a script without a __main__ guard
+        # (which spawn would run again in every worker) works too
+        methods = multiprocessing.get_all_start_methods()
+        pool = multiprocessing.get_context("fork" if "fork" in methods else "spawn").Pool(processes)
+        try:
+            more = True
+            for _ in range(2 * processes):
+                more = more and submit(pool)
+            while pending:
+                chunk, job = pending.popleft()
+                if chunk is None:
+                    if isinstance(job, RecordingError):
+                        raise job
+                    self.problems.extend(job)
+                    continue
+                series_list, rows, times, problems, first_ns, chunk_last_ns = job.get()
+                if more:
+                    more = submit(pool)
+                if first_ns is not None and last_ns is not None and first_ns < last_ns:
+                    # time goes back across the chunk boundary: decode it here, knowing where time stood
+                    good, problems, last_ns = _decode_lp_chunk(chunk, last_ns)
+                    block = _records_block(good)
+                else:
+                    block = Block({idx: Series(meas, tags, names, [], "", (meas, tuple(tags.items()), tuple(names), ""))
+                                   for idx, meas, tags, names in series_list}, rows, times)
+                    if chunk_last_ns is not None:
+                        last_ns = chunk_last_ns
+                self._report(problems, base)
+                base += chunk.count(b"\n")
+                self.lines_read = base
+                if block.rows:
+                    yield block
+            pool.close()
+            pool.join()
+        finally:
+            pool.terminate()
 
     def records(self) -> list[Record]:
         """Every record at once (small recordings and tests)."""
         return [r for batch in self.batches() for r in batch]
+
+
+# --- line protocol chunks (here or in worker processes) ---------------------------------------
+
+
+def _decode_lp_chunk(chunk: bytes, last_ns: int | None) -> tuple[list[Record], list[tuple[int, int | None, str]], int | None]:
+    """The good records of a chunk in time order, its problems (line in chunk, column, reason), and
+    the time reached; ``last_ns`` is where time stood before the chunk."""
+    # the codec caches series keys (escaped ones too) and field layouts across chunks
+    result = decode_report(chunk)
+    problems = [(e.line or 0, e.column, e.reason) for e in result.errors]
+    good: list[Record] = []
+    for r in result.records:
+        t = r.time_ns
+        if t is None or (last_ns is not None and t < last_ns):
+            problems.append(_order_problem(chunk, r, last_ns))
+            continue
+        last_ns = t
+        good.append(r)
+    return good, problems, last_ns
+
+
+def _records_block(records: list[Record]) -> Block:
+    """Records as a block of rows; a series is a measurement, its tags and its field names."""
+    index: dict[tuple, int] = {}
+    series: dict[int, Series] = {}
+    rows: list[list] = []
+    for r in records:
+        ident = (r.measurement, tuple(r.tags.items()), tuple(r.fields), "")
+        idx = index.get(ident)
+        if idx is None:
+            idx = index[ident] = len(index)
+            series[idx] = Series(r.measurement, r.tags, list(r.fields), [], "", ident)
+        rows.append([idx, r.time_ns, *r.fields.values()])
+    return Block(series, rows, [r.time_ns for r in records])
+
+
+def _decode_lp_job(chunk: bytes) -> tuple:
+    """A worker's part of ``RecordingReader.blocks(decode_processes=N)``: a chunk decoded as if time
+    stood nowhere before it (the reader decodes it again when the chunk goes back in time), as rows
+    to send back, which pickle far faster than records."""
+    good, problems, last_ns = _decode_lp_chunk(chunk, None)
+    block = _records_block(good)
+    series_list = [(idx, s.measurement, s.tags, s.names) for idx, s in block.series.items()]
+    return series_list, block.rows, block.times, problems, block.times[0] if block.times else None, last_ns
+
+
+def _order_problem(chunk: bytes, record: Record, last_ns: int | None) -> tuple[int, None, str]:
+    """Name the line of a record that has no time or goes back in time (rare: search for it)."""
+    stamp = f" {record.time_ns}".encode() if record.time_ns is not None else None
+    lineno = 0
+    for i, line in enumerate(chunk.split(b"\n"), 1):
+        if line.startswith(record.measurement.encode()) and (
+            re.search(rb" -?\d+$", line) is None if stamp is None else line.endswith(stamp)
+        ):
+            lineno = i
+            break
+    if record.time_ns is None:
+        reason = "the point has no timestamp; a recording needs event time"
+    else:
+        reason = (f"time goes backwards ({format_time(record.time_ns)} after "
+                  f"{format_time(last_ns or 0)}); a recording must be in time order")
+    return lineno, None, reason
 
 
 def read_recording(path: str | Path, *, skip_bad: bool = False) -> tuple[Header, list[Record], list[RecordingError]]:

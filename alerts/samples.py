@@ -28,6 +28,7 @@ class SampleStore:
         self.zero_start: set[tuple[str, str]] = set()
         self.rate_fields: set[tuple[str, str]] = set()
         self.evaluated = False  # set once the first evaluation ran (new counters count from zero after it)
+        self.newest_ns: int | None = None  # the newest sample time ingested: none in the store is newer
         self._plans: dict[str, list[tuple]] = {}
         # a series (measurement and tag items; for a columnar template its Series.ident) -> what
         # ingesting one of its rows takes, worked out once (_record_steps, _series_steps)
@@ -91,13 +92,21 @@ class SampleStore:
             steps = self._record_steps(rec.measurement, rec.tags, ident)
         key, tags, plan, absents = steps
         fields = rec.fields
+        newest = self.newest_ns
+        # in time order (a replay, a live stream) no stored sample can be newer than this one
+        ordered = newest is None or t >= newest
+        if ordered:
+            self.newest_ns = t
         for f, store, hist, rate, zero, numeric in plan:
             value = fields.get(f)
             if value is None or (numeric and isinstance(value, str)):
                 continue
-            old = store.get(key)
-            if old is None or old[0] <= t:
+            if ordered:
                 store[key] = (t, value, tags)
+            else:
+                old = store.get(key)
+                if old is None or old[0] <= t:
+                    store[key] = (t, value, tags)
             if hist is not None and not isinstance(value, str):
                 dq = hist.get(key)
                 if dq is None:
@@ -151,9 +160,18 @@ class SampleStore:
         return steps
 
     def ingest_rows(self, series: dict[int, Any], rows: list[list], lo: int, hi: int, cache: dict[int, tuple]) -> None:
-        """``ingest`` for the rows ``lo:hi`` of a columnar block (``alerts.recording.Block``), in order:
+        """``ingest`` for the rows ``lo:hi`` (in time order) of a columnar block (``alerts.recording.Block``):
         the same samples kept as for their records, without building them. ``cache`` maps the block's
         series indices to their steps."""
+        if lo >= hi:
+            return
+        # rows lo:hi are in time order; when the first is at least as new as anything stored, no
+        # stored sample can be newer than a row, so the newest-wins check is not needed
+        newest = self.newest_ns
+        ordered = newest is None or rows[lo][1] >= newest
+        last = rows[hi - 1][1]
+        if newest is None or last > newest:
+            self.newest_ns = last
         for k in range(lo, hi):
             row = rows[k]
             steps = cache.get(row[0])
@@ -167,9 +185,12 @@ class SampleStore:
                 value = row[i]
                 if value is None or (numeric and isinstance(value, str)):
                     continue
-                old = store.get(key)
-                if old is None or old[0] <= t:
+                if ordered:
                     store[key] = (t, value, tags)
+                else:
+                    old = store.get(key)
+                    if old is None or old[0] <= t:
+                        store[key] = (t, value, tags)
                 if hist is not None and not isinstance(value, str):
                     dq = hist.get(key)
                     if dq is None:

@@ -5,7 +5,9 @@ one JSON line: ``field_values_per_s`` (goal: at least 1,000,000) and ``ratio_vs_
 (goal: at least 0.5), for the line-protocol recording and (``columnar_*``) for the same data in
 the columnar format; ``engine_only_*``: the engine alone on records already decoded in memory (the
 first ``--engine-only-records``, as records and as columnar blocks), which is what the rules cost
-without the decoder. Everything runs in one process (``processes``: 1). Asserts nothing.
+without the decoder. All of these run in one process (``processes``: 1). ``parallel_*``: the
+line-protocol replay again with ``--decode-processes`` workers decoding beside the engine, with its
+wall time and the CPU time of all the processes. Asserts nothing.
 
     .venv/bin/python bench/replay.py                 # 2 simulated minutes (the default)
     .venv/bin/python bench/replay.py --minutes 60    # the full hour (slow to generate the first time)
@@ -19,6 +21,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
+import resource
 import sys
 import tempfile
 import time
@@ -62,6 +66,9 @@ def main() -> None:
     ap.add_argument("--rules", default=str(DEFAULT_RULES_DIR), help="rule folder (default: the shipped pack)")
     ap.add_argument("--engine-only-records", type=int, default=120_000,
                     help="records decoded into memory first for the engine-only figure (default 120000)")
+    ap.add_argument("--decode-processes", type=int, default=2,
+                    help="also replay the line protocol with this many decode worker processes beside the "
+                         "engine (parallel_*; default 2, 0 to skip)")
     ap.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "dcim-bench-replay"))
     args = ap.parse_args()
 
@@ -87,11 +94,15 @@ def main() -> None:
     rules = load_rules([args.rules])
     out: dict[str, object] = {"bench": "replay", "gpus": sum(n.gpus for r in site.racks() for n in r.nodes),
                               "minutes": args.minutes, "rules": len(rules), "generate_s": round(gen_s, 2)}
+    out["cpu_count"] = os.cpu_count()
+    out["load_average_1m"] = round(os.getloadavg()[0], 2)  # what else ran on the machine (wall figures)
     for prefix, file in (("", path), ("columnar_", col)):
         figures = measure(file, rules, site)
         out.update({f"{prefix}{k}": v for k, v in figures.items()})
     out.update(engine_only(col, rules, site, args.engine_only_records))
-    out["processes"] = 1  # decode and engine in this one process: one core at a time
+    if args.decode_processes:
+        out.update(parallel(path, rules, site, args.decode_processes))
+    out["processes"] = 1  # the figures above: decode and engine in this one process, one core at a time
     out["goal_field_values_per_s"] = 1_000_000
     out["goal_ratio_vs_decode_only"] = 0.5
     print(json.dumps(out))
@@ -152,6 +163,30 @@ def engine_only(path: Path, rules: list, site: object, limit: int) -> dict[str, 
         wall_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
         out.update({f"{prefix}field_values_per_s": round(fv / wall_s), f"{prefix}cpu_field_values_per_s": round(fv / cpu_s)})
     return out
+
+
+def parallel(path: Path, rules: list, site: object, processes: int) -> dict[str, object]:
+    """The line-protocol replay with ``processes`` worker processes decoding while this one runs the
+    engine: wall time, and CPU time of every process together (this one and the workers)."""
+    reader = RecordingReader(path)
+    engine = Engine(rules, site=site, evaluation_interval_s=site.alerts.evaluation_interval_s)  # type: ignore[attr-defined]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = replay(reader.blocks(decode_processes=processes), engine, end_ns=reader.header.end_ns)
+    wall_s, main_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers have exited and been waited for
+    workers_cpu_s = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    fv = result.stats.field_values
+    return {
+        "parallel_decode_processes": processes,
+        "parallel_processes": processes + 1,
+        "parallel_transitions": len(result.transitions),
+        "parallel_replay_s": round(wall_s, 3),
+        "parallel_main_cpu_s": round(main_cpu_s, 3),
+        "parallel_workers_cpu_s": round(workers_cpu_s, 3),
+        "parallel_field_values_per_s": round(fv / wall_s),
+        "parallel_cpu_field_values_per_s": round(fv / (main_cpu_s + workers_cpu_s)),
+    }
 
 
 if __name__ == "__main__":

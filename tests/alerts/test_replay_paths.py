@@ -11,6 +11,7 @@ import pytest
 from alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
 from alerts.recording import Block, Header, RecordingReader, resolve_topology, write_columnar
 from alerts.replay import format_json, replay
+from dcim.errors import RecordingError
 from dcim.record import Record, UInt
 
 RACKS = 4
@@ -105,3 +106,65 @@ def test_block_rows_keep_unsigned_values_and_refuse_bad_rows(tmp_path: Path) -> 
     (block,) = RecordingReader(path).blocks()
     assert [type(row[2]) for row in block.rows] == [UInt, UInt]
     assert block.records() == recs
+
+
+def test_decoding_in_worker_processes_gives_the_same_timeline(hall: tuple[Path, Path]) -> None:
+    lp, _ = hall
+    reader = RecordingReader(lp, chunk_bytes=1 << 18)  # many chunks, so several are in flight at once
+    site = resolve_topology(reader.header.topology)
+    engine = Engine(load_rules([DEFAULT_RULES_DIR]), site=site,
+                    evaluation_interval_s=site.alerts.evaluation_interval_s)
+    result = replay(reader.blocks(decode_processes=2), engine, end_ns=reader.header.end_ns)
+    text, stats = _replay(lp, blocks=False)
+    assert format_json(result.transitions) == text
+    s = result.stats
+    assert (s.records, s.field_values, s.first_ns, s.last_ns) == stats
+
+
+def _damaged(tmp_path: Path) -> Path:
+    """Three good seconds, a bad line, a point from the past across a chunk boundary, and a file
+    cut inside its gzip data."""
+    lines = [f"gpu,node=n1,gpu={g} temp_c={40 + s}.5,lost=false {10**18 + s * 10**9}" for s in range(40) for g in range(8)]
+    lines[30] = "gpu,node=n1,gpu=0 temp_c=oops 1000000003000000000"
+    lines[200] = f"gpu,node=n1,gpu=0 temp_c=1.5 {10**18}"  # goes back to the first second
+    body = "\n".join(Header(source="t").lines() + lines) + "\n"
+    full = gzip.compress(body.encode(), mtime=0)
+    path = tmp_path / "bad.lp.gz"
+    path.write_bytes(full[: len(full) * 3 // 4])
+    return path
+
+
+def test_worker_processes_report_the_same_problems_in_the_same_order(tmp_path: Path) -> None:
+    path = _damaged(tmp_path)
+    expect_reader = RecordingReader(path, skip_bad=True, chunk_bytes=2048)
+    expect = expect_reader.records()
+    reader = RecordingReader(path, skip_bad=True, chunk_bytes=2048)
+    got = [r for b in reader.blocks(decode_processes=2) for r in b.records()]
+    assert got == expect
+    assert [str(p) for p in reader.problems] == [str(p) for p in expect_reader.problems]
+    assert len(reader.problems) >= 3  # the bad value, the point from the past, the cut
+    assert reader.lines_read == expect_reader.lines_read
+    # without --skip-bad, the first problem is the error, after the same good records
+    with pytest.raises(RecordingError) as want:
+        list(RecordingReader(path, chunk_bytes=2048).batches())
+    with pytest.raises(RecordingError) as exc:
+        list(RecordingReader(path, chunk_bytes=2048).blocks(decode_processes=2))
+    assert str(exc.value) == str(want.value)
+
+
+def test_a_chunk_that_starts_in_the_past_is_decoded_again_knowing_the_time(tmp_path: Path) -> None:
+    """A worker decodes a chunk without knowing where time stood; when the chunk's first point is
+    older than the one before it, the reader decodes that chunk itself, as ``batches()`` does."""
+    head = "\n".join(Header(source="t").lines()) + "\n"
+    lines = [f"gpu,node=n1,gpu=0 temp_c={40 + s}.5 {10**18 + s * 10**9}\n" for s in range(100)]
+    lines[50] = f"gpu,node=n1,gpu=0 temp_c=1.5 {10**18 + 10 * 10**9}\n"  # the first line of the second chunk
+    path = tmp_path / "plain.lp"
+    path.write_text(head + "".join(lines))
+    chunk = len((head + "".join(lines[:50])).encode())
+    expect_reader = RecordingReader(path, skip_bad=True, chunk_bytes=chunk)
+    expect = expect_reader.records()
+    reader = RecordingReader(path, skip_bad=True, chunk_bytes=chunk)
+    got = [r for b in reader.blocks(decode_processes=2) for r in b.records()]
+    assert len(got) == 99 and got == expect
+    assert [str(p) for p in reader.problems] == [str(p) for p in expect_reader.problems]
+    assert "time goes backwards" in str(reader.problems[0]) and reader.problems[0].line == 1 + len(head.splitlines()) + 50

@@ -412,10 +412,11 @@ class CollectorConfig(Model):
     )
     max_series: int = Field(500_000, ge=1, description="series (measurement + tags) this collector admits; "
                             "new ones past it are refused, so a flood cannot use up the store's series limit")
-    self_report_s: float = Field(10.0, ge=0, description="write an agent record about the collector itself "
-                                 "(spool fill, dead letters) this often, for the pipeline rules; 0: never")
-    broker_stats: bool = Field(True, description="read the broker's $SYS counters (dropped messages, store) "
-                               "into broker records")
+    self_report_s: float = Field(0.0, ge=0, description="write an agent record about the collector itself "
+                                 "(spool fill, dead letters) this often, for the pipeline rules; 0: never "
+                                 "(deploy/site.yaml turns it on)")
+    broker_stats: bool = Field(False, description="read the broker's $SYS counters (dropped messages, store) "
+                               "into broker records (deploy/site.yaml turns it on)")
     sinks: list[SinkConfig] = Field(
         default_factory=list,
         description="write to every one of these (each with its own spool under spool_path/<name>; a message "

@@ -23,7 +23,7 @@ async def test_broker_counters_and_self_reports_reach_the_store_and_the_rules(mo
     store = tmp_path / "store"
     cfg = CollectorConfig(topics=[f"dcim/{run}/#"], client_id=f"collector-{run}", sink="embedded",
                           embedded_path=store, spool_path=tmp_path / "spool", dead_letter_path=tmp_path / "dead.jsonl",
-                          linger_ms=50, self_report_s=0.5)
+                          linger_ms=50, self_report_s=0.5, broker_stats=True)
 
     def measured(name: str) -> list:
         return list(EmbeddedStore(store).query(name))

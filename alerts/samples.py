@@ -10,6 +10,10 @@ from typing import Any
 from dcim import schema
 from dcim.record import Record
 
+#: Series whose ingest steps are kept at most; past it they are worked out again (memory stays bounded
+#: when series come and go, as XID codes and relabelled devices make them).
+_MAX_SERIES = 1 << 18
+
 
 class SampleStore:
     """Keeps only what registered rules need; ``ingest`` is the engine's hot path."""
@@ -79,7 +83,7 @@ class SampleStore:
                 continue
             absents.append((rule.field, self.seen[rule.name], dev, by))
         steps = (tuple(sorted(tags.items())), tags, plan, absents)
-        if len(self._series) >= 1 << 20:
+        if len(self._series) >= _MAX_SERIES:
             self._series.clear()
         self._series[ident] = steps
         return steps
@@ -154,7 +158,7 @@ class SampleStore:
                 continue
             absents.append((self.seen[rule.name], dev, by))
         steps = (key, tags, fields, absents) if fields or absents else ()
-        if len(self._series) >= 1 << 20:
+        if len(self._series) >= _MAX_SERIES:
             self._series.clear()
         self._series[series.ident] = steps
         return steps

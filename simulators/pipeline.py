@@ -359,6 +359,8 @@ class Pipeline:
             dead_letter_path=self.out_dir / "dead-letter.jsonl",
             topics=[f"{self.prefix}/#"], client_id=f"dcim-demo-collector-{os.getpid()}", session_expiry_s=0,
             linger_ms=200,
+            # the collector's own spool and dead-letter reports, as deploy/site.yaml has them (every wall second)
+            self_report_s=1.0,
         )
         mqtt = MqttConfig(url=opt.mqtt_url) if opt.mqtt_url else None
         try:

@@ -7,7 +7,7 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.common import UIDS, Context, Panels, Var, dashboard, link_to, steps
-from dashboards.influxql import Influx, fld, optional_tag_match, tag_match, where
+from dashboards.influxql import Influx, fld, number, optional_tag_match, tag_match, where
 from dashboards.units import KWH, currency_unit, unit_of
 from dcim.schema import AGENT, ALERT, COOLANT_LOOP, GPU, PDU
 
@@ -73,7 +73,7 @@ def _fleet(ctx: Context, p: Panels, loc: list[str], capacity_w: float) -> None:
     )
     p.stat(
         "IT power against capacity", "percent",
-        [Influx(total_power.replace('SELECT sum("p")', f'SELECT sum("p") / {capacity_w:g} * 100', 1))
+        [Influx(total_power.replace('SELECT sum("p")', f'SELECT sum("p") / {number(capacity_w)} * 100', 1))
          .alias("of capacity")],
         w=6, h=6, thresholds=steps("green", (80, "orange"), (100, "red")), min=0, max=100,
         description="Total IT power as a share of the summed rack budgets.",
@@ -81,7 +81,7 @@ def _fleet(ctx: Context, p: Panels, loc: list[str], capacity_w: float) -> None:
     p.stat(
         "Energy cost today", currency_unit(cfg.currency),
         [Influx(
-            f'SELECT sum("e") / {J_PER_KWH} * {cfg.tariff_per_kwh:g} FROM '
+            f'SELECT sum("e") / {J_PER_KWH} * {number(cfg.tariff_per_kwh)} FROM '
             f'(SELECT non_negative_difference(last({fld(PDU, "energy_j")})) AS "e" FROM "{PDU.name}" {where(*loc)} '
             f'GROUP BY time($__interval), "rack", "pdu") {where()} GROUP BY time(1d) fill(none)'
         ).alias("cost")],

@@ -7,6 +7,8 @@ InfluxDB datasource stores it. Field names go through the schema, so a renamed f
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from typing import Any, Literal, Self
 
 from grafana_foundation_sdk.cog import builder as cogbuilder
@@ -102,6 +104,14 @@ class Influx(cogbuilder.Builder[InfluxQuery]):
 
 
 # --- spelling InfluxQL -----------------------------------------------------------------------
+
+
+def number(x: float) -> str:
+    """A number as an InfluxQL literal: plain decimal digits, since InfluxQL has no exponent notation
+    (``1.14294e+06`` is a parse error) and ``:g`` would also round to six digits."""
+    if float(x).is_integer():
+        return str(int(x))
+    return format(Decimal(repr(float(x))), "f")  # the shortest repr's digits, never an exponent
 
 
 def fld(meas: Measurement, name: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dashboards.expand import ExpandError, TimeRange, escape_regex, expand, format_value, interval_ms, resolve_variables
-from dashboards.influxql import Influx, InfluxQuery, fld, tag_match, where
+from dashboards.influxql import Influx, InfluxQuery, fld, number, tag_match, where
 from dashboards.units import GRAFANA_UNITS, grafana_unit, unit_of
 from dcim.errors import SchemaError
 from dcim.schema import COOLANT_LOOP, GPU, MEASUREMENTS, PDU_PHASE
@@ -37,6 +37,15 @@ def test_influx_query_round_trips() -> None:
     assert again.to_json() == q.to_json() == {
         "refId": "B", "query": 'SELECT 1 FROM "gpu"', "rawQuery": True, "resultFormat": "table", "alias": "$tag_rack",
     }
+
+
+def test_numbers_in_queries_are_plain_influxql_literals() -> None:
+    # InfluxQL has no exponent notation: "1.14294e+06" is "found e, expected FROM" on InfluxDB 1.x.
+    assert number(1142940.0) == "1142940"
+    assert number(132000) == "132000"
+    assert number(0.25) == "0.25"
+    assert number(1e-7) == "0.0000001"
+    assert "e+" not in number(3.6e12) and number(3.6e12) == "3600000000000"
 
 
 def test_where_always_ends_with_the_time_filter() -> None:

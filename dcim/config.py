@@ -732,9 +732,9 @@ def load_site(path: str | Path) -> SiteConfig:
     return load_model(SiteConfig, path)
 
 
-#: The embedded default site, used whenever no ``--site`` is given (``dcim demo`` and ``dcim simulate``
-#: run the AI-factory pod of ``SITES_DIR`` instead).
-DEFAULT_SITE = Path(__file__).resolve().parent / "data" / "site.yaml"
+#: The embedded default site, used whenever no ``--site`` is given: the AI-factory pod (GB200 NVL72-class
+#: racks of about 120 kW on in-row CDUs, and a row of H100 nodes).
+DEFAULT_SITE = Path(__file__).resolve().parent / "data" / "sites" / "ai-factory-pod.yaml"
 
 
 def default_site() -> SiteConfig:

@@ -14,7 +14,7 @@ from typing import IO
 
 import click
 
-from dcim.config import SITES_DIR, SiteConfig, load_site, named_site
+from dcim.config import DEFAULT_SITE, SITES_DIR, SiteConfig, load_site, named_site
 from dcim.errors import ConfigError
 from simulators.scenarios import list_scenarios, load_scenario, parse_duration
 
@@ -64,8 +64,9 @@ def site_file(path: str | None) -> str:
     return str(path)
 
 
-#: What ``dcim simulate`` and ``dcim demo`` run without ``--site``: an AI-factory pod of 120 kW racks.
-SIMULATOR_SITE = "ai-factory-pod"
+#: What ``dcim simulate`` and ``dcim demo`` run without ``--site``: the embedded default site, an
+#: AI-factory pod of 120 kW racks.
+SIMULATOR_SITE = DEFAULT_SITE.stem
 
 
 def site_from(path: str | None) -> SiteConfig:

@@ -1,4 +1,4 @@
-"""Generated sites: a hall of any size, for benchmarks and scale tests (the default hall is dcim/data/site.yaml)."""
+"""Generated sites: a hall of any size, for benchmarks and scale tests (the embedded sites are in dcim/data/sites/)."""
 
 from __future__ import annotations
 

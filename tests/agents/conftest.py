@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dcim.config import default_site
+from dcim.config import named_site
 from simulators.hall import Hall
 from simulators.snmp import SimulatedSnmp, V3User, serve
 
@@ -17,7 +17,7 @@ V3 = V3User("ops", "auth-" + "k" * 10, "priv-" + "p" * 10)
 
 @pytest.fixture
 def snmp_hall() -> Hall:
-    return Hall(default_site(), seed=3)
+    return Hall(named_site("h100-hall"), seed=3)
 
 
 @pytest.fixture

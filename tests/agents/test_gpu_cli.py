@@ -9,13 +9,17 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from agents.gpu.cli import gpu_cmd
+from dcim.config import SITES_DIR
 from dcim.errors import ConfigError
 from dcim.lineprotocol import decode
 from dcim.schema import validate
 
+#: The H100 hall: nodes of 8 GPUs, the shape these expectations are written for.
+H100_HALL = str(SITES_DIR / "h100-hall.yaml")
+
 
 def test_once_lp_prints_valid_line_protocol_for_the_first_node() -> None:
-    res = CliRunner().invoke(gpu_cmd, ["--simulate", "--once", "--format", "lp"], catch_exceptions=False)
+    res = CliRunner().invoke(gpu_cmd, ["--simulate", "--once", "--format", "lp", "--site", H100_HALL], catch_exceptions=False)
     assert res.exit_code == 0
     records = list(decode(res.output))
     gpus = [r for r in records if r.measurement == "gpu"]
@@ -28,7 +32,8 @@ def test_once_lp_prints_valid_line_protocol_for_the_first_node() -> None:
 
 
 def test_once_prometheus_has_dcgm_names_and_labels_for_the_chosen_node() -> None:
-    res = CliRunner().invoke(gpu_cmd, ["--simulate", "--once", "--format", "prometheus", "--node", "B02-n03"],
+    res = CliRunner().invoke(gpu_cmd, ["--simulate", "--once", "--format", "prometheus", "--node", "B02-n03",
+                                       "--site", H100_HALL],
                              catch_exceptions=False)
     assert res.exit_code == 0
     fams = {f.name: f for f in text_string_to_metric_families(res.output)}
@@ -89,9 +94,9 @@ def test_a_host_not_in_the_site_file_is_refused_not_given_another_nodes_identity
     import pytest
 
     from agents.gpu.cli import host_node
-    from dcim.config import default_site
+    from dcim.config import named_site
 
-    site = default_site()
+    site = named_site("h100-hall")
     assert host_node(site, "B02-n03") == "B02-n03"
     assert host_node(site, "B02-n03.hall1.example.net") == "B02-n03"  # the short name counts too
     with pytest.raises(ConfigError, match=r"this host \('gpu-server-17'\) is not a node of site 'dc1'.*--node"):

@@ -300,11 +300,11 @@ def test_tidy_mode_still_available() -> None:
 
 
 def test_the_hall_emits_the_same_activity_kpi_the_agent_reads_through_gpm(make_agent) -> None:
-    from dcim.config import default_site
+    from dcim.config import named_site
     from simulators.hall import Hall
     from simulators.nvml import node_gpus
 
-    hall = Hall(default_site(), seed=5)
+    hall = Hall(named_site("h100-hall"), seed=5)
     hall.step(30.0)
     emitted = {r.tags["gpu"]: r.fields for r in hall.records(["gpu"])
                if r.measurement == "gpu" and r.tags["node"] == "A01-n02"}

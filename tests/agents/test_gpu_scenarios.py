@@ -7,7 +7,7 @@ import time
 from prometheus_client import CollectorRegistry
 
 from agents.gpu.agent import GpuAgent
-from dcim.config import default_site
+from dcim.config import named_site
 from simulators.hall import Hall
 from simulators.nvml import SimNvml, node_gpus
 from simulators.scenarios import load_scenario
@@ -26,7 +26,7 @@ def gpu(records, index: int) -> dict:
 
 
 def test_gpu_lost_scenario_xid_79_lost_then_back() -> None:
-    site = default_site()
+    site = named_site("h100-hall")
     hall = Hall(site, seed=42, scenario=load_scenario("gpu-lost"))
     gpus = node_gpus(hall.state.gpus, "A03-n02")
     gpus[2].unsupported.add("mem_temp_c")  # a not-supported field on the same node, for good measure

@@ -8,7 +8,11 @@ import pytest
 from click.testing import CliRunner
 
 from dcim.cli import cli
+from dcim.config import SITES_DIR
 from dcim.lineprotocol import decode
+
+#: The H100 hall: 8 racks with two PDUs each and two CDUs, the devices these expectations name.
+H100_HALL = str(SITES_DIR / "h100-hall.yaml")
 
 
 def _run(args: list[str], env: dict | None = None):
@@ -67,9 +71,9 @@ def test_config_with_port_base_polls_every_pdu_and_cdu_of_the_site(snmp_sim_thre
     # the simulator serves devices on free ports; a site file pins each one with snmp_port
     import yaml
 
-    from dcim.config import default_site
+    from dcim.config import named_site
 
-    site = default_site().model_dump(mode="json")
+    site = named_site("h100-hall").model_dump(mode="json")
     for room in site["rooms"]:
         for row in room["rows"]:
             for rack in row["racks"]:
@@ -113,7 +117,7 @@ def test_simulator_record_writes_one_walk_per_device(tmp_path) -> None:
     from agents.snmp.profile import load_profiles, parse
     from simulators.snmp.__main__ import main as sim_main
 
-    res = CliRunner().invoke(sim_main, ["record", "--out", str(tmp_path), "--steps", "1"], catch_exceptions=False)
+    res = CliRunner().invoke(sim_main, ["record", "--out", str(tmp_path), "--steps", "1", "--site", H100_HALL], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     files = sorted(p.name for p in tmp_path.glob("*.snmprec"))
     assert len(files) == 18 and "A01-pdu-b.snmprec" in files and "cdu-b.snmprec" in files
@@ -131,7 +135,7 @@ async def test_simulator_serve_command_line(tmp_path) -> None:
     from agents.snmp.profile import load_profiles
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "simulators.snmp", "serve", "--port-base", "0", "--step-s", "0.2",
+        sys.executable, "-m", "simulators.snmp", "serve", "--site", H100_HALL, "--port-base", "0", "--step-s", "0.2",
         "--v3-user", "ops", "--v3-auth-env", "SIM_A", "--v3-priv-env", "SIM_P",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "SIM_A": "auth-key-123", "SIM_P": "priv-key-123"})

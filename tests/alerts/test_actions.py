@@ -18,12 +18,12 @@ from alerts.actions_webhook import WebhookDriver
 from alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
 from alerts.notifiers import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from alerts.rulefile import load_rule_file
-from dcim.config import default_site
+from dcim.config import named_site
 from dcim.errors import RuleError
 from dcim.record import Record
 
 NS = 1_000_000_000
-SITE = default_site()
+SITE = named_site("h100-hall")
 RULES = load_rules([DEFAULT_RULES_DIR])
 
 

@@ -8,7 +8,7 @@ import urllib.request
 from prometheus_client import CollectorRegistry
 
 from alerts.live import make_observer
-from dcim.config import ActionDriverConfig, ActionsConfig, default_site
+from dcim.config import ActionDriverConfig, ActionsConfig, named_site
 from dcim.exporter import serve_metrics
 from dcim.record import Record
 
@@ -16,7 +16,7 @@ NS = 1_000_000_000
 
 
 def site_with_actions(**policy):
-    site = default_site()
+    site = named_site("h100-hall")
     site.alerts.actions = ActionsConfig(enabled=True, drivers=[ActionDriverConfig(kind="log")], **policy)
     return site
 
@@ -26,7 +26,7 @@ def gpu(node: str, lost: bool, t_ns: int) -> Record:
 
 
 def test_off_unless_enabled():
-    obs = make_observer(default_site(), notifiers=[], registry=CollectorRegistry())
+    obs = make_observer(named_site("h100-hall"), notifiers=[], registry=CollectorRegistry())
     try:
         assert obs.actions is None
     finally:
@@ -84,7 +84,7 @@ def test_after_a_restart_the_restored_alert_still_resumes_its_node(tmp_path):
     from alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
     from alerts.live import LiveObserver
 
-    site = default_site()
+    site = named_site("h100-hall")
     rules = load_rules([DEFAULT_RULES_DIR])
     state = tmp_path / "alerts-state.json"
     sched = MemoryScheduler()

@@ -14,7 +14,7 @@ from alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
 from alerts.recording import Header, write_recording
 from dcim import schema
 from dcim.cli import cli
-from dcim.config import default_site
+from dcim.config import named_site
 from dcim.record import Record
 
 T0 = 1_767_225_600 * 10**9
@@ -95,7 +95,7 @@ def test_incident_report_lists_the_actions(recording, tmp_path):
 
 
 def test_action_records_pass_the_schema():
-    site = default_site()
+    site = named_site("h100-hall")
     rules = load_rules([DEFAULT_RULES_DIR])
     engine = Engine(rules, site=site)
     planner = Planner(rules, site, Policy())

@@ -7,7 +7,7 @@ import pytest
 from alerts.engine import Engine, Transition, fingerprint
 from alerts.rulefile import parse_rule
 from dcim import schema
-from dcim.config import default_site
+from dcim.config import named_site
 from dcim.record import Record
 
 NS = 1_000_000_000
@@ -16,7 +16,7 @@ GPU0 = {"rack": "A01", "node": "A01-n01", "gpu": "0"}
 
 @pytest.fixture(scope="module")
 def site():
-    return default_site()
+    return named_site("h100-hall")
 
 
 def rule(**kw):

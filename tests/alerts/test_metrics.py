@@ -8,12 +8,12 @@ from alerts.engine import Engine
 from alerts.live import LiveObserver
 from alerts.notifiers import WebhookNotifier
 from tests.alerts.test_restore import MIN, Pages, gpu, hot
-from dcim.config import default_site
+from dcim.config import named_site
 
 
 @pytest.fixture(scope="module")
 def site():
-    return default_site()
+    return named_site("h100-hall")
 
 
 def test_evaluations_active_alerts_and_notifications_are_on_the_registry(site):

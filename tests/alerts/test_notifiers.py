@@ -29,7 +29,7 @@ from alerts.notifiers import (
 )
 from alerts.rulefile import parse_rule
 from alerts.engine import Engine
-from dcim.config import NotifierConfig, default_site
+from dcim.config import NotifierConfig, named_site
 from dcim.record import Record
 
 NS = 1_000_000_000
@@ -265,7 +265,7 @@ def test_dispatcher_never_blocks_the_caller():
 
 
 def test_live_observer_returns_alert_records_and_ticks_on_the_wall_clock():
-    site = default_site()
+    site = named_site("h100-hall")
     rules = [parse_rule({"name": "GpuHot", "kind": "threshold", "measurement": "gpu", "field": "temp_c",
                          "threshold": 85, "flap": None}),
              parse_rule({"name": "GpuSilent", "kind": "absent", "measurement": "gpu", "by": ["node", "gpu"],
@@ -289,7 +289,7 @@ def test_live_observer_returns_alert_records_and_ticks_on_the_wall_clock():
 
 def test_make_observer_uses_the_default_pack_from_any_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    obs = make_observer(default_site(), notifiers=[])
+    obs = make_observer(named_site("h100-hall"), notifiers=[])
     try:
         names = {r.name for r in obs.engine.rules}
         assert {"LoopFlowLow", "GpuTempNearSlowdown", "FeedRedundancyLost"} <= names
@@ -301,7 +301,7 @@ def test_the_collector_builds_our_observer_when_alerts_are_on(tmp_path):
     from collector.app import make_observers
     from dcim.config import CollectorConfig
 
-    site = default_site().model_copy(update={"alerts": default_site().alerts.model_copy(
+    site = named_site("h100-hall").model_copy(update={"alerts": named_site("h100-hall").alerts.model_copy(
         update={"notifiers": [NotifierConfig(kind="log")], "evaluation_interval_s": 0.5})})
     (obs,) = make_observers(CollectorConfig(alerts=True), site)
     try:

@@ -11,7 +11,7 @@ from alerts.engine import Engine
 from alerts.live import LiveObserver
 from alerts.notifiers import WebhookNotifier
 from alerts.rulefile import parse_rule
-from dcim.config import default_site
+from dcim.config import named_site
 from dcim.record import Record
 
 NS = 1_000_000_000
@@ -21,7 +21,7 @@ GPU0 = {"rack": "A01", "node": "A01-n01", "gpu": "0"}
 
 @pytest.fixture(scope="module")
 def site():
-    return default_site()
+    return named_site("h100-hall")
 
 
 def hot(for_="10m"):

@@ -7,7 +7,7 @@ import pytest
 
 from alerts.engine import Engine
 from alerts.rulefile import parse_rule
-from dcim.config import default_site
+from dcim.config import named_site
 from dcim.record import Record
 
 NS = 1_000_000_000
@@ -17,7 +17,7 @@ MIN = 60
 
 @pytest.fixture(scope="module")
 def site():
-    return default_site()
+    return named_site("h100-hall")
 
 
 def rule(**kw):

@@ -12,7 +12,7 @@ from alerts.engine import Engine
 from alerts.rulefile import parse_rule
 from alerts.templates import TemplateError, check, go_float, humanize, humanize1024, humanize_duration, \
     humanize_percentage, printf, render
-from dcim.config import default_site
+from dcim.config import named_site
 from dcim.errors import RuleError
 from dcim.record import Record
 
@@ -88,7 +88,7 @@ def rule(**kw):
 
 def test_rule_labels_are_templated_and_set_the_identity():
     ru = rule(labels={"team": "gpu-{{ $labels.rack }}", "tier": "static"})
-    e = Engine([ru], site=default_site())
+    e = Engine([ru], site=named_site("h100-hall"))
     ts = e.process([Record("gpu", {"rack": "A01", "node": "A01-n01", "gpu": "0"}, {"temp_c": 90.0}, 0)])
     ts += e.advance(1 * NS)
     assert ts and ts[0].labels["team"] == "gpu-A01" and ts[0].labels["tier"] == "static"

@@ -235,11 +235,11 @@ def test_mapping_inside_a_configured_filter_is_not_subscribed_twice(tmp_path):
 async def test_live_alert_engine_runs_as_an_observer(tmp_path):
     """With the real alerts.live: a simulator batch goes through it and out with its alert records."""
     import alerts.live as live
-    from dcim.config import default_site
+    from dcim.config import named_site
     from dcim.lineprotocol import encode_record
     from simulators.hall import Hall
 
-    site = default_site()
+    site = named_site("h100-hall")
     obs = live.make_observer(site)
     c, sink = make(tmp_path, observers=[obs], max_past_s=10 * 365 * 86400.0)
     hall = Hall(site)

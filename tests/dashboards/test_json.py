@@ -134,9 +134,9 @@ def test_panel_units_come_from_the_schema() -> None:
 
 
 def test_a_rack_with_its_own_budget_gets_its_own_scale() -> None:
-    from dcim.config import default_site
+    from dcim.config import named_site
 
-    site = default_site()
+    site = named_site("h100-hall")
     rack = next(iter(site.racks()))
     rack.rating_w = 20_000.0
     hall = dashboards(context(site))["hall"]

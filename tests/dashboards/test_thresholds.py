@@ -10,7 +10,7 @@ import pytest
 
 from dashboards.build import context, dashboards
 from dashboards.thresholds import Thresholds, from_rule_pack
-from dcim.config import default_site
+from dcim.config import named_site
 from dcim.errors import RuleError
 
 PACK = """\
@@ -82,7 +82,7 @@ def _pack(tmp_path: Path, phase_pct: float = 80) -> Path:
 
 
 def test_every_threshold_comes_from_its_rule(tmp_path: Path) -> None:
-    site = default_site()
+    site = named_site("h100-hall")
     th = from_rule_pack(_pack(tmp_path, 75), site)
     assert th.missing() == []
     assert th.phase_current_pct == 75  # the warning line, not the critical one
@@ -102,7 +102,7 @@ def _panel(d: dict[str, Any], title: str) -> dict[str, Any]:
 
 
 def test_a_threshold_change_reaches_the_panels(tmp_path: Path) -> None:
-    site = default_site()
+    site = named_site("h100-hall")
     breaker_a = min(p.breaker_a for r in site.racks() for p in r.pdus)
     steps = {}
     for pct in (80, 70):
@@ -113,7 +113,7 @@ def test_a_threshold_change_reaches_the_panels(tmp_path: Path) -> None:
 
 
 def test_the_slowdown_fallback_reaches_every_gpu_temperature_panel(tmp_path: Path) -> None:
-    built = dashboards(context(default_site(), _pack(tmp_path)))
+    built = dashboards(context(named_site("h100-hall"), _pack(tmp_path)))
     want = from_rule_pack(_pack(tmp_path)).gpu_slowdown_fallback_c
     for key, title in (("rack", "GPU temperature"), ("node", "Temperatures against slowdown")):
         steps = _panel(built[key], title)["fieldConfig"]["defaults"]["thresholds"]["steps"]
@@ -122,7 +122,7 @@ def test_the_slowdown_fallback_reaches_every_gpu_temperature_panel(tmp_path: Pat
 
 
 def test_no_rules_means_defaults_and_says_so(tmp_path: Path) -> None:
-    site = default_site()
+    site = named_site("h100-hall")
     th = from_rule_pack(tmp_path / "nowhere", site)
     base = Thresholds()
     assert (th.phase_current_pct, th.phase_imbalance_pct, th.gpu_slowdown_fallback_c) == (

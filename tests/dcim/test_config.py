@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dcim.cli import main
-from dcim.config import DEFAULT_SITE, Secret, SiteConfig, load_site
+from dcim.config import DEFAULT_SITE, SITES_DIR, Secret, SiteConfig, load_site
 from dcim.errors import ConfigError, SecretError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "site.yaml"
@@ -27,7 +27,8 @@ def test_example_site_is_the_small_hall() -> None:
     assert site.rack_tags("B03") == {"site": "dc1", "room": "hall1", "row": "B", "rack": "B03"}
     assert site.loop_of("A02").name == "loop-a"
     assert site.loop_tags(site.loops[1]) == {"site": "dc1", "room": "hall1", "row": "B", "loop": "loop-b", "cdu": "cdu-b"}
-    assert EXAMPLE.resolve() == DEFAULT_SITE.resolve()
+    assert EXAMPLE.resolve() == (SITES_DIR / "h100-hall.yaml").resolve()
+    assert DEFAULT_SITE.resolve() == (SITES_DIR / "ai-factory-pod.yaml").resolve()
 
 
 def test_node_count_expands_with_one_outlet_per_phase() -> None:

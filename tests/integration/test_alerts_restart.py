@@ -13,7 +13,7 @@ from alerts.engine import Engine
 from alerts.live import LiveObserver
 from alerts.notifiers import AlertmanagerNotifier
 from alerts.rulefile import parse_rule
-from dcim.config import default_site
+from dcim.config import named_site
 from dcim.record import Record
 from servers import wait_until
 from tests.integration.test_alerts_alertmanager import Receiver, am_config, parse
@@ -40,7 +40,7 @@ def notifications(receiver):
 
 
 def observer(am, state):
-    engine = Engine([parse_rule(RULE)], site=default_site(), evaluation_interval_s=1.0)
+    engine = Engine([parse_rule(RULE)], site=named_site("h100-hall"), evaluation_interval_s=1.0)
     return LiveObserver(engine, [AlertmanagerNotifier(am.url, resend_interval_s=2, resolve_resend_s=5)],
                         ticker=False, state_path=state)
 

@@ -17,7 +17,7 @@ from alerts.recording import RecordingReader
 from alerts.recording_sources import records_from_store
 from alerts.replay import replay
 from collector.store import EmbeddedStore
-from dcim.config import default_site
+from dcim.config import named_site
 from simulators.demo import run_demo
 from simulators.pipeline import PipelineOptions, transition_key
 from simulators.scenarios import load_scenario
@@ -49,7 +49,7 @@ def quick_pump(folder: Path):
 def _run(folder: Path, **options):
     lines: list[str] = []
     duration_s = options.pop("duration_s", None)
-    run = run_demo(default_site(), quick_pump(folder), PipelineOptions(out_dir=folder / "run", **options),
+    run = run_demo(named_site("h100-hall"), quick_pump(folder), PipelineOptions(out_dir=folder / "run", **options),
                    speed=FAST, duration_s=duration_s, echo=lines.append)
     return run, lines
 
@@ -94,7 +94,7 @@ def test_the_snmp_devices_serve_the_hall_the_demo_steps(local, tmp_path):
     pipe = run.pipeline
     flows = sorted((r.time_ns, r.fields["flow_lpm"]) for r in records_from_store(pipe.store_path)
                    if r.measurement == "coolant_loop" and r.tags["loop"] == "loop-a")
-    hall = Hall(default_site(), seed=pipe.hall.seed, scenario=quick_pump(tmp_path), start_ns=pipe.hall.start_ns)
+    hall = Hall(named_site("h100-hall"), seed=pipe.hall.seed, scenario=quick_pump(tmp_path), start_ns=pipe.hall.start_ns)
     checked = 0
     for t_ns, flow in flows:
         while hall.time_ns < t_ns:
@@ -131,7 +131,7 @@ def test_recording_and_report_are_written_and_the_recording_replays_to_the_same_
     assert "loop-a" in page
     reader = RecordingReader(res.recording)
     assert reader.header.extra["evaluation_interval_s"] == "1"  # the site's
-    engine = Engine(run.pipeline.rules, site=default_site(), evaluation_interval_s=1.0)
+    engine = Engine(run.pipeline.rules, site=named_site("h100-hall"), evaluation_interval_s=1.0)
     again = replay(reader.batches(), engine, end_ns=reader.header.end_ns).transitions
     assert again
     assert sorted(map(transition_key, again)) == sorted(map(transition_key, run.pipeline.board.transitions))

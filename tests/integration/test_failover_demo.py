@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from alerts.recording import RecordingReader
-from dcim.config import default_site
+from dcim.config import named_site
 from simulators.demo import run_demo
 from simulators.pipeline import PipelineOptions
 from simulators.scenarios import load_scenario
@@ -20,7 +20,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("gpu-lost")
     lines: list[str] = []
     # GPU 3 of A03-n02 falls off the bus at 2m; 150 s covers the alert (10 s GPU polls) and its drain.
-    run = run_demo(default_site(), load_scenario("gpu-lost"), PipelineOptions(out_dir=folder / "run"), speed=FAST,
+    run = run_demo(named_site("h100-hall"), load_scenario("gpu-lost"), PipelineOptions(out_dir=folder / "run"), speed=FAST,
                    duration_s=150.0, echo=lines.append)
     return run, lines
 

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from alerts.actions import make_runner
 from alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
 from alerts.live import LiveObserver
-from dcim.config import ActionDriverConfig, ActionsConfig, SiteConfig, default_site
+from dcim.config import ActionDriverConfig, ActionsConfig, SiteConfig, named_site
 from dcim.record import Record
 from tests.servers import HarnessError, MissingBinaryError, SlurmCluster
 
@@ -31,7 +31,7 @@ def _nodes(site: SiteConfig) -> list[str]:
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
     try:
-        cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"), _nodes(default_site()))
+        cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"), _nodes(named_site("h100-hall")))
     except MissingBinaryError as exc:
         if os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}:
             pytest.fail(f"CI=true and a server is missing: {exc}", pytrace=False)
@@ -56,7 +56,7 @@ class Hall:
     """The live observer with actions on, fed one batch per second of event time."""
 
     def __init__(self, conf: Path, share: float) -> None:
-        self.site = default_site()
+        self.site = named_site("h100-hall")
         self.site.alerts.actions = ActionsConfig(
             enabled=True, max_drained_share=share,
             drivers=[ActionDriverConfig(kind="slurm", slurm_conf=conf)])

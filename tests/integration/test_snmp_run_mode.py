@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from agents.snmp.cli import run
 from agents.snmp.poller import Device
 from agents.snmp.profile import load_profiles
-from dcim.config import MqttConfig, default_site
+from dcim.config import MqttConfig, named_site
 from dcim.lineprotocol import decode
 from simulators.hall import Hall
 from simulators.snmp import serve
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def sim():
-    handle = serve(Hall(default_site(), seed=3), devices=["A01-pdu-a", "cdu-a"])
+    handle = serve(Hall(named_site("h100-hall"), seed=3), devices=["A01-pdu-a", "cdu-a"])
     yield handle
     handle.stop()
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dcim.config import default_site
+from dcim.config import named_site
 from simulators.hall import Hall
 from simulators.scenarios import load_scenario, parse_scenario
 
-_SITE = default_site()
+_SITE = named_site("h100-hall")
 
 
 def site():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dcim.config import default_site
+from dcim.config import named_site
 from simulators.hall import HW_SLOWDOWN, SW_THERMAL
 from simulators.scenarios import list_scenarios, load_scenario, scenario_names
 from tests.simulators.helpers import hall_for, run_to
@@ -21,7 +21,7 @@ def test_every_shipped_scenario_loads_fits_the_default_site_and_ends_in_time():
     names = scenario_names()
     assert {"normal", "pump-degradation", "setpoint-drift", "phase-overload", "gpu-lost", "stuck-sensor",
             "noisy-sensor", "device-not-answering", "leak"} <= set(names)
-    site = default_site()
+    site = named_site("h100-hall")
     for name, desc in list_scenarios():
         sc = load_scenario(name)
         sc.check_site(site)

@@ -92,21 +92,27 @@ class Engine:
         batch = sorted((r for r in records if r.time_ns is not None), key=lambda r: r.time_ns)
         for rec in batch:
             t = rec.time_ns
-            if self._next_eval is None:
-                self._next_eval = -(-t // self.interval_ns) * self.interval_ns
-                self.ctx.started = t
-            while self._next_eval < t:
-                if self._quiet(self._next_eval):
-                    self._next_eval = -(-t // self.interval_ns) * self.interval_ns
-                    break
-                out.extend(self._evaluate(self._next_eval))
-                self._next_eval += self.interval_ns
+            if self._next_eval is None or self._next_eval < t:
+                self._evaluate_until(t, out)
             self.ctx.store.ingest(rec)
             if self._last_data_ns is None or t > self._last_data_ns:
                 self._last_data_ns = t
             if self.clock_ns is None or t > self.clock_ns:
                 self.clock_ns = t
         return out
+
+    def _evaluate_until(self, t: int, out: list[Transition]) -> None:
+        """Run every evaluation whose boundary lies before event time ``t`` (a quiet stretch with
+        nothing to evaluate is skipped to the boundary at ``t``), appending the transitions to ``out``."""
+        if self._next_eval is None:
+            self._next_eval = -(-t // self.interval_ns) * self.interval_ns
+            self.ctx.started = t
+        while self._next_eval < t:
+            if self._quiet(self._next_eval):
+                self._next_eval = -(-t // self.interval_ns) * self.interval_ns
+                break
+            out.extend(self._evaluate(self._next_eval))
+            self._next_eval += self.interval_ns
 
     def process_block(self, block: Any) -> list[Transition]:
         """Feed a columnar block (``alerts.recording.Block``): the same transitions as
@@ -125,15 +131,8 @@ class Engine:
         i = 0
         while i < n:
             t = times[i]
-            if self._next_eval is None:
-                self._next_eval = -(-t // self.interval_ns) * self.interval_ns
-                self.ctx.started = t
-            while self._next_eval < t:
-                if self._quiet(self._next_eval):
-                    self._next_eval = -(-t // self.interval_ns) * self.interval_ns
-                    break
-                out.extend(self._evaluate(self._next_eval))
-                self._next_eval += self.interval_ns
+            if self._next_eval is None or self._next_eval < t:
+                self._evaluate_until(t, out)
             # every row up to the next boundary goes in before anything is evaluated again
             j = bisect_right(times, self._next_eval, i)
             store.ingest_rows(block.series, rows, i, j, cache)

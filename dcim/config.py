@@ -732,18 +732,17 @@ def load_site(path: str | Path) -> SiteConfig:
     return load_model(SiteConfig, path)
 
 
+#: Embedded sites by name (``dcim/data/sites/<name>.yaml``), for ``--site NAME`` and for tests that need
+#: one topology whatever the default is.
+SITES_DIR = Path(__file__).resolve().parent / "data" / "sites"
+
 #: The embedded default site, used whenever no ``--site`` is given: the AI-factory pod (GB200 NVL72-class
 #: racks of about 120 kW on in-row CDUs, and a row of H100 nodes).
-DEFAULT_SITE = Path(__file__).resolve().parent / "data" / "sites" / "ai-factory-pod.yaml"
+DEFAULT_SITE = SITES_DIR / "ai-factory-pod.yaml"
 
 
 def default_site() -> SiteConfig:
     return load_site(DEFAULT_SITE)
-
-
-#: Embedded sites by name (``dcim/data/sites/<name>.yaml``), for ``--site NAME`` and for tests that need
-#: one topology whatever the default is.
-SITES_DIR = Path(__file__).resolve().parent / "data" / "sites"
 
 
 def site_names() -> list[str]:

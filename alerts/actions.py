@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from alerts.topology import Topology
+from dcim.alerts.topology import Topology
 from dcim import schema
 from dcim.record import Record
 
@@ -143,7 +143,7 @@ class Action:
 
 
 def _rfc3339(time_ns: int) -> str:
-    from alerts.recording import format_time
+    from dcim.alerts.recording import format_time
 
     return format_time(time_ns)
 
@@ -389,7 +389,7 @@ def timeline_text(transitions: Sequence[Any], actions: Sequence[Action]) -> str:
 
     An action comes right after the transition that called for it (same event time, later in the sort).
     """
-    from alerts.replay import format_text
+    from dcim.alerts.replay import format_text
 
     lines = format_text(transitions).splitlines()
     rows = [(t.time_ns, 0, i, line) for i, (t, line) in enumerate(zip(transitions, lines, strict=True))]
@@ -415,7 +415,7 @@ def timeline_json(transitions: Sequence[Any], per: Sequence[Sequence[Action]], t
     ``{"actions": [...]}`` line. Every other key stays as it is for existing consumers."""
     import json
 
-    from alerts.replay import transition_dict
+    from dcim.alerts.replay import transition_dict
 
     def payloads(acts: Sequence[Action]) -> list[dict[str, Any]]:
         return [{**a.payload(), "time_ns": a.time_ns, "detail": a.detail} for a in acts]
@@ -578,7 +578,7 @@ class ActionRunner:
         self._failed: list[tuple[Action, Driver, int]] = []
         self._dispatcher = None
         if threaded:
-            from alerts.notifiers import Dispatcher
+            from dcim.alerts.notifiers import Dispatcher
 
             self._dispatcher = Dispatcher([_Executor(self)], clock=clock)  # type: ignore[list-item]
 
@@ -664,15 +664,15 @@ def make_drivers(cfg: ActionsConfig) -> list[Driver]:
     out: list[Driver] = []
     for d in cfg.drivers:
         if d.kind == "slurm":
-            from alerts.actions_slurm import make_slurm_driver
+            from dcim.alerts.actions_slurm import make_slurm_driver
 
             out.append(make_slurm_driver(d))
         elif d.kind == "kubernetes":
-            from alerts.actions_k8s import make_kubernetes_driver
+            from dcim.alerts.actions_k8s import make_kubernetes_driver
 
             out.append(make_kubernetes_driver(d))
         elif d.kind == "webhook":
-            from alerts.actions_webhook import make_webhook_driver
+            from dcim.alerts.actions_webhook import make_webhook_driver
 
             out.append(make_webhook_driver(d))
         else:
@@ -727,7 +727,7 @@ class MemoryScheduler:
     def summary_lines(self) -> list[str]:
         if not self.log:
             return ["  scheduler: no node drained"]
-        from alerts.recording import format_time
+        from dcim.alerts.recording import format_time
 
         lines = [f"  scheduler: {sum(a in ('drain', 'cordon') for _, a, _, _ in self.log)} drains, "
                  f"{sum(a == 'resume' for _, a, _, _ in self.log)} resumes; "

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from alerts.actions import Action, DriverError
-from alerts.notifiers import WebhookNotifier
+from dcim.alerts.actions import Action, DriverError
+from dcim.alerts.notifiers import WebhookNotifier
 
 
 class WebhookDriver:

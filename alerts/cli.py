@@ -22,7 +22,7 @@ def alerts_group() -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 def check_cmd(paths: tuple[str, ...]) -> None:
     """Validate rule files (or directories of *.yaml); errors name the file, rule and field."""
-    from alerts.rulefile import load_rules, rule_paths
+    from dcim.alerts.rulefile import load_rules, rule_paths
 
     total = 0
     for p in rule_paths(paths):
@@ -42,7 +42,7 @@ def check_cmd(paths: tuple[str, ...]) -> None:
 @click.option("--run", "run", default=None, help="Only test groups whose name matches this regex.")
 def test_cmd(paths: tuple[str, ...], site_path: str | None, run: str | None) -> None:
     """Run rule unit-test files (promtool-style series notation); exit 1 on a failure."""
-    from alerts.ruletest import run_files
+    from dcim.alerts.ruletest import run_files
 
     result = run_files(paths, site=_site(site_path) if site_path else None, run=run)
     for f in result.failures:

@@ -2,7 +2,7 @@
 
 Public API (kept stable for live evaluation, `dcim alerts test`, recording/replay and what-if):
 
-    from alerts.engine import Engine, Transition, Alert, load_rules, DEFAULT_RULES_DIR
+    from dcim.alerts.engine import Engine, Transition, Alert, load_rules, DEFAULT_RULES_DIR
     rules = load_rules([DEFAULT_RULES_DIR])          # alerts.rulefile: files or directories of *.yaml
     engine = Engine(rules, site=site)                 # site=None: the embedded default hall
     transitions = engine.process(records)             # records roughly in time order
@@ -36,12 +36,12 @@ from itertools import islice
 from operator import gt
 from typing import Any
 
-from alerts.evaluators import EVALUATORS, Context
-from alerts.inhibit import contains, inhibit
-from alerts.rulefile import DEFAULT_RULES_DIR, load_rules
-from alerts.state import NS, SEVERITY_RANK, Alert, AlertState, Result, Transition, fingerprint, scope_of, step
-from alerts.templates import location_text, render
-from alerts.topology import Topology
+from dcim.alerts.evaluators import EVALUATORS, Context
+from dcim.alerts.inhibit import contains, inhibit
+from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules
+from dcim.alerts.state import NS, SEVERITY_RANK, Alert, AlertState, Result, Transition, fingerprint, scope_of, step
+from dcim.alerts.templates import location_text, render
+from dcim.alerts.topology import Topology
 from dcim.config import SiteConfig
 from dcim.record import Record
 

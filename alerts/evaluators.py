@@ -13,7 +13,7 @@ from itertools import compress
 from operator import itemgetter, or_
 from typing import Any, NamedTuple
 
-from alerts.rulefile import (
+from dcim.alerts.rulefile import (
     AbsentRule,
     AggregateRule,
     EnergyBalanceRule,
@@ -26,9 +26,9 @@ from alerts.rulefile import (
     ThresholdRule,
     parse_condition,
 )
-from alerts.samples import SampleStore
-from alerts.state import NS, Result
-from alerts.topology import LABEL_TAGS, Topology
+from dcim.alerts.samples import SampleStore
+from dcim.alerts.state import NS, Result
+from dcim.alerts.topology import LABEL_TAGS, Topology
 from dcim import schema
 from dcim.config import SiteConfig
 

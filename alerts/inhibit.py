@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from alerts.state import NS, SEVERITY_RANK, AlertState
-from alerts.topology import SCOPE_TAGS
+from dcim.alerts.state import NS, SEVERITY_RANK, AlertState
+from dcim.alerts.topology import SCOPE_TAGS
 
 
 def inhibit(rules: Sequence[Any], states: dict[str, dict[str, AlertState]], order: dict[str, int],

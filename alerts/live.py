@@ -20,11 +20,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from alerts.actions import ActionRunner
-from alerts.engine import Engine, Transition
-from alerts.metrics import AlertMetrics
-from alerts.notifiers import Dispatcher, Notifier, make_notifier
-from alerts.rulefile import DEFAULT_RULES_DIR, load_rules
+from dcim.alerts.actions import ActionRunner
+from dcim.alerts.engine import Engine, Transition
+from dcim.alerts.metrics import AlertMetrics
+from dcim.alerts.notifiers import Dispatcher, Notifier, make_notifier
+from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules
 from dcim.config import SiteConfig
 from dcim.record import Record
 
@@ -186,7 +186,7 @@ def make_observer(site: SiteConfig | Any = None, *, notifiers: Sequence[Notifier
     engine = Engine(rules, site=site, evaluation_interval_s=cfg.evaluation_interval_s)
     if notifiers is None:
         notifiers = [make_notifier(n) for n in cfg.notifiers]
-    from alerts.actions import make_runner
+    from dcim.alerts.actions import make_runner
 
     return LiveObserver(engine, notifiers, clock=clock, lateness_s=cfg.lateness_s,
                         actions=make_runner(rules, site, registry=registry), state_path=cfg.state_path,

@@ -33,7 +33,7 @@ from typing import Any, Protocol, TextIO
 import httpx
 from pydantic import SecretStr
 
-from alerts.engine import Transition, scope_of
+from dcim.alerts.engine import Transition, scope_of
 from dcim.config import NotifierConfig
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def alertmanager_inhibit_rules(rules: Sequence[Any]) -> list[dict[str, Any]]:
     mutes neither side of a rule an alert matches both ways
     (https://prometheus.io/docs/alerting/latest/configuration/#inhibit_rule).
     """
-    from alerts.engine import SEVERITY_RANK
+    from dcim.alerts.engine import SEVERITY_RANK
 
     out = []
     for src in rules:
@@ -132,7 +132,7 @@ def alertmanager_config(receiver: str = "pager", *, rules: Sequence[Any] | None 
     """A route and the inhibit rules for the given rules (default: the shipped pack), to merge into
     alertmanager.yml. Alerts are grouped by place, so the peers of one loop share a notification."""
     if rules is None:
-        from alerts.rulefile import DEFAULT_RULES_DIR, load_rules
+        from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules
 
         rules = load_rules([DEFAULT_RULES_DIR])
     return {

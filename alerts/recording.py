@@ -691,7 +691,7 @@ def resolve_topology(topology: str | None):  # noqa: ANN201
     if not topology or topology == "embedded":
         return default_site()
     if topology.startswith("generated:"):
-        from simulators.sites import make_site
+        from dcim.sites import make_site
 
         opts = dict(kv.split("=", 1) for kv in topology.split(":", 1)[1].split(",") if "=" in kv)
         return make_site(**{k: int(v) for k, v in opts.items()})
@@ -704,8 +704,8 @@ _MOVED = frozenset({"records_from_simulator", "records_from_store", "records_fro
 def __getattr__(name: str):  # noqa: ANN202
     # The sources moved to alerts.recording_sources; older imports from here keep working.
     if name in _MOVED:
-        from alerts import recording_sources
+        from dcim.alerts import recording_sources
 
         return getattr(recording_sources, name)
-    msg = f"module 'alerts.recording' has no attribute {name!r}"
+    msg = f"module 'dcim.alerts.recording' has no attribute {name!r}"
     raise AttributeError(msg)

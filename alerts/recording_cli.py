@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from alerts.recording import Header, format_time, parse_duration_s, parse_time, resolve_topology, write_recording
-from alerts.recording_sources import records_from_influx, records_from_mqtt, records_from_simulator, records_from_store
+from dcim.alerts.recording import Header, format_time, parse_duration_s, parse_time, resolve_topology, write_recording
+from dcim.alerts.recording_sources import records_from_influx, records_from_mqtt, records_from_simulator, records_from_store
 from dcim.errors import DcimError
 
 
@@ -124,7 +124,7 @@ def record_cmd(out: Path, scenario: str | None, simulate: bool, influx_url: str 
         records = records_from_store(store_path, start_ns=start_ns,
                                      end_ns=end_ns + 1 if end_ns is not None else None, tags=tags)
     elif recording_path:
-        from alerts.recording import RecordingReader
+        from dcim.alerts.recording import RecordingReader
 
         reader = RecordingReader(recording_path)
         header = reader.header

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from alerts.recording import DERIVED_MEASUREMENTS, resolve_topology
+from dcim.alerts.recording import DERIVED_MEASUREMENTS, resolve_topology
 from dcim.errors import RecordingError
 from dcim.lineprotocol import decode_report
 from dcim.record import Record
@@ -17,8 +17,8 @@ from dcim.record import Record
 def records_from_simulator(scenario: str | None, duration_s: float, *, site=None, topology: str = "embedded",  # noqa: ANN001
                            seed: int = 42, step_s: float = 1.0) -> Iterator[Record]:
     """Run the hall model with a scenario and yield what its devices would publish, step by step."""
-    from simulators.hall import Hall
-    from simulators.scenarios import load_scenario
+    from dcim.simulators.hall import Hall
+    from dcim.simulators.scenarios import load_scenario
 
     if site is None:
         site = resolve_topology(topology)
@@ -32,7 +32,7 @@ def records_from_simulator(scenario: str | None, duration_s: float, *, site=None
 def records_from_store(path: str | Path, *, start_ns: int | None = None, end_ns: int | None = None,
                        tags: dict[str, str] | None = None) -> Iterator[Record]:
     """Records of the embedded store in a time range; a tag filter applies where the measurement has the tag."""
-    from collector.store import EmbeddedStore
+    from dcim.collector.store import EmbeddedStore
 
     store = EmbeddedStore(path)
     try:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from dcim.record import Record
 
-from alerts.recording import Block, format_time
+from dcim.alerts.recording import Block, format_time
 
 #: Label order in a rendered location, outermost first; other labels follow alphabetically.
 LOCATION_ORDER = ("site", "room", "row", "rack", "loop", "cdu", "pdu", "feed", "phase", "node", "gpu")

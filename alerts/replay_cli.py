@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from alerts.recording import Header, RecordingReader, format_time, resolve_topology
-from alerts.replay import Pacer, ReplayResult, replay, write_to_influx
+from dcim.alerts.recording import Header, RecordingReader, format_time, resolve_topology
+from dcim.alerts.replay import Pacer, ReplayResult, replay, write_to_influx
 from dcim.errors import DcimError
 
 
@@ -32,14 +32,14 @@ def _speed(text: str | None) -> float | None:
 
 def load_rule_set(paths: tuple[Path, ...] | list[Path]) -> list[Any]:
     """Rules from files or directories, through the engine's loader."""
-    from alerts import engine
+    from dcim.alerts import engine
 
     return list(engine.load_rules(list(paths)))
 
 
 def make_engine(rules: list[Any], site: Any, header: Header | None = None) -> Any:
     """The engine as it ran live: the recording's own evaluation interval when it names one."""
-    from alerts.engine import Engine
+    from dcim.alerts.engine import Engine
 
     interval_s = site.alerts.evaluation_interval_s if site is not None else 1.0
     if header is not None and "evaluation_interval_s" in header.extra:
@@ -117,7 +117,7 @@ def replay_cmd(recording: Path, rules: tuple[Path, ...], compare: tuple[Path, ..
     if influx_url and not db:
         raise click.UsageError("--to-influx needs --db")
     pace = _speed(speed)
-    from alerts import engine
+    from dcim.alerts import engine
 
     rule_paths = list(rules) or [Path(engine.DEFAULT_RULES_DIR)]
     rule_set = load_rule_set(rule_paths)
@@ -128,8 +128,8 @@ def replay_cmd(recording: Path, rules: tuple[Path, ...], compare: tuple[Path, ..
     problems = [str(p) for p in reader.problems]
     whatif = None
     if compare:
-        from alerts.whatif import compare as compare_sets
-        from alerts.whatif import format_whatif
+        from dcim.alerts.whatif import compare as compare_sets
+        from dcim.alerts.whatif import format_whatif
 
         other = load_rule_set(list(compare))
         reader_b = RecordingReader(recording, skip_bad=skip_bad)
@@ -138,7 +138,7 @@ def replay_cmd(recording: Path, rules: tuple[Path, ...], compare: tuple[Path, ..
         whatif = compare_sets(result.transitions, result_b.transitions, a_name=" ".join(map(str, rule_paths)),
                               b_name=" ".join(map(str, compare)), horizon_ns=result.stats.last_ns)
     # Remediation actions the rules declare, planned on event time as the live runner would.
-    from alerts import actions as act
+    from dcim.alerts import actions as act
 
     policy = act.Policy.from_config(site.alerts.actions)
     per, tail = act.plan_per_transition(result.transitions, rule_set, site, policy, end_ns=result.stats.last_ns)
@@ -163,7 +163,7 @@ def replay_cmd(recording: Path, rules: tuple[Path, ...], compare: tuple[Path, ..
     for p in problems:
         click.echo(f"warning: skipped: {p}", err=True)
     if report is not None:
-        from alerts.report import write_report
+        from dcim.alerts.report import write_report
 
         pngs = write_report(report, header=reader.header, recording=str(recording),
                             rules_name=" ".join(map(str, rule_paths)), rules=rule_set, stats=result.stats,

@@ -18,9 +18,9 @@ from typing import Any
 from dcim import schema
 from dcim.record import Record
 
-from alerts.recording import Header, format_time
-from alerts.replay import ReplayStats, alert_names, inhibitors, location
-from alerts.whatif import Episode, Incident, WhatIf, episodes, format_whatif, incidents
+from dcim.alerts.recording import Header, format_time
+from dcim.alerts.replay import ReplayStats, alert_names, inhibitors, location
+from dcim.alerts.whatif import Episode, Incident, WhatIf, episodes, format_whatif, incidents
 
 #: The signals an operator wants beside an alert on a measurement, as groups drawn on one axis.
 SIGNALS: dict[str, list[tuple[str, ...]]] = {

@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from alerts.actions import ActionSpec, check_scope
-from alerts import templates
+from dcim.alerts.actions import ActionSpec, check_scope
+from dcim.alerts import templates
 from dcim import schema
 from dcim.errors import RuleError, SchemaError
 

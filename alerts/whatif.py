@@ -13,8 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from alerts.recording import format_time
-from alerts.replay import alert_names, location
+from dcim.alerts.recording import format_time
+from dcim.alerts.replay import alert_names, location
 
 AlertKey = tuple[str, tuple[tuple[str, str], ...]]
 
@@ -252,7 +252,7 @@ def compare(a: Sequence[Any], b: Sequence[Any], *, a_name: str = "A", b_name: st
 def pages(transitions: Sequence[Any]) -> int:
     """The notifications a person would get: what the webhook notifier pages (a not-inhibited alert
     starting to fire or its inhibition lifting, and the resolution of an alert it paged)."""
-    from alerts.notifiers import WebhookNotifier
+    from dcim.alerts.notifiers import WebhookNotifier
 
     notifier = WebhookNotifier("http://127.0.0.1:9/unused")  # only its paging decision is used; nothing is sent
     try:

@@ -31,11 +31,11 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server  # noq
 from pydantic import SecretStr  # noqa: E402
 
 import servers  # noqa: E402  (tests/servers.py: real servers on loopback, no pytest)
-from alerts.engine import Engine  # noqa: E402
-from alerts.live import LiveObserver  # noqa: E402
-from alerts.notifiers import WebhookNotifier  # noqa: E402
-from alerts.rulefile import parse_rule  # noqa: E402
-from collector.app import Collector  # noqa: E402
+from dcim.alerts.engine import Engine  # noqa: E402
+from dcim.alerts.live import LiveObserver  # noqa: E402
+from dcim.alerts.notifiers import WebhookNotifier  # noqa: E402
+from dcim.alerts.rulefile import parse_rule  # noqa: E402
+from dcim.collector.app import Collector  # noqa: E402
 from dcim.config import CollectorConfig, MqttConfig, default_site  # noqa: E402
 from dcim.lineprotocol import decode, encode_record  # noqa: E402
 from dcim.record import Record  # noqa: E402

@@ -18,10 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from agents.gpu.agent import GpuAgent  # noqa: E402
-from agents.gpu.fields import MIG_MODE  # noqa: E402
+from dcim.agents.gpu.agent import GpuAgent  # noqa: E402
+from dcim.agents.gpu.fields import MIG_MODE  # noqa: E402
 from dcim.lineprotocol import encode  # noqa: E402
-from simulators.nvml import SimNvml, synthetic_gpus  # noqa: E402
+from dcim.simulators.nvml import SimNvml, synthetic_gpus  # noqa: E402
 
 TAGS = {"site": "dc1", "room": "hall1", "row": "A", "rack": "A01", "node": "A01-n01"}
 

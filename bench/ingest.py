@@ -40,8 +40,8 @@ def agent_messages(racks: int, steps: int, base_steps: int = 2) -> tuple[list[tu
 
     The simulator runs ``base_steps`` real steps; later seconds repeat them shifted in time (the
     collector's cost does not depend on the values)."""
-    from simulators.hall import Hall
-    from simulators.sites import make_site
+    from dcim.simulators.hall import Hall
+    from dcim.sites import make_site
 
     hall = Hall(make_site(racks))
     base = []
@@ -166,7 +166,7 @@ def main() -> None:
                           "metrics": {"port": port}},
         }))
         log = open(work / "collector.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-c", "from dcim.cli import main; main()", "collector",
+        proc = subprocess.Popen([sys.executable, "-c", "from dcim.app.cli import main; main()", "collector",
                                  "--config", str(cfg)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
         servers.wait_until(

@@ -30,16 +30,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules  # noqa: E402
-from alerts.recording import Block, Header, RecordingReader, write_columnar  # noqa: E402
-from alerts.replay import replay  # noqa: E402
+from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules  # noqa: E402
+from dcim.alerts.recording import Block, Header, RecordingReader, write_columnar  # noqa: E402
+from dcim.alerts.replay import replay  # noqa: E402
 
 
 def generate(path: Path, *, racks: int, minutes: float, seed: int) -> None:
     """Write the hall's own line protocol straight into a recording (time-ordered by construction)."""
-    from simulators.hall import Hall
-    from simulators.scenarios import SCENARIO_DIR, parse_scenario
-    from simulators.sites import make_site
+    from dcim.simulators.hall import Hall
+    from dcim.simulators.scenarios import SCENARIO_DIR, parse_scenario
+    from dcim.sites import make_site
 
     site = make_site(racks)
     text = (SCENARIO_DIR / "pump-degradation.yaml").read_text().replace("loop-a", site.loops[0].name)
@@ -88,7 +88,7 @@ def main() -> None:
         write_columnar(part, reader.batches(), reader.header)
         part.rename(col)
 
-    from alerts.recording import resolve_topology
+    from dcim.alerts.recording import resolve_topology
 
     site = resolve_topology(RecordingReader(path).header.topology)
     rules = load_rules([args.rules])

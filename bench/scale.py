@@ -63,7 +63,7 @@ class Collector:
 
     def start(self) -> Collector:
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-c", "from dcim.cli import main; main()", "collector",
+            self.proc = subprocess.Popen([sys.executable, "-c", "from dcim.app.cli import main; main()", "collector",
                                           "--config", str(self.cfg)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                          env={**os.environ, "PYTHONPATH": str(ROOT)})
         return self

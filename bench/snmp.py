@@ -24,11 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.snmp.poller import Device, Poller  # noqa: E402
-from agents.snmp.profile import load_profiles  # noqa: E402
-from simulators.snmp.layouts import apc_rpdu2  # noqa: E402
-from simulators.snmp.snmprec import dumps  # noqa: E402
-from simulators.state import OutletState, PduState, PhaseState  # noqa: E402
+from dcim.agents.snmp.poller import Device, Poller  # noqa: E402
+from dcim.agents.snmp.profile import load_profiles  # noqa: E402
+from dcim.simulators.snmp.layouts import apc_rpdu2  # noqa: E402
+from dcim.simulators.snmp.snmprec import dumps  # noqa: E402
+from dcim.simulators.state import OutletState, PduState, PhaseState  # noqa: E402
 from tests.servers import SnmpExporter, SnmpSim  # noqa: E402
 
 

@@ -48,9 +48,9 @@ if str(ROOT / "tests") not in sys.path:
 import yaml  # noqa: E402
 
 import servers  # noqa: E402
-from alerts.rulefile import DEFAULT_RULES_DIR  # noqa: E402
+from dcim.alerts.rulefile import DEFAULT_RULES_DIR  # noqa: E402
 from dcim.config import DEFAULT_SITE, load_site  # noqa: E402
-from simulators.scenarios import parse_duration  # noqa: E402
+from dcim.simulators.scenarios import parse_duration  # noqa: E402
 
 #: Measurements that the collector itself adds (alert transitions), not the agents.
 OBSERVER_MEASUREMENTS = frozenset({"alert"})
@@ -223,7 +223,7 @@ def _ports_line(log_path: Path) -> dict[str, int] | None:
 
 
 def _dcim(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from dcim.cli import main; main()", *args]
+    return [sys.executable, "-c", "from dcim.app.cli import main; main()", *args]
 
 
 # --- counting ------------------------------------------------------------------------------------
@@ -470,7 +470,7 @@ def run_soak(cfg: SoakConfig) -> dict[str, Any]:  # noqa: PLR0915 - one timeline
         # the simulated SNMP devices: one UDP port each, consecutive from a free base
         for _attempt in range(5):
             base = _free_udp_range(n_devices)
-            snmpsim = Proc("snmp-sim", [sys.executable, "-m", "simulators.snmp", "serve", "--site", str(site_path),
+            snmpsim = Proc("snmp-sim", [sys.executable, "-m", "dcim.simulators.snmp", "serve", "--site", str(site_path),
                                         "--port-base", str(base), "--seed", str(cfg.seed)], logs)
             snmpsim.start()
             servers.wait_until(lambda: not snmpsim.running() or _ports_line(snmpsim.log_path),

@@ -19,13 +19,13 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
-from collector.deadletter import DeadLetter
-from collector.mapping import Mapping, MappingError, load_mappings
-from collector.metrics import CollectorMetrics
-from collector.route import Router
-from collector.sinks import Sink, build_sink, make_sink
-from collector.spool import Spool
-from collector.validate import Admission, LineReader, Reject, Validator
+from dcim.collector.deadletter import DeadLetter
+from dcim.collector.mapping import Mapping, MappingError, load_mappings
+from dcim.collector.metrics import CollectorMetrics
+from dcim.collector.route import Router
+from dcim.collector.sinks import Sink, build_sink, make_sink
+from dcim.collector.spool import Spool
+from dcim.collector.validate import Admission, LineReader, Reject, Validator
 from dcim import mqtt as mqtt_boundary
 from dcim.config import CollectorConfig, MqttConfig
 from dcim.errors import ConfigError
@@ -500,7 +500,7 @@ def make_observers(config: CollectorConfig, site_or_config: Any, registry: Colle
     if not config.alerts:
         return []
     try:
-        from alerts.live import make_observer  # noqa: PLC0415
+        from dcim.alerts.live import make_observer  # noqa: PLC0415
     except ImportError as exc:
         msg = (f"collector.alerts is true but the live alert engine cannot be loaded ({exc}); "
                "set collector.alerts: false or install the alerts package")

@@ -39,7 +39,7 @@ def load_config(path: str | Path) -> tuple[MqttConfig, CollectorConfig, Any]:
 
 def check(path: str | Path) -> list[str]:
     """Validate everything that can be checked without connecting; lines describing the result."""
-    from collector.mapping import load_mappings
+    from dcim.collector.mapping import load_mappings
 
     mqtt, cfg, _ = load_config(path)
     mappings = load_mappings(cfg.mappings)
@@ -60,7 +60,7 @@ def check(path: str | Path) -> list[str]:
                 except ConfigError as exc:
                     raise ConfigError(f"collector.sinks[{i}].{attr}: {exc}", file=str(path)) from None
     if cfg.alerts:
-        from collector.app import make_observers
+        from dcim.collector.app import make_observers
 
         _, _, site = load_config(path)
         for obs in make_observers(cfg, site):  # rules load and notifiers build; then let go
@@ -86,7 +86,7 @@ def check(path: str | Path) -> list[str]:
 async def serve(path: str | Path) -> None:
     from prometheus_client import CollectorRegistry
 
-    from collector.app import Collector, make_observers
+    from dcim.collector.app import Collector, make_observers
     from dcim.exporter import serve_metrics
 
     mqtt, cfg, site = load_config(path)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from collector.validate import Reject
+from dcim.collector.validate import Reject
 
 log = logging.getLogger(__name__)
 

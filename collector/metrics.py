@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from collector.validate import REASONS
+from dcim.collector.validate import REASONS
 
 
 class CollectorMetrics:

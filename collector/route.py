@@ -23,11 +23,11 @@ import logging
 import time
 from collections.abc import Callable
 
-from collector.deadletter import DeadLetter
-from collector.metrics import CollectorMetrics
-from collector.sinks import BatchTooLarge, Sink
-from collector.spool import Spool, SpoolFull
-from collector.validate import Reject
+from dcim.collector.deadletter import DeadLetter
+from dcim.collector.metrics import CollectorMetrics
+from dcim.collector.sinks import BatchTooLarge, Sink
+from dcim.collector.spool import Spool, SpoolFull
+from dcim.collector.validate import Reject
 from dcim.errors import SinkRejected, SinkUnavailable
 
 log = logging.getLogger(__name__)

@@ -183,9 +183,9 @@ class EmbeddedSink:
     name = "embedded"
 
     def __init__(self, path: Path, *, clock: Callable[[], int] = time.time_ns) -> None:
-        from collector.store import EmbeddedStore
+        from dcim.collector.store import EmbeddedStore
 
-        from collector.validate import LineReader
+        from dcim.collector.validate import LineReader
 
         self.store = EmbeddedStore(path, clock=clock)
         self.reader = LineReader()

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from dcim.errors import ConfigError
-from collector.validate import LineReader
+from dcim.collector.validate import LineReader
 from dcim.lineprotocol import encode_record
 from dcim.record import Record
 

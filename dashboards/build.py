@@ -12,9 +12,9 @@ import yaml
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from dashboards import coolant, hall, health, node, rack
-from dashboards.common import Context
-from dashboards.thresholds import DEFAULT_RULES_DIR, from_rule_pack
+from dcim.dashboards import coolant, hall, health, node, rack
+from dcim.dashboards.common import Context
+from dcim.dashboards.thresholds import DEFAULT_RULES_DIR, from_rule_pack
 from dcim.config import SiteConfig, default_site
 
 #: Output folder beside this package: JSON under json/, provisioning under provisioning/.

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from dashboards import build as builder
-from dashboards.thresholds import DEFAULT_RULES_DIR
+from dcim.dashboards import build as builder
+from dcim.dashboards.thresholds import DEFAULT_RULES_DIR
 from dcim.config import default_site, load_site
 from dcim.errors import DcimError
 
@@ -69,7 +69,7 @@ def build_cmd(site_file: str | None, rules_dir: str, out_dir: str, check: bool) 
 def push_cmd(url: str, token_env: str, folder: str | None, folder_uid: str | None, datasource_uid: str | None,
              timeout_s: float, site_file: str | None, rules_dir: str) -> None:
     """Upload every dashboard into a folder, overwriting older versions."""
-    from dashboards.push import push
+    from dcim.dashboards.push import push
 
     token = os.environ.get(token_env, "")
     if not token:
@@ -96,8 +96,8 @@ def render_cmd(influx_url: str | None, database: str | None, last: str, interval
     """Draw each dashboard's layout with the data its queries return (a matplotlib sketch, PNG)."""
     import time
 
-    from dashboards.expand import TimeRange, interval_ms
-    from dashboards.render import influx_runner, render
+    from dcim.dashboards.expand import TimeRange, interval_ms
+    from dcim.dashboards.render import influx_runner, render
 
     ctx = _context(site_file, rules_dir)
     run = influx_runner(influx_url or ctx.cfg.influx_url, database or ctx.cfg.database)

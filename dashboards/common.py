@@ -12,8 +12,8 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
-from dashboards.influxql import DATASOURCE_TYPE, Influx, optional_tag_match, where
-from dashboards.thresholds import Thresholds
+from dcim.dashboards.influxql import DATASOURCE_TYPE, Influx, optional_tag_match, where
+from dcim.dashboards.thresholds import Thresholds
 from dcim.config import DashboardsConfig, SiteConfig
 from dcim.schema import ALERT, GPU, LOCATION_TAGS
 

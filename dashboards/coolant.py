@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
 
-from dashboards.common import Context, Panels, Var, bool_mappings, dashboard, steps
-from dashboards.influxql import Influx, fld, tag_match, where
-from dashboards.units import unit_of
+from dcim.dashboards.common import Context, Panels, Var, bool_mappings, dashboard, steps
+from dcim.dashboards.influxql import Influx, fld, tag_match, where
+from dcim.dashboards.units import unit_of
 from dcim.schema import COOLANT_LOOP, PDU
 
 M = COOLANT_LOOP.name

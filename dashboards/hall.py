@@ -6,9 +6,9 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
-from dashboards.common import UIDS, Context, Panels, Var, dashboard, link_to, steps
-from dashboards.influxql import Influx, fld, number, optional_tag_match, tag_match, where
-from dashboards.units import KWH, currency_unit, unit_of
+from dcim.dashboards.common import UIDS, Context, Panels, Var, dashboard, link_to, steps
+from dcim.dashboards.influxql import Influx, fld, number, optional_tag_match, tag_match, where
+from dcim.dashboards.units import KWH, currency_unit, unit_of
 from dcim.schema import AGENT, ALERT, COOLANT_LOOP, GPU, PDU
 
 CHAIN = [Var("site"), Var("room", multi=True, include_all=True), Var("row", multi=True, include_all=True)]

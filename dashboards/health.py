@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
 
-from dashboards.common import Context, Panels, Var, dashboard, steps
-from dashboards.influxql import Influx, fld, tag_match, where
-from dashboards.units import unit_of
+from dcim.dashboards.common import Context, Panels, Var, dashboard, steps
+from dcim.dashboards.influxql import Influx, fld, tag_match, where
+from dcim.dashboards.units import unit_of
 from dcim.schema import AGENT, COOLANT_LOOP, GPU, PDU_PHASE
 
 A = AGENT.name

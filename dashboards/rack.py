@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
 
-from dashboards.common import UIDS, Context, Panels, Var, dashboard, link_to, steps
-from dashboards.influxql import Influx, fld, tag_match, where
-from dashboards.units import unit_of
+from dcim.dashboards.common import UIDS, Context, Panels, Var, dashboard, link_to, steps
+from dcim.dashboards.influxql import Influx, fld, tag_match, where
+from dcim.dashboards.units import unit_of
 from dcim.schema import COOLANT_LOOP, GPU, PDU_OUTLET, PDU_PHASE
 
 CHAIN = [Var("site"), Var("room"), Var("row"), Var("rack")]

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from dashboards.expand import TimeRange, expand, resolve_variables
+from dcim.dashboards.expand import TimeRange, expand, resolve_variables
 
 Series = Mapping[str, Any]
 Run = Callable[[str], list[Series]]

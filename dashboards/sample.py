@@ -45,8 +45,8 @@ def health_and_alerts(start_ns: int, end_ns: int) -> list[Record]:
 def line_batches(site: SiteConfig, start_ns: int, duration_s: float, step_s: float = 5.0, *, seed: int = 7,
                  scenario: str = SCENARIO, batch_steps: int = 10) -> Iterator[str]:
     """Line protocol (ns) of the simulated hall from ``start_ns``, in batches, then health and alerts."""
-    from simulators.hall import Hall
-    from simulators.scenarios import load_scenario
+    from dcim.simulators.hall import Hall
+    from dcim.simulators.scenarios import load_scenario
 
     hall = Hall(site, seed=seed, scenario=load_scenario(scenario), start_ns=start_ns)
     batch: list[str] = []

@@ -121,7 +121,7 @@ def from_rules(rules: Iterable[Any], site: SiteConfig) -> Thresholds:
 
 def from_rule_pack(rules_dir: str | Path = DEFAULT_RULES_DIR, site: SiteConfig | None = None) -> Thresholds:
     """Load the rule pack with the engine's own loader (RuleError names a bad file) and pick the thresholds."""
-    from alerts.engine import load_rules  # the engine's loader is the one definition of the format
+    from dcim.alerts.engine import load_rules  # the engine's loader is the one definition of the format
 
     root = Path(rules_dir)
     rules = load_rules([root]) if root.exists() else []

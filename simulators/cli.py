@@ -16,7 +16,7 @@ import click
 
 from dcim.config import DEFAULT_SITE, SITES_DIR, SiteConfig, load_site, named_site
 from dcim.errors import ConfigError
-from simulators.scenarios import list_scenarios, load_scenario, parse_duration
+from dcim.simulators.scenarios import list_scenarios, load_scenario, parse_duration
 
 
 def parse_start(text: str, *, now_ns: int | None = None) -> int | None:
@@ -104,7 +104,7 @@ def open_out(path: str):
 def simulate(site: SiteConfig, scenario, *, seed: int, start_ns: int | None, duration_s: float, step_s: float,
              out: IO[str], on_event=None) -> tuple[int, int, int]:
     """Write ``duration_s / step_s`` samples of the whole hall to ``out``; returns (samples, lines, chars)."""
-    from simulators.hall import Hall
+    from dcim.simulators.hall import Hall
 
     hall = Hall(site, seed=seed, scenario=scenario, start_ns=start_ns)
     n = max(1, math.ceil(duration_s / step_s - 1e-9))

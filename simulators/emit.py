@@ -13,12 +13,12 @@ import numpy as np
 
 from dcim import schema
 from dcim.record import Record
-from simulators.output import SeriesBlock, bool_col, fixed, ints, whole
-from simulators.nvml import IDLE_POWER_FRACTION, SM_ACTIVITY_FLOOR, architecture
-from simulators.throttle import THROTTLE_BITS
+from dcim.simulators.output import SeriesBlock, bool_col, fixed, ints, whole
+from dcim.simulators.nvml import IDLE_POWER_FRACTION, SM_ACTIVITY_FLOOR, architecture
+from dcim.simulators.throttle import THROTTLE_BITS
 
 if TYPE_CHECKING:
-    from simulators.hall import Hall
+    from dcim.simulators.hall import Hall
 
 _PHASES = ("L1", "L2", "L3")
 _PDU_MODELS = {"apc": "AP8886", "raritan": "PX3-5190R", "servertech": "C2WG36MS", "eaton": "EMAH28", "cyberpower": "PDU81005"}

@@ -16,16 +16,16 @@ import numpy as np
 
 from dcim.config import SiteConfig
 from dcim.record import Record
-from simulators import scenarios as sc
-from simulators.emit import LOOP_FLOATS as _LOOP_FLOATS
-from simulators.emit import Emitter
-from simulators.objects import build_state_objects, pull, sync
-from simulators.state import HallState
-from simulators.throttle import (  # noqa: F401 - the bits are re-exported for the hall's users
+from dcim.simulators import scenarios as sc
+from dcim.simulators.emit import LOOP_FLOATS as _LOOP_FLOATS
+from dcim.simulators.emit import Emitter
+from dcim.simulators.objects import build_state_objects, pull, sync
+from dcim.simulators.state import HallState
+from dcim.simulators.throttle import (  # noqa: F401 - the bits are re-exported for the hall's users
     CLOCKS_SETTING, DISPLAY_CLOCKS, GPU_IDLE, HW_POWER_BRAKE, HW_SLOWDOWN, HW_THERMAL, SW_POWER_CAP, SW_THERMAL,
     SYNC_BOOST, THROTTLE_BITS,
 )
-from simulators.workload import CODE, Workloads
+from dcim.simulators.workload import CODE, Workloads
 
 #: The fixed default start, 2026-01-01T00:00:00Z, so output is reproducible.
 DEFAULT_START_NS = 1_767_225_600 * 1_000_000_000

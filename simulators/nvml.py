@@ -40,7 +40,7 @@ from typing import Any
 
 import pynvml as nv
 
-from simulators.state import GpuState
+from dcim.simulators.state import GpuState
 
 
 def _err(code: int) -> nv.NVMLError:
@@ -687,11 +687,11 @@ def node_gpus(gpus: Mapping[tuple[str, int], GpuState], node: str) -> list[GpuSt
 def backend_for_node(site: Any, node: str, *, seed: int = 42, scenario: str | None = None) -> SimNvml:
     """A SimNvml for ``node`` of ``site``: driven by the hall model when it is available, else synthetic."""
     try:
-        from simulators.hall import Hall  # the hall model may not be importable on a trimmed install
+        from dcim.simulators.hall import Hall  # the hall model may not be importable on a trimmed install
     except ImportError:
         Hall = None  # noqa: N806
     if Hall is not None:
-        from simulators.scenarios import load_scenario
+        from dcim.simulators.scenarios import load_scenario
 
         hall = Hall(site, seed=seed, scenario=load_scenario(scenario) if scenario else None)
         gpus = node_gpus(hall.state.gpus, node)

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from simulators.emit import LOOP_FLOATS
-from simulators.state import GpuState, HallState, LoopState, OutletState, PduState, PhaseState
+from dcim.simulators.emit import LOOP_FLOATS
+from dcim.simulators.state import GpuState, HallState, LoopState, OutletState, PduState, PhaseState
 
 if TYPE_CHECKING:
-    from simulators.hall import Hall
+    from dcim.simulators.hall import Hall
 
 _PHASES = ("L1", "L2", "L3")
 _PCI_BUSES = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB, 0x19, 0x2B, 0x3B, 0x5E, 0x9B, 0xAC, 0xBB, 0xDC)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulators.hall import THROTTLE_BITS, Hall
+from dcim.simulators.hall import THROTTLE_BITS, Hall
 
 _REASON_NAMES = {bit: name.removeprefix("throttle_") for name, bit in THROTTLE_BITS.items()}
 

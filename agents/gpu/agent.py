@@ -15,10 +15,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from agents.gpu.metrics import GpuCollector, Snapshot
-from agents.gpu.reader import NvmlReader
-from agents.gpu.records import agent_record, gpu_health_record, gpu_records
-from agents.gpu.xid import XidStore, XidWatcher
+from dcim.agents.gpu.metrics import GpuCollector, Snapshot
+from dcim.agents.gpu.reader import NvmlReader
+from dcim.agents.gpu.records import agent_record, gpu_health_record, gpu_records
+from dcim.agents.gpu.xid import XidStore, XidWatcher
 from dcim.errors import DeviceError
 from dcim.lineprotocol import encode
 from dcim.record import Record

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from agents.gpu.metrics import DCGM
+from dcim.agents.gpu.metrics import DCGM
 from dcim.errors import DeviceError
 from dcim.lineprotocol import decode
 from dcim.record import Record
@@ -417,8 +417,8 @@ def _poll_real_nvml(polls: int, interval_s: float) -> tuple[list[Record], str]:
     import pynvml
     from prometheus_client import CollectorRegistry
 
-    from agents.gpu.agent import GpuAgent
-    from agents.gpu.metrics import render
+    from dcim.agents.gpu.agent import GpuAgent
+    from dcim.agents.gpu.metrics import render
 
     reg = CollectorRegistry()
     agent = GpuAgent(pynvml, tags={"site": "check", "node": "local"}, registry=reg, xid_events=False)

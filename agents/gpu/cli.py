@@ -50,7 +50,7 @@ def host_node(site: SiteConfig, host: str) -> str:
 
 def load_backend(simulate: bool, site: SiteConfig, node: str, scenario: str | None) -> Any:
     if simulate:
-        from simulators.nvml import backend_for_node
+        from dcim.simulators.nvml import backend_for_node
 
         return backend_for_node(site, node, seed=site.simulator.seed, scenario=scenario)
     import pynvml  # the official binding; the library itself loads at nvmlInit
@@ -74,7 +74,7 @@ def load_backend(simulate: bool, site: SiteConfig, node: str, scenario: str | No
 def gpu_cmd(site_path: str | None, config_path: str | None, node: str | None, simulate: bool | None,
             scenario: str | None, once: bool, fmt: str, interval_s: float | None, metrics_port: int | None) -> None:
     """Read every GPU of this node through NVML; publish each poll over MQTT and serve /metrics."""
-    from agents.gpu.agent import GpuAgent
+    from dcim.agents.gpu.agent import GpuAgent
 
     site = load_site(site_path) if site_path else default_site()
     cfg_site = load_site(config_path) if config_path else site
@@ -97,7 +97,7 @@ def gpu_cmd(site_path: str | None, config_path: str | None, node: str | None, si
         if fmt == "lp":
             click.echo(encode(records), nl=False)
         else:
-            from agents.gpu.metrics import render
+            from dcim.agents.gpu.metrics import render
 
             click.echo(render(registry).decode(), nl=False)
         return
@@ -111,9 +111,9 @@ def gpu_cmd(site_path: str | None, config_path: str | None, node: str | None, si
 
 async def _run(agent: Any, cfg_site: SiteConfig, tags: dict[str, str], registry: CollectorRegistry,
                interval_s: float, metrics_host: str, metrics_port: int, queue_max: int) -> None:
-    from agents.gpu.agent import gpu_topic, run_agent
-    from agents.gpu.metrics import serve_gpu_metrics
-    from agents.publisher import Publisher
+    from dcim.agents.gpu.agent import gpu_topic, run_agent
+    from dcim.agents.gpu.metrics import serve_gpu_metrics
+    from dcim.agents.publisher import Publisher
     from dcim.errors import DeviceError
 
     try:

@@ -23,9 +23,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agents.gpu.fields import CLOCK_EVENT_BITS
-from agents.gpu.reader import GpuReading
-from agents.gpu.xid import XidSummary
+from dcim.agents.gpu.fields import CLOCK_EVENT_BITS
+from dcim.agents.gpu.reader import GpuReading
+from dcim.agents.gpu.xid import XidSummary
 
 MIB = 1024 * 1024
 

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import pynvml as nv
 
-from agents.gpu.fields import (
+from dcim.agents.gpu.fields import (
     CALL_READS,
     FIELD_READS,
     GPM_READS,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from agents.gpu.reader import GpuReading
-from agents.gpu.xid import XidSummary
+from dcim.agents.gpu.reader import GpuReading
+from dcim.agents.gpu.xid import XidSummary
 from dcim.record import FieldValue, Record
 from dcim.schema import AGENT, GPU, GPU_XID
 

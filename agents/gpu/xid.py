@@ -16,7 +16,7 @@ from typing import Any
 
 import pynvml as nv
 
-from agents.gpu.reader import Gpu, code_name, code_of, handle_key, tag_text
+from dcim.agents.gpu.reader import Gpu, code_name, code_of, handle_key, tag_text
 
 log = logging.getLogger(__name__)
 

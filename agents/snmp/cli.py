@@ -15,8 +15,8 @@ import time
 import click
 from prometheus_client import CollectorRegistry
 
-from agents.snmp.poller import Detection, Device, DevicePoll, Poller
-from agents.snmp.profile import load_profile, load_profiles
+from dcim.agents.snmp.poller import Detection, Device, DevicePoll, Poller
+from dcim.agents.snmp.profile import load_profile, load_profiles
 from dcim.config import SiteConfig, SnmpDeviceConfig, load_site
 from dcim.errors import ConfigError, DeviceError
 from dcim.lineprotocol import encode
@@ -45,7 +45,7 @@ def devices_from_site(site: SiteConfig, *, community: str | None, port_base: int
     """The site's snmp_agent.devices; when none are listed, every PDU and CDU with a port.
 
     Ports come from ``snmp_port`` or ``port_base`` + position, PDUs by rack then CDUs, the order
-    ``python -m simulators.snmp serve --port-base`` uses.
+    ``python -m dcim.simulators.snmp serve --port-base`` uses.
     """
     cfg = site.snmp_agent
     out: list[Device] = []
@@ -256,7 +256,7 @@ async def run(devices: list[Device], profiles: dict, *, site_tag: str, mqtt, int
     are flushed before the process exits, so a restart by systemd loses nothing queued.
     """
     from dcim.exporter import serve_metrics
-    from agents.publisher import Publisher
+    from dcim.agents.publisher import Publisher
     from dcim.config import MqttConfig
 
     registry = registry or CollectorRegistry()

@@ -18,9 +18,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from agents.snmp import ber
-from agents.snmp.profile import Profile, Source, detect_candidates, parse
-from agents.snmp.transport import PysnmpSession, V2cEngine, V2cSession, WalkStats, walk_columns
+from dcim.agents.snmp import ber
+from dcim.agents.snmp.profile import Profile, Source, detect_candidates, parse
+from dcim.agents.snmp.transport import PysnmpSession, V2cEngine, V2cSession, WalkStats, walk_columns
 from dcim import schema
 from dcim.errors import ConfigError, DeviceError
 from dcim.record import Record

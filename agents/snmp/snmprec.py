@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agents.snmp.profile import Walk
+from dcim.agents.snmp.profile import Walk
 from dcim.errors import ConfigError
 
 _UNSIGNED = {"65", "66", "67", "70"}

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agents.snmp import ber
+from dcim.agents.snmp import ber
 from dcim.errors import DeviceAuthError, DeviceError, DeviceTimeout
 
 log = logging.getLogger(__name__)

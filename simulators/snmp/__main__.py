@@ -1,7 +1,7 @@
-"""``python -m simulators.snmp``: serve the simulated hall's PDUs and CDUs over SNMP, or record them.
+"""``python -m dcim.simulators.snmp``: serve the simulated hall's PDUs and CDUs over SNMP, or record them.
 
-    python -m simulators.snmp serve --site site.yaml --port-base 1161 [--v3-user ops --v3-auth-env A --v3-priv-env P]
-    python -m simulators.snmp record --out DIR      # one .snmprec per device, for snmpsim and tests
+    python -m dcim.simulators.snmp serve --site site.yaml --port-base 1161 [--v3-user ops --v3-auth-env A --v3-priv-env P]
+    python -m dcim.simulators.snmp record --out DIR      # one .snmprec per device, for snmpsim and tests
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dcim.config import default_site, load_site
 
 
 def _hall(site_path: str | None, seed: int):
-    from simulators.hall import Hall
+    from dcim.simulators.hall import Hall
 
     site = load_site(site_path) if site_path else default_site()
     return Hall(site, seed=seed)
@@ -42,7 +42,7 @@ def main() -> None:
 def serve_cmd(site_path: str | None, host: str, port_base: int, community: str, v3_user: str | None,
               v3_auth_env: str | None, v3_priv_env: str | None, step_s: float, seed: int) -> None:
     """Serve every PDU and CDU on its own UDP port; prints the name -> port map as JSON."""
-    from simulators.snmp import V3User, serve
+    from dcim.simulators.snmp import V3User, serve
 
     users = []
     if v3_user:
@@ -77,8 +77,8 @@ def serve_cmd(site_path: str | None, host: str, port_base: int, community: str, 
 @click.option("--steps", type=int, default=60, show_default=True, help="hall steps of 1 s before the snapshot")
 def record_cmd(site_path: str | None, out_dir: str, seed: int, steps: int) -> None:
     """Write one .snmprec snapshot per device (file name = device name)."""
-    from simulators.snmp.responder import device_renderers
-    from simulators.snmp.snmprec import dumps
+    from dcim.simulators.snmp.responder import device_renderers
+    from dcim.simulators.snmp.snmprec import dumps
 
     hall = _hall(site_path, seed)
     for _ in range(steps):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from simulators.state import LoopState, PduState
+from dcim.simulators.state import LoopState, PduState
 
 Row = tuple[str, int, object]
 

@@ -19,7 +19,7 @@ from pysnmp.entity.rfc3413 import cmdrsp, context
 from pysnmp.proto import rfc1902, rfc1905
 from pysnmp.smi import instrum
 
-from simulators.snmp import layouts
+from dcim.simulators.snmp import layouts
 
 _TYPES = {
     layouts.INTEGER: rfc1902.Integer32,

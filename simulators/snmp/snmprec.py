@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from simulators.snmp.layouts import OCTETS, Row
+from dcim.simulators.snmp.layouts import OCTETS, Row
 
 
 def _key(oid: str) -> tuple[int, ...]:

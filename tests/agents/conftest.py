@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from dcim.config import named_site
-from simulators.hall import Hall
-from simulators.snmp import SimulatedSnmp, V3User, serve
+from dcim.simulators.hall import Hall
+from dcim.simulators.snmp import SimulatedSnmp, V3User, serve
 
 V3 = V3User("ops", "auth-" + "k" * 10, "priv-" + "p" * 10)
 

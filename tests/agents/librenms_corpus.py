@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.snmp.poller import Device, Poller
-from agents.snmp.profile import Source, load_profiles
+from dcim.agents.snmp.poller import Device, Poller
+from dcim.agents.snmp.profile import Source, load_profiles
 from dcim import schema
 
 REPO = Path(__file__).resolve().parents[2]

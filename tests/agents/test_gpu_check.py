@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agents.gpu.agent import GpuAgent
-from agents.gpu.check import (
+from dcim.agents.gpu.agent import GpuAgent
+from dcim.agents.gpu.check import (
     SMI_COLUMNS,
     Inputs,
     agent_polls,
@@ -25,9 +25,9 @@ from agents.gpu.check import (
     parse_smi_xml,
     smi_query,
 )
-from agents.gpu.metrics import render
+from dcim.agents.gpu.metrics import render
 from dcim.lineprotocol import decode, encode
-from simulators.nvml import SimNvml, synthetic_gpus
+from dcim.simulators.nvml import SimNvml, synthetic_gpus
 
 DATA = Path(__file__).parent / "gpu_check_data"
 MIB = 1024 * 1024

@@ -8,7 +8,7 @@ import sys
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.gpu.cli import gpu_cmd
+from dcim.agents.gpu.cli import gpu_cmd
 from dcim.config import SITES_DIR
 from dcim.errors import ConfigError
 from dcim.lineprotocol import decode
@@ -65,7 +65,7 @@ def test_config_file_and_unknown_node(tmp_path) -> None:
 
 
 def test_unknown_node_exits_2_with_one_line_error() -> None:
-    proc = subprocess.run([sys.executable, "-m", "dcim.cli", "agent", "gpu", "--simulate", "--once", "--node", "Z9"],
+    proc = subprocess.run([sys.executable, "-m", "dcim.app.cli", "agent", "gpu", "--simulate", "--once", "--node", "Z9"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: node 'Z9' is not in site") and "Traceback" not in proc.stderr
@@ -93,7 +93,7 @@ def test_docs_sample_config_parses_and_every_field_is_documented() -> None:
 def test_a_host_not_in_the_site_file_is_refused_not_given_another_nodes_identity() -> None:
     import pytest
 
-    from agents.gpu.cli import host_node
+    from dcim.agents.gpu.cli import host_node
     from dcim.config import named_site
 
     site = named_site("h100-hall")

@@ -9,9 +9,9 @@ import pynvml as nv
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from agents.gpu.agent import GpuAgent
+from dcim.agents.gpu.agent import GpuAgent
 from dcim.errors import DeviceError
-from simulators.nvml import SimNvml, synthetic_gpus
+from dcim.simulators.nvml import SimNvml, synthetic_gpus
 
 TAGS = {"site": "dc1", "room": "hall1", "row": "A", "rack": "A01", "node": "A01-n01"}
 
@@ -330,7 +330,7 @@ async def test_a_stuck_nvml_call_is_reported_not_silent(make_agent) -> None:
     import asyncio
     import threading
 
-    from agents.gpu.agent import run_agent
+    from dcim.agents.gpu.agent import run_agent
     from dcim.lineprotocol import decode
 
     agent, backend, _ = make_agent(synthetic_gpus("A01-n01", 2))

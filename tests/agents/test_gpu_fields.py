@@ -6,11 +6,11 @@ import pynvml as nv
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agents.gpu.agent import GpuAgent
-from agents.gpu.fields import AGENT_FIELDS, CALL_READS, FIELD_READS, GPM_READS, MIG_MODE, all_read_fields
+from dcim.agents.gpu.agent import GpuAgent
+from dcim.agents.gpu.fields import AGENT_FIELDS, CALL_READS, FIELD_READS, GPM_READS, MIG_MODE, all_read_fields
 from dcim.lineprotocol import decode, encode
 from dcim.schema import GPU, validate
-from simulators.nvml import SimNvml, synthetic_gpus
+from dcim.simulators.nvml import SimNvml, synthetic_gpus
 
 TAGS = {"site": "dc1", "room": "hall1", "row": "A", "rack": "A01", "node": "A01-n01"}
 
@@ -141,7 +141,7 @@ def test_field_values_are_batched_in_one_call_per_gpu(make_agent) -> None:
 
 
 def test_field_value_decoding_fast_path_matches_pynvml_attributes() -> None:
-    from agents.gpu.reader import decode_value, entries
+    from dcim.agents.gpu.reader import decode_value, entries
 
     raw = (nv.c_nvmlFieldValue_t * 5)()
     specs = [
@@ -167,7 +167,7 @@ def test_decoding_by_real_type_not_by_label() -> None:
     """nvbug 4300930 / 2032468: integer bits under a DOUBLE label; a fixed driver's true double still reads."""
     import struct
 
-    from agents.gpu.reader import decode_value
+    from dcim.agents.gpu.reader import decode_value
 
     assert decode_value("u32", nv.NVML_VALUE_TYPE_DOUBLE, struct.pack("=Q", 51)) == 51  # not 2.5e-322
     assert struct.unpack("=d", struct.pack("=Q", 51))[0] < 1e-300  # what a decoder by label would report
@@ -177,7 +177,7 @@ def test_decoding_by_real_type_not_by_label() -> None:
 
 def test_constants_taken_from_nvml_h_match_the_binding_where_it_has_them() -> None:
     """Older nvidia-ml-py releases lack some names; the values the agent uses instead are nvml.h's."""
-    from agents.gpu import fields
+    from dcim.agents.gpu import fields
 
     expected = {"NVML_VALUE_TYPE_UNSIGNED_SHORT": 6, "NVML_INIT_FLAG_NO_GPUS": 1,
                 "NVML_FI_DEV_NVLINK_COUNT_XMIT_BYTES": 202, "NVML_FI_DEV_NVLINK_COUNT_RCV_BYTES": 204,

@@ -9,9 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.gpu.agent import GpuAgent
-from agents.gpu.metrics import CONTENT_TYPE, render, serve_gpu_metrics
-from simulators.nvml import SimNvml, synthetic_gpus
+from dcim.agents.gpu.agent import GpuAgent
+from dcim.agents.gpu.metrics import CONTENT_TYPE, render, serve_gpu_metrics
+from dcim.simulators.nvml import SimNvml, synthetic_gpus
 
 TAGS = {"site": "dc1", "room": "hall1", "row": "A", "rack": "A01", "node": "A01-n01"}
 

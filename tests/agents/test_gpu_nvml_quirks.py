@@ -14,13 +14,13 @@ import pynvml as nv
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agents.gpu.agent import GpuAgent
-from agents.gpu.fields import GPM_READS, SCOPE_ALL_LINKS
-from agents.gpu.metrics import render
-from agents.gpu.reader import handle_key, tag_text
+from dcim.agents.gpu.agent import GpuAgent
+from dcim.agents.gpu.fields import GPM_READS, SCOPE_ALL_LINKS
+from dcim.agents.gpu.metrics import render
+from dcim.agents.gpu.reader import handle_key, tag_text
 from dcim.lineprotocol import decode, encode
 from dcim.schema import validate
-from simulators.nvml import SimNvml, gpm_activity, synthetic_gpus
+from dcim.simulators.nvml import SimNvml, gpm_activity, synthetic_gpus
 
 TAGS = {"site": "dc1", "room": "hall1", "row": "A", "rack": "A01", "node": "A01-n01"}
 
@@ -301,8 +301,8 @@ def test_tidy_mode_still_available() -> None:
 
 def test_the_hall_emits_the_same_activity_kpi_the_agent_reads_through_gpm(make_agent) -> None:
     from dcim.config import named_site
-    from simulators.hall import Hall
-    from simulators.nvml import node_gpus
+    from dcim.simulators.hall import Hall
+    from dcim.simulators.nvml import node_gpus
 
     hall = Hall(named_site("h100-hall"), seed=5)
     hall.step(30.0)
@@ -337,7 +337,7 @@ def test_a_gpu_without_nvlink_ends_with_every_nvlink_field_unsupported_and_unask
 async def test_a_poll_that_raises_is_reported_and_the_run_loop_goes_on(make_agent) -> None:
     import asyncio
 
-    from agents.gpu.agent import run_agent
+    from dcim.agents.gpu.agent import run_agent
 
     agent, _, _ = make_agent(synthetic_gpus("A01-n01", 1))
     agent.start()

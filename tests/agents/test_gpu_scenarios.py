@@ -6,11 +6,11 @@ import time
 
 from prometheus_client import CollectorRegistry
 
-from agents.gpu.agent import GpuAgent
+from dcim.agents.gpu.agent import GpuAgent
 from dcim.config import named_site
-from simulators.hall import Hall
-from simulators.nvml import SimNvml, node_gpus
-from simulators.scenarios import load_scenario
+from dcim.simulators.hall import Hall
+from dcim.simulators.nvml import SimNvml, node_gpus
+from dcim.simulators.scenarios import load_scenario
 
 
 class FakeClock:

@@ -10,7 +10,7 @@ import aiomqtt
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agents.publisher import Publisher
+from dcim.agents.publisher import Publisher
 from dcim.mqtt import broker_address
 from dcim.config import MqttConfig, Secret
 from dcim.errors import ConfigError

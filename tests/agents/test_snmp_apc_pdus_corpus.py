@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents.snmp import snmprec
-from agents.snmp.profile import load_profiles, parse
+from dcim.agents.snmp import snmprec
+from dcim.agents.snmp.profile import load_profiles, parse
 from tests.agents import librenms_corpus as corpus
 
 PROFILES = load_profiles()

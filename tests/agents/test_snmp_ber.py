@@ -9,7 +9,7 @@ from pyasn1.codec.ber import decoder as pyasn1_decoder
 from pyasn1.codec.ber import encoder as pyasn1_encoder
 from pysnmp.proto import api, rfc1902
 
-from agents.snmp import ber
+from dcim.agents.snmp import ber
 
 oids = st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=20).flatmap(
     lambda tail: st.tuples(st.integers(0, 2), st.integers(0, 39)).map(lambda head: (*head, *tail)))
@@ -58,7 +58,7 @@ def test_raw_oid_bytes_do_not_sort_like_arcs_but_prefixes_hold(a, b) -> None:
 
 
 async def test_walk_stops_on_a_non_increasing_oid() -> None:
-    from agents.snmp.transport import walk_columns
+    from dcim.agents.snmp.transport import walk_columns
     from dcim.errors import DeviceError
 
     col = "1.3.6.1.4.1.318.1.1.26.9.4.3.1.6"
@@ -127,7 +127,7 @@ def test_truncated_message_is_a_ber_error() -> None:
 
 
 async def test_walk_without_progress_is_an_error_not_a_loop() -> None:
-    from agents.snmp.transport import walk_columns
+    from dcim.agents.snmp.transport import walk_columns
     from dcim.errors import DeviceError
 
     cols = ["1.3.6.1.2.1.2.2.1.8", "1.3.6.1.2.1.2.2.1.13"]

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from dcim.cli import cli
+from dcim.app.cli import cli
 from dcim.config import SITES_DIR
 from dcim.lineprotocol import decode
 
@@ -55,7 +55,7 @@ def test_wrong_community_times_out_exit_1_without_echoing_it(snmp_sim_thread) ->
 
 
 def test_missing_env_variable_is_a_config_error() -> None:
-    from dcim.cli import main
+    from dcim.app.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(["agent", "snmp", "--target", "127.0.0.1:1", "--community-env", "DCIM_NO_SUCH_VAR_X", "--once"])
@@ -113,9 +113,9 @@ def test_v3_target_with_keys_from_the_environment(snmp_sim_thread) -> None:
 
 
 def test_simulator_record_writes_one_walk_per_device(tmp_path) -> None:
-    from agents.snmp import snmprec
-    from agents.snmp.profile import load_profiles, parse
-    from simulators.snmp.__main__ import main as sim_main
+    from dcim.agents.snmp import snmprec
+    from dcim.agents.snmp.profile import load_profiles, parse
+    from dcim.simulators.snmp.__main__ import main as sim_main
 
     res = CliRunner().invoke(sim_main, ["record", "--out", str(tmp_path), "--steps", "1", "--site", H100_HALL], catch_exceptions=False)
     assert res.exit_code == 0, res.output
@@ -131,11 +131,11 @@ async def test_simulator_serve_command_line(tmp_path) -> None:
     import os
     import sys
 
-    from agents.snmp.poller import Device, Poller
-    from agents.snmp.profile import load_profiles
+    from dcim.agents.snmp.poller import Device, Poller
+    from dcim.agents.snmp.profile import load_profiles
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "simulators.snmp", "serve", "--site", H100_HALL, "--port-base", "0", "--step-s", "0.2",
+        sys.executable, "-m", "dcim.simulators.snmp", "serve", "--site", H100_HALL, "--port-base", "0", "--step-s", "0.2",
         "--v3-user", "ops", "--v3-auth-env", "SIM_A", "--v3-priv-env", "SIM_P",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "SIM_A": "auth-key-123", "SIM_P": "priv-key-123"})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.snmp.profile import Source
+from dcim.agents.snmp.profile import Source
 from tests.agents import librenms_corpus as corpus
 
 PHASE_I = "1.3.6.1.4.1.318.1.1.26.6.3.1.5"

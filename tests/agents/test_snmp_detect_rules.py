@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agents.snmp.poller import Detection, Tried, choose
-from agents.snmp.profile import load_profiles
+from dcim.agents.snmp.poller import Detection, Tried, choose
+from dcim.agents.snmp.profile import load_profiles
 
 PROFILES = load_profiles()
 APC = "sysObjectID under 1.3.6.1.4.1.318.1.3.4"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from agents.snmp.profile import Profile, load_profiles
+from dcim.agents.snmp.profile import Profile, load_profiles
 from dcim.config import SiteConfig
 
 DOC = Path(__file__).parents[2] / "docs" / "snmp.md"
@@ -39,8 +39,8 @@ def test_every_profile_and_column_is_documented() -> None:
 
 
 def test_profiles_section_is_generated_from_the_profiles() -> None:
-    from agents.snmp.docgen import BEGIN, END, profiles_markdown
+    from dcim.agents.snmp.docgen import BEGIN, END, profiles_markdown
 
     text = DOC.read_text()
     block = text.split(BEGIN, 1)[1].split(END, 1)[0]
-    assert block.strip() == profiles_markdown().strip(), "run: python -m agents.snmp.docgen docs/snmp.md"
+    assert block.strip() == profiles_markdown().strip(), "run: python -m dcim.agents.snmp.docgen docs/snmp.md"

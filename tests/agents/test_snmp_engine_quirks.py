@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.snmp.profile import Profile, odd_label, parse
+from dcim.agents.snmp.profile import Profile, odd_label, parse
 
 COL = "1.3.6.1.4.1.99999.1.1"
 
@@ -77,7 +77,7 @@ def test_default_probes_are_one_real_column_per_table_with_its_sentinels() -> No
 
 
 def test_entity_sensor_mib_scale_precision_and_status() -> None:
-    from agents.snmp.profile import load_profiles
+    from dcim.agents.snmp.profile import load_profiles
 
     prof = load_profiles()["if_mib"]
     e = "1.3.6.1.2.1.99.1.1.1"

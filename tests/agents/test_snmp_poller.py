@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from agents.snmp.poller import Device, Poller, plan_batches
-from agents.snmp.profile import load_profiles
-from agents.snmp.transport import V2cEngine
+from dcim.agents.snmp.poller import Device, Poller, plan_batches
+from dcim.agents.snmp.profile import load_profiles
+from dcim.agents.snmp.transport import V2cEngine
 from dcim import schema
 from tests.agents.conftest import V3
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.snmp import snmprec
-from agents.snmp.profile import Profile, detect_candidates, load_profiles, parse
+from dcim.agents.snmp import snmprec
+from dcim.agents.snmp.profile import Profile, detect_candidates, load_profiles, parse
 from dcim import schema
 from dcim.errors import ConfigError
 
@@ -222,7 +222,7 @@ def test_profile_errors_name_the_problem(tmp_path: Path) -> None:
     bad.write_text("name: x\ntitle: x\nmib: x\nkind: pdu\ntables:\n- name: t\n  measurement: pdu\n  index: [i]\n"
                    "  columns: {v: 1.3.6.1}\n  fields: [{name: power_kw, column: v}]\n")
     with pytest.raises(ConfigError, match="power_kw"):
-        from agents.snmp.profile import load_profile
+        from dcim.agents.snmp.profile import load_profile
         load_profile(bad)
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from agents.snmp import snmprec
-from agents.snmp.profile import load_profiles, parse
+from dcim.agents.snmp import snmprec
+from dcim.agents.snmp.profile import load_profiles, parse
 from dcim import schema
 from dcim.lineprotocol import encode_record
 
@@ -389,7 +389,7 @@ def test_ups_mib_sentinels_and_out_of_range_values_are_unsupported() -> None:
     ("  tag_extract: {v: '(unclosed'}\n", "bad regex"),
 ])
 def test_tag_extract_errors_name_the_problem(tmp_path: Path, extra: str, message: str) -> None:
-    from agents.snmp.profile import load_profile
+    from dcim.agents.snmp.profile import load_profile
     from dcim.errors import ConfigError
 
     bad = tmp_path / "bad.yaml"

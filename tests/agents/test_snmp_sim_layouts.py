@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from agents.snmp import snmprec
-from agents.snmp.profile import load_profiles, parse
-from simulators.snmp.layouts import apc_cooling, apc_rpdu2, liebert_flexible, raritan_pdu2
-from simulators.snmp.snmprec import dumps
-from simulators.state import LoopState, OutletState, PduState, PhaseState
+from dcim.agents.snmp import snmprec
+from dcim.agents.snmp.profile import load_profiles, parse
+from dcim.simulators.snmp.layouts import apc_cooling, apc_rpdu2, liebert_flexible, raritan_pdu2
+from dcim.simulators.snmp.snmprec import dumps
+from dcim.simulators.state import LoopState, OutletState, PduState, PhaseState
 
 PROFILES = load_profiles()
 

@@ -12,12 +12,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from alerts.actions import Action, ActionRunner, DriverError, Planner, Policy, plan_actions, reason_text
-from alerts.actions_slurm import parse_show_node
-from alerts.actions_webhook import WebhookDriver
-from alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
-from alerts.notifiers import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from alerts.rulefile import load_rule_file
+from dcim.alerts.actions import Action, ActionRunner, DriverError, Planner, Policy, plan_actions, reason_text
+from dcim.alerts.actions_slurm import parse_show_node
+from dcim.alerts.actions_webhook import WebhookDriver
+from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
+from dcim.alerts.notifiers import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from dcim.alerts.rulefile import load_rule_file
 from dcim.config import named_site
 from dcim.errors import RuleError
 from dcim.record import Record
@@ -308,7 +308,7 @@ def test_slurmrestd_driver_reads_and_updates_through_the_v0039_node_endpoint():
     Debian 12's Slurm 22.05 has no node update over REST, so the real exchange is not run here."""
     import httpx
 
-    from alerts.actions_slurm import SlurmRestDriver
+    from dcim.alerts.actions_slurm import SlurmRestDriver
 
     node = {"name": "A01-n01", "state": ["IDLE"], "reason": ""}
     seen = []

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from alerts.actions import Action, DriverError
-from alerts.actions_k8s import CORDONED_ANNOTATION, KubernetesDriver
+from dcim.alerts.actions import Action, DriverError
+from dcim.alerts.actions_k8s import CORDONED_ANNOTATION, KubernetesDriver
 
 NODE = json.loads((Path(__file__).parent / "data" / "k8s_node.json").read_text())
 TOKEN = "test-token-0123456789"

@@ -7,7 +7,7 @@ import urllib.request
 
 from prometheus_client import CollectorRegistry
 
-from alerts.live import make_observer
+from dcim.alerts.live import make_observer
 from dcim.config import ActionDriverConfig, ActionsConfig, named_site
 from dcim.exporter import serve_metrics
 from dcim.record import Record
@@ -80,9 +80,9 @@ def test_a_resume_hold_falls_due_on_the_ticker():
 
 
 def test_after_a_restart_the_restored_alert_still_resumes_its_node(tmp_path):
-    from alerts.actions import ActionRunner, MemoryScheduler, Planner, Policy
-    from alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
-    from alerts.live import LiveObserver
+    from dcim.alerts.actions import ActionRunner, MemoryScheduler, Planner, Policy
+    from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
+    from dcim.alerts.live import LiveObserver
 
     site = named_site("h100-hall")
     rules = load_rules([DEFAULT_RULES_DIR])

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from alerts.actions import ACTION_MEASUREMENT, Planner, Policy
-from alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
-from alerts.recording import Header, write_recording
+from dcim.alerts.actions import ACTION_MEASUREMENT, Planner, Policy
+from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
+from dcim.alerts.recording import Header, write_recording
 from dcim import schema
-from dcim.cli import cli
+from dcim.app.cli import cli
 from dcim.config import named_site
 from dcim.record import Record
 

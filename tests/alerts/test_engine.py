@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from alerts.engine import Engine, Transition, fingerprint
-from alerts.rulefile import parse_rule
+from dcim.alerts.engine import Engine, Transition, fingerprint
+from dcim.alerts.rulefile import parse_rule
 from dcim import schema
 from dcim.config import named_site
 from dcim.record import Record

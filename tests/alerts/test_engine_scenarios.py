@@ -7,10 +7,10 @@ from collections import Counter
 
 import pytest
 
-from alerts.engine import Engine, load_rules, DEFAULT_RULES_DIR
+from dcim.alerts.engine import Engine, load_rules, DEFAULT_RULES_DIR
 from dcim.config import SiteConfig
-from simulators.hall import Hall
-from simulators.scenarios import load_scenario
+from dcim.simulators.hall import Hall
+from dcim.simulators.scenarios import load_scenario
 
 pytestmark = pytest.mark.slow
 

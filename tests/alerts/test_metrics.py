@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from alerts.engine import Engine
-from alerts.live import LiveObserver
-from alerts.notifiers import WebhookNotifier
+from dcim.alerts.engine import Engine
+from dcim.alerts.live import LiveObserver
+from dcim.alerts.notifiers import WebhookNotifier
 from tests.alerts.test_restore import MIN, Pages, gpu, hot
 from dcim.config import named_site
 

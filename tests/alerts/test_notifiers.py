@@ -12,9 +12,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from alerts.engine import Transition
-from alerts.live import LiveObserver, make_observer
-from alerts.notifiers import (
+from dcim.alerts.engine import Transition
+from dcim.alerts.live import LiveObserver, make_observer
+from dcim.alerts.notifiers import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     AlertmanagerNotifier,
@@ -27,8 +27,8 @@ from alerts.notifiers import (
     sign,
     verify,
 )
-from alerts.rulefile import parse_rule
-from alerts.engine import Engine
+from dcim.alerts.rulefile import parse_rule
+from dcim.alerts.engine import Engine
 from dcim.config import NotifierConfig, named_site
 from dcim.record import Record
 
@@ -298,7 +298,7 @@ def test_make_observer_uses_the_default_pack_from_any_directory(tmp_path, monkey
 
 
 def test_the_collector_builds_our_observer_when_alerts_are_on(tmp_path):
-    from collector.app import make_observers
+    from dcim.collector.app import make_observers
     from dcim.config import CollectorConfig
 
     site = named_site("h100-hall").model_copy(update={"alerts": named_site("h100-hall").alerts.model_copy(

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.recording import (
+from dcim.alerts.recording import (
     MAGIC,
     Header,
     RecordingReader,
@@ -245,7 +245,7 @@ def test_escaped_series_keys_decode_like_the_codec_and_errors_keep_their_column(
 def test_columnar_round_trip_is_lossless_to_the_byte(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from dcim.cli import cli
+    from dcim.app.cli import cli
     from dcim.record import UInt
 
     recs = sample(60) + [Record("netif", {"switch": "sw 1", "ifname": "eth0"},

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from alerts.recording import Header, RecordingReader, write_recording
-from alerts.replay import Pacer, format_json, format_text, replay, transition_record
+from dcim.alerts.recording import Header, RecordingReader, write_recording
+from dcim.alerts.replay import Pacer, format_json, format_text, replay, transition_record
 from tests.alerts.test_replay_standin import StandInEngine, StandInRule, gpu, loop
 
 RULES = [

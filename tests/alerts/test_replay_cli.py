@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from alerts.recording import Header, RecordingReader, write_recording
-from dcim.cli import cli
+from dcim.alerts.recording import Header, RecordingReader, write_recording
+from dcim.app.cli import cli
 from dcim.record import Record
 
 T0 = 1_767_225_600 * 10**9
@@ -40,7 +40,7 @@ def setup(tmp_path: Path) -> tuple[Path, Path]:
 
 def run(*args: str) -> subprocess.CompletedProcess:
     """The real entry point in a subprocess: DcimError must print `error: ...` and exit 2."""
-    return subprocess.run([sys.executable, "-m", "dcim.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "dcim.app.cli", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_timeline_text(setup: tuple[Path, Path]) -> None:
@@ -102,7 +102,7 @@ def test_report_option_writes_html_and_png(setup: tuple[Path, Path], tmp_path: P
 
 
 def test_record_from_store_with_a_rack_filter(tmp_path: Path) -> None:
-    from collector.store import EmbeddedStore
+    from dcim.collector.store import EmbeddedStore
 
     store = tmp_path / "store"
     recs = [Record("gpu", {"rack": rack, "gpu": "0"}, {"temp_c": float(t)}, T0 + t * 10**9)
@@ -135,7 +135,7 @@ def test_progress_bar_only_on_a_terminal(setup: tuple[Path, Path]) -> None:
     rec, rules = setup
     master, slave = pty.openpty()
     try:
-        proc = subprocess.run([sys.executable, "-m", "dcim.cli", "replay", str(rec), "--rules", str(rules)],
+        proc = subprocess.run([sys.executable, "-m", "dcim.app.cli", "replay", str(rec), "--rules", str(rules)],
                               stdout=subprocess.PIPE, stderr=slave, timeout=120, env={**os.environ, "TERM": "xterm"})
         os.close(slave)
         seen = b""

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
-from alerts.recording import Block, Header, RecordingReader, resolve_topology, write_columnar
-from alerts.replay import format_json, replay
+from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
+from dcim.alerts.recording import Block, Header, RecordingReader, resolve_topology, write_columnar
+from dcim.alerts.replay import format_json, replay
 from dcim.errors import RecordingError
 from dcim.record import Record, UInt
 
@@ -21,9 +21,9 @@ MINUTES = 5
 @pytest.fixture(scope="module")
 def hall(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A pump failure on the first loop of a generated 4-rack hall, as the replay bench records it."""
-    from simulators.hall import Hall
-    from simulators.scenarios import SCENARIO_DIR, parse_scenario
-    from simulators.sites import make_site
+    from dcim.simulators.hall import Hall
+    from dcim.simulators.scenarios import SCENARIO_DIR, parse_scenario
+    from dcim.sites import make_site
 
     d = tmp_path_factory.mktemp("paths")
     site = make_site(RACKS)

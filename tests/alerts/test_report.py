@@ -6,10 +6,10 @@ import base64
 import re
 from pathlib import Path
 
-from alerts.recording import Header, RecordingReader, write_recording
-from alerts.replay import replay
-from alerts.report import panels_for, write_report
-from alerts.whatif import compare, episodes, incidents
+from dcim.alerts.recording import Header, RecordingReader, write_recording
+from dcim.alerts.replay import replay
+from dcim.alerts.report import panels_for, write_report
+from dcim.alerts.whatif import compare, episodes, incidents
 from tests.alerts.test_replay_standin import StandInEngine, StandInRule, gpu, loop
 
 RULES = [
@@ -96,8 +96,8 @@ def test_plot_shows_data_not_a_blank_canvas(tmp_path: Path) -> None:
 
 
 def test_inhibited_alerts_fold_into_one_row_per_rule_and_cause(tmp_path: Path) -> None:
-    from alerts.report import _episode_table
-    from alerts.whatif import Episode
+    from dcim.alerts.report import _episode_table
+    from dcim.alerts.whatif import Episode
 
     def ep(gpu_: str, inhibited: bool) -> Episode:
         e = Episode(("Hot", (("gpu", gpu_), ("rack", "A01"))), "warning", 10, firing_ns=20, end_ns=30 + int(gpu_),

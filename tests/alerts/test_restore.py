@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from alerts.engine import Engine
-from alerts.live import LiveObserver
-from alerts.notifiers import WebhookNotifier
-from alerts.rulefile import parse_rule
+from dcim.alerts.engine import Engine
+from dcim.alerts.live import LiveObserver
+from dcim.alerts.notifiers import WebhookNotifier
+from dcim.alerts.rulefile import parse_rule
 from dcim.config import named_site
 from dcim.record import Record
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from alerts.engine import DEFAULT_RULES_DIR as ENGINE_DIR
-from alerts.engine import load_rules as engine_load_rules
-from alerts.rulefile import DEFAULT_RULES_DIR, load_rules, parse_duration
-from alerts.rules import load_rules as pack_load_rules
+from dcim.alerts.engine import DEFAULT_RULES_DIR as ENGINE_DIR
+from dcim.alerts.engine import load_rules as engine_load_rules
+from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules, parse_duration
+from dcim.alerts.rules import load_rules as pack_load_rules
 from dcim.errors import RuleError
 
 

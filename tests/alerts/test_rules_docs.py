@@ -7,9 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from alerts.notifiers import alertmanager_config
-from alerts.rulefile import DEFAULT_RULES_DIR, load_rule_file
-from alerts.ruletest import run_files
+from dcim.alerts.notifiers import alertmanager_config
+from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rule_file
+from dcim.alerts.ruletest import run_files
 from dcim.config import AlertsConfig
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "alerts.md"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from alerts.ruletest import expand_values, parse_series, run_files
-from alerts.rulefile import DEFAULT_RULES_DIR, KINDS, load_rules
-from dcim.cli import cli, main
+from dcim.alerts.ruletest import expand_values, parse_series, run_files
+from dcim.alerts.rulefile import DEFAULT_RULES_DIR, KINDS, load_rules
+from dcim.app.cli import cli, main
 
 PACK_TESTS = DEFAULT_RULES_DIR / "tests"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from alerts.engine import Engine
-from alerts.rulefile import parse_rule
+from dcim.alerts.engine import Engine
+from dcim.alerts.rulefile import parse_rule
 from dcim.config import named_site
 from dcim.record import Record
 

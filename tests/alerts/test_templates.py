@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from alerts.engine import Engine
-from alerts.rulefile import parse_rule
-from alerts.templates import TemplateError, check, go_float, humanize, humanize1024, humanize_duration, \
+from dcim.alerts.engine import Engine
+from dcim.alerts.rulefile import parse_rule
+from dcim.alerts.templates import TemplateError, check, go_float, humanize, humanize1024, humanize_duration, \
     humanize_percentage, printf, render
 from dcim.config import named_site
 from dcim.errors import RuleError

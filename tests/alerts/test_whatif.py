@@ -7,10 +7,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from alerts.recording import Header, RecordingReader, write_recording
-from alerts.replay import replay
-from alerts.whatif import compare, episodes, format_whatif, incidents
-from dcim.cli import cli
+from dcim.alerts.recording import Header, RecordingReader, write_recording
+from dcim.alerts.replay import replay
+from dcim.alerts.whatif import compare, episodes, format_whatif, incidents
+from dcim.app.cli import cli
 from dcim.record import Record
 from tests.alerts.test_replay_standin import StandInEngine, StandInRule, gpu, loop
 

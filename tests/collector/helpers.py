@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 
-from collector.app import Collector
+from dcim.collector.app import Collector
 from dcim.config import CollectorConfig, MqttConfig
 from dcim.lineprotocol import encode_record
 from dcim.record import Record

@@ -8,9 +8,9 @@ import types
 import pytest
 from click.testing import CliRunner
 
-from collector.app import SYS_TOPICS, AckToken, Collector, make_observers
-from collector.cli import check, collector_cmd
-from collector.deadletter import read_dead_letters
+from dcim.collector.app import SYS_TOPICS, AckToken, Collector, make_observers
+from dcim.collector.cli import check, collector_cmd
+from dcim.collector.deadletter import read_dead_letters
 from dcim.config import CollectorConfig
 from dcim.errors import ConfigError
 from dcim.lineprotocol import decode
@@ -111,12 +111,12 @@ async def test_observers_see_the_batch_and_their_records_go_with_it(tmp_path):
 def test_alerts_true_builds_the_live_observer(monkeypatch):
     cfg = CollectorConfig(alerts=True)
     assert make_observers(CollectorConfig(), None) == []
-    monkeypatch.setitem(sys.modules, "alerts.live", None)  # not there (yet)
+    monkeypatch.setitem(sys.modules, "dcim.alerts.live", None)  # not there (yet)
     with pytest.raises(ConfigError, match="alerts"):
         make_observers(cfg, cfg)
-    fake = types.ModuleType("alerts.live")
+    fake = types.ModuleType("dcim.alerts.live")
     fake.make_observer = lambda site: ("observer for", site)
-    monkeypatch.setitem(sys.modules, "alerts.live", fake)
+    monkeypatch.setitem(sys.modules, "dcim.alerts.live", fake)
     assert make_observers(cfg, "site") == [("observer for", "site")]
 
 
@@ -216,7 +216,7 @@ def test_check_config_errors(tmp_path, monkeypatch):
 
 
 def test_topic_filter_cover():
-    from collector.app import covers
+    from dcim.collector.app import covers
 
     assert covers("dcim/#", "dcim/+/x") and covers("#", "a/b") and covers("a/+/c", "a/b/c")
     assert not covers("dcim/+", "dcim/+/x") and not covers("dcim/a", "dcim/+") and not covers("a/b", "a/#")
@@ -234,10 +234,10 @@ def test_mapping_inside_a_configured_filter_is_not_subscribed_twice(tmp_path):
 
 async def test_live_alert_engine_runs_as_an_observer(tmp_path):
     """With the real alerts.live: a simulator batch goes through it and out with its alert records."""
-    import alerts.live as live
+    import dcim.alerts.live as live
     from dcim.config import named_site
     from dcim.lineprotocol import encode_record
-    from simulators.hall import Hall
+    from dcim.simulators.hall import Hall
 
     site = named_site("h100-hall")
     obs = live.make_observer(site)

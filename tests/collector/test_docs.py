@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from collector.cli import check
-from collector.metrics import CollectorMetrics
+from dcim.collector.cli import check
+from dcim.collector.metrics import CollectorMetrics
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "collector.md"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.mapping import MappingError, builtin_mappings, load_mapping
+from dcim.collector.mapping import MappingError, builtin_mappings, load_mapping
 from dcim.errors import ConfigError
 from dcim.record import Record
 from dcim.schema import validate

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from tests.collector.fakes import ManualClock, ScriptedSink
 
-from collector.deadletter import DeadLetter, read_dead_letters
-from collector.metrics import CollectorMetrics
-from collector.route import Router
-from collector.sinks import BatchTooLarge
-from collector.spool import Spool
+from dcim.collector.deadletter import DeadLetter, read_dead_letters
+from dcim.collector.metrics import CollectorMetrics
+from dcim.collector.route import Router
+from dcim.collector.sinks import BatchTooLarge
+from dcim.collector.spool import Spool
 from dcim.errors import SinkRejected, SinkUnavailable
 
 
@@ -168,7 +168,7 @@ async def test_refusals_keep_their_topic_live_and_from_the_spool(tmp_path):
 
 
 def test_spool_body_round_trip():
-    from collector.route import read_spool_body, spool_body
+    from dcim.collector.route import read_spool_body, spool_body
 
     topics = ["a/b", "a/b", None, "c"]
     lines = LINES[:4]
@@ -178,7 +178,7 @@ def test_spool_body_round_trip():
 
 
 def test_rotation_counts_what_it_deletes(tmp_path):
-    from collector.validate import Reject
+    from dcim.collector.validate import Reject
 
     metrics = CollectorMetrics()
     dl = DeadLetter(tmp_path / "dl.jsonl", max_bytes=4096, metrics=metrics)

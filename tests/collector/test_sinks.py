@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from collector.sinks import BatchTooLarge, EmbeddedSink, InfluxSink, retry_after
+from dcim.collector.sinks import BatchTooLarge, EmbeddedSink, InfluxSink, retry_after
 from dcim.config import InfluxConfig, Secret
 from dcim.errors import SinkRejected, SinkUnavailable
 
@@ -135,7 +135,7 @@ async def test_embedded_sink_writes_the_store(tmp_path):
 
 
 def test_influxdb_v1_gets_unsigned_fields_as_integers_and_refuses_past_int64():
-    from collector.sinks import InfluxSink
+    from dcim.collector.sinks import InfluxSink
     from dcim.config import InfluxConfig
     from dcim.errors import SinkRejected
 

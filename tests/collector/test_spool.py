@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from collector.spool import Spool, SpoolFull
+from dcim.collector.spool import Spool, SpoolFull
 
 
 def batch(i: int) -> bytes:
@@ -84,7 +84,7 @@ def test_cap_refuses_instead_of_dropping(tmp_path):
 
 def test_kill_9_loses_nothing_that_append_returned_for(tmp_path):
     script = textwrap.dedent(f"""
-        from collector.spool import Spool
+        from dcim.collector.spool import Spool
         s = Spool({str(tmp_path)!r}, max_bytes=10**9, segment_bytes=4096)
         i = 0
         while True:
@@ -106,7 +106,7 @@ def test_kill_9_loses_nothing_that_append_returned_for(tmp_path):
 
 
 def test_damaged_batch_in_the_middle_is_skipped_and_counted(tmp_path):
-    from collector.metrics import CollectorMetrics
+    from dcim.collector.metrics import CollectorMetrics
 
     s = Spool(tmp_path, max_bytes=10**6, segment_bytes=10**6)
     for i in range(3):

@@ -6,10 +6,10 @@ import os
 import stat
 from pathlib import Path
 
-from collector.deadletter import DeadLetter
-from collector.spool import Spool
-from collector.store import EmbeddedStore
-from collector.validate import Reject
+from dcim.collector.deadletter import DeadLetter
+from dcim.collector.spool import Spool
+from dcim.collector.store import EmbeddedStore
+from dcim.collector.validate import Reject
 from dcim.record import Record
 
 

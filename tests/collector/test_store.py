@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from collector.store import HOUR_NS, EmbeddedStore
+from dcim.collector.store import HOUR_NS, EmbeddedStore
 from dcim.errors import ConfigError
 from dcim.lineprotocol import decode
 from dcim.record import Record
@@ -119,7 +119,7 @@ def test_survives_kill_9_mid_stream(tmp_path):
     """A writer killed with SIGKILL loses nothing it had returned from write() for."""
     script = textwrap.dedent(f"""
         import sys
-        from collector.store import EmbeddedStore
+        from dcim.collector.store import EmbeddedStore
         from dcim.record import Record
         s = EmbeddedStore({str(tmp_path)!r})
         i = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hypothesis.strategies as st
 from hypothesis import given, settings
 
-from collector.validate import REASONS, Validator
+from dcim.collector.validate import REASONS, Validator
 from dcim.lineprotocol import decode, encode_record
 from dcim.record import Record, UInt
 from dcim.schema import MEASUREMENTS
@@ -137,7 +137,7 @@ def test_valid_records_survive_exactly(records):
 @given(st.lists(schema_records(), min_size=1, max_size=8))
 @settings(max_examples=200, deadline=None)
 def test_line_reader_gives_back_the_records(records):
-    from collector.validate import LineReader
+    from dcim.collector.validate import LineReader
 
     payload = "\n".join(encode_record(r) for r in records).encode()
     lines, _ = V.lines(payload, NOW)
@@ -147,7 +147,7 @@ def test_line_reader_gives_back_the_records(records):
 
 
 def test_line_reader_handles_escaped_keys_and_strings():
-    from collector.validate import LineReader
+    from dcim.collector.validate import LineReader
 
     src = [Record("gpu", {"model": "NVIDIA H100 80GB HBM3", "node": "n,1"}, {"power_w": 1.5, "lost": False}, NOW),
            Record("pdu", {"pdu": "p=1"}, {"load_state": "normal", "power_w": 2.0}, NOW),
@@ -159,7 +159,7 @@ def test_line_reader_handles_escaped_keys_and_strings():
 
 # --- admission: tags from the schema, tags against the topic, the series budget ---------------
 
-from collector.validate import Admission, TopicLayout  # noqa: E402
+from dcim.collector.validate import Admission, TopicLayout  # noqa: E402
 
 
 def _line(node: str, gpu: str = "0", extra: str = "") -> str:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import yaml
 
-from dashboards.build import OUT_DIR, check, context, outputs, write
+from dcim.dashboards.build import OUT_DIR, check, context, outputs, write
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _dcim(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dcim.cli", "dashboards", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "dcim.app.cli", "dashboards", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -9,11 +9,11 @@ import pytest
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from dashboards import influxql
-from dashboards.build import context, dashboards
-from dashboards.common import UIDS
-from dashboards.expand import targets
-from dashboards.units import GRAFANA_UNITS
+from dcim.dashboards import influxql
+from dcim.dashboards.build import context, dashboards
+from dcim.dashboards.common import UIDS
+from dcim.dashboards.expand import targets
+from dcim.dashboards.units import GRAFANA_UNITS
 
 ALL = dashboards(context())
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from dashboards.build import context, dashboards
-from dashboards.push import PushError, push
+from dcim.dashboards.build import context, dashboards
+from dcim.dashboards.push import PushError, push
 
 TOKEN = "glsa_test-secret-token-value"
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,7 +139,7 @@ def test_an_unreachable_grafana_is_a_push_error() -> None:
 
 
 def _cli(url: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dcim.cli", "dashboards", "push", "--url", url, *args],
+    return subprocess.run([sys.executable, "-m", "dcim.app.cli", "dashboards", "push", "--url", url, *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
 
 

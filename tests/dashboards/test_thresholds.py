@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from dashboards.build import context, dashboards
-from dashboards.thresholds import Thresholds, from_rule_pack
+from dcim.dashboards.build import context, dashboards
+from dcim.dashboards.thresholds import Thresholds, from_rule_pack
 from dcim.config import named_site
 from dcim.errors import RuleError
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dashboards.expand import ExpandError, TimeRange, escape_regex, expand, format_value, interval_ms, resolve_variables
-from dashboards.influxql import Influx, InfluxQuery, fld, number, tag_match, where
-from dashboards.units import GRAFANA_UNITS, grafana_unit, unit_of
+from dcim.dashboards.expand import ExpandError, TimeRange, escape_regex, expand, format_value, interval_ms, resolve_variables
+from dcim.dashboards.influxql import Influx, InfluxQuery, fld, number, tag_match, where
+from dcim.dashboards.units import GRAFANA_UNITS, grafana_unit, unit_of
 from dcim.errors import SchemaError
 from dcim.schema import COOLANT_LOOP, GPU, MEASUREMENTS, PDU_PHASE
 

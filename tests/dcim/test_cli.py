@@ -6,7 +6,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from dcim.cli import cli
+from dcim.app.cli import cli
 
 
 def _walk(group: click.Group, ctx: click.Context, path: tuple[str, ...]) -> list[tuple[str, ...]]:

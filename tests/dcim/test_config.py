@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dcim.cli import main
+from dcim.app.cli import main
 from dcim.config import DEFAULT_SITE, SITES_DIR, Secret, SiteConfig, load_site
 from dcim.errors import ConfigError, SecretError
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agents.snmp.profile import load_profiles
-from dcim.cli import cli
+from dcim.agents.snmp.profile import load_profiles
+from dcim.app.cli import cli
 from dcim.config import load_site
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -67,7 +67,7 @@ def test_alertmanager_config_is_accepted_by_amtool() -> None:
 def test_alertmanager_config_carries_the_engines_inhibition() -> None:
     import yaml
 
-    from alerts.notifiers import alertmanager_config
+    from dcim.alerts.notifiers import alertmanager_config
 
     shipped = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
     wanted = alertmanager_config("oncall")

@@ -13,9 +13,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.snmp import ber
-from alerts.rulefile import parse_rule
-from collector.mapping import Mapping, MappingError, builtin_mappings, load_mapping
+from dcim.agents.snmp import ber
+from dcim.alerts.rulefile import parse_rule
+from dcim.collector.mapping import Mapping, MappingError, builtin_mappings, load_mapping
 from dcim.errors import DcimError, LineProtocolError
 from dcim.lineprotocol import decode_report, encode_record
 from dcim.record import Record

@@ -10,8 +10,8 @@ from datetime import datetime
 
 import pytest
 
-from alerts.engine import Transition
-from alerts.notifiers import AlertmanagerNotifier, alertmanager_config
+from dcim.alerts.engine import Transition
+from dcim.alerts.notifiers import AlertmanagerNotifier, alertmanager_config
 from servers import wait_until
 from tests.integration.test_alerts_pump import Receiver
 

@@ -31,8 +31,8 @@ from typing import Any
 import pytest
 import yaml
 
-from alerts.engine import Engine
-from alerts.rulefile import parse_rule
+from dcim.alerts.engine import Engine
+from dcim.alerts.rulefile import parse_rule
 from dcim.config import named_site
 from dcim.record import Record
 

@@ -18,16 +18,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from pydantic import SecretStr
 
-from alerts.engine import Engine
-from alerts.live import LiveObserver
-from alerts.notifiers import SIGNATURE_HEADER, TIMESTAMP_HEADER, AlertmanagerNotifier, WebhookNotifier, \
+from dcim.alerts.engine import Engine
+from dcim.alerts.live import LiveObserver
+from dcim.alerts.notifiers import SIGNATURE_HEADER, TIMESTAMP_HEADER, AlertmanagerNotifier, WebhookNotifier, \
     alertmanager_config, verify
-from alerts.rulefile import DEFAULT_RULES_DIR, load_rules
-from collector.store import EmbeddedStore
+from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules
+from dcim.collector.store import EmbeddedStore
 from dcim.config import CollectorConfig, SiteConfig
 from dcim.lineprotocol import encode_record
-from simulators.hall import Hall
-from simulators.scenarios import load_scenario
+from dcim.simulators.hall import Hall
+from dcim.simulators.scenarios import load_scenario
 from tests.collector.helpers import Message, Publisher, running, uid, wait_for
 
 pytestmark = pytest.mark.integration

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from alerts.engine import Engine
-from alerts.live import LiveObserver
-from alerts.notifiers import AlertmanagerNotifier
-from alerts.rulefile import parse_rule
+from dcim.alerts.engine import Engine
+from dcim.alerts.live import LiveObserver
+from dcim.alerts.notifiers import AlertmanagerNotifier
+from dcim.alerts.rulefile import parse_rule
 from dcim.config import named_site
 from dcim.record import Record
 from servers import wait_until

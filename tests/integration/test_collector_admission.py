@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.deadletter import read_dead_letters
+from dcim.collector.deadletter import read_dead_letters
 from dcim.config import CollectorConfig, InfluxConfig
 from tests.collector.helpers import (
     T0,

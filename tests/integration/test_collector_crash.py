@@ -47,7 +47,7 @@ class CollectorProcess:
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from dcim.cli import main; main()", "collector", "--config", str(self.config_path)],
+            [sys.executable, "-c", "from dcim.app.cli import main; main()", "collector", "--config", str(self.config_path)],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(ROOT), **SECRETS},
         )

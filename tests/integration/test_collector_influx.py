@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from collector.sinks import InfluxSink
+from dcim.collector.sinks import InfluxSink
 from dcim.config import CollectorConfig, InfluxConfig
 from dcim.lineprotocol import decode
 from tests.collector.helpers import (

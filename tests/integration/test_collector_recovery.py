@@ -16,7 +16,7 @@ import pytest
 import servers
 import yaml
 
-from collector.deadletter import read_dead_letters
+from dcim.collector.deadletter import read_dead_letters
 from dcim.config import CollectorConfig, InfluxConfig
 from dcim.lineprotocol import encode_record
 from dcim.record import Record

@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from alerts.engine import Engine
-from alerts.rulefile import load_rules
-from collector.store import EmbeddedStore
+from dcim.alerts.engine import Engine
+from dcim.alerts.rulefile import load_rules
+from dcim.collector.store import EmbeddedStore
 from dcim.config import CollectorConfig
 from dcim.record import Record
 from tests.collector.helpers import running, uid, wait_for

@@ -70,7 +70,7 @@ async def test_influxdb_1x_and_victoriametrics_side_by_side(mosquitto, influxdb,
 
 
 def test_sink_kinds_come_from_one_registry():
-    from collector.sinks import SINKS
+    from dcim.collector.sinks import SINKS
     from dcim.config import SINK_CONFIGS
 
     assert set(SINKS) == set(SINK_CONFIGS) == {"influxdb_v1", "influxdb_v2", "embedded"}

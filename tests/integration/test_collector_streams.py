@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.deadletter import read_dead_letters
-from collector.store import EmbeddedStore
+from dcim.collector.deadletter import read_dead_letters
+from dcim.collector.store import EmbeddedStore
 from dcim.config import CollectorConfig, InfluxConfig
 from tests.collector.helpers import (
     Publisher,

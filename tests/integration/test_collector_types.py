@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from collector.deadletter import read_dead_letters
+from dcim.collector.deadletter import read_dead_letters
 from dcim.config import CollectorConfig, InfluxConfig
 from tests.collector.helpers import T0, Publisher, metric, running, uid, wait_for
 

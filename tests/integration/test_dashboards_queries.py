@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from dashboards import sample
-from dashboards.build import context, dashboards
-from dashboards.expand import TimeRange, expand, resolve_variables, targets, variable_selections
+from dcim.dashboards import sample
+from dcim.dashboards.build import context, dashboards
+from dcim.dashboards.expand import TimeRange, expand, resolve_variables, targets, variable_selections
 from dcim.config import default_site
-from simulators.demo import run_demo
-from simulators.pipeline import PipelineOptions
-from simulators.scenarios import load_scenario
+from dcim.app.demo import run_demo
+from dcim.app.pipeline import PipelineOptions
+from dcim.simulators.scenarios import load_scenario
 
 pytestmark = pytest.mark.integration
 
@@ -189,7 +189,7 @@ def test_a_renamed_tag_value_is_no_data(filled: tuple[Any, str, TimeRange, Any])
 
 
 def test_render_draws_every_dashboard_from_the_database(filled: tuple[Any, str, TimeRange, Any], tmp_path: Any) -> None:
-    from dashboards.render import influx_runner, render
+    from dcim.dashboards.render import influx_runner, render
 
     influxdb, db, time_range, _ = filled
     run = influx_runner(influxdb.url, db)

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from alerts.engine import Engine
-from alerts.recording import RecordingReader
-from alerts.recording_sources import records_from_store
-from alerts.replay import replay
-from collector.store import EmbeddedStore
+from dcim.alerts.engine import Engine
+from dcim.alerts.recording import RecordingReader
+from dcim.alerts.recording_sources import records_from_store
+from dcim.alerts.replay import replay
+from dcim.collector.store import EmbeddedStore
 from dcim.config import named_site
-from simulators.demo import run_demo
-from simulators.pipeline import PipelineOptions, transition_key
-from simulators.scenarios import load_scenario
+from dcim.app.demo import run_demo
+from dcim.app.pipeline import PipelineOptions, transition_key
+from dcim.simulators.scenarios import load_scenario
 
 QUICK_PUMP = """\
 name: quick-pump
@@ -88,7 +88,7 @@ def test_records_of_every_source_reach_the_embedded_store(local):
 def test_the_snmp_devices_serve_the_hall_the_demo_steps(local, tmp_path):
     # the SNMP agents run on a replica of the hall in a child process: what the poller read at a
     # time must be what the hall held at that time
-    from simulators.hall import Hall
+    from dcim.simulators.hall import Hall
 
     run, _, _ = local
     pipe = run.pipeline
@@ -174,7 +174,7 @@ def test_the_run_leaves_no_sockets_threads_or_processes(local):
 
 
 def test_dcim_demo_on_the_command_line_exits_0(tmp_path, capsys):
-    from dcim.cli import main
+    from dcim.app.cli import main
 
     scenario = tmp_path / "quick-pump.yaml"
     scenario.write_text(QUICK_PUMP)
@@ -250,7 +250,7 @@ def test_with_alertmanager_the_loop_alert_appears_there(with_servers, alertmanag
 
 
 def test_the_default_demo_runs_the_pod_of_120_kw_liquid_cooled_racks_and_shows_the_utilization_kpi(tmp_path):
-    from simulators.cli import site_from
+    from dcim.simulators.cli import site_from
 
     site = site_from(None)  # what `dcim demo` runs without --site
     lines: list[str] = []

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from alerts.recording import RecordingReader
+from dcim.alerts.recording import RecordingReader
 from dcim.config import named_site
-from simulators.demo import run_demo
-from simulators.pipeline import PipelineOptions
-from simulators.scenarios import load_scenario
+from dcim.app.demo import run_demo
+from dcim.app.pipeline import PipelineOptions
+from dcim.simulators.scenarios import load_scenario
 
 FAST = 100_000.0
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from alerts.actions import make_runner
-from alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
-from alerts.live import LiveObserver
+from dcim.alerts.actions import make_runner
+from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
+from dcim.alerts.live import LiveObserver
 from dcim.config import ActionDriverConfig, ActionsConfig, SiteConfig, named_site
 from dcim.record import Record
 from tests.servers import HarnessError, MissingBinaryError, SlurmCluster

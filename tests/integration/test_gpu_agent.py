@@ -14,13 +14,13 @@ import servers
 from prometheus_client import CollectorRegistry
 from servers import MissingBinaryError, wait_until
 
-from agents.gpu.agent import GpuAgent, gpu_topic, run_agent
-from agents.gpu.metrics import serve_gpu_metrics
-from agents.publisher import Publisher
+from dcim.agents.gpu.agent import GpuAgent, gpu_topic, run_agent
+from dcim.agents.gpu.metrics import serve_gpu_metrics
+from dcim.agents.publisher import Publisher
 from dcim.config import MqttConfig
 from dcim.lineprotocol import decode
 from dcim.schema import validate
-from simulators.nvml import SimNvml, synthetic_gpus
+from dcim.simulators.nvml import SimNvml, synthetic_gpus
 
 pytestmark = pytest.mark.integration
 

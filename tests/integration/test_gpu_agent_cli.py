@@ -45,7 +45,7 @@ def _start(tmp_path, broker, metrics_port: int) -> subprocess.Popen:
     }
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    return subprocess.Popen([sys.executable, "-m", "dcim.cli", "agent", "gpu", "--site", str(path), "--node", "A02-n03"],
+    return subprocess.Popen([sys.executable, "-m", "dcim.app.cli", "agent", "gpu", "--site", str(path), "--node", "A02-n03"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

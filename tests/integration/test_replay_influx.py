@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from alerts.recording import Header, RecordingReader, format_time, write_recording
-from alerts.recording_sources import records_from_mqtt, records_from_simulator
-from collector.sinks import InfluxSink  # noqa: F401  (the collector's sink must exist for this test to mean anything)
-from dcim.cli import cli
+from dcim.alerts.recording import Header, RecordingReader, format_time, write_recording
+from dcim.alerts.recording_sources import records_from_mqtt, records_from_simulator
+from dcim.collector.sinks import InfluxSink  # noqa: F401  (the collector's sink must exist for this test to mean anything)
+from dcim.app.cli import cli
 from dcim.config import CollectorConfig, InfluxConfig, load_site
 from dcim.lineprotocol import encode
 from tests.alerts.test_replay_pump import SITE_YAML, rules_yaml
@@ -137,7 +137,7 @@ def test_record_from_mqtt_on_the_command_line(mosquitto, tmp_path: Path) -> None
 
     run = uid()
     out = tmp_path / "live.lp.gz"
-    proc = subprocess.Popen([sys.executable, "-m", "dcim.cli", "record", "--from-mqtt", mosquitto.url,
+    proc = subprocess.Popen([sys.executable, "-m", "dcim.app.cli", "record", "--from-mqtt", mosquitto.url,
                              "--topic", f"dcim/{run}/#", "--max-messages", "5", "--duration", "60s", "-o", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pub = Publisher(mosquitto.host, mosquitto.port)

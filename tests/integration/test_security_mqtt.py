@@ -14,9 +14,9 @@ import paho.mqtt.client as paho
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from agents.publisher import Publisher
-from collector.app import Collector
-from collector.store import EmbeddedStore
+from dcim.agents.publisher import Publisher
+from dcim.collector.app import Collector
+from dcim.collector.store import EmbeddedStore
 from dcim.config import CollectorConfig, MqttConfig, Secret
 from dcim.lineprotocol import encode
 from dcim.record import Record
@@ -194,7 +194,7 @@ def test_record_from_mqtt_with_user_password_and_tls(mosquitto_factory, pki: Pat
         client.disconnect()
 
     def record(password: str, out: Path) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "dcim.cli", "record", "--from-mqtt", f"mqtts://127.0.0.1:{broker.port}",
+        cmd = [sys.executable, "-m", "dcim.app.cli", "record", "--from-mqtt", f"mqtts://127.0.0.1:{broker.port}",
                "--mqtt-user", "dcim", "--mqtt-password-env", "REC_PW", "--ca-file", str(pki / "ca.crt"),
                "--topic", "dcim/#", "--max-messages", "1", "--duration", "30s", "-o", str(out)]
         return subprocess.run(cmd, capture_output=True, text=True, env={"REC_PW": password, "PATH": "/usr/bin:/bin"},

@@ -11,9 +11,9 @@ import uuid
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from agents.snmp.poller import Device, Poller
-from agents.snmp.profile import load_profiles
-from collector.sinks import InfluxSink
+from dcim.agents.snmp.poller import Device, Poller
+from dcim.agents.snmp.profile import load_profiles
+from dcim.collector.sinks import InfluxSink
 from dcim.config import InfluxConfig, Secret
 from dcim.errors import SinkError
 
@@ -88,7 +88,7 @@ def test_snmp_cli_community_from_environment_is_not_echoed(snmpsim_factory) -> N
     sim = snmpsim_factory(records={"public": "1.3.6.1.2.1.1.2.0|6|1.3.6.1.4.1.318.1.3.4.6\n"})
     secret = "env-" + CANARY
     proc = subprocess.run(
-        [sys.executable, "-m", "dcim.cli", "-vv", "agent", "snmp", "--target", f"127.0.0.1:{sim.port}",
+        [sys.executable, "-m", "dcim.app.cli", "-vv", "agent", "snmp", "--target", f"127.0.0.1:{sim.port}",
          "--community-env", "DCIM_TEST_COMMUNITY", "--profile", "apc_rpdu2", "--timeout-s", "0.5",
          "--retries", "0", "--once"],
         capture_output=True, text=True, timeout=60, env={"DCIM_TEST_COMMUNITY": secret, "PATH": "/usr/bin:/bin"},
@@ -105,7 +105,7 @@ def test_record_from_influx_authenticates_by_header_and_keeps_the_password_out(s
     secured_influx.write("gpu,node=n1,gpu=0 temp_c=40.5 1767225600000000000\n", "sec")
     out = tmp_path / "rec.lp.gz"
     env = {"DCIM_TEST_INFLUX_PW": CANARY, "PATH": "/usr/bin:/bin"}
-    base = [sys.executable, "-m", "dcim.cli", "record", "--db", "sec", "--start", "1767225599", "--end", "1767225601"]
+    base = [sys.executable, "-m", "dcim.app.cli", "record", "--db", "sec", "--start", "1767225599", "--end", "1767225601"]
     done = subprocess.run([*base, "--from-influx", secured_influx.url, "--user", "admin",
                            "--password-env", "DCIM_TEST_INFLUX_PW", "-o", str(out)],
                           capture_output=True, text=True, env=env, timeout=120, check=False)
@@ -145,7 +145,7 @@ def test_credentials_in_any_url_fail_the_configuration_check_without_being_echoe
     for where, doc in cases.items():
         p = tmp_path / "site.yaml"
         p.write_text(yaml.safe_dump(doc))
-        done = subprocess.run([sys.executable, "-m", "dcim.cli", "config", "check", str(p)], capture_output=True,
+        done = subprocess.run([sys.executable, "-m", "dcim.app.cli", "config", "check", str(p)], capture_output=True,
                               text=True, timeout=120, check=False)
         assert done.returncode != 0, where
         assert where.strip() in done.stderr + done.stdout, (where, done.stderr)

@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from dcim.cli import main
+from dcim.app.cli import main
 from dcim.lineprotocol import decode
-from simulators.scenarios import load_scenario, scenario_names
+from dcim.simulators.scenarios import load_scenario, scenario_names
 
 pytestmark = pytest.mark.integration
 

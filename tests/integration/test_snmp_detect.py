@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 
-from agents.snmp import cli as snmp_cli
-from agents.snmp.poller import Device, Poller
-from agents.snmp.profile import load_profiles
+from dcim.agents.snmp import cli as snmp_cli
+from dcim.agents.snmp.poller import Device, Poller
+from dcim.agents.snmp.profile import load_profiles
 from dcim.config import MqttConfig
 from dcim.lineprotocol import decode
 

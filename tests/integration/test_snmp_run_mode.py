@@ -9,13 +9,13 @@ import aiomqtt
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agents.snmp.cli import run
-from agents.snmp.poller import Device
-from agents.snmp.profile import load_profiles
+from dcim.agents.snmp.cli import run
+from dcim.agents.snmp.poller import Device
+from dcim.agents.snmp.profile import load_profiles
 from dcim.config import MqttConfig, named_site
 from dcim.lineprotocol import decode
-from simulators.hall import Hall
-from simulators.snmp import serve
+from dcim.simulators.hall import Hall
+from dcim.simulators.snmp import serve
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.snmp import snmprec
-from agents.snmp.poller import Device, Poller
-from agents.snmp.profile import load_profiles, parse
+from dcim.agents.snmp import snmprec
+from dcim.agents.snmp.poller import Device, Poller
+from dcim.agents.snmp.profile import load_profiles, parse
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.snmp.poller import Device, Poller
-from agents.snmp.profile import load_profiles
+from dcim.agents.snmp.poller import Device, Poller
+from dcim.agents.snmp.profile import load_profiles
 
 pytestmark = pytest.mark.integration
 

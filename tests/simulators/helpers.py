@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dcim.config import named_site
-from simulators.hall import Hall
-from simulators.scenarios import load_scenario, parse_scenario
+from dcim.simulators.hall import Hall
+from dcim.simulators.scenarios import load_scenario, parse_scenario
 
 _SITE = named_site("h100-hall")
 

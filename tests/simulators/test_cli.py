@@ -1,4 +1,4 @@
-"""``dcim simulate`` and ``dcim demo`` end to end, in process through dcim.cli.main and as a subprocess."""
+"""``dcim simulate`` and ``dcim demo`` end to end, in process through dcim.app.cli.main and as a subprocess."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import sys
 
 import pytest
 
-from dcim.cli import main
+from dcim.app.cli import main
 from dcim.lineprotocol import decode
-from simulators.cli import parse_start
-from simulators.hall import DEFAULT_START_NS
-from simulators.sites import make_site
+from dcim.simulators.cli import parse_start
+from dcim.simulators.hall import DEFAULT_START_NS
+from dcim.sites import make_site
 
 # the default site, the AI-factory pod: 640 GPUs, 20 PDUs (2 a rack) of 3 phases and 24 outlets with an
 # env probe each, 3 loops
@@ -76,7 +76,7 @@ def test_list_shows_every_scenario_with_its_description(capsys):
 
 def test_unknown_scenario_is_a_clear_error_with_exit_2():
     proc = subprocess.run(
-        [sys.executable, "-m", "dcim.cli", "simulate", "--scenario", "no-such", "--out", os.devnull],
+        [sys.executable, "-m", "dcim.app.cli", "simulate", "--scenario", "no-such", "--out", os.devnull],
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 2
@@ -126,9 +126,9 @@ def test_parse_start_refuses(text):
 def _demo_run(duration_s=None):
     # the demo's own loop with its text view and summary (the pipeline behind `dcim demo` has its
     # own integration test); a fake clock makes the pacing instant and checkable
-    from simulators.demo import Summary, TextView, run
-    from simulators.hall import Hall
-    from simulators.scenarios import load_scenario
+    from dcim.app.demo import Summary, TextView, run
+    from dcim.simulators.hall import Hall
+    from dcim.simulators.scenarios import load_scenario
     from tests.simulators.helpers import site
 
     sc = load_scenario("pump-degradation")

@@ -9,11 +9,11 @@ from dataclasses import replace
 
 import pytest
 
-from alerts.engine import Transition
-from simulators.demo import LiveView, Summary, TextView, run_async
-from simulators.hall import Hall
-from simulators.pipeline import AlertBoard
-from simulators.scenarios import load_scenario
+from dcim.alerts.engine import Transition
+from dcim.app.demo import LiveView, Summary, TextView, run_async
+from dcim.simulators.hall import Hall
+from dcim.app.pipeline import AlertBoard
+from dcim.simulators.scenarios import load_scenario
 from tests.simulators.helpers import site
 
 T0 = 1_767_225_600 * 1_000_000_000

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from dcim.lineprotocol import decode, encode
 from dcim.schema import MEASUREMENTS, validate
-from simulators.output import SeriesBlock
+from dcim.simulators.output import SeriesBlock
 from tests.simulators.helpers import hall_for, run_to
 
 

@@ -8,11 +8,11 @@ import pytest
 
 from dcim.config import default_site, named_site, site_names
 from dcim.errors import ConfigError
-from simulators.cli import SIMULATOR_SITE, site_file, site_from
-from simulators.hall import Hall
-from simulators.nvml import SimNvml, node_gpus
-from simulators.overview import overview
-from simulators.scenarios import SCENARIO_DIR, load_scenario
+from dcim.simulators.cli import SIMULATOR_SITE, site_file, site_from
+from dcim.simulators.hall import Hall
+from dcim.simulators.nvml import SimNvml, node_gpus
+from dcim.simulators.overview import overview
+from dcim.simulators.scenarios import SCENARIO_DIR, load_scenario
 from tests.simulators.helpers import run_to
 
 POD = named_site("ai-factory-pod")

@@ -10,16 +10,16 @@ from types import SimpleNamespace
 
 from paho.mqtt.client import topic_matches_sub
 
-from agents.gpu.agent import gpu_topic
-from agents.snmp.cli import device_topic
-from alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
-from alerts.replay import replay
+from dcim.agents.gpu.agent import gpu_topic
+from dcim.agents.snmp.cli import device_topic
+from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
+from dcim.alerts.replay import replay
 from dcim.config import named_site
 from dcim.record import Record
-from simulators.hall import Hall
-from simulators.pipeline import transition_key
-from simulators.scenarios import parse_scenario
-from simulators.sites import row_site, row_topic_filters
+from dcim.simulators.hall import Hall
+from dcim.app.pipeline import transition_key
+from dcim.simulators.scenarios import parse_scenario
+from dcim.sites import row_site, row_topic_filters
 
 PREFIX = "dcim"
 #: Something for the rules of every kind in every row: a failing row CDU (loop and inhibited GPU alerts),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dcim.errors import ConfigError
-from simulators.hall import Hall
-from simulators.scenarios import load_scenario, parse_duration, parse_scenario
+from dcim.simulators.hall import Hall
+from dcim.simulators.scenarios import load_scenario, parse_duration, parse_scenario
 from tests.simulators.helpers import site
 
 

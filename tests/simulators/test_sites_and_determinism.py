@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulators.hall import Hall
-from simulators.scenarios import load_scenario
-from simulators.sites import make_site
+from dcim.simulators.hall import Hall
+from dcim.simulators.scenarios import load_scenario
+from dcim.sites import make_site
 from tests.simulators.helpers import hall_for
 
 

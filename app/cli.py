@@ -33,13 +33,13 @@ class LazyGroup(click.Group):
 @click.group(
     cls=LazyGroup,
     lazy={
-        "demo": "simulators.demo:demo_cmd",
-        "simulate": "simulators.cli:simulate_cmd",
-        "collector": "collector.cli:collector_cmd",
-        "alerts": "alerts.cli:alerts_group",
-        "record": "alerts.recording_cli:record_cmd",
-        "replay": "alerts.replay_cli:replay_cmd",
-        "dashboards": "dashboards.cli:dashboards_group",
+        "demo": "dcim.app.demo:demo_cmd",
+        "simulate": "dcim.simulators.cli:simulate_cmd",
+        "collector": "dcim.collector.cli:collector_cmd",
+        "alerts": "dcim.alerts.cli:alerts_group",
+        "record": "dcim.alerts.recording_cli:record_cmd",
+        "replay": "dcim.alerts.replay_cli:replay_cmd",
+        "dashboards": "dcim.dashboards.cli:dashboards_group",
     },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
@@ -53,7 +53,7 @@ def cli(verbose: int) -> None:
 
 @cli.group(
     cls=LazyGroup,
-    lazy={"gpu": "agents.gpu.cli:gpu_cmd", "snmp": "agents.snmp.cli:snmp_cmd"},
+    lazy={"gpu": "dcim.agents.gpu.cli:gpu_cmd", "snmp": "dcim.agents.snmp.cli:snmp_cmd"},
 )
 def agent() -> None:
     """Node agents: read devices and publish their records."""

@@ -1,6 +1,6 @@
 """``dcim demo``: the whole pipeline on the simulated hall, accelerated, with a live view of a scripted incident.
 
-The demo is a loop that steps the hall, lets the pipeline (simulators/pipeline.py: GPU agents, SNMP
+The demo is a loop that steps the hall, lets the pipeline (app/pipeline.py: GPU agents, SNMP
 poller, collector, store, alert engine) take the step, and hands it to pluggable consumers (a view,
 the summary). Pacing uses an injected clock and sleep. See docs/demo.md.
 """
@@ -20,10 +20,10 @@ from typing import Any, Protocol
 import click
 
 from dcim.config import SiteConfig
-from simulators.cli import duration_option, site_file, site_from
-from simulators.hall import Hall
-from simulators.overview import Overview, overview
-from simulators.scenarios import Scenario, load_scenario
+from dcim.simulators.cli import duration_option, site_file, site_from
+from dcim.simulators.hall import Hall
+from dcim.simulators.overview import Overview, overview
+from dcim.simulators.scenarios import Scenario, load_scenario
 
 DEFAULT_SCENARIO = "pump-degradation"
 DEFAULT_WALL_S = 60.0  # the default speed makes the whole scenario play in about a minute
@@ -53,7 +53,7 @@ class Summary:
 
     def __init__(self, scenario: Scenario, board: Any = None) -> None:
         self.scenario = scenario
-        self.board = board  # simulators.pipeline.AlertBoard
+        self.board = board  # dcim.app.pipeline.AlertBoard
         self.events: list[tuple[float, str]] = []
         self.max_temp = (-math.inf, "", 0.0)
         self.max_thermal = (0, 0.0)
@@ -137,7 +137,7 @@ class TextView:
     def __init__(self, echo: Callable[[str], None], every_s: float = 30.0, board: Any = None) -> None:
         self.echo = echo
         self.every_s = every_s
-        self.board = board  # simulators.pipeline.AlertBoard: its notifications become ALERT lines
+        self.board = board  # dcim.app.pipeline.AlertBoard: its notifications become ALERT lines
         self._seen = 0
         self._next = 0.0
 
@@ -176,7 +176,7 @@ class LiveView:
         self.console = console or Console()
         self.refresh_s = refresh_s
         self.clock = clock
-        self.board = board  # simulators.pipeline.AlertBoard, shown as an alerts panel
+        self.board = board  # dcim.app.pipeline.AlertBoard, shown as an alerts panel
         self._seen = 0
         self._start_ns = 0
         self.util_good_pct = 90.0
@@ -253,7 +253,7 @@ class LiveView:
     def render_alerts(self):
         from rich.table import Table
 
-        from alerts.replay import location
+        from dcim.alerts.replay import location
 
         b = self.board  # filled by the notifier thread: take copies (sorted, len) in one go
         table = Table(title=f"firing alerts: {len(b.firing)}   inhibited beneath them: {len(b.inhibited_now)}   "
@@ -337,7 +337,7 @@ async def run_pipeline(hall: Hall, site: SiteConfig, options: Any, make_consumer
                        duration_s: float, speed: float, scenario: str, seed: int,
                        echo: Callable[[str], None] | None = None) -> tuple[float, Any, Any]:
     """The demo with the whole pipeline: (wall seconds, the pipeline's alert board, the files it wrote)."""
-    from simulators.pipeline import Pipeline
+    from dcim.app.pipeline import Pipeline
 
     async with Pipeline(hall, site, options) as pipe:
         consumers = make_consumers(pipe.board)
@@ -380,7 +380,7 @@ def demo_cmd(scenario, speed, duration, seed, site_path, no_live, out_dir, mqtt_
     """Run the whole pipeline on a simulated GPU hall through a scripted incident, live (default: pump degradation
     that recovers): GPU agents, SNMP poller, collector, store, alert engine, notifications; then write a recording
     and an HTML incident report."""
-    from simulators.pipeline import PipelineOptions
+    from dcim.app.pipeline import PipelineOptions
 
     site: SiteConfig = site_from(site_path)
     if gpu_interval is None:
@@ -409,7 +409,7 @@ def run_demo(site: SiteConfig, sc: Scenario, options: Any, *, speed: float | Non
              duration_s: float | None = None, seed: int | None = None, echo: Callable[[str], None] = click.echo,
              live: bool = False) -> DemoRun:
     """The demo end to end (``dcim demo`` minus option parsing): run, then say what happened and where the files are."""
-    from simulators.pipeline import default_out_dir
+    from dcim.app.pipeline import default_out_dir
 
     duration_s = sc.duration if duration_s is None else duration_s
     speed = speed or max(duration_s / DEFAULT_WALL_S, 1.0)

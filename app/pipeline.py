@@ -99,7 +99,7 @@ class AlertBoard:
         return None
 
     def notify(self, transitions: Any, now_s: float) -> None:  # noqa: ARG002 - event time is in the transitions
-        from alerts.replay import location
+        from dcim.alerts.replay import location
 
         for t in transitions:
             self.transitions.append(t)
@@ -175,10 +175,10 @@ def devices_child(fd: int) -> None:
 
 
 async def _devices_serve(conn: Any, site: SiteConfig, seed: int, scenario: Any, start_ns: int) -> None:
-    from simulators.hall import Hall
-    from simulators.snmp import serve
+    from dcim.simulators.hall import Hall
+    from dcim.simulators.snmp import serve
 
-    from simulators.snmp.responder import _Silent
+    from dcim.simulators.snmp.responder import _Silent
 
     hall = Hall(site, seed=seed, scenario=scenario, start_ns=start_ns)
     loop = asyncio.get_running_loop()
@@ -224,7 +224,7 @@ class SnmpDevices:
         from multiprocessing.connection import Connection
 
         mine, theirs = socket.socketpair()
-        code = "import sys; from simulators.pipeline import devices_child; devices_child(int(sys.argv[1]))"
+        code = "import sys; from dcim.app.pipeline import devices_child; devices_child(int(sys.argv[1]))"
         self._proc = subprocess.Popen([sys.executable, "-c", code, str(theirs.fileno())], pass_fds=[theirs.fileno()])
         theirs.close()
         self._conn = Connection(mine.detach())
@@ -313,15 +313,15 @@ class Pipeline:
         return self
 
     async def _start(self) -> None:
-        from agents.gpu.agent import GpuAgent, gpu_topic
-        from agents.gpu.cli import node_tags
-        from agents.snmp.cli import devices_from_site
-        from agents.snmp.poller import Poller
-        from agents.snmp.profile import load_profiles
-        from alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
-        from alerts.live import LiveObserver
-        from collector.app import Collector
-        from simulators.nvml import SimNvml, node_gpus
+        from dcim.agents.gpu.agent import GpuAgent, gpu_topic
+        from dcim.agents.gpu.cli import node_tags
+        from dcim.agents.snmp.cli import devices_from_site
+        from dcim.agents.snmp.poller import Poller
+        from dcim.agents.snmp.profile import load_profiles
+        from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
+        from dcim.alerts.live import LiveObserver
+        from dcim.collector.app import Collector
+        from dcim.simulators.nvml import SimNvml, node_gpus
 
         opt, site, hall = self.opt, self.site, self.hall
         # first, before any thread runs: the SNMP devices' process starts while the rest is built
@@ -334,13 +334,13 @@ class Pipeline:
         self.engine = Engine(self.rules, site=site, evaluation_interval_s=self.evaluation_interval_s)
         notifiers: list[Any] = [self.board]
         if opt.alertmanager_url:
-            from alerts.notifiers import make_notifier
+            from dcim.alerts.notifiers import make_notifier
             from dcim.config import NotifierConfig
 
             notifiers.append(make_notifier(NotifierConfig(kind="alertmanager", url=opt.alertmanager_url)))
         # the hall's scheduler, in memory: the remediation actions of the rule pack drain and resume
         # its nodes (alerts.actions), and the board shows each change
-        from alerts.actions import MemoryScheduler, demo_runner
+        from dcim.alerts.actions import MemoryScheduler, demo_runner
 
         self.scheduler = MemoryScheduler(notes=self.board.notes)
         self.actions = demo_runner(self.rules, site, self.scheduler)
@@ -420,7 +420,7 @@ class Pipeline:
     async def _publisher(self, component: str, client_id: str, status_topic: str) -> Any:
         if self.bus is not None:
             return self.bus
-        from agents.publisher import Publisher
+        from dcim.agents.publisher import Publisher
 
         pub = Publisher(MqttConfig(url=self.opt.mqtt_url, client_id=client_id), client_id=client_id,
                         status_topic=status_topic, queue_max=10_000, registry=CollectorRegistry(),
@@ -474,7 +474,7 @@ class Pipeline:
         return list(zip(devices, polls, strict=True))
 
     async def _take_snmp(self) -> None:
-        from agents.snmp.cli import device_topic
+        from dcim.agents.snmp.cli import device_topic
 
         if self._snmp_task is None:
             return
@@ -525,10 +525,10 @@ class Pipeline:
 
     def write_outputs(self, scenario: str, seed: int) -> Result:
         """The recording of the run (read back from the store it went to) and the incident report."""
-        from alerts.recording import Header, RecordingReader, write_recording
-        from alerts.recording_sources import records_from_influx, records_from_store
-        from alerts.replay import ReplayStats
-        from alerts.report import write_report
+        from dcim.alerts.recording import Header, RecordingReader, write_recording
+        from dcim.alerts.recording_sources import records_from_influx, records_from_store
+        from dcim.alerts.replay import ReplayStats
+        from dcim.alerts.report import write_report
 
         res = Result(self.out_dir, self.opt.influx_url or str(self.store_path))
         if self.first_ns is None or self.last_ns is None:

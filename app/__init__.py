@@ -1,0 +1,1 @@
+"""The application: the one command line, the assembled pipeline and the demo, above every other package."""

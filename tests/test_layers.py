@@ -198,3 +198,33 @@ def test_installed_dcim_reaches_every_part():
         assert Path(module.__file__).resolve().parent == (ROOT / FOLDERS[package]).resolve(), package
     with pytest.raises(ImportError):
         importlib.import_module("dcim.tests")
+
+
+@pytest.mark.slow
+def test_wheel_installs_only_dcim(tmp_path):
+    """A built wheel holds one top-level package, ``dcim``, with its data, and runs from there."""
+    import subprocess
+    import sys
+    import zipfile
+
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+                           capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = tmp_path.glob("dcim-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        z.extractall(tmp_path / "site")
+    tops = {n.split("/")[0] for n in names}
+    assert tops == {"dcim", f"{wheel.name.split('-py3')[0]}.dist-info"}, tops
+    for data in ("dcim/data/sites/ai-factory-pod.yaml", "dcim/alerts/rules/gpu.yaml",
+                 "dcim/agents/snmp/profiles/apc_epdu.yaml", "dcim/simulators/scenarios/pump-degradation.yaml"):
+        assert data in names, f"{data} is not in the wheel"
+    # From the unpacked wheel alone (first on the path), every part imports and the CLI runs.
+    probe = ("import sys, dcim, dcim.app.cli, dcim.agents.gpu.reader, dcim.collector.app, dcim.dashboards.build;"
+             "assert dcim.__file__.startswith(sys.argv[1]), dcim.__file__;"
+             "sys.argv = ['dcim', '--help']; dcim.app.cli.main()")
+    ran = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "site")], capture_output=True, text=True,
+                         cwd=tmp_path, env={**__import__("os").environ, "PYTHONPATH": str(tmp_path / "site")},
+                         timeout=120)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert "Usage: dcim" in ran.stdout

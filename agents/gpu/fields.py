@@ -265,11 +265,6 @@ GPM_READS: tuple[GpmRead, ...] = (
 AGENT_FIELDS: tuple[str, ...] = ("xid_total", "xid_last", "xid_last_time_s", "lost", "activity_pct",
                                  "activity_source")
 
-MIG_HIDDEN: frozenset[str] = frozenset(
-    [r.field for r in FIELD_READS if r.mig] + [f for c in CALL_READS if c.mig for f in c.fields]
-)
-
-
 def all_read_fields() -> list[str]:
     """Every schema field the table reads, in table order (field values, calls, MIG, GPM)."""
     fields = [r.field for r in FIELD_READS] + [f for c in CALL_READS for f in c.fields] + list(MIG_MODE.fields)

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from dcim.errors import DcimError, RecordingError
-from dcim.lineprotocol import DecodeResult, decode_report, encode
+from dcim.lineprotocol.encode import encode
+from dcim.lineprotocol.decode import DecodeResult, decode_report
 from dcim.record import Record, UInt
 
 MAGIC = "# dcim-recording v1"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dcim.alerts.recording import DERIVED_MEASUREMENTS, resolve_topology
 from dcim.errors import RecordingError
-from dcim.lineprotocol import decode_report
+from dcim.lineprotocol.decode import decode_report
 from dcim.record import Record
 
 

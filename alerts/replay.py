@@ -233,7 +233,7 @@ def write_to_influx(url: str, db: str, batches: Iterable[list[Record]], transiti
     import httpx
 
     from dcim.errors import SinkError
-    from dcim.lineprotocol import encode
+    from dcim.lineprotocol.encode import encode
 
     auth = {"u": username, "p": password or ""} if username else {}
 

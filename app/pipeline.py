@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 
 from dcim.config import CollectorConfig, InfluxConfig, MqttConfig, SiteConfig
 from dcim.errors import ConfigError
-from dcim.lineprotocol import encode
+from dcim.lineprotocol.encode import encode
 from dcim.record import Record
 
 log = logging.getLogger(__name__)

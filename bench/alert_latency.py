@@ -37,7 +37,8 @@ from dcim.alerts.notifiers import WebhookNotifier  # noqa: E402
 from dcim.alerts.rulefile import parse_rule  # noqa: E402
 from dcim.collector.app import Collector  # noqa: E402
 from dcim.config import CollectorConfig, MqttConfig, default_site  # noqa: E402
-from dcim.lineprotocol import decode, encode_record  # noqa: E402
+from dcim.lineprotocol.encode import encode_record  # noqa: E402
+from dcim.lineprotocol.decode import decode  # noqa: E402
 from dcim.record import Record  # noqa: E402
 
 THRESHOLD_C = 85.0

@@ -18,7 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from influxdb_client import Point, WritePrecision  # noqa: E402
 
-from dcim.lineprotocol import decode, encode  # noqa: E402
+from dcim.lineprotocol.encode import encode  # noqa: E402
+
+from dcim.lineprotocol.decode import decode  # noqa: E402
 from dcim.record import Record  # noqa: E402
 
 FIELDS = ("temp_c", "mem_temp_c", "power_w", "energy_j", "sm_clock_mhz", "mem_clock_mhz", "util_pct", "mem_util_pct")

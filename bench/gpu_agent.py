@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 
 from dcim.agents.gpu.agent import GpuAgent  # noqa: E402
 from dcim.agents.gpu.fields import MIG_MODE  # noqa: E402
-from dcim.lineprotocol import encode  # noqa: E402
+from dcim.lineprotocol.encode import encode  # noqa: E402
 from dcim.simulators.nvml import SimNvml, synthetic_gpus  # noqa: E402
 
 TAGS = {"site": "dc1", "room": "hall1", "row": "A", "rack": "A01", "node": "A01-n01"}

@@ -31,7 +31,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 import yaml  # noqa: E402
 
 import servers  # noqa: E402
-from dcim.lineprotocol import encode_record  # noqa: E402
+from dcim.lineprotocol.encode import encode_record  # noqa: E402
 
 
 def agent_messages(racks: int, steps: int, base_steps: int = 2) -> tuple[list[tuple[str, bytes]], dict[str, int]]:
@@ -88,7 +88,7 @@ def count_points(influx: servers.InfluxDB, db: str, fields: dict[str, str]) -> i
 
 def always_field(msgs: list[tuple[str, bytes]]) -> dict[str, str]:
     """For each measurement a field every one of its points carries (to count points)."""
-    from dcim.lineprotocol import decode
+    from dcim.lineprotocol.decode import decode
 
     seen: dict[str, set[str]] = {}
     for _, payload in msgs[:5000]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dcim.lineprotocol import encode  # noqa: E402
+from dcim.lineprotocol.encode import encode  # noqa: E402
 from dcim.simulators.hall import Hall  # noqa: E402
 from dcim.simulators.scenarios import load_scenario  # noqa: E402
 from dcim.sites import make_site  # noqa: E402

@@ -28,7 +28,8 @@ from typing import Protocol
 
 from dcim.config import InfluxConfig
 from dcim.errors import ConfigError, LineProtocolError, SinkRejected, SinkUnavailable
-from dcim.lineprotocol import INT64_MAX, decode_line, encode_record
+from dcim.lineprotocol.encode import INT64_MAX, encode_record
+from dcim.lineprotocol.decode import decode_line
 from dcim.record import UInt
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from dcim.errors import ConfigError
 from dcim.collector.validate import LineReader
-from dcim.lineprotocol import encode_record
+from dcim.lineprotocol.encode import encode_record
 from dcim.record import Record
 
 HOUR_NS = 3600 * 1_000_000_000

@@ -12,7 +12,9 @@ from collections.abc import Iterable
 import re
 from dataclasses import dataclass
 
-from dcim.lineprotocol import INT64_MAX, INT64_MIN, decode_report, encode_record
+from dcim.lineprotocol.encode import INT64_MAX, INT64_MIN, encode_record
+
+from dcim.lineprotocol.decode import decode_report
 from dcim.record import Record
 from dcim.schema import MEASUREMENTS, check_value, coerce
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from dcim.config import SiteConfig
-from dcim.lineprotocol import encode
+from dcim.lineprotocol.encode import encode
 from dcim.record import Record
 
 #: Has XIDs and ECC errors, so the error panels have something to show.

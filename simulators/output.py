@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dcim.lineprotocol import encode_record
+from dcim.lineprotocol.encode import encode_record
 from dcim.record import Record
 
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -20,7 +20,7 @@ from dcim.agents.gpu.reader import NvmlReader
 from dcim.agents.gpu.records import agent_record, gpu_health_record, gpu_records
 from dcim.agents.gpu.xid import XidStore, XidWatcher
 from dcim.errors import DeviceError
-from dcim.lineprotocol import encode
+from dcim.lineprotocol.encode import encode
 from dcim.record import Record
 
 log = logging.getLogger(__name__)

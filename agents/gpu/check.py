@@ -25,7 +25,7 @@ from typing import Any
 
 from dcim.agents.gpu.metrics import DCGM
 from dcim.errors import DeviceError
-from dcim.lineprotocol import decode
+from dcim.lineprotocol.decode import decode
 from dcim.record import Record
 
 MIB = 1024 * 1024

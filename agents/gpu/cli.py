@@ -87,7 +87,7 @@ def gpu_cmd(site_path: str | None, config_path: str | None, node: str | None, si
     registry = CollectorRegistry()
     agent = GpuAgent(backend, tags=tags, registry=registry, reinit_backoff_max_s=cfg.reinit_backoff_max_s)
     if once:
-        from dcim.lineprotocol import encode
+        from dcim.lineprotocol.encode import encode
 
         agent.start()  # no NVML: DeviceError -> "error: ..." and exit 2
         try:

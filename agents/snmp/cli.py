@@ -19,7 +19,7 @@ from dcim.agents.snmp.poller import Detection, Device, DevicePoll, Poller
 from dcim.agents.snmp.profile import load_profile, load_profiles
 from dcim.config import SiteConfig, SnmpDeviceConfig, load_site
 from dcim.errors import ConfigError, DeviceError
-from dcim.lineprotocol import encode
+from dcim.lineprotocol.encode import encode
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,8 @@ from dcim.agents.gpu.check import (
     smi_query,
 )
 from dcim.agents.gpu.metrics import render
-from dcim.lineprotocol import decode, encode
+from dcim.lineprotocol.encode import encode
+from dcim.lineprotocol.decode import decode
 from dcim.simulators.nvml import SimNvml, synthetic_gpus
 
 DATA = Path(__file__).parent / "gpu_check_data"

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dcim.agents.gpu.cli import gpu_cmd
 from dcim.config import SITES_DIR
 from dcim.errors import ConfigError
-from dcim.lineprotocol import decode
+from dcim.lineprotocol.decode import decode
 from dcim.schema import validate
 
 #: The H100 hall: nodes of 8 GPUs, the shape these expectations are written for.

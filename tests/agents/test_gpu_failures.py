@@ -331,7 +331,7 @@ async def test_a_stuck_nvml_call_is_reported_not_silent(make_agent) -> None:
     import threading
 
     from dcim.agents.gpu.agent import run_agent
-    from dcim.lineprotocol import decode
+    from dcim.lineprotocol.decode import decode
 
     agent, backend, _ = make_agent(synthetic_gpus("A01-n01", 2))
     agent.start()

@@ -8,7 +8,8 @@ from prometheus_client import CollectorRegistry
 
 from dcim.agents.gpu.agent import GpuAgent
 from dcim.agents.gpu.fields import AGENT_FIELDS, CALL_READS, FIELD_READS, GPM_READS, MIG_MODE, all_read_fields
-from dcim.lineprotocol import decode, encode
+from dcim.lineprotocol.encode import encode
+from dcim.lineprotocol.decode import decode
 from dcim.schema import GPU, validate
 from dcim.simulators.nvml import SimNvml, synthetic_gpus
 

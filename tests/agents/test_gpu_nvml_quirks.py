@@ -18,7 +18,8 @@ from dcim.agents.gpu.agent import GpuAgent
 from dcim.agents.gpu.fields import GPM_READS, SCOPE_ALL_LINKS
 from dcim.agents.gpu.metrics import render
 from dcim.agents.gpu.reader import handle_key, tag_text
-from dcim.lineprotocol import decode, encode
+from dcim.lineprotocol.encode import encode
+from dcim.lineprotocol.decode import decode
 from dcim.schema import validate
 from dcim.simulators.nvml import SimNvml, gpm_activity, synthetic_gpus
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from dcim.app.cli import cli
 from dcim.config import SITES_DIR
-from dcim.lineprotocol import decode
+from dcim.lineprotocol.decode import decode
 
 #: The H100 hall: 8 racks with two PDUs each and two CDUs, the devices these expectations name.
 H100_HALL = str(SITES_DIR / "h100-hall.yaml")

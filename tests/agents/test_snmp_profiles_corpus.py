@@ -16,7 +16,7 @@ import pytest
 from dcim.agents.snmp import snmprec
 from dcim.agents.snmp.profile import load_profiles, parse
 from dcim import schema
-from dcim.lineprotocol import encode_record
+from dcim.lineprotocol.encode import encode_record
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO.parent / "shared" / "librenms-snmp"

@@ -222,7 +222,7 @@ def test_zlib_is_what_checks_the_crc(tmp_path: Path) -> None:
 
 
 def test_escaped_series_keys_decode_like_the_codec_and_errors_keep_their_column(tmp_path: Path) -> None:
-    from dcim.lineprotocol import decode_report
+    from dcim.lineprotocol.decode import decode_report
 
     recs = [Record("gpu", {"model": "NVIDIA H100 80GB", "node": f"n{i % 3}", "odd": "a,b=c"},
                    {"temp_c": 50.0 + i, "processes": i}, T0 + i) for i in range(30)]

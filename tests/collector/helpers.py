@@ -15,7 +15,7 @@ import paho.mqtt.client as mqtt
 
 from dcim.collector.app import Collector
 from dcim.config import CollectorConfig, MqttConfig
-from dcim.lineprotocol import encode_record
+from dcim.lineprotocol.encode import encode_record
 from dcim.record import Record
 
 T0 = (time.time_ns() // 10**9 - 3600) * 10**9  # an hour ago, on a whole second (VictoriaMetrics keeps ms)

@@ -13,7 +13,7 @@ from dcim.collector.cli import check, collector_cmd
 from dcim.collector.deadletter import read_dead_letters
 from dcim.config import CollectorConfig
 from dcim.errors import ConfigError
-from dcim.lineprotocol import decode
+from dcim.lineprotocol.decode import decode
 from dcim.record import Record
 from tests.collector.fakes import ScriptedSink
 
@@ -236,7 +236,7 @@ async def test_live_alert_engine_runs_as_an_observer(tmp_path):
     """With the real alerts.live: a simulator batch goes through it and out with its alert records."""
     import dcim.alerts.live as live
     from dcim.config import named_site
-    from dcim.lineprotocol import encode_record
+    from dcim.lineprotocol.encode import encode_record
     from dcim.simulators.hall import Hall
 
     site = named_site("h100-hall")

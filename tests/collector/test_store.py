@@ -12,7 +12,7 @@ import pytest
 
 from dcim.collector.store import HOUR_NS, EmbeddedStore
 from dcim.errors import ConfigError
-from dcim.lineprotocol import decode
+from dcim.lineprotocol.decode import decode
 from dcim.record import Record
 
 T0 = 1_700_000_000 * 1_000_000_000  # 2023-11-14T22:13:20Z

@@ -6,7 +6,8 @@ import hypothesis.strategies as st
 from hypothesis import given, settings
 
 from dcim.collector.validate import REASONS, Validator
-from dcim.lineprotocol import decode, encode_record
+from dcim.lineprotocol.encode import encode_record
+from dcim.lineprotocol.decode import decode
 from dcim.record import Record, UInt
 from dcim.schema import MEASUREMENTS
 

@@ -10,7 +10,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from dcim.errors import LineProtocolError
-from dcim.lineprotocol import decode, decode_line, decode_report, encode, encode_record
+from dcim.lineprotocol.encode import encode, encode_record
+from dcim.lineprotocol.decode import decode, decode_line, decode_report
 from dcim.record import Record, UInt
 
 # --- encoder: exact output ---------------------------------------------------------------------
@@ -302,7 +303,7 @@ def test_decode_stores_what_influxdb_stores() -> None:
 )
 def test_fast_reader_agrees_with_the_careful_scanner(meas: str, tags: dict, fields: dict, ts: int) -> None:
     """The fast path (split-based, cached layouts) and the scanner read every encodable line the same."""
-    from dcim.lineprotocol import _fast_line, _Scanner
+    from dcim.lineprotocol.decode import _fast_line, _Scanner
 
     rec = Record(meas, tags, fields, ts)
     assume(_encodable(rec))
@@ -322,7 +323,7 @@ def test_fast_reader_agrees_with_the_careful_scanner(meas: str, tags: dict, fiel
 @given(st.text(alphabet='ab =,"\\\n#\t', max_size=60))
 def test_line_splitting_shortcut_agrees_with_influxdbs_scanner(text: str) -> None:
     """The split that trusts plain newlines where quotes settle cuts exactly where scanLine does."""
-    from dcim.lineprotocol import _scan_line_end, _split
+    from dcim.lineprotocol.decode import _scan_line_end, _split
 
     expected = []
     pos, lineno = 0, 1

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dcim.lineprotocol import _decode_lines, decode_report, DecodeResult
+from dcim.lineprotocol.decode import _decode_lines, decode_report, DecodeResult
 from dcim.record import UInt
 
 REPO = Path(__file__).resolve().parents[2]

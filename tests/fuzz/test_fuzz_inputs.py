@@ -17,7 +17,8 @@ from dcim.agents.snmp import ber
 from dcim.alerts.rulefile import parse_rule
 from dcim.collector.mapping import Mapping, MappingError, builtin_mappings, load_mapping
 from dcim.errors import DcimError, LineProtocolError
-from dcim.lineprotocol import decode_report, encode_record
+from dcim.lineprotocol.encode import encode_record
+from dcim.lineprotocol.decode import decode_report
 from dcim.record import Record
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

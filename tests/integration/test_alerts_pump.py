@@ -25,7 +25,7 @@ from dcim.alerts.notifiers import SIGNATURE_HEADER, TIMESTAMP_HEADER, Alertmanag
 from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules
 from dcim.collector.store import EmbeddedStore
 from dcim.config import CollectorConfig, SiteConfig
-from dcim.lineprotocol import encode_record
+from dcim.lineprotocol.encode import encode_record
 from dcim.simulators.hall import Hall
 from dcim.simulators.scenarios import load_scenario
 from tests.collector.helpers import Message, Publisher, running, uid, wait_for

@@ -10,7 +10,7 @@ import pytest
 
 from dcim.collector.sinks import InfluxSink
 from dcim.config import CollectorConfig, InfluxConfig
-from dcim.lineprotocol import decode
+from dcim.lineprotocol.decode import decode
 from tests.collector.helpers import (
     Publisher,
     all_records,

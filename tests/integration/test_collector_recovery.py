@@ -18,7 +18,7 @@ import yaml
 
 from dcim.collector.deadletter import read_dead_letters
 from dcim.config import CollectorConfig, InfluxConfig
-from dcim.lineprotocol import encode_record
+from dcim.lineprotocol.encode import encode_record
 from dcim.record import Record
 from tests.collector.helpers import (
     T0,

@@ -18,7 +18,7 @@ from dcim.agents.gpu.agent import GpuAgent, gpu_topic, run_agent
 from dcim.agents.gpu.metrics import serve_gpu_metrics
 from dcim.agents.publisher import Publisher
 from dcim.config import MqttConfig
-from dcim.lineprotocol import decode
+from dcim.lineprotocol.decode import decode
 from dcim.schema import validate
 from dcim.simulators.nvml import SimNvml, synthetic_gpus
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from servers import free_tcp_port, wait_until
 
-from dcim.lineprotocol import decode
+from dcim.lineprotocol.decode import decode
 
 pytestmark = pytest.mark.integration
 

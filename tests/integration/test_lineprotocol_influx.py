@@ -6,7 +6,9 @@ import uuid
 
 import pytest
 
-from dcim.lineprotocol import decode, encode
+from dcim.lineprotocol.encode import encode
+
+from dcim.lineprotocol.decode import decode
 from dcim.record import Record
 
 pytestmark = pytest.mark.integration
@@ -79,7 +81,7 @@ def _nasty_records(n: int, seed: int) -> list[Record]:
     import random
 
     from dcim.errors import LineProtocolError
-    from dcim.lineprotocol import encode_record
+    from dcim.lineprotocol.encode import encode_record
     from dcim.record import UInt
 
     rng = random.Random(seed)

@@ -19,7 +19,7 @@ from dcim.alerts.recording_sources import records_from_mqtt, records_from_simula
 from dcim.collector.sinks import InfluxSink  # noqa: F401  (the collector's sink must exist for this test to mean anything)
 from dcim.app.cli import cli
 from dcim.config import CollectorConfig, InfluxConfig, load_site
-from dcim.lineprotocol import encode
+from dcim.lineprotocol.encode import encode
 from tests.alerts.test_replay_pump import SITE_YAML, rules_yaml
 from tests.collector.helpers import Message, Publisher, influx_count, running, uid, wait_for
 

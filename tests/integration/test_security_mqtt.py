@@ -18,7 +18,7 @@ from dcim.agents.publisher import Publisher
 from dcim.collector.app import Collector
 from dcim.collector.store import EmbeddedStore
 from dcim.config import CollectorConfig, MqttConfig, Secret
-from dcim.lineprotocol import encode
+from dcim.lineprotocol.encode import encode
 from dcim.record import Record
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from dcim.app.cli import main
-from dcim.lineprotocol import decode
+from dcim.lineprotocol.decode import decode
 from dcim.simulators.scenarios import load_scenario, scenario_names
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from dcim.agents.snmp import cli as snmp_cli
 from dcim.agents.snmp.poller import Device, Poller
 from dcim.agents.snmp.profile import load_profiles
 from dcim.config import MqttConfig
-from dcim.lineprotocol import decode
+from dcim.lineprotocol.decode import decode
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from dcim.agents.snmp.cli import run
 from dcim.agents.snmp.poller import Device
 from dcim.agents.snmp.profile import load_profiles
 from dcim.config import MqttConfig, named_site
-from dcim.lineprotocol import decode
+from dcim.lineprotocol.decode import decode
 from dcim.simulators.hall import Hall
 from dcim.simulators.snmp import serve
 

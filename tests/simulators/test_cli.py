@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from dcim.app.cli import main
-from dcim.lineprotocol import decode
+from dcim.lineprotocol.decode import decode
 from dcim.simulators.cli import parse_start
 from dcim.simulators.hall import DEFAULT_START_NS
 from dcim.sites import make_site

@@ -7,7 +7,9 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dcim.lineprotocol import decode, encode
+from dcim.lineprotocol.encode import encode
+
+from dcim.lineprotocol.decode import decode
 from dcim.schema import MEASUREMENTS, validate
 from dcim.simulators.output import SeriesBlock
 from tests.simulators.helpers import hall_for, run_to

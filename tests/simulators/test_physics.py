@@ -195,7 +195,7 @@ faults:
 
 def test_a_hall_without_loops_and_with_single_phase_pdus_runs_air_cooled():
     from dcim.config import SiteConfig
-    from dcim.lineprotocol import encode
+    from dcim.lineprotocol.encode import encode
 
     site = SiteConfig.model_validate({
         "site": "s",

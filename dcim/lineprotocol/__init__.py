@@ -1,0 +1,1 @@
+"""InfluxDB line protocol: ``encode`` writes it, ``decode`` reads it (the one scanner)."""

@@ -17,13 +17,11 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from dcim.errors import TemplateError
+
 #: Variables a template may use; labels may not use the ones that change while an alert is active.
 VARIABLES = frozenset({"value", "threshold", "location", "rule", "severity", "state", "labels"})
 LABEL_VARIABLES = frozenset({"location", "rule", "severity", "labels"})
-
-
-class TemplateError(ValueError):
-    """A template that cannot be parsed or rendered; the message says what and where."""
 
 
 # --- printing numbers as Go (and so Prometheus) does -------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry
 
 from dcim.collector.deadletter import DeadLetter
-from dcim.collector.mapping import Mapping, MappingError, load_mappings
+from dcim.collector.mapping import Mapping, load_mappings
 from dcim.collector.metrics import CollectorMetrics
 from dcim.collector.route import Router
 from dcim.collector.sinks import Sink, build_sink, make_sink
@@ -28,7 +28,7 @@ from dcim.collector.spool import Spool
 from dcim.collector.validate import Admission, LineReader, Reject, Validator
 from dcim import mqtt as mqtt_boundary
 from dcim.config import CollectorConfig, MqttConfig
-from dcim.errors import ConfigError
+from dcim.errors import ConfigError, MappingError
 from dcim.record import Record
 
 log = logging.getLogger(__name__)

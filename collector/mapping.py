@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from dcim.config import Model, load_model
-from dcim.errors import ConfigError
+from dcim.errors import ConfigError, MappingError
 from dcim.record import Record
 from dcim.schema import MEASUREMENTS
 
@@ -200,15 +200,6 @@ def _topic_captures(pattern: str) -> list[str]:
 
 
 # --- applying a mapping -----------------------------------------------------------------------
-
-
-class MappingError(Exception):
-    """A payload that does not fit its mapping; ``reason`` is a reject reason."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
 
 
 class Mapping:

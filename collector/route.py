@@ -25,10 +25,10 @@ from collections.abc import Callable
 
 from dcim.collector.deadletter import DeadLetter
 from dcim.collector.metrics import CollectorMetrics
-from dcim.collector.sinks import BatchTooLarge, Sink
-from dcim.collector.spool import Spool, SpoolFull
+from dcim.collector.sinks import Sink
+from dcim.collector.spool import Spool
 from dcim.collector.validate import Reject
-from dcim.errors import SinkRejected, SinkUnavailable
+from dcim.errors import BatchTooLarge, SinkRejected, SinkUnavailable, SpoolFull
 
 log = logging.getLogger(__name__)
 

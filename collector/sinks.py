@@ -27,16 +27,12 @@ from pathlib import Path
 from typing import Protocol
 
 from dcim.config import InfluxConfig
-from dcim.errors import ConfigError, LineProtocolError, SinkRejected, SinkUnavailable
+from dcim.errors import BatchTooLarge, ConfigError, LineProtocolError, SinkRejected, SinkUnavailable
 from dcim.lineprotocol.encode import INT64_MAX, encode_record
 from dcim.lineprotocol.decode import decode_line
 from dcim.record import UInt
 
 log = logging.getLogger(__name__)
-
-
-class BatchTooLarge(SinkRejected):
-    """The sink refused the batch for its size (413): send it in smaller pieces."""
 
 
 class Sink(Protocol):

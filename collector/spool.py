@@ -27,14 +27,12 @@ import struct
 import zlib
 from pathlib import Path
 
+from dcim.errors import SpoolFull
+
 log = logging.getLogger(__name__)
 
 _HEAD = struct.Struct(">III")
 _SUFFIX = ".seg"
-
-
-class SpoolFull(Exception):
-    """The spool is at its size cap: the batch was not written."""
 
 
 class Spool:

@@ -13,13 +13,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dcim.errors import ExpandError
+
 _VAR = re.compile(r"\$(\w+)|\$\{(\w+)(?::(\w+))?\}|\[\[(\w+)\]\]")
 _REGEX_SPECIAL = re.compile(r"([\\^$*+?.()|{}\[\]/])")
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-
-
-class ExpandError(ValueError):
-    """A query names a variable nobody defined, or a variable query found no values."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,11 +14,7 @@ import niquests
 from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaException
 
-from dcim.errors import DcimError
-
-
-class PushError(DcimError):
-    """Grafana refused or could not be reached; the message says which step failed."""
+from dcim.errors import PushError
 
 
 @dataclass(frozen=True, slots=True)

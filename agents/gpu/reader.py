@@ -37,7 +37,7 @@ from dcim.agents.gpu.fields import (
     CallRead,
     FieldRead,
 )
-from dcim.errors import DeviceError
+from dcim.errors import DeviceError, GpuLost
 from dcim.record import FieldValue
 
 log = logging.getLogger(__name__)
@@ -153,10 +153,6 @@ def handle_key(handle: Any) -> Any:
     if isinstance(handle, (ctypes._Pointer, ctypes.c_void_p)):  # noqa: SLF001 - ctypes' pointer base class
         return ctypes.cast(handle, ctypes.c_void_p).value
     return handle
-
-
-class GpuLost(Exception):
-    """Raised inside a read when NVML answers GPU_IS_LOST; never leaves this module."""
 
 
 @dataclass(slots=True, eq=False)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from dcim.errors import BerError
+
 # PDU tags (context-specific, constructed)
 GET = 0xA0
 GETNEXT = 0xA1
@@ -36,10 +38,6 @@ END_OF_MIB_VIEW = 0x82
 
 V1 = 0
 V2C = 1
-
-
-class BerError(ValueError):
-    """Bytes that are not a well-formed SNMP message."""
 
 
 class _Exception:

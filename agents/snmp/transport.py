@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dcim.agents.snmp import ber
-from dcim.errors import DeviceAuthError, DeviceError, DeviceTimeout
+from dcim.errors import BerError, DeviceAuthError, DeviceError, DeviceTimeout
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class _Protocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
             msg = ber.decode_message(data)
-        except ber.BerError:
+        except BerError:
             log.debug("dropped a malformed datagram from %s", addr)
             return
         entry = self.pending.get(msg.request_id)

@@ -205,7 +205,7 @@ class ExtraLoad(_Fault):
     power_w: float = Field(gt=0)
 
 
-class GpuLost(_Fault):
+class GpuLostFault(_Fault):
     """A GPU falls off the bus (XID 79) at ``at``; ``until``: the node is reset and it returns."""
 
     kind: Literal["gpu_lost"]
@@ -234,7 +234,7 @@ class Xid(_Fault):
 
 _FAULT_TYPES = (
     PumpDegradation, PumpSpeed, SetpointDrift, Leak, StuckSensor, NoisySensor, NotAnswering, Workload, FeedLoss,
-    ExtraLoad, GpuLost, EccErrors, Xid,
+    ExtraLoad, GpuLostFault, EccErrors, Xid,
 )
 Fault = Annotated[Union[_FAULT_TYPES], Field(discriminator="kind")]  # noqa: UP007 - a tuple needs Union
 

@@ -10,6 +10,7 @@ from pyasn1.codec.ber import encoder as pyasn1_encoder
 from pysnmp.proto import api, rfc1902
 
 from dcim.agents.snmp import ber
+from dcim.errors import BerError
 
 oids = st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=20).flatmap(
     lambda tail: st.tuples(st.integers(0, 2), st.integers(0, 39)).map(lambda head: (*head, *tail)))
@@ -114,7 +115,7 @@ def test_pysnmp_response_decodes_to_the_same_values() -> None:
 def test_garbage_raises_only_ber_error(data: bytes) -> None:
     try:
         ber.decode_message(data)
-    except ber.BerError:
+    except BerError:
         pass
 
 
@@ -122,7 +123,7 @@ def test_truncated_message_is_a_ber_error() -> None:
     data = ber.encode_request(ber.V2C, b"public", ber.RESPONSE, 1, [ber.encode_oid("1.3.6.1.2.1.1.5.0")],
                               values=[ber.encode_value(ber.OCTET_STRING, b"x" * 50)])
     for cut in (3, 10, len(data) - 5):
-        with pytest.raises(ber.BerError):
+        with pytest.raises(BerError):
             ber.decode_message(data[:cut])
 
 

@@ -10,10 +10,10 @@ import pytest
 
 from dcim.alerts.engine import Engine
 from dcim.alerts.rulefile import parse_rule
-from dcim.alerts.templates import TemplateError, check, go_float, humanize, humanize1024, humanize_duration, \
+from dcim.alerts.templates import check, go_float, humanize, humanize1024, humanize_duration, \
     humanize_percentage, printf, render
 from dcim.config import named_site
-from dcim.errors import RuleError
+from dcim.errors import RuleError, TemplateError
 from dcim.record import Record
 
 NS = 1_000_000_000

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dcim.collector.mapping import MappingError, builtin_mappings, load_mapping
-from dcim.errors import ConfigError
+from dcim.collector.mapping import builtin_mappings, load_mapping
+from dcim.errors import ConfigError, MappingError
 from dcim.record import Record
 from dcim.schema import validate
 

@@ -8,9 +8,8 @@ from tests.collector.fakes import ManualClock, ScriptedSink
 from dcim.collector.deadletter import DeadLetter, read_dead_letters
 from dcim.collector.metrics import CollectorMetrics
 from dcim.collector.route import Router
-from dcim.collector.sinks import BatchTooLarge
 from dcim.collector.spool import Spool
-from dcim.errors import SinkRejected, SinkUnavailable
+from dcim.errors import BatchTooLarge, SinkRejected, SinkUnavailable
 
 
 def make(tmp_path, sink, **kw):

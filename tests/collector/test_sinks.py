@@ -9,9 +9,9 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from dcim.collector.sinks import BatchTooLarge, EmbeddedSink, InfluxSink, retry_after
+from dcim.collector.sinks import EmbeddedSink, InfluxSink, retry_after
 from dcim.config import InfluxConfig, Secret
-from dcim.errors import SinkRejected, SinkUnavailable
+from dcim.errors import BatchTooLarge, SinkRejected, SinkUnavailable
 
 
 class Scripted(ThreadingHTTPServer):

@@ -9,7 +9,8 @@ import textwrap
 
 import pytest
 
-from dcim.collector.spool import Spool, SpoolFull
+from dcim.collector.spool import Spool
+from dcim.errors import SpoolFull
 
 
 def batch(i: int) -> bytes:

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from dcim.dashboards.build import context, dashboards
-from dcim.dashboards.push import PushError, push
+from dcim.dashboards.push import push
+from dcim.errors import PushError
 
 TOKEN = "glsa_test-secret-token-value"
 ROOT = Path(__file__).resolve().parents[2]

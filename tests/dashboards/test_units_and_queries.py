@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from dcim.dashboards.expand import ExpandError, TimeRange, escape_regex, expand, format_value, interval_ms, resolve_variables
+from dcim.dashboards.expand import TimeRange, escape_regex, expand, format_value, interval_ms, resolve_variables
 from dcim.dashboards.influxql import Influx, InfluxQuery, fld, number, tag_match, where
 from dcim.dashboards.units import GRAFANA_UNITS, grafana_unit, unit_of
-from dcim.errors import SchemaError
+from dcim.errors import ExpandError, SchemaError
 from dcim.schema import COOLANT_LOOP, GPU, MEASUREMENTS, PDU_PHASE
 
 TR = TimeRange(1_700_000_000_000, 1_700_000_600_000)

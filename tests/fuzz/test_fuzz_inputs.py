@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from dcim.agents.snmp import ber
 from dcim.alerts.rulefile import parse_rule
-from dcim.collector.mapping import Mapping, MappingError, builtin_mappings, load_mapping
-from dcim.errors import DcimError, LineProtocolError
+from dcim.collector.mapping import Mapping, builtin_mappings, load_mapping
+from dcim.errors import BerError, DcimError, LineProtocolError, MappingError
 from dcim.lineprotocol.encode import encode_record
 from dcim.lineprotocol.decode import decode_report
 from dcim.record import Record
@@ -128,7 +128,7 @@ def test_the_valid_response_decodes() -> None:
 def test_snmp_decoder_random_bytes(data: bytes) -> None:
     try:
         ber.decode_message(data)
-    except ber.BerError as exc:
+    except BerError as exc:
         assert str(exc)
 
 
@@ -140,5 +140,5 @@ def test_snmp_decoder_mutated_response(mutations: list[tuple[int, int]]) -> None
         data[pos % len(data)] = byte
     try:
         ber.decode_message(bytes(data))
-    except ber.BerError as exc:
+    except BerError as exc:
         assert str(exc)

@@ -180,13 +180,29 @@ def canonical(records: Iterable[Record], *, file: str | None = None,
     return deduped
 
 
+#: What a recording writer writes unless told otherwise: the columnar format, whose blocks decode in
+#: C, so a replay runs several times faster than from line protocol (docs/replay.md, bench/replay.py).
+#: Line protocol (``lp``) is for interchange: InfluxDB imports it as it is.
+DEFAULT_FORMAT = "columnar"
+FORMATS = ("lp", "columnar")
+
+
+def format_for(path: str | Path) -> str:
+    """The format a recording written to ``path`` gets when none is given: ``lp`` when its name says
+    line protocol (``*.lp``, ``*.lp.gz``), so no file name lies about its content; else ``DEFAULT_FORMAT``."""
+    return "lp" if Path(path).name.endswith((".lp", ".lp.gz")) else DEFAULT_FORMAT
+
+
 def write_recording(path: str | Path, records: Iterable[Record], header: Header, *,
-                    exclude: frozenset[str] = DERIVED_MEASUREMENTS, fmt: str = "lp") -> int:
+                    exclude: frozenset[str] = DERIVED_MEASUREMENTS, fmt: str | None = None) -> int:
     """Write records in the canonical order (see ``canonical``); returns the count written.
 
-    ``fmt`` is ``lp`` (gzip line protocol, the default) or ``columnar``. The gzip member carries
-    no name or mtime, so the same records and header give the same bytes.
+    ``fmt`` is ``columnar`` or ``lp`` (gzip line protocol); None: ``format_for(path)``, columnar
+    unless the name ends in ``.lp.gz``. The gzip member carries no name or mtime, so the same
+    records and header give the same bytes.
     """
+    if fmt is None:
+        fmt = format_for(path)
     recs = canonical(records, file=str(path), exclude=exclude)
     if recs:
         if header.start_ns is None:

@@ -43,8 +43,9 @@ def _location_filter(rack: str | None, row: str | None, where: tuple[str, ...]) 
               help="Read the embedded store in this folder.")
 @click.option("--from-recording", "recording_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Read another recording: convert between formats, or cut out a range or a location.")
-@click.option("--format", "fmt", type=click.Choice(["lp", "columnar"]), default="lp", show_default=True,
-              help="lp: gzip line protocol (InfluxDB imports it); columnar: gzip JSON blocks, faster to replay.")
+@click.option("--format", "fmt", type=click.Choice(["columnar", "lp"]), default=None,
+              help="columnar: gzip JSON blocks, several times faster to replay (the default); lp: gzip line "
+                   "protocol, for interchange (InfluxDB imports it; the default when the output is named *.lp.gz).")
 @click.option("--from-mqtt", "mqtt_url", metavar="URL", help="Record the live MQTT stream, e.g. mqtt://127.0.0.1:1883.")
 @click.option("--mqtt-user", help="MQTT user name (with --from-mqtt).")
 @click.option("--mqtt-password-env", metavar="VAR", help="Environment variable holding the MQTT password.")
@@ -65,19 +66,22 @@ def _location_filter(rack: str | None, row: str | None, where: tuple[str, ...]) 
 def record_cmd(out: Path, scenario: str | None, simulate: bool, influx_url: str | None, db: str | None,
                user: str | None, password_env: str | None, ca_file: Path | None,
                store_path: Path | None, recording_path: Path | None,
-               fmt: str, mqtt_url: str | None, mqtt_user: str | None, mqtt_password_env: str | None,
+               fmt: str | None, mqtt_url: str | None, mqtt_user: str | None, mqtt_password_env: str | None,
                topics: tuple[str, ...], max_messages: int | None, start: str | None, end: str | None,
                duration: str | None, rack: str | None, row: str | None, where: tuple[str, ...],
                measurements: tuple[str, ...], site_file: str | None, racks: int | None, seed: int, step: str) -> None:
     """Write a recording for `dcim replay` from exactly one source.
 
     \b
-    dcim record --scenario pump-degradation --duration 10m -o pump.lp.gz
+    dcim record --scenario pump-degradation --duration 10m -o pump.col.gz
     dcim record --from-influx http://127.0.0.1:8086 --db dcim --start 2026-11-27T10:00:00Z \\
-                --end 2026-11-27T11:00:00Z --rack A01 -o a01.lp.gz
-    dcim record --from-store var/store --start ... --end ... -o incident.lp.gz
-    dcim record --from-mqtt mqtt://127.0.0.1:1883 --duration 5m -o live.lp.gz
-    dcim record --from-recording pump.lp.gz --format columnar -o pump.col.gz
+                --end 2026-11-27T11:00:00Z --rack A01 -o a01.col.gz
+    dcim record --from-store var/store --start ... --end ... -o incident.col.gz
+    dcim record --from-mqtt mqtt://127.0.0.1:1883 --duration 5m -o live.col.gz
+    dcim record --from-recording pump.col.gz --format lp -o pump.lp.gz   # line protocol, for InfluxDB
+
+    The columnar format is the default (a replay reads it several times faster); an output named
+    *.lp.gz, or --format lp, gets line protocol.
     """
     chosen = [n for n, v in (("--scenario/--simulate", scenario or simulate), ("--from-influx", influx_url),
                              ("--from-store", store_path), ("--from-recording", recording_path),

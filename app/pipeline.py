@@ -540,7 +540,7 @@ class Pipeline:
             records = list(records_from_store(self.store_path, start_ns=self.first_ns, end_ns=self.last_ns + 1))
         for r in records:
             res.counts[r.measurement] = res.counts.get(r.measurement, 0) + 1
-        rec_path = self.out_dir / "recording.lp.gz"
+        rec_path = self.out_dir / "recording.col.gz"  # the default (columnar) format: fast to replay
         header = Header(source=f"{self.opt.source} scenario={scenario} seed={seed}", start_ns=self.first_ns,
                         end_ns=self.last_ns, topology=self.opt.topology,
                         extra={"evaluation_interval_s": f"{self.evaluation_interval_s:g}"})

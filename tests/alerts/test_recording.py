@@ -269,6 +269,27 @@ def test_columnar_round_trip_is_lossless_to_the_byte(tmp_path: Path) -> None:
     assert type(pdu.fields["power_w"]) is float and pdu.fields["energy_j"] == 5.0e-324
 
 
+
+def test_the_columnar_format_is_the_default_unless_the_name_says_line_protocol(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from dcim.app.cli import cli
+
+    recs = sample(20)
+    write_recording(tmp_path / "plain.rec.gz", recs, Header(source="t"))
+    assert RecordingReader(tmp_path / "plain.rec.gz").columnar
+    write_recording(tmp_path / "named.lp.gz", recs, Header(source="t"))  # an interchange name keeps its format
+    assert not RecordingReader(tmp_path / "named.lp.gz").columnar
+    assert lines_of(tmp_path / "named.lp.gz")[0] == MAGIC
+    runner = CliRunner()
+    for name, args, columnar in (("a.col.gz", [], True), ("b.gz", [], True), ("c.lp.gz", [], False),
+                                 ("d.gz", ["--format", "lp"], False), ("e.lp.gz", ["--format", "columnar"], True)):
+        out = tmp_path / name
+        res = runner.invoke(cli, ["record", "--from-recording", str(tmp_path / "named.lp.gz"), *args, "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        assert RecordingReader(out).columnar is columnar, name
+        assert RecordingReader(out).records() == RecordingReader(tmp_path / "named.lp.gz").records()
+
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 20), _names,
                           st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-2**63, 2**63 - 1),

@@ -186,7 +186,7 @@ def test_dcim_demo_on_the_command_line_exits_0(tmp_path, capsys):
         code = exc.code
     out = capsys.readouterr().out
     assert code == 0, out
-    assert (tmp_path / "out" / "recording.lp.gz").is_file()
+    assert (tmp_path / "out" / "recording.col.gz").is_file()
     assert (tmp_path / "out" / "report.html").is_file()
     assert "incident report:" in out
 

@@ -13,7 +13,8 @@ import numpy as np
 
 from dcim import schema
 from dcim.record import Record
-from dcim.simulators.output import SeriesBlock, bool_col, fixed, ints, whole
+from dcim.lineprotocol.encode import SeriesBlock
+from dcim.simulators.output import bool_col, fixed, ints, whole
 from dcim.simulators.nvml import IDLE_POWER_FRACTION, SM_ACTIVITY_FLOOR, architecture
 from dcim.simulators.throttle import THROTTLE_BITS
 

@@ -1,4 +1,4 @@
-"""The fast line-protocol writer: byte-identical to the core encoder, decodable, and schema-valid."""
+"""The block encoder the simulator writes with: byte-identical to ``encode``, decodable, and schema-valid."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dcim.lineprotocol.encode import encode
-
 from dcim.lineprotocol.decode import decode
+from dcim.lineprotocol.encode import SeriesBlock, encode
 from dcim.schema import MEASUREMENTS, validate
-from dcim.simulators.output import SeriesBlock
 from tests.simulators.helpers import hall_for, run_to
 
 

@@ -1,6 +1,7 @@
-"""Remediation actions on alerts: the rule-pack declarations, the event-time planner with its share limit, the runner.
+"""Remediation actions on alerts: the event-time planner with its share limit, and the runner.
 
-A rule declares what happens to the nodes beneath an alert (``actions: [{do: drain, scope: node}]``).
+A rule declares what happens to the nodes beneath an alert (``actions: [{do: drain, scope: node}]``,
+``alerts.actions_spec``).
 The planner turns alert transitions into per-node actions on event time, like the notifiers turn
 them into pages: the same transitions always give the same actions, live or in a replay. It is
 idempotent (a node already out is not taken out again; it comes back only when every alert that
@@ -8,7 +9,8 @@ holds it has resolved), rate-limited (never more than ``max_drained_share`` of t
 at once; the rest are recorded as suppressed and taken out in order when room frees), and resumes
 only when the alert resolves and the operator policy (``alerts.actions.resume``) allows it.
 The runner hands planned actions to the drivers (Slurm, Kubernetes, signed webhook) on a worker
-thread, reads back what they did, and counts it for /metrics. See docs/failover.md.
+thread, reads back what they did, and counts it for /metrics; the drivers implement
+``alerts.actions_driver``. See docs/failover.md.
 """
 
 from __future__ import annotations
@@ -18,14 +20,12 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
+from dcim.alerts.actions_driver import Action, Driver
+from dcim.alerts.actions_spec import ActionSpec
 from dcim.alerts.topology import Topology
-from dcim import schema
-from dcim.record import Record
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -33,119 +33,6 @@ if TYPE_CHECKING:
     from dcim.config import ActionsConfig, SiteConfig
 
 log = logging.getLogger(__name__)
-
-Do = Literal["drain", "cordon", "webhook"]
-Scope = Literal["node", "rack", "loop"]
-
-#: The measurement actions are recorded in (alert timeline, recording, replay).
-ACTION_MEASUREMENT = "alert_action"
-
-
-class ActionSpec(BaseModel):
-    """One declared remediation of a rule: what to do, to which nodes, and whether its resolve may resume them.
-
-    - ``do``: ``drain`` (Slurm DRAIN; Kubernetes cordon plus a NoExecute taint), ``cordon`` (no new
-      work: Slurm DRAIN; Kubernetes cordon plus a NoSchedule taint), ``webhook`` (tell the webhook
-      drivers only; nothing is taken out).
-    - ``scope``: ``node`` (the alert's node), ``rack`` (every node of the alert's rack, e.g. the rack of
-      a tripped PDU feed), ``loop`` (every node of every rack the alert's coolant loop cools).
-    - ``resume``: ``on_resolve`` (resume when the alert resolves, if the operator policy allows) or
-      ``manual`` (the node stays out until an operator returns it).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    do: Do
-    scope: Scope = "node"
-    resume: Literal["on_resolve", "manual"] = "on_resolve"
-
-
-def check_scope(spec: ActionSpec, rule: Any) -> str | None:
-    """Why ``rule``'s alerts cannot name the nodes of ``spec.scope``, or None when they can.
-
-    The engine places an alert from its tags and the topology: a node gives its rack and loop, a
-    rack its loop; nothing goes downwards except through the scope itself.
-    """
-    kind = getattr(rule, "kind", None)
-    if kind == "energy_balance":
-        tags: set[str] = {"loop"}
-    else:
-        meas = getattr(rule, "measurement", None)
-        if meas is None or meas not in schema.MEASUREMENTS:
-            return None  # the rule's own check reports the measurement
-        tags = set(schema.MEASUREMENTS[meas].tags) | set(getattr(rule, "by", None) or ())
-        by = getattr(rule, "by", None)
-        if by and kind in ("aggregate", "imbalance", "redundancy", "absent"):
-            tags = set(by)  # grouped alerts keep only their group labels (and the place the topology adds)
-        if "node" in tags:
-            tags |= {"rack", "loop"}
-        if "rack" in tags:
-            tags.add("loop")
-    need = {"node": "node", "rack": "rack", "loop": "loop"}[spec.scope]
-    if need in tags:
-        return None
-    return f"scope {spec.scope!r} needs alerts labelled with {need!r}; this rule's alerts carry {sorted(tags)}"
-
-
-@dataclass(frozen=True, slots=True)
-class Action:
-    """One action on one node at event time ``time_ns``, as planned and (later) as executed.
-
-    ``status``: ``planned`` (to the drivers), ``suppressed`` (over the share limit: waiting for room),
-    ``held`` (the alert resolved, the policy keeps the node out), ``done`` / ``failed`` (driver
-    outcome), ``skipped`` (dry run).
-    """
-
-    time_ns: int
-    action: str  # drain | cordon | resume | webhook
-    node: str
-    rule: str
-    fingerprint: str
-    severity: str
-    scope: str
-    target: str
-    alert_state: str  # firing | resolved
-    status: str
-    reason: str
-    labels: dict[str, str] = field(default_factory=dict)
-    summary: str = ""
-    driver: str = ""
-    detail: str = ""
-
-    def to_record(self) -> Record:
-        """The ``alert_action`` row: the timeline, the recording and Grafana read it."""
-        tags = {"alertname": self.rule, "action": self.action, "node": self.node, "status": self.status}
-        for k in ("site", "room", "row", "rack", "loop"):
-            if self.labels.get(k):
-                tags[k] = self.labels[k]
-        if self.driver:
-            tags["driver"] = self.driver
-        fields: dict[str, Any] = {"scope": self.scope, "target": self.target, "alert_state": self.alert_state,
-                                  "reason": self.reason, "fingerprint": self.fingerprint}
-        if self.detail:
-            fields["detail"] = self.detail
-        return Record(ACTION_MEASUREMENT, tags, fields, self.time_ns)
-
-    def payload(self) -> dict[str, Any]:
-        """The action as JSON: what the webhook driver posts and ``dcim replay --format json`` prints."""
-        return {"version": "dcim-action-1", "time": _rfc3339(self.time_ns), "action": self.action,
-                "node": self.node, "status": self.status, "reason": self.reason,
-                "alert": {"name": self.rule, "severity": self.severity, "state": self.alert_state,
-                          "fingerprint": self.fingerprint, "labels": dict(self.labels), "summary": self.summary},
-                "scope": {"kind": self.scope, "target": self.target}}
-
-    def text(self) -> str:
-        """One timeline line."""
-        extra = f" ({self.detail})" if self.detail else ""
-        via = f" via {self.driver}" if self.driver else ""
-        return (f"{_rfc3339(self.time_ns)} ACTION   {self.action:<7} {self.node:<10} {self.status}{via}"
-                f" [{self.rule} {self.scope}={self.target}]{extra}")
-
-
-def _rfc3339(time_ns: int) -> str:
-    from dcim.alerts.recording import format_time
-
-    return format_time(time_ns)
 
 
 def reason_text(rule: str, fingerprint: str, summary: str, *, limit: int = 200) -> str:
@@ -493,18 +380,6 @@ def format_drains(cmp: dict[str, Any]) -> str:
 
 
 # --- drivers ------------------------------------------------------------------------------------
-
-
-class DriverError(Exception):
-    """A driver could not do an action; the message says what the peer answered."""
-
-
-class Driver(Protocol):
-    """Executes actions on one orchestrator; must be idempotent (an action may be retried)."""
-
-    name: str
-
-    def apply(self, action: Action) -> str: ...  # returns a short note of what was done / read back
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from dcim.alerts.actions import Action, DriverError
+from dcim.alerts.actions_driver import Action, DriverError
 
 #: Reasons we set start with this, so a drain of our own is told from an operator's.
 REASON_PREFIX = "dcim "

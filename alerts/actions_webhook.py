@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from dcim.alerts.actions import Action, DriverError
+from dcim.alerts.actions_driver import Action, DriverError
 from dcim.alerts.notifiers import WebhookNotifier
 
 

@@ -33,7 +33,7 @@ from typing import Any, Protocol, TextIO
 import httpx
 from pydantic import SecretStr
 
-from dcim.alerts.engine import Transition, scope_of
+from dcim.alerts.state import SEVERITY_RANK, Transition, scope_of
 from dcim.config import NotifierConfig
 
 log = logging.getLogger(__name__)
@@ -108,8 +108,6 @@ def alertmanager_inhibit_rules(rules: Sequence[Any]) -> list[dict[str, Any]]:
     mutes neither side of a rule an alert matches both ways
     (https://prometheus.io/docs/alerting/latest/configuration/#inhibit_rule).
     """
-    from dcim.alerts.engine import SEVERITY_RANK
-
     out = []
     for src in rules:
         if not src.inhibits:

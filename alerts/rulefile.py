@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from dcim.alerts.actions import ActionSpec, check_scope
+from dcim.alerts.actions_spec import ActionSpec, check_scope
 from dcim.alerts import templates
 from dcim import schema
 from dcim.errors import RuleError, SchemaError

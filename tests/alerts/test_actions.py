@@ -12,7 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from dcim.alerts.actions import Action, ActionRunner, DriverError, Planner, Policy, plan_actions, reason_text
+from dcim.alerts.actions import ActionRunner, Planner, Policy, plan_actions, reason_text
+from dcim.alerts.actions_driver import Action, DriverError
 from dcim.alerts.actions_slurm import parse_show_node
 from dcim.alerts.actions_webhook import WebhookDriver
 from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules

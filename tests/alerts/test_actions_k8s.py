@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from dcim.alerts.actions import Action, DriverError
+from dcim.alerts.actions_driver import Action, DriverError
 from dcim.alerts.actions_k8s import CORDONED_ANNOTATION, KubernetesDriver
 
 NODE = json.loads((Path(__file__).parent / "data" / "k8s_node.json").read_text())

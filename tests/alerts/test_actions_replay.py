@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dcim.alerts.actions import ACTION_MEASUREMENT, Planner, Policy
+from dcim.alerts.actions import Planner, Policy
+from dcim.alerts.actions_driver import ACTION_MEASUREMENT
 from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
 from dcim.alerts.recording import Header, write_recording
 from dcim import schema

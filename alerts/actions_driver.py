@@ -1,7 +1,7 @@
-"""The driver contract of alert actions: the ``Action`` a driver is handed, the ``Driver`` protocol, ``DriverError``.
+"""The driver contract of alert actions: the ``Action`` a driver is handed and the ``Driver`` protocol.
 
 The planner (``alerts.actions``) makes actions; the drivers (``actions_slurm``, ``actions_k8s``,
-``actions_webhook``) carry them out and need only this module.
+``actions_webhook``) carry them out, need only this module, and raise ``dcim.errors.DriverError``.
 """
 
 from __future__ import annotations
@@ -69,10 +69,6 @@ class Action:
         via = f" via {self.driver}" if self.driver else ""
         return (f"{format_time(self.time_ns)} ACTION   {self.action:<7} {self.node:<10} {self.status}{via}"
                 f" [{self.rule} {self.scope}={self.target}]{extra}")
-
-
-class DriverError(Exception):
-    """A driver could not do an action; the message says what the peer answered."""
 
 
 class Driver(Protocol):

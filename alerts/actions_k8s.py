@@ -26,7 +26,8 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from dcim.alerts.actions_driver import Action, DriverError
+from dcim.alerts.actions_driver import Action
+from dcim.errors import DriverError
 
 CORDONED_ANNOTATION = "dcim/cordoned"
 _LABEL_VALUE = re.compile(r"[^A-Za-z0-9._-]")

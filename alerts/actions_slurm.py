@@ -18,7 +18,8 @@ from typing import Any
 
 import httpx
 
-from dcim.alerts.actions_driver import Action, DriverError
+from dcim.alerts.actions_driver import Action
+from dcim.errors import DriverError
 
 #: Reasons we set start with this, so a drain of our own is told from an operator's.
 REASON_PREFIX = "dcim "

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from dcim.alerts.actions_driver import Action, DriverError
+from dcim.alerts.actions_driver import Action
+from dcim.errors import DriverError
 from dcim.alerts.notifiers import WebhookNotifier
 
 

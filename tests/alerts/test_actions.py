@@ -13,14 +13,14 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from dcim.alerts.actions import ActionRunner, Planner, Policy, plan_actions, reason_text
-from dcim.alerts.actions_driver import Action, DriverError
+from dcim.alerts.actions_driver import Action
 from dcim.alerts.actions_slurm import parse_show_node
 from dcim.alerts.actions_webhook import WebhookDriver
 from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
 from dcim.alerts.notifiers import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from dcim.alerts.rulefile import load_rule_file
 from dcim.config import named_site
-from dcim.errors import RuleError
+from dcim.errors import DriverError, RuleError
 from dcim.record import Record
 
 NS = 1_000_000_000

@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from dcim.alerts.actions_driver import Action, DriverError
+from dcim.alerts.actions_driver import Action
 from dcim.alerts.actions_k8s import CORDONED_ANNOTATION, KubernetesDriver
+from dcim.errors import DriverError
 
 NODE = json.loads((Path(__file__).parent / "data" / "k8s_node.json").read_text())
 TOKEN = "test-token-0123456789"

@@ -279,6 +279,3 @@ class Router:
         self.metrics.update_spool(self.spool)
         self._room.set()
         return True
-
-    def wake(self) -> None:
-        self._wake.set()

@@ -15,7 +15,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 from dcim.dashboards.influxql import DATASOURCE_TYPE, Influx, optional_tag_match, where
 from dcim.dashboards.thresholds import Thresholds
 from dcim.config import DashboardsConfig, SiteConfig
-from dcim.schema import ALERT, GPU, LOCATION_TAGS
+from dcim.schema import ALERT, GPU
 
 #: Dashboard uids: stable, so links, provisioning and ``push`` overwrite the same dashboard.
 UIDS: dict[str, str] = {
@@ -93,9 +93,6 @@ def variables(ctx: Context, chain: Sequence[Var]) -> list[db.QueryVariable]:
             # Open on everything; a regex of all values is what Grafana sends for All.
             out[-1].current(dm.VariableOption(selected=True, text="All", value="$__all"))
     return out
-
-
-LOCATION_CHAIN = [Var(t) for t in LOCATION_TAGS]
 
 
 # --- alert annotations -------------------------------------------------------------------------

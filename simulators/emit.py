@@ -16,12 +16,15 @@ from dcim.record import Record
 from dcim.lineprotocol.encode import SeriesBlock
 from dcim.simulators.output import bool_col, fixed, ints, whole
 from dcim.simulators.nvml import IDLE_POWER_FRACTION, SM_ACTIVITY_FLOOR, architecture
+from dcim.simulators.physics import LOOP_FLOATS, PHASES
 from dcim.simulators.throttle import THROTTLE_BITS
 
 if TYPE_CHECKING:
-    from dcim.simulators.hall import Hall
+    from collections.abc import Sequence
 
-_PHASES = ("L1", "L2", "L3")
+    from dcim.simulators.physics import HallPhysics
+    from dcim.simulators.state import GpuState
+
 _PDU_MODELS = {"apc": "AP8886", "raritan": "PX3-5190R", "servertech": "C2WG36MS", "eaton": "EMAH28", "cyberpower": "PDU81005"}
 
 _GPU_FLOATS = (
@@ -53,24 +56,23 @@ _PHASE_FIELDS = _whole(_check_fields(
 ), "energy_j")
 _OUTLET_FIELDS = _whole(_check_fields(schema.PDU_OUTLET, ("current_a", "power_w", "energy_j", "on")), "energy_j")
 _ENV_FIELDS = _check_fields(schema.ENV, ("temp_c", "humidity_pct"))
-LOOP_FLOATS = (
-    "supply_temp_c", "return_temp_c", "setpoint_c", "flow_lpm", "supply_pressure_kpa", "return_pressure_kpa",
-    "diff_pressure_kpa", "pump_speed_pct", "heat_w", "facility_supply_temp_c",
-)
 _LOOP_FIELDS = _check_fields(schema.COOLANT_LOOP, (*LOOP_FLOATS, "leak"))
 _XID_FIELDS = _check_fields(schema.GPU_XID, ("count_total", "last_time_s"))
 _LOST_FIELDS = _check_fields(schema.GPU, ("lost",))
 
 class Emitter:
-    """Owns the series blocks of one hall and renders its current state as lines or records."""
+    """Owns the series blocks of one hall and renders its current state as lines or records.
 
-    def __init__(self, hall: Hall) -> None:
+    ``gpus``: the hall's GPUs in order, for their identity tags (node, index, UUID, model).
+    """
+
+    def __init__(self, hall: HallPhysics, gpus: Sequence[GpuState]) -> None:
         self.hall = hall
         self._xid_block: SeriesBlock | None = None
         self._xid_keys: list[tuple[int, int]] = []
         gpu_tags, lost_tags = [], []
         for i in range(hall.n_gpus):
-            o = hall._gpu_objs[i]
+            o = gpus[i]
             t = dict(hall.rack_tags[hall.gpu_rack[i]])
             t.update(node=o.node, gpu=str(o.index), uuid=o.uuid, model=o.model)
             gpu_tags.append(t)
@@ -87,7 +89,7 @@ class Emitter:
             base = dict(hall.rack_tags[hall.pdu_rack[pi]])
             pdu_tags.append({**base, "pdu": name, "feed": cfg.feed, "model": _PDU_MODELS[cfg.vendor]})
             for k in range(cfg.phases):
-                phase_tags.append({**base, "pdu": name, "feed": cfg.feed, "phase": _PHASES[k]})
+                phase_tags.append({**base, "pdu": name, "feed": cfg.feed, "phase": PHASES[k]})
                 self.phase_rows.append(pi * 3 + k)
             env_tags.append({**base, "pdu": name, "sensor": "inlet"})
         outlet_tags = []
@@ -97,7 +99,7 @@ class Emitter:
             base = dict(hall.rack_tags[hall.pdu_rack[pi]])
             outlet_tags.append({
                 **base, "pdu": hall.pdu_keys[pi][1], "feed": cfg.feed, "outlet": str(hall.outlet_num[oi]),
-                "phase": _PHASES[hall.outlet_phase[oi] % 3],
+                "phase": PHASES[hall.outlet_phase[oi] % 3],
             })
         self.phase_pdu = np.array([r // 3 for r in self.phase_rows], dtype=np.int64)
         self.phase_rows_arr = np.array(self.phase_rows, dtype=np.int64)
@@ -106,10 +108,6 @@ class Emitter:
         self.outlet_block = SeriesBlock("pdu_outlet", outlet_tags, _OUTLET_FIELDS)
         self.env_block = SeriesBlock("env", env_tags, _ENV_FIELDS)
         self.loop_block = SeriesBlock("coolant_loop", [hall.site.loop_tags(lp) for lp in hall.loop_cfgs], _LOOP_FIELDS)
-
-    def xids_changed(self) -> None:
-        """A new (GPU, XID code) series appeared: rebuild the gpu_xid block on next render."""
-        self._xid_block = None
 
     def lines(self, measurements: Iterable[str] | None = None) -> str:
         ts, blocks = self.blocks(None if measurements is None else frozenset(measurements))
@@ -132,7 +130,7 @@ class Emitter:
         g_rows = None if alive.all() else tuple(np.flatnonzero(alive).tolist())
         if want("gpu"):
             out += self._gpu(hall, alive, g_rows)
-        if hall._xid_counts and want("gpu_xid"):
+        if hall.xid_counts and want("gpu_xid"):
             out.append(self._xids(hall))
         if want("pdu") or want("pdu_phase") or want("pdu_outlet") or want("env"):
             out += [b for b in self._pdus(hall) if want(b[0].measurement)]
@@ -140,7 +138,7 @@ class Emitter:
             out.append(self._loops(hall))
         return ts, out
 
-    def _gpu(self, hall: Hall, alive: np.ndarray, g_rows: tuple[int, ...] | None) -> list:
+    def _gpu(self, hall: HallPhysics, alive: np.ndarray, g_rows: tuple[int, ...] | None) -> list:
         out = []
         sel = slice(None) if g_rows is None else np.flatnonzero(alive)
         r2 = lambda a: fixed(a[sel], 2)  # noqa: E731 - sensors report 0.01 resolution
@@ -148,9 +146,9 @@ class Emitter:
         cols = [
             r2(hall.temp), r2(hall.mem_temp), r2(hall.power), r2(hall.power_instant),
             whole(hall.gpu_energy[sel]), r2(hall.power_limit), fixed(hall.sm_clock[sel], 0),
-            fixed(hall.mem_clock[sel], 0), r2(hall.util), r2(hall._mem_util()),
+            fixed(hall.mem_clock[sel], 0), r2(hall.util), r2(hall.mem_util_pct()),
             fixed(hall.viol_power_s[sel], 1), fixed(hall.viol_thermal_s[sel], 1),
-            hall._mem_used()[sel].tolist(), ints((util >= 5.0).astype(np.int64)), ints(hall.mask[sel]),
+            hall.mem_used_bytes()[sel].tolist(), ints((util >= 5.0).astype(np.int64)), ints(hall.mask[sel]),
             ints(np.zeros(len(util), dtype=np.int64)), ints(hall.ecc_sbe[sel]), ints(hall.ecc_dbe[sel]),
         ]
         mask = hall.mask[sel]
@@ -168,22 +166,21 @@ class Emitter:
             out.append((self.lost_block, lost_rows, [["true"] * len(lost_rows)]))
         return out
 
-    def _xids(self, hall: Hall):
-        if True:
-            if self._xid_block is None:
-                keys = sorted(hall._xid_counts)
-                tags = []
-                for gi, code in keys:
-                    t = dict(self.gpu_block.tags[gi])
-                    del t["model"]
-                    t["xid"] = str(code)
-                    tags.append(t)
-                self._xid_keys = keys
-                self._xid_block = SeriesBlock("gpu_xid", tags, _XID_FIELDS)
-            vals = [hall._xid_counts[k] for k in self._xid_keys]
-            return (self._xid_block, None, [[v[0] for v in vals], [float(v[1]) for v in vals]])
+    def _xids(self, hall: HallPhysics):
+        if self._xid_block is None or len(self._xid_keys) != len(hall.xid_counts):  # a new (GPU, code) series
+            keys = sorted(hall.xid_counts)
+            tags = []
+            for gi, code in keys:
+                t = dict(self.gpu_block.tags[gi])
+                del t["model"]
+                t["xid"] = str(code)
+                tags.append(t)
+            self._xid_keys = keys
+            self._xid_block = SeriesBlock("gpu_xid", tags, _XID_FIELDS)
+        vals = [hall.xid_counts[k] for k in self._xid_keys]
+        return (self._xid_block, None, [[v[0] for v in vals], [float(v[1]) for v in vals]])
 
-    def _pdus(self, hall: Hall) -> list:
+    def _pdus(self, hall: HallPhysics) -> list:
         """pdu, pdu_phase, pdu_outlet and env of the PDUs that answer."""
         out = []
         pa = hall.pdu_answering
@@ -192,13 +189,13 @@ class Emitter:
         psel = slice(None) if all_pdus else np.flatnonzero(pa)
         pdu_pw = hall.pdu_power[psel]
         pf = hall.pdu_pf[psel]
-        ph_cur = hall._phase_current()
+        ph_cur = hall.phase_current_a()
         worst = np.max((ph_cur / hall.phase_breaker_a * hall.phase_used).reshape(-1, 3), axis=1)[psel]
         out.append((self.pdu_block, p_rows, [
             np.round(pdu_pw, 1).tolist(), np.round(pdu_pw / pf, 1).tolist(), pf.tolist(),
             np.round(hall.pdu_peak[psel], 1).tolist(), whole(hall.pdu_energy[psel]),
             np.round(hall.p.frequency_hz + 0.0 * pdu_pw, 2).tolist(),
-            hall._load_state(worst, np.ones_like(worst)),
+            hall.load_state(worst, np.ones_like(worst)),
         ]))
         ph_ok = pa[self.phase_pdu]
         ph_rows = None if all_pdus else tuple(np.flatnonzero(ph_ok).tolist())
@@ -207,7 +204,7 @@ class Emitter:
         volt = hall.phase_volt[slots]
         out.append((self.phase_block, ph_rows, [
             fixed(cur, 2), fixed(volt, 1), fixed(hall.phase_power[slots], 1), fixed(volt * cur, 1), hall.phase_pf[slots].tolist(), whole(hall.phase_energy[slots]),
-            hall._load_state(cur, hall.phase_breaker_a[slots]),
+            hall.load_state(cur, hall.phase_breaker_a[slots]),
         ]))
         o_ok = pa[hall.outlet_pdu]
         o_rows = None if all_pdus else tuple(np.flatnonzero(o_ok).tolist())
@@ -220,7 +217,7 @@ class Emitter:
         out.append((self.env_block, p_rows, [fixed(hall.env_temp[psel], 2), fixed(hall.env_hum[psel], 2)]))
         return out
 
-    def _loops(self, hall: Hall):
+    def _loops(self, hall: HallPhysics):
         if True:
             la = hall.loop_answering
             l_rows = None if la.all() else tuple(np.flatnonzero(la).tolist())

@@ -682,24 +682,3 @@ def node_gpus(gpus: Mapping[tuple[str, int], GpuState], node: str) -> list[GpuSt
     """One node's GPUs from a hall's ``state.gpus``, in index order."""
     found = sorted((k[1], g) for k, g in gpus.items() if k[0] == node)
     return [g for _, g in found]
-
-
-def backend_for_node(site: Any, node: str, *, seed: int = 42, scenario: str | None = None) -> SimNvml:
-    """A SimNvml for ``node`` of ``site``: driven by the hall model when it is available, else synthetic."""
-    try:
-        from dcim.simulators.hall import Hall  # the hall model may not be importable on a trimmed install
-    except ImportError:
-        Hall = None  # noqa: N806
-    if Hall is not None:
-        from dcim.simulators.scenarios import load_scenario
-
-        hall = Hall(site, seed=seed, scenario=load_scenario(scenario) if scenario else None)
-        gpus = node_gpus(hall.state.gpus, node)
-        if gpus:
-            return SimNvml(gpus, step=hall.step)
-    count = 8
-    for rack in site.racks():
-        for n in rack.nodes:
-            if n.name == node:
-                count = n.gpus
-    return SimNvml(synthetic_gpus(node, count, seed=seed))

@@ -1,8 +1,8 @@
-"""The hall's state objects (what the simulated NVML and SNMP devices read), refreshed from its arrays.
+"""The hall's state objects (what the simulated NVML and SNMP devices read), refreshed from its physics.
 
-``sync`` writes the arrays into the long-lived ``GpuState`` / ``PduState`` / ``LoopState`` objects;
-``pull`` reads back what a device simulator or a test changed on them since (a power limit set
-through NVML, ``answering`` or ``lost`` set by hand).
+``StateObjects.sync`` writes the arrays into the long-lived ``GpuState`` / ``PduState`` /
+``LoopState`` objects; ``pull`` hands back what a device simulator or a test changed on them since
+(a power limit set through NVML, ``answering`` or ``lost`` set by hand).
 """
 
 from __future__ import annotations
@@ -12,184 +12,189 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dcim.simulators.emit import LOOP_FLOATS
+from dcim.simulators.physics import LOOP_FLOATS, PHASES
 from dcim.simulators.state import GpuState, HallState, LoopState, OutletState, PduState, PhaseState
 
 if TYPE_CHECKING:
-    from dcim.simulators.hall import Hall
+    from dcim.simulators.physics import HallPhysics
 
-_PHASES = ("L1", "L2", "L3")
 _PCI_BUSES = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB, 0x19, 0x2B, 0x3B, 0x5E, 0x9B, 0xAC, 0xBB, 0xDC)
 
 
-def build_state_objects(hall: Hall) -> HallState:
-    gpus: dict[tuple[str, int], GpuState] = {}
-    hall._gpu_objs: list[GpuState] = []
-    for i in range(hall.n_gpus):
-        node = hall.node_names[hall.gpu_node[i]]
-        g = hall.gpu_index[i]
-        spec = hall.gpu_specs[i]
-        uid = uuid.uuid5(uuid.NAMESPACE_URL, f"dcim-sim/{hall.site.site}/{node}/{g}")
-        obj = GpuState(
-            node=node,
-            index=g,
-            uuid=f"GPU-{uid}",
-            model=spec.name,
-            serial=f"{1650000000000 + (uid.int % 10**12):013d}",
-            pci_bus_id=f"00000000:{_PCI_BUSES[g % len(_PCI_BUSES)]:02X}:00.0",
-            tdp_w=spec.tdp_w,
-            power_limit_w=spec.tdp_w,
-            power_limit_default_w=spec.tdp_w,
-            slowdown_temp_c=spec.slowdown_temp_c,
-            shutdown_temp_c=spec.shutdown_temp_c,
-            max_operating_temp_c=spec.max_operating_temp_c,
-            mem_max_temp_c=spec.mem_max_temp_c,
-            memory_total_bytes=spec.memory_bytes,
-            max_sm_clock_mhz=spec.max_sm_clock_mhz,
+class StateObjects:
+    """The state objects of one hall and what was last written into them."""
+
+    def __init__(self, hall: HallPhysics) -> None:
+        self.gpus: list[GpuState] = []
+        self.pdus: list[PduState] = []
+        self.loops: list[LoopState] = []
+        self.state = self._build(hall)
+        self._synced_limit: list[float] = []
+        self._synced_flags: dict[tuple[str, int], bool] = {}
+
+    def _build(self, hall: HallPhysics) -> HallState:
+        gpus: dict[tuple[str, int], GpuState] = {}
+        for i in range(hall.n_gpus):
+            node = hall.node_names[hall.gpu_node[i]]
+            g = hall.gpu_index[i]
+            spec = hall.gpu_specs[i]
+            uid = uuid.uuid5(uuid.NAMESPACE_URL, f"dcim-sim/{hall.site.site}/{node}/{g}")
+            obj = GpuState(
+                node=node,
+                index=g,
+                uuid=f"GPU-{uid}",
+                model=spec.name,
+                serial=f"{1650000000000 + (uid.int % 10**12):013d}",
+                pci_bus_id=f"00000000:{_PCI_BUSES[g % len(_PCI_BUSES)]:02X}:00.0",
+                tdp_w=spec.tdp_w,
+                power_limit_w=spec.tdp_w,
+                power_limit_default_w=spec.tdp_w,
+                slowdown_temp_c=spec.slowdown_temp_c,
+                shutdown_temp_c=spec.shutdown_temp_c,
+                max_operating_temp_c=spec.max_operating_temp_c,
+                mem_max_temp_c=spec.mem_max_temp_c,
+                memory_total_bytes=spec.memory_bytes,
+                max_sm_clock_mhz=spec.max_sm_clock_mhz,
+            )
+            gpus[(node, g)] = obj
+            self.gpus.append(obj)
+        pdus: dict[tuple[str, str], PduState] = {}
+        oi = 0
+        for pi, (rack, name) in enumerate(hall.pdu_keys):
+            cfg = hall.pdu_cfgs[pi]
+            outlets = []
+            for _ in range(cfg.outlets):
+                node = hall.outlet_node[oi]
+                outlets.append(OutletState(
+                    number=hall.outlet_num[oi],
+                    phase=PHASES[hall.outlet_phase[oi] % 3],
+                    node=hall.node_names[node] if node >= 0 else None,
+                ))
+                oi += 1
+            phases = [PhaseState(phase=PHASES[k], voltage_v=cfg.voltage_v, breaker_a=cfg.breaker_a) for k in range(cfg.phases)]
+            obj = PduState(
+                name=name, rack=rack, feed=cfg.feed, vendor=cfg.vendor, power_factor=cfg.power_factor,
+                outlets=outlets, phases=phases,
+            )
+            pdus[(rack, name)] = obj
+            self.pdus.append(obj)
+        loops: dict[str, LoopState] = {}
+        for lp in hall.loop_cfgs:
+            obj = LoopState(
+                name=lp.name, cdu=lp.cdu, racks=list(lp.racks), vendor=lp.vendor, setpoint_c=lp.setpoint_c,
+                supply_temp_c=lp.setpoint_c, return_temp_c=lp.setpoint_c, flow_lpm=lp.nominal_flow_lpm,
+                pump_speed_pct=lp.nominal_pump_pct, supply_pressure_kpa=lp.supply_pressure_kpa,
+                return_pressure_kpa=lp.supply_pressure_kpa - lp.diff_pressure_kpa,
+            )
+            loops[lp.name] = obj
+            self.loops.append(obj)
+        return HallState(time_ns=hall.start_ns, gpus=gpus, pdus=pdus, loops=loops)
+
+    def pull(self, hall: HallPhysics) -> None:
+        """Pick up what a device simulator or a test changed on the objects since the last refresh.
+
+        A power limit set through NVML sticks. ``answering`` of a PDU or loop and ``lost`` of a GPU
+        set by hand override the scenario until set back to what the scenario says.
+        """
+        for i, o in enumerate(self.gpus):
+            if o.power_limit_w != self._synced_limit[i]:
+                hall.power_limit[i] = o.power_limit_w
+            if o.lost != self._synced_flags[("gpu", i)]:
+                hall.override("gpu", i, o.lost)
+        for i, o in enumerate(self.pdus):
+            if o.answering != self._synced_flags[("pdu", i)]:
+                hall.override("pdu", i, o.answering)
+        for i, o in enumerate(self.loops):
+            if o.answering != self._synced_flags[("loop", i)]:
+                hall.override("loop", i, o.answering)
+
+
+    def sync(self, hall: HallPhysics) -> None:
+        """Refresh every state object from the hall's arrays (and remember what was written, for ``pull``)."""
+        st = self.state
+        st.time_ns = hall.time_ns
+        st.events = hall.take_events()
+        util = hall.util.tolist()
+        mem_util = hall.mem_util_pct().tolist()
+        mem_used = hall.mem_used_bytes().tolist()
+        cols = dict(
+            power=hall.power.tolist(), inst=hall.power_instant.tolist(), energy=hall.gpu_energy.tolist(),
+            temp=hall.temp.tolist(), mem_temp=hall.mem_temp.tolist(), clock=hall.sm_clock.tolist(),
+            mem_clock=hall.mem_clock.tolist(), mask=hall.mask.tolist(), vp=hall.viol_power_s.tolist(),
+            vt=hall.viol_thermal_s.tolist(), lost=hall.lost.tolist(), sbe=hall.ecc_sbe.tolist(),
+            dbe=hall.ecc_dbe.tolist(), limit=hall.power_limit.tolist(),
+            tx=hall.nvlink_tx.astype(np.int64).tolist(), rx=hall.nvlink_rx.astype(np.int64).tolist(),
         )
-        gpus[(node, g)] = obj
-        hall._gpu_objs.append(obj)
-    pdus: dict[tuple[str, str], PduState] = {}
-    hall._pdu_objs: list[PduState] = []
-    oi = 0
-    for pi, (rack, name) in enumerate(hall.pdu_keys):
-        cfg = hall.pdu_cfgs[pi]
-        outlets = []
-        for _ in range(cfg.outlets):
-            node = hall.outlet_node[oi]
-            outlets.append(OutletState(
-                number=hall.outlet_num[oi],
-                phase=_PHASES[hall.outlet_phase[oi] % 3],
-                node=hall.node_names[node] if node >= 0 else None,
-            ))
-            oi += 1
-        phases = [PhaseState(phase=_PHASES[k], voltage_v=cfg.voltage_v, breaker_a=cfg.breaker_a) for k in range(cfg.phases)]
-        obj = PduState(
-            name=name, rack=rack, feed=cfg.feed, vendor=cfg.vendor, power_factor=cfg.power_factor,
-            outlets=outlets, phases=phases,
-        )
-        pdus[(rack, name)] = obj
-        hall._pdu_objs.append(obj)
-    loops: dict[str, LoopState] = {}
-    hall._loop_objs: list[LoopState] = []
-    for lp in hall.loop_cfgs:
-        obj = LoopState(
-            name=lp.name, cdu=lp.cdu, racks=list(lp.racks), vendor=lp.vendor, setpoint_c=lp.setpoint_c,
-            supply_temp_c=lp.setpoint_c, return_temp_c=lp.setpoint_c, flow_lpm=lp.nominal_flow_lpm,
-            pump_speed_pct=lp.nominal_pump_pct, supply_pressure_kpa=lp.supply_pressure_kpa,
-            return_pressure_kpa=lp.supply_pressure_kpa - lp.diff_pressure_kpa,
-        )
-        loops[lp.name] = obj
-        hall._loop_objs.append(obj)
-    return HallState(time_ns=hall.start_ns, gpus=gpus, pdus=pdus, loops=loops)
-
-
-def pull(hall: Hall) -> None:
-    """Pick up what a device simulator or a test changed on the objects since the last refresh.
-
-    A power limit set through NVML sticks. ``answering`` of a PDU or loop and ``lost`` of a GPU
-    set by hand override the scenario until set back to what the scenario says.
-    """
-    for i, o in enumerate(hall._gpu_objs):
-        if o.power_limit_w != hall._synced_limit[i]:
-            hall.power_limit[i] = o.power_limit_w
-        if o.lost != hall._synced_flags[("gpu", i)]:
-            hall._overrides[("gpu", i)] = o.lost
-    for i, o in enumerate(hall._pdu_objs):
-        if o.answering != hall._synced_flags[("pdu", i)]:
-            hall._overrides[("pdu", i)] = o.answering
-    for i, o in enumerate(hall._loop_objs):
-        if o.answering != hall._synced_flags[("loop", i)]:
-            hall._overrides[("loop", i)] = o.answering
-
-
-def sync(hall: Hall) -> None:
-    """Refresh every state object from the hall's arrays (and remember what was written, for ``pull``)."""
-    st = hall._state
-    st.time_ns = hall.time_ns
-    st.events = list(hall._pending_events)
-    hall._pending_events = []
-    util = hall.util.tolist()
-    mem_util = hall._mem_util().tolist()
-    mem_used = hall._mem_used().tolist()
-    cols = dict(
-        power=hall.power.tolist(), inst=hall.power_instant.tolist(), energy=hall.gpu_energy.tolist(),
-        temp=hall.temp.tolist(), mem_temp=hall.mem_temp.tolist(), clock=hall.sm_clock.tolist(),
-        mem_clock=hall.mem_clock.tolist(), mask=hall.mask.tolist(), vp=hall.viol_power_s.tolist(),
-        vt=hall.viol_thermal_s.tolist(), lost=hall.lost.tolist(), sbe=hall.ecc_sbe.tolist(),
-        dbe=hall.ecc_dbe.tolist(), limit=hall.power_limit.tolist(),
-        tx=hall.nvlink_tx.astype(np.int64).tolist(), rx=hall.nvlink_rx.astype(np.int64).tolist(),
-    )
-    for i, o in enumerate(hall._gpu_objs):
-        o.util_pct = util[i]
-        o.mem_util_pct = mem_util[i]
-        o.power_w = cols["power"][i]
-        o.power_instant_w = cols["inst"][i]
-        o.energy_j = cols["energy"][i]
-        o.temp_c = cols["temp"][i]
-        o.mem_temp_c = cols["mem_temp"][i]
-        o.sm_clock_mhz = cols["clock"][i]
-        o.mem_clock_mhz = cols["mem_clock"][i]
-        o.mem_used_bytes = mem_used[i]
-        o.processes = 1 if util[i] >= 5.0 else 0
-        o.clock_event_mask = cols["mask"][i]
-        o.violation_power_ns = round(cols["vp"][i] * 1e9)
-        o.violation_thermal_ns = round(cols["vt"][i] * 1e9)
-        o.ecc_sbe_volatile = cols["sbe"][i]
-        o.ecc_dbe_volatile = cols["dbe"][i]
-        o.ecc_sbe_aggregate = cols["sbe"][i]
-        o.ecc_dbe_aggregate = cols["dbe"][i]
-        o.nvlink_tx_bytes = cols["tx"][i]
-        o.nvlink_rx_bytes = cols["rx"][i]
-        o.power_limit_w = cols["limit"][i]
-        o.lost = cols["lost"][i]
-    hall._synced_limit = cols["limit"]
-    flags = hall._synced_flags
-    for i, v in enumerate(cols["lost"]):
-        flags[("gpu", i)] = v
-    for i, v in enumerate(hall.pdu_answering.tolist()):
-        flags[("pdu", i)] = v
-    for i, v in enumerate(hall.loop_answering.tolist()):
-        flags[("loop", i)] = v
-    o_cur = (hall.outlet_power / (hall.phase_volt[hall.outlet_phase] * hall.outlet_pf)).tolist()
-    o_pw = hall.outlet_power.tolist()
-    o_en = hall.outlet_energy.tolist()
-    ph_pw = hall.phase_power.tolist()
-    ph_cur = hall._phase_current().tolist()
-    ph_en = hall.phase_energy.tolist()
-    ph_v = hall.phase_volt.tolist()
-    oi = 0
-    for pi, o in enumerate(hall._pdu_objs):
-        for out in o.outlets:
-            out.power_w = o_pw[oi]
-            out.current_a = o_cur[oi]
-            out.energy_j = o_en[oi]
-            oi += 1
-        for k, ph in enumerate(o.phases):
-            s = pi * 3 + k
-            ph.power_w = ph_pw[s]
-            ph.current_a = ph_cur[s]
-            ph.voltage_v = ph_v[s]
-            ph.apparent_power_va = ph_v[s] * ph_cur[s]
-            ph.energy_j = ph_en[s]
-        o.power_w = float(hall.pdu_power[pi])
-        o.apparent_power_va = float(hall.pdu_power[pi] / hall.pdu_pf[pi])
-        o.peak_power_w = float(hall.pdu_peak[pi])
-        o.energy_j = float(hall.pdu_energy[pi])
-        o.temp_c = float(hall.env_temp[pi])
-        o.humidity_pct = float(hall.env_hum[pi])
-        o.answering = bool(hall.pdu_answering[pi])
-    rep = hall.loop_reported.tolist()
-    for li, o in enumerate(hall._loop_objs):
-        r = dict(zip(LOOP_FLOATS, rep[li]))
-        o.supply_temp_c = r["supply_temp_c"]
-        o.return_temp_c = r["return_temp_c"]
-        o.setpoint_c = r["setpoint_c"]
-        o.flow_lpm = r["flow_lpm"]
-        o.pump_speed_pct = r["pump_speed_pct"]
-        o.supply_pressure_kpa = r["supply_pressure_kpa"]
-        o.return_pressure_kpa = r["return_pressure_kpa"]
-        o.heat_w = r["heat_w"]
-        o.facility_supply_temp_c = r["facility_supply_temp_c"]
-        o.leak = bool(hall.loop_leak[li])
-        o.answering = bool(hall.loop_answering[li])
+        for i, o in enumerate(self.gpus):
+            o.util_pct = util[i]
+            o.mem_util_pct = mem_util[i]
+            o.power_w = cols["power"][i]
+            o.power_instant_w = cols["inst"][i]
+            o.energy_j = cols["energy"][i]
+            o.temp_c = cols["temp"][i]
+            o.mem_temp_c = cols["mem_temp"][i]
+            o.sm_clock_mhz = cols["clock"][i]
+            o.mem_clock_mhz = cols["mem_clock"][i]
+            o.mem_used_bytes = mem_used[i]
+            o.processes = 1 if util[i] >= 5.0 else 0
+            o.clock_event_mask = cols["mask"][i]
+            o.violation_power_ns = round(cols["vp"][i] * 1e9)
+            o.violation_thermal_ns = round(cols["vt"][i] * 1e9)
+            o.ecc_sbe_volatile = cols["sbe"][i]
+            o.ecc_dbe_volatile = cols["dbe"][i]
+            o.ecc_sbe_aggregate = cols["sbe"][i]
+            o.ecc_dbe_aggregate = cols["dbe"][i]
+            o.nvlink_tx_bytes = cols["tx"][i]
+            o.nvlink_rx_bytes = cols["rx"][i]
+            o.power_limit_w = cols["limit"][i]
+            o.lost = cols["lost"][i]
+        self._synced_limit = cols["limit"]
+        flags = self._synced_flags
+        for i, v in enumerate(cols["lost"]):
+            flags[("gpu", i)] = v
+        for i, v in enumerate(hall.pdu_answering.tolist()):
+            flags[("pdu", i)] = v
+        for i, v in enumerate(hall.loop_answering.tolist()):
+            flags[("loop", i)] = v
+        o_cur = (hall.outlet_power / (hall.phase_volt[hall.outlet_phase] * hall.outlet_pf)).tolist()
+        o_pw = hall.outlet_power.tolist()
+        o_en = hall.outlet_energy.tolist()
+        ph_pw = hall.phase_power.tolist()
+        ph_cur = hall.phase_current_a().tolist()
+        ph_en = hall.phase_energy.tolist()
+        ph_v = hall.phase_volt.tolist()
+        oi = 0
+        for pi, o in enumerate(self.pdus):
+            for out in o.outlets:
+                out.power_w = o_pw[oi]
+                out.current_a = o_cur[oi]
+                out.energy_j = o_en[oi]
+                oi += 1
+            for k, ph in enumerate(o.phases):
+                s = pi * 3 + k
+                ph.power_w = ph_pw[s]
+                ph.current_a = ph_cur[s]
+                ph.voltage_v = ph_v[s]
+                ph.apparent_power_va = ph_v[s] * ph_cur[s]
+                ph.energy_j = ph_en[s]
+            o.power_w = float(hall.pdu_power[pi])
+            o.apparent_power_va = float(hall.pdu_power[pi] / hall.pdu_pf[pi])
+            o.peak_power_w = float(hall.pdu_peak[pi])
+            o.energy_j = float(hall.pdu_energy[pi])
+            o.temp_c = float(hall.env_temp[pi])
+            o.humidity_pct = float(hall.env_hum[pi])
+            o.answering = bool(hall.pdu_answering[pi])
+        rep = hall.loop_reported.tolist()
+        for li, o in enumerate(self.loops):
+            r = dict(zip(LOOP_FLOATS, rep[li]))
+            o.supply_temp_c = r["supply_temp_c"]
+            o.return_temp_c = r["return_temp_c"]
+            o.setpoint_c = r["setpoint_c"]
+            o.flow_lpm = r["flow_lpm"]
+            o.pump_speed_pct = r["pump_speed_pct"]
+            o.supply_pressure_kpa = r["supply_pressure_kpa"]
+            o.return_pressure_kpa = r["return_pressure_kpa"]
+            o.heat_w = r["heat_w"]
+            o.facility_supply_temp_c = r["facility_supply_temp_c"]
+            o.leak = bool(hall.loop_leak[li])
+            o.answering = bool(hall.loop_answering[li])

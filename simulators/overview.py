@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dcim.simulators.hall import THROTTLE_BITS, Hall
+from dcim.simulators.hall import Hall
+from dcim.simulators.throttle import THROTTLE_BITS
 
 _REASON_NAMES = {bit: name.removeprefix("throttle_") for name, bit in THROTTLE_BITS.items()}
 

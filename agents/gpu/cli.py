@@ -50,7 +50,7 @@ def host_node(site: SiteConfig, host: str) -> str:
 
 def load_backend(simulate: bool, site: SiteConfig, node: str, scenario: str | None) -> Any:
     if simulate:
-        from dcim.simulators.nvml import backend_for_node
+        from dcim.simulators.hall import backend_for_node
 
         return backend_for_node(site, node, seed=site.simulator.seed, scenario=scenario)
     import pynvml  # the official binding; the library itself loads at nvmlInit

@@ -13,7 +13,7 @@ import pytest
 from dcim.app.cli import main
 from dcim.lineprotocol.decode import decode
 from dcim.simulators.cli import parse_start
-from dcim.simulators.hall import DEFAULT_START_NS
+from dcim.simulators.physics import DEFAULT_START_NS
 from dcim.sites import make_site
 
 # the default site, the AI-factory pod: 640 GPUs, 20 PDUs (2 a rack) of 3 phases and 24 outlets with an

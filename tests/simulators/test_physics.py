@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tests.simulators.helpers import hall_for, run_to, site
-from dcim.simulators.hall import Hall, SW_POWER_CAP
+from dcim.simulators.hall import Hall
+from dcim.simulators.throttle import SW_POWER_CAP
 
 
 def test_power_stays_between_idle_and_limit_through_an_incident():

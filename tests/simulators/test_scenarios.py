@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dcim.config import named_site
-from dcim.simulators.hall import HW_SLOWDOWN, SW_THERMAL
+from dcim.simulators.throttle import HW_SLOWDOWN, SW_THERMAL
 from dcim.simulators.scenarios import list_scenarios, load_scenario, scenario_names
 from tests.simulators.helpers import hall_for, run_to
 

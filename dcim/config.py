@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from dcim.errors import ConfigError, SecretError
+from dcim.vendors import COOLING_VENDORS, PDU_VENDORS
 
 
 class Model(BaseModel):
@@ -120,6 +121,9 @@ Url = Annotated[str, AfterValidator(check_url_credentials)]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
 Feed = Literal["A", "B"]
 Phase = Literal["L1", "L2", "L3"]
+#: the vendors a PDU / a coolant loop's CDU may name: the rows of dcim.vendors' one table
+PduVendor = Literal[tuple(PDU_VENDORS)]  # type: ignore[valid-type]
+CoolingVendor = Literal[tuple(COOLING_VENDORS)]  # type: ignore[valid-type]
 
 
 class GpuModelSpec(Model):
@@ -161,7 +165,7 @@ class PduConfig(Model):
     outlets: int = Field(24, ge=1, le=96)
     outlet_phase: dict[int, Phase] = Field(default_factory=dict, description="outlet -> phase; default: banks")
     power_factor: float = Field(0.98, gt=0, le=1)
-    vendor: Literal["apc", "raritan", "servertech", "eaton", "cyberpower"] = "apc"
+    vendor: PduVendor = "apc"
     snmp_port: int | None = Field(None, ge=1, le=65535, description="loopback UDP port of its simulated agent")
 
     def phase_of(self, outlet: int) -> Phase:
@@ -218,7 +222,7 @@ class LoopConfig(Model):
     diff_pressure_kpa: float = Field(150.0, gt=0)
     fluid_cp_j_per_kg_k: float = Field(3900.0, gt=0, description="PG25: ~3900 J/(kg K)")
     fluid_density_kg_per_l: float = Field(1.02, gt=0)
-    vendor: Literal["apc", "liebert"] = "liebert"
+    vendor: CoolingVendor = "liebert"
     snmp_port: int | None = Field(None, ge=1, le=65535)
 
 

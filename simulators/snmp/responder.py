@@ -122,15 +122,18 @@ class SimulatedSnmp:
 
 
 def device_renderers(hall: Any) -> dict[str, tuple[Callable[[], list[layouts.Row]], Callable[[], bool]]]:
-    """Device name -> (render the layout from live state, answering?) for every PDU and loop of the hall."""
+    """Device name -> (render the layout from live state, answering?) for every PDU and loop of the hall.
+
+    A device whose vendor has no simulated layout is a ConfigError naming the device and the vendor
+    (before any socket is opened), never another vendor's layout.
+    """
     out: dict[str, tuple[Callable[[], list[layouts.Row]], Callable[[], bool]]] = {}
     state = hall.state
     params = getattr(hall, "p", None)
     thresholds = (params.low_fraction, params.near_overload_fraction, params.overload_fraction) \
         if params is not None else layouts.THRESHOLDS
     for (rack, pdu_name) in state.pdus:
-        vendor = state.pdus[(rack, pdu_name)].vendor
-        layout = layouts.PDU_LAYOUTS.get(vendor, layouts.apc_rpdu2)
+        layout = layouts.pdu_layout(state.pdus[(rack, pdu_name)].vendor, f"{rack}/{pdu_name}")
 
         def render(k=(rack, pdu_name), f=layout) -> list[layouts.Row]:
             st = hall.state
@@ -138,7 +141,7 @@ def device_renderers(hall: Any) -> dict[str, tuple[Callable[[], list[layouts.Row
 
         out[f"{rack}-{pdu_name}"] = (render, lambda k=(rack, pdu_name): hall.state.pdus[k].answering)
     for name, loop in state.loops.items():
-        layout = layouts.LOOP_LAYOUTS.get(loop.vendor, layouts.liebert_flexible)
+        layout = layouts.loop_layout(loop.vendor, f"{loop.cdu} (loop {name})")
 
         def render_loop(k=name, f=layout) -> list[layouts.Row]:
             return f(hall.state.loops[k], _uptime(hall))

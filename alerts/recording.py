@@ -10,7 +10,8 @@ into a database, yet it carries enough metadata to be replayed on its own::
     # topology: embedded
     gpu,site=dc1,... temp_c=61.2,... 1795000000000000000
 
-The sources that fill recordings live in ``alerts.recording_sources``. Reading streams the file
+The sources that fill recordings live in ``alerts.recording_sources`` (the embedded store's, which
+needs the collector, in ``dcim.app.record`` with the ``dcim record`` command). Reading streams the file
 in chunks, so an hour of a 1,024-GPU hall never sits in memory at once.
 Bad input (truncated gzip, bad lines, a missing header, time going backwards) raises
 RecordingError naming the file line; with ``skip_bad`` the good part is read and every problem
@@ -713,16 +714,3 @@ def resolve_topology(topology: str | None):  # noqa: ANN201
         opts = dict(kv.split("=", 1) for kv in topology.split(":", 1)[1].split(",") if "=" in kv)
         return make_site(**{k: int(v) for k, v in opts.items()})
     return load_site(topology)
-
-
-_MOVED = frozenset({"records_from_simulator", "records_from_store", "records_from_influx", "records_from_mqtt"})
-
-
-def __getattr__(name: str):  # noqa: ANN202
-    # The sources moved to alerts.recording_sources; older imports from here keep working.
-    if name in _MOVED:
-        from dcim.alerts import recording_sources
-
-        return getattr(recording_sources, name)
-    msg = f"module 'dcim.alerts.recording' has no attribute {name!r}"
-    raise AttributeError(msg)

@@ -1,6 +1,7 @@
-"""Where recordings come from: the simulator, the embedded store, an InfluxDB range, the live MQTT stream.
+"""Where recordings come from: the simulator, an InfluxDB range, the live MQTT stream.
 
 Each source yields records; ``alerts.recording.write_recording`` puts them in the canonical order.
+The embedded store's source sits with the collector's store it reads, in ``dcim.app.record``.
 """
 
 from __future__ import annotations
@@ -27,26 +28,6 @@ def records_from_simulator(scenario: str | None, duration_s: float, *, site=None
     for _ in range(steps):
         hall.step(step_s)
         yield from hall.records()
-
-
-def records_from_store(path: str | Path, *, start_ns: int | None = None, end_ns: int | None = None,
-                       tags: dict[str, str] | None = None) -> Iterator[Record]:
-    """Records of the embedded store in a time range; a tag filter applies where the measurement has the tag."""
-    from dcim.collector.store import EmbeddedStore
-
-    store = EmbeddedStore(path)
-    try:
-        for m in store.measurements():
-            if m in DERIVED_MEASUREMENTS:
-                continue
-            for r in store.query(m, start_ns=start_ns, end_ns=end_ns):
-                if tags and any(k in r.tags and r.tags[k] != v for k, v in tags.items()):
-                    continue
-                yield r
-    finally:
-        close = getattr(store, "close", None)
-        if close:
-            close()
 
 
 def _influx_escape(text: str) -> str:

@@ -37,7 +37,7 @@ class LazyGroup(click.Group):
         "simulate": "dcim.simulators.cli:simulate_cmd",
         "collector": "dcim.collector.cli:collector_cmd",
         "alerts": "dcim.alerts.cli:alerts_group",
-        "record": "dcim.alerts.recording_cli:record_cmd",
+        "record": "dcim.app.record:record_cmd",
         "replay": "dcim.alerts.replay_cli:replay_cmd",
         "dashboards": "dcim.dashboards.cli:dashboards_group",
     },

@@ -526,9 +526,10 @@ class Pipeline:
     def write_outputs(self, scenario: str, seed: int) -> Result:
         """The recording of the run (read back from the store it went to) and the incident report."""
         from dcim.alerts.recording import Header, RecordingReader, write_recording
-        from dcim.alerts.recording_sources import records_from_influx, records_from_store
+        from dcim.alerts.recording_sources import records_from_influx
         from dcim.alerts.replay import ReplayStats
         from dcim.alerts.report import write_report
+        from dcim.app.record import records_from_store
 
         res = Result(self.out_dir, self.opt.influx_url or str(self.store_path))
         if self.first_ns is None or self.last_ns is None:

@@ -1,16 +1,40 @@
-"""``dcim record``: write a recording from a simulator scenario, InfluxDB, the embedded store or MQTT."""
+"""``dcim record``: write a recording from a simulator scenario, InfluxDB, the embedded store or MQTT.
+
+It sits in the application because its sources span the layers: the simulator, the peers
+(``alerts.recording_sources``) and the collector's embedded store (read here).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
-from dcim.alerts.recording import Header, format_time, parse_duration_s, parse_time, resolve_topology, write_recording
-from dcim.alerts.recording_sources import records_from_influx, records_from_mqtt, records_from_simulator, records_from_store
+from dcim.alerts.recording import (DERIVED_MEASUREMENTS, Header, format_time, parse_duration_s, parse_time,
+                                   resolve_topology, write_recording)
+from dcim.alerts.recording_sources import records_from_influx, records_from_mqtt, records_from_simulator
+from dcim.collector.store import EmbeddedStore
 from dcim.errors import DcimError
+from dcim.record import Record
+
+
+def records_from_store(path: str | Path, *, start_ns: int | None = None, end_ns: int | None = None,
+                       tags: dict[str, str] | None = None) -> Iterator[Record]:
+    """Records of the embedded store in a time range; a tag filter applies where the measurement has the tag."""
+    store = EmbeddedStore(path)
+    try:
+        for m in store.measurements():
+            if m in DERIVED_MEASUREMENTS:
+                continue
+            for r in store.query(m, start_ns=start_ns, end_ns=end_ns):
+                if tags and any(k in r.tags and r.tags[k] != v for k, v in tags.items()):
+                    continue
+                yield r
+    finally:
+        store.close()
 
 
 def _location_filter(rack: str | None, row: str | None, where: tuple[str, ...]) -> dict[str, str]:

@@ -14,12 +14,12 @@ import pytest
 
 from dcim.alerts.engine import Engine
 from dcim.alerts.recording import RecordingReader
-from dcim.alerts.recording_sources import records_from_store
 from dcim.alerts.replay import replay
 from dcim.collector.store import EmbeddedStore
 from dcim.config import named_site
 from dcim.app.demo import run_demo
 from dcim.app.pipeline import PipelineOptions, transition_key
+from dcim.app.record import records_from_store
 from dcim.simulators.scenarios import load_scenario
 
 QUICK_PUMP = """\

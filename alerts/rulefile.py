@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from dcim.alerts.actions_spec import ActionSpec, check_scope
 from dcim.alerts import templates
 from dcim import schema
-from dcim.errors import RuleError, SchemaError
+from dcim.errors import FieldError, RuleError, SchemaError, TemplateError
 
 #: The default rule pack, a directory of YAML files (its tests live in ``tests/`` beneath it).
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent / "rules"
@@ -114,7 +114,7 @@ class RuleBase(_Model):
                 raise ValueError(f"label {key!r} is set by the engine; use the rule's name/severity")
             try:  # labels are templated like annotations (Prometheus: labels are <tmpl_string>)
                 templates.check(v[key], label=True)
-            except templates.TemplateError as exc:
+            except TemplateError as exc:
                 raise ValueError(f"label {key!r}: {exc}") from None
         return v
 
@@ -124,20 +124,12 @@ class RuleBase(_Model):
         for key, text in v.items():
             try:
                 templates.check(text)
-            except templates.TemplateError as exc:
+            except TemplateError as exc:
                 raise ValueError(f"annotation {key!r}: {exc}") from None
         return v
 
     def matches_inhibit(self, other_rule: str) -> bool:
         return any(fnmatch.fnmatchcase(other_rule, pat) for pat in self.inhibits)
-
-
-class FieldError(ValueError):
-    """A model-level check that knows which key of the rule is wrong."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 def _meas(name: str, key: str = "measurement") -> schema.Measurement:

@@ -185,7 +185,6 @@ def canonical(records: Iterable[Record], *, file: str | None = None,
 #: C, so a replay runs several times faster than from line protocol (docs/replay.md, bench/replay.py).
 #: Line protocol (``lp``) is for interchange: InfluxDB imports it as it is.
 DEFAULT_FORMAT = "columnar"
-FORMATS = ("lp", "columnar")
 
 
 def format_for(path: str | Path) -> str:
@@ -364,11 +363,6 @@ def _check_rows(rows: list, templates: dict[int, Series]) -> None:
             UInt(row[i])
         if type(row[1]) is not int:
             raise TypeError("time_ns must be an integer")
-
-
-def _decode_columnar_line(line: bytes, templates: dict[int, Series]) -> list[Record]:
-    """One block of the columnar format as records; ValueError, KeyError or TypeError when it is not one."""
-    return _decode_columnar_block(line, templates).records()
 
 
 # --- reading ----------------------------------------------------------------------------------

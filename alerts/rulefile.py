@@ -70,10 +70,6 @@ class Flap(_Model):
     _dur = field_validator("window", mode="before")(lambda v: parse_duration(v))
 
 
-#: Template variables an annotation may use (``{{ $value }}``, ``{{ $labels.rack }}``, ...); see alerts.templates.
-TEMPLATE_VARS = templates.VARIABLES
-
-
 class RuleBase(_Model):
     """What every rule kind shares: identity, severity, timing, labels, annotations, inhibition."""
 

@@ -387,7 +387,6 @@ class Pipeline:
         devices = [d for d in devices_from_site(site, community="public", port_base=1) if d.name in ports]
         for d in devices:
             d.address, d.port, d.timeout_s, d.retries = "127.0.0.1", ports[d.name], opt.snmp_timeout_s, 0
-        self.snmp_devices = devices
         step_s = site.simulator.step_s
         self._snmp_sched = []  # (device, every so many ticks, phase): polls spread over the interval
         for j, d in enumerate(devices):

@@ -218,12 +218,11 @@ class Emitter:
         return out
 
     def _loops(self, hall: HallPhysics):
-        if True:
-            la = hall.loop_answering
-            l_rows = None if la.all() else tuple(np.flatnonzero(la).tolist())
-            rep = np.round(hall.loop_reported[la], 2)
-            rep[:, 8] = np.round(rep[:, 8], 0)
-            lcols = [rep[:, j].tolist() for j in range(len(LOOP_FLOATS))]
-            lcols.append(bool_col(hall.loop_leak[la]))
-            return (self.loop_block, l_rows, lcols)
+        la = hall.loop_answering
+        l_rows = None if la.all() else tuple(np.flatnonzero(la).tolist())
+        rep = np.round(hall.loop_reported[la], 2)
+        rep[:, 8] = np.round(rep[:, 8], 0)
+        lcols = [rep[:, j].tolist() for j in range(len(LOOP_FLOATS))]
+        lcols.append(bool_col(hall.loop_leak[la]))
+        return (self.loop_block, l_rows, lcols)
 

@@ -193,7 +193,6 @@ class HallPhysics:
         self.over_w = np.array(over_share, dtype=float)
         self.pdu_rack = np.array(pdu_rack, dtype=np.int64)
         self.pdu_pf = np.array([p.power_factor for p in self.pdu_cfgs], dtype=float)
-        self.pdu_nphases = np.array([p.phases for p in self.pdu_cfgs], dtype=np.int64)
         # phases: 3 slots per PDU; single-phase PDUs use only L1
         self.phase_v = np.repeat([p.voltage_v for p in self.pdu_cfgs], 3).astype(float)
         self.phase_breaker_a = np.repeat([p.breaker_a for p in self.pdu_cfgs], 3).astype(float)
@@ -279,7 +278,6 @@ class HallPhysics:
         self.extra_outlet_w = np.zeros(self.n_outlets)
         nl = self.n_loops
         self.loop_pump = self.loop_nominal_pump.copy()
-        self.loop_health = np.ones(nl)
         self.loop_flow = self.loop_nominal_flow.copy()
         self.loop_supply = self.loop_setpoint.copy()
         self.loop_return = self.loop_setpoint + 8.0
@@ -501,7 +499,6 @@ class HallPhysics:
             nl = self.node_loop >= 0
             heat += np.bincount(self.node_loop[nl], weights=p.node_liquid_fraction * base[nl], minlength=self.n_loops)
             self.loop_heat = heat
-            self.loop_health = health
             self.loop_flow = self.loop_nominal_flow * (self.loop_pump / self.loop_nominal_pump) * health
             flow = np.maximum(self.loop_flow, 0.01 * self.loop_nominal_flow)
             capacity_w_per_k = flow / 60.0 * self.loop_rho * self.loop_cp

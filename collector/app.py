@@ -25,7 +25,7 @@ from dcim.collector.metrics import CollectorMetrics
 from dcim.collector.route import Router
 from dcim.collector.sinks import Sink, build_sink, make_sink
 from dcim.collector.spool import Spool
-from dcim.collector.validate import Admission, LineReader, Reject, Validator
+from dcim.collector.validate import Admission, Reject, Validator
 from dcim import mqtt as mqtt_boundary
 from dcim.config import CollectorConfig, MqttConfig
 from dcim.errors import ConfigError, MappingError
@@ -80,7 +80,6 @@ class Collector:
                                    check_topic=config.check_topic_tags)
         self.mappings = list(mappings) if mappings is not None else load_mappings(config.mappings)
         self.observers = list(observers)
-        self.reader = LineReader()
         self.dead_letter = DeadLetter(config.dead_letter_path, max_bytes=config.dead_letter_max_bytes,
                                       metrics=self.metrics)
         # every sink has its own spool and router; a batch is durable once every sink has it
@@ -107,6 +106,7 @@ class Collector:
         self._next_report = time.monotonic() + config.self_report_s
         # the batch being filled
         self._lines: list[str] = []
+        self._records: list[Record] = []  # the record of each line, decoded once, for the observers
         self._acks: list[AckToken] = []
         self._topics: list[str | None] = []  # the topic of each line of the batch, for dead letters
         self._held_acks: list[AckToken] = []  # durable batches whose dead-letter entries are not yet
@@ -147,14 +147,14 @@ class Collector:
         """Decode, validate and batch one message; its ack waits for the batch to be durable."""
         now = self.clock()
         try:
-            lines, rejects, kind = self.decode(topic, payload, now)
+            lines, records, rejects, kind = self.decode(topic, payload, now)
             if lines:
-                lines, refused = self.admission.filter(lines, topic)
+                lines, records, refused = self.admission.admit(lines, records, topic)
                 rejects += refused
                 self.metrics.series.set(self.admission.series)
         except Exception as exc:  # a bug of ours must cost one message, dead-lettered, not the pipeline
             log.exception("decoding a message on %s failed", topic)
-            lines, kind = [], "lineprotocol"
+            lines, records, kind = [], [], "lineprotocol"
             rejects = [Reject("parse_error", f"collector error: {type(exc).__name__}: {exc}",
                               payload[:EXCERPT].decode("utf-8", "replace"), size=len(payload))]
         self.metrics.messages_received.labels(kind).inc()
@@ -166,6 +166,7 @@ class Collector:
         if lines:
             self.metrics.points_received.inc(len(lines))
             self._lines += lines
+            self._records += records
             self._topics += [topic] * len(lines)
         if token is not None:
             self._acks.append(token)
@@ -180,11 +181,11 @@ class Collector:
         # flush before the broker's window of unacknowledged messages (receive maximum) is used up
         return max(1, self.config.receive_maximum // 2)
 
-    def decode(self, topic: str, payload: bytes, now_ns: int) -> tuple[list[str], list[Reject], str]:
-        """(valid lines, rejects, payload kind) for one message."""
+    def decode(self, topic: str, payload: bytes, now_ns: int) -> tuple[list[str], list[Record], list[Reject], str]:
+        """(valid lines, their records, rejects, payload kind) for one message."""
         if len(payload) > self.config.max_payload_bytes:
             excerpt = payload[:EXCERPT].decode("utf-8", "replace")
-            return [], [Reject("payload_too_large",
+            return [], [], [Reject("payload_too_large",
                                f"payload of {len(payload)} bytes is over max_payload_bytes "
                                f"{self.config.max_payload_bytes}; first {EXCERPT} bytes kept", excerpt,
                                size=len(payload))], "lineprotocol"
@@ -195,56 +196,57 @@ class Collector:
             try:
                 records = mapping.apply(caps, payload, now_ns)
             except MappingError as exc:
-                return [], [Reject(exc.reason, f"mapping {mapping.name}: {exc.detail}",
+                return [], [], [Reject(exc.reason, f"mapping {mapping.name}: {exc.detail}",
                                    payload[:EXCERPT].decode("utf-8", "replace"))], "json"
             except Exception as exc:  # noqa: BLE001 - a payload no mapping foresaw must not stop ingest
-                return [], [Reject("mapping_error", f"mapping {mapping.name}: {type(exc).__name__}: {exc}",
+                return [], [], [Reject("mapping_error", f"mapping {mapping.name}: {type(exc).__name__}: {exc}",
                                    payload[:EXCERPT].decode("utf-8", "replace"))], "json"
             if not records:
                 if mapping.spec.unmatched == "reject":
-                    return [], [Reject("mapping_error", f"mapping {mapping.name}: no field matched",
+                    return [], [], [Reject("mapping_error", f"mapping {mapping.name}: no field matched",
                                        payload[:EXCERPT].decode("utf-8", "replace"))], "json"
                 self.ignored += 1
-                return [], [], "json"
-            lines, rejects = self.validator.check_records(records, now_ns)
-            return lines, rejects, "json"
+                return [], [], [], "json"
+            lines, records, rejects = self.validator.check_records(records, now_ns)
+            return lines, records, rejects, "json"
         stripped = payload.strip()
         if stripped in STATUS_PAYLOADS and topic.endswith("/status"):
-            return [], [], "status"
+            return [], [], [], "status"
         field = SYS_TOPICS.get(topic)
         if field is not None:
             try:
                 value = int(stripped)
             except ValueError:
-                return [], [Reject("parse_error", f"broker counter {topic} is not an integer",
+                return [], [], [Reject("parse_error", f"broker counter {topic} is not an integer",
                                    payload[:EXCERPT].decode("utf-8", "replace"))], "status"
             rec = Record("broker", {"host": self._broker_host}, {field: value}, now_ns)
-            lines, rejects = self.validator.check_records([rec], now_ns)
-            return lines, rejects, "status"
+            lines, records, rejects = self.validator.check_records([rec], now_ns)
+            return lines, records, rejects, "status"
         if stripped[:1] in (b"{", b"["):
-            return [], [Reject("no_mapping", "JSON payload on a topic that no mapping matches",
+            return [], [], [Reject("no_mapping", "JSON payload on a topic that no mapping matches",
                                payload[:EXCERPT].decode("utf-8", "replace"))], "json"
-        lines, rejects = self.validator.lines(payload, now_ns)
-        return lines, rejects, "lineprotocol"
+        lines, records, rejects = self.validator.read(payload, now_ns)
+        return lines, records, rejects, "lineprotocol"
 
     # --- batches ----------------------------------------------------------------------------
 
     async def flush(self) -> None:
         """Make the current batch durable, then acknowledge its messages."""
         async with self._flush_lock:
-            lines, acks, topics = self._lines, self._acks, self._topics
-            self._lines, self._acks, self._topics = [], [], []
+            lines, records, acks, topics = self._lines, self._records, self._acks, self._topics
+            self._lines, self._records, self._acks, self._topics = [], [], [], []
             self._has_data.clear()
             self._full.clear()
             self._room.set()
-            report = self._self_report()
+            report, report_records = self._self_report()
             if report:
                 lines = lines + report
+                records = records + report_records
                 topics = topics + [None] * len(report)
             if not lines and not acks and not self._held_acks:
                 return
             if self.observers and lines:
-                extra = self._observe(lines)
+                extra = self._observe(records)
                 lines = lines + extra
                 topics = topics + [None] * len(extra)
             if lines:
@@ -263,13 +265,13 @@ class Collector:
                 self._ack(held)
             self.metrics.unacked.set(len(self._acks) + len(self._held_acks))
 
-    def _self_report(self) -> list[str]:
+    def _self_report(self) -> tuple[list[str], list[Record]]:
         """Every ``self_report_s``: an agent record about the collector (spool fill, dead letters),
         so the pipeline rules see it in the stream like any agent's health."""
         every = self.config.self_report_s
         now = time.monotonic()
         if not every or now < self._next_report:
-            return []
+            return [], []
         self._next_report = now + every
         spools = [r.spool for r in self.routers]
         used = max((100.0 * s.bytes / s.max_bytes for s in spools), default=0.0)
@@ -277,11 +279,10 @@ class Collector:
                      {"up": True, "spool_bytes": sum(s.bytes for s in spools), "spool_used_pct": round(used, 3),
                       "dead_letters_total": self.dead_letter.received, "queue_depth": len(self._acks)},
                      self.clock())
-        good, _ = self.validator.check_records([rec], self.clock())
-        return good
+        good, records, _ = self.validator.check_records([rec], self.clock())
+        return good, records
 
-    def _observe(self, lines: list[str]) -> list[str]:
-        records = self.reader.records(lines)
+    def _observe(self, records: list[Record]) -> list[str]:
         extra: list[str] = []
         for obs in self.observers:
             try:
@@ -290,7 +291,7 @@ class Collector:
                 self.metrics.observer_errors.inc()
                 log.exception("observer %r failed; the batch is written without its records", obs)
                 continue
-            good, rejects = self.validator.check_records(out, self.clock())
+            good, _, rejects = self.validator.check_records(out, self.clock())
             for r in rejects:
                 self.dead_letter.add(r, topic=None, now_ns=self.clock())
                 self.metrics.rejected.labels(r.reason).inc()

@@ -28,8 +28,8 @@ from typing import Protocol
 
 from dcim.config import InfluxConfig
 from dcim.errors import BatchTooLarge, ConfigError, LineProtocolError, SinkRejected, SinkUnavailable
-from dcim.lineprotocol.encode import INT64_MAX, encode_record
 from dcim.lineprotocol.decode import decode_line
+from dcim.lineprotocol.encode import INT64_MAX, encode_record
 from dcim.record import UInt
 
 log = logging.getLogger(__name__)
@@ -182,18 +182,15 @@ class EmbeddedSink:
     def __init__(self, path: Path, *, clock: Callable[[], int] = time.time_ns) -> None:
         from dcim.collector.store import EmbeddedStore
 
-        from dcim.collector.validate import LineReader
-
         self.store = EmbeddedStore(path, clock=clock)
-        self.reader = LineReader()
         self.store._open_writer()  # noqa: SLF001 - a second collector on the same store fails at start, not later
 
     def write_sync(self, body: bytes) -> None:
-        records, bad = self.reader.read(body.decode("utf-8", "replace").split("\n"))
-        if bad:  # cannot happen for validated lines; answer as InfluxDB would, so the router bisects
-            raise SinkRejected(f"embedded store: not line protocol: {bad[0][:200]!r}", status=400)
+        # the lines the collector validated, written as they arrived (not decoded and encoded again)
         try:
-            self.store.write(records)
+            self.store.write_lines(body.decode("utf-8", "replace").split("\n"))
+        except LineProtocolError as exc:  # not from the validator; answer as InfluxDB would, so the router bisects
+            raise SinkRejected(f"embedded store: not line protocol: {exc}", status=400) from None
         except ConfigError:
             raise
         except OSError as exc:  # disk full, permissions: keep the data (spool) and say why

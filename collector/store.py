@@ -12,7 +12,8 @@ A batch is appended and fsynced before ``write`` returns. A kill -9 can leave at
 last line; readers ignore a last line without its newline and the next writer cuts it off.
 ``query`` merges duplicates the way InfluxDB does (same series and timestamp: fields merged,
 the later write wins), so an at-least-once redelivery never shows twice. ``zcat``/``cat`` on a
-segment gives line protocol that ``dcim.lineprotocol.decode`` (or InfluxDB) reads back.
+segment gives line protocol that ``dcim.lineprotocol.decode`` (or InfluxDB) reads back. The
+collector's sink writes the lines as they arrived (``write_lines``), never encoding them again.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from dcim.errors import ConfigError
-from dcim.collector.validate import LineReader
+from dcim.lineprotocol.decode import decode_line, decode_report, measurement_and_time
 from dcim.lineprotocol.encode import encode_record
 from dcim.record import Record
 
@@ -73,7 +74,6 @@ class EmbeddedStore:
         self.clock = clock
         self._files: dict[tuple[str, int], object] = {}
         self._lock_fd: int | None = None
-        self._reader = LineReader()  # series keys parsed once per store, not once per line
         self.received = 0
         self.sent = 0
         self.rejected = 0
@@ -130,8 +130,33 @@ class EmbeddedStore:
         batch is written.
         """
         self._open_writer()
-        now = None
         chunks: dict[tuple[str, int], list[str]] = {}
+        n = self._file_records(chunks, records)
+        return self._append(chunks, n)
+
+    def write_lines(self, lines: Iterable[str]) -> int:
+        """Append validated lines as they arrived (each filed by its measurement and timestamp, read
+        from its text) and fsync as ``write`` does; the number written.
+
+        A line whose measurement or timestamp the text alone does not give (escapes, no timestamp)
+        is decoded and written from its record; one that is not line protocol raises
+        LineProtocolError before anything of the batch is written.
+        """
+        chunks: dict[tuple[str, int], list[str]] = {}
+        n = 0
+        for line in lines:
+            if not line or line[0] == "#":
+                continue
+            found = measurement_and_time(line)
+            if found is None:
+                self._file_records(chunks, [decode_line(line)])
+            else:
+                chunks.setdefault((found[0], found[1] // HOUR_NS), []).append(line)
+            n += 1
+        return self._append(chunks, n)
+
+    def _file_records(self, chunks: dict[tuple[str, int], list[str]], records: Iterable[Record]) -> int:
+        now = None
         n = 0
         for r in records:
             ts = r.time_ns
@@ -142,6 +167,10 @@ class EmbeddedStore:
                 r = Record(r.measurement, r.tags, r.fields, ts)
             chunks.setdefault((r.measurement, ts // HOUR_NS), []).append(encode_record(r))
             n += 1
+        return n
+
+    def _append(self, chunks: dict[tuple[str, int], list[str]], n: int) -> int:
+        self._open_writer()
         self.received += n
         touched = []
         for (meas, hour), lines in chunks.items():
@@ -258,7 +287,7 @@ class EmbeddedStore:
                 break
             data = _read_segment(seg)
             merged: dict[tuple, Record] = {}
-            records, _bad = self._reader.read(data.decode("utf-8", "replace").split("\n"))
+            records = decode_report(data.decode("utf-8", "replace")).records  # a bad line costs only itself
             for r in records:
                 t = r.time_ns
                 if t is None or (start_ns is not None and t < start_ns) or (end_ns is not None and t >= end_ns):

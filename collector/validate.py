@@ -1,21 +1,19 @@
-"""Decode and validate line-protocol payloads against the schema, line by line.
+"""Validate line-protocol payloads against the schema, line by line, on the records the codec decoded.
 
 One bad line never costs the others: each becomes a ``Reject`` with its reason, the rest go on.
-The hot path checks the text of a plain line (no quotes, no backslashes) directly and passes it
-through unchanged; anything unusual goes to the careful path (``dcim.lineprotocol.decode_report``
-plus ``dcim.schema``), which coerces values to the schema's types and re-encodes the line.
+Each payload is decoded once (``dcim.lineprotocol.decode``); a plain line passes on as it arrived,
+with its record beside it for observers; anything unusual is coerced to the schema's types and
+written from its record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-import re
 from dataclasses import dataclass
 
-from dcim.lineprotocol.encode import INT64_MAX, INT64_MIN, encode_record
-
 from dcim.lineprotocol.decode import decode_report
-from dcim.record import Record
+from dcim.lineprotocol.encode import encode_record
+from dcim.record import Record, UInt
 from dcim.schema import MEASUREMENTS, check_value, coerce
 
 #: Reject reasons (the ``reason`` label of ``dcim_collector_rejected_total``).
@@ -36,25 +34,7 @@ REASONS = (
     "series_budget",        # a new series past the collector's max_series
 )
 
-_TYPES: dict[str, dict[str, str]] = {m.name: {f.name: f.type for f in m.fields.values()} for m in MEASUREMENTS.values()}
-_TRUE_FALSE = frozenset(("t", "T", "true", "True", "TRUE", "f", "F", "false", "False", "FALSE"))
-_NUM_START = frozenset("0123456789-.")
-_SLOW = "slow"
-_INF = float("inf")
-_NINF = float("-inf")
 _KEYS_CACHE_MAX = 100_000
-# well-formed values per schema type, for a whole fields part checked in one regex match (ints up
-# to 18 digits are inside int64 by construction; longer ones take the careful path)
-_VALUE_RE = {
-    "float": r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?",
-    "int": r"-?[0-9]{1,18}i",
-    "bool": r"(?:t|T|true|True|TRUE|f|F|false|False|FALSE)",
-    "str": r'"[^"\\, =]*"',
-    "uint": r"(?!)",
-}
-
-
-_FLOAT_RE = re.compile(_VALUE_RE["float"])
 
 
 @dataclass(slots=True)
@@ -74,206 +54,86 @@ class Validator:
     def __init__(self, *, max_future_s: float, max_past_s: float) -> None:
         self.max_future_ns = int(max_future_s * 1e9)
         self.max_past_ns = int(max_past_s * 1e9)
-        # series keys (measurement + tags) already seen to be well formed: the tag part of a line
-        # repeats every poll, so checking it once is enough
-        self._good_keys: dict[str, tuple[str, re.Pattern | None]] = {}  # series key -> (measurement, layout)
-        self._layouts: dict[tuple[str, tuple[str, ...]], re.Pattern] = {}
+        # (measurement, field names, value types) -> whether its values need the schema's types;
+        # points of one series repeat their layout every poll, so each layout is checked once
+        self._layouts: dict[tuple, bool] = {}
 
     # --- line protocol ---------------------------------------------------------------------
 
     def lines(self, payload: bytes, now_ns: int) -> tuple[list[str], list[Reject]]:
         """Valid lines (ready to write, each with a timestamp, in payload order) and the rejects."""
-        try:
-            texts: list[str | bytes] = payload.decode("utf-8").split("\n")
-        except UnicodeDecodeError:
-            texts = []
-            for raw in payload.split(b"\n"):
-                try:
-                    texts.append(raw.decode("utf-8"))
-                except UnicodeDecodeError:
-                    texts.append(raw)  # only this line is lost
-        lo = now_ns - self.max_past_ns
-        hi = now_ns + self.max_future_ns
-        good: list[str] = []
-        rejects: list[Reject] = []
-        scan = self._scan
-        for n, line in enumerate(texts, 1):
-            if not line:
-                continue
-            if type(line) is bytes:
-                rejects.append(Reject("parse_error", "line is not valid UTF-8", line.decode("utf-8", "replace"), n))
-                continue
-            if line[-1] == "\r":
-                line = line[:-1]
-                if not line:
-                    continue
-            if line[0] == "#":
-                continue
-            verdict = scan(line, lo, hi)
-            if verdict is None:
-                good.append(line)
-            elif verdict is _SLOW:
-                g, r = self._slow(line, now_ns, lineno=n)
-                good += g
-                rejects += r
-                if g and not r and "\\" in line:
-                    self._remember_key_of(line)
-            else:
-                rejects.append(Reject(verdict[0], verdict[1], line, n))
+        good, _records, rejects = self.read(payload, now_ns)
         return good, rejects
 
-    def _scan(self, line: str, lo: int, hi: int) -> tuple[str, str] | str | None:
-        """None when a line is valid as it stands; a (reason, detail) reject; or _SLOW.
+    def read(self, payload: bytes, now_ns: int) -> tuple[list[str], list[Record], list[Reject]]:
+        """(valid lines, their records, rejects): the payload is decoded once, by the codec's scanner.
 
-        The hot path: a series key seen before (checked once, escapes included) and the same
-        fields as that series' last line, every value well formed, checked in one regex match.
-        Otherwise the fields are checked one by one and their layout is remembered; anything
-        unusual (uint, escapes in fields, odd numbers, no timestamp) takes the careful path.
+        A line the fast reader took as it stands, with its own timestamp and the schema's value
+        types, goes on exactly as it arrived; any other valid line is written from its record,
+        coerced to the schema's types and stamped with the arrival time when it has none.
         """
-        c0 = line[0]
-        if c0 == " " or c0 == "\t" or c0 == "\x00":
-            return _SLOW
-        sp = line.find(" ")
-        if sp <= 0:
-            return _SLOW
-        while line[sp - 1] == "\\":  # an escaped space in the measurement or a tag value
-            sp = line.find(" ", sp + 1)
-            if sp < 0:
-                return _SLOW
-        key = line[:sp]
-        known = self._good_keys.get(key)
-        if known is not None and known[1] is not None:
-            m = known[1].fullmatch(line, sp + 1)
-            if m is not None:
-                ts = int(m.group(1))
-                if ts > hi:
-                    return ("time_future", f"timestamp {ts} is more than {self.max_future_ns // 10**9} s ahead of now")
-                if ts < lo:
-                    return ("time_past", f"timestamp {ts} is more than {self.max_past_ns // 10**9} s before now")
-                return None
-        if known is None:
-            if "\\" in key:
-                return _SLOW  # the careful path checks the key once, then caches it
-            c = key.find(",")
-            meas = key if c < 0 else key[:c]
-            if c >= 0:
-                seen = set()
-                for kv in key[c + 1 :].split(","):
-                    k, eq, v = kv.partition("=")
-                    if not k or not v or "=" in v or k == "time" or k in seen:
-                        return _SLOW
-                    seen.add(k)
-            if meas not in _TYPES:
-                return _SLOW
-            known = self._remember(key, meas)
-        meas = known[0]
-        if line.find("\\", sp) >= 0:
-            return _SLOW
-        rest = line[sp + 1 :]
-        if '"' in rest:
-            parts = rest.split('"')
-            if len(parts) % 2 == 0:
-                return _SLOW
-            for quoted in parts[1::2]:
-                if " " in quoted or "," in quoted or "=" in quoted:
-                    return _SLOW
-        sp2 = rest.rfind(" ")
-        if sp2 < 0:
-            return _SLOW  # no timestamp: the careful path stamps it with the arrival time
-        tpart = rest[sp2 + 1 :]
-        if not tpart.isdigit() or not tpart.isascii() or len(tpart) > 19:
-            return _SLOW
-        fpart = rest[:sp2]
-        if " " in fpart:
-            return _SLOW
-        ts = int(tpart)
-        if ts > hi:
-            return ("time_future", f"timestamp {ts} is more than {self.max_future_ns // 10**9} s ahead of now")
-        if ts < lo:
-            return ("time_past", f"timestamp {ts} is more than {self.max_past_ns // 10**9} s before now")
-        types = _TYPES[meas]
-        names = []
-        for kv in fpart.split(","):
-            k, eq, v = kv.partition("=")
-            names.append(k)
-            t = types.get(k)
-            if t is None or not v:
-                return _SLOW
-            last = v[-1]
-            if t == "float":
-                # the grammar InfluxDB accepts; float() alone would also take blanks, '_', other scripts
-                if _FLOAT_RE.fullmatch(v) is None:
-                    return _SLOW
-                f = float(v)
-                if f in (_INF, _NINF):
-                    return _SLOW
-            elif t == "int":
-                body = v[:-1]
-                if last != "i" or not (body.isdigit() or (body[:1] == "-" and body[1:].isdigit())):
-                    return _SLOW
-                if not INT64_MIN <= int(body) <= INT64_MAX:
-                    return _SLOW
-            elif t == "bool":
-                if v not in _TRUE_FALSE:
-                    return _SLOW
-            elif t == "str":
-                if len(v) < 2 or v[0] != '"' or last != '"':
-                    return _SLOW
-            else:  # uint: the careful path
-                return _SLOW
-        lkey = (meas, tuple(names))
-        pattern = self._layouts.get(lkey)
-        if pattern is None and len(set(names)) == len(names) and len(self._layouts) < 10_000:
-            pattern = self._layouts[lkey] = re.compile(
-                ",".join(re.escape(n) + "=" + _VALUE_RE[types[n]] for n in names) + " ([0-9]{1,19})")
-        self._good_keys[key] = (meas, pattern)
-        return None
-
-    def _remember_key_of(self, line: str) -> None:
-        """After the careful path accepted a line with escapes in its key, cache that key."""
-        if '"' in line:
-            return
-        sp = line.find(" ")
-        while sp > 0 and line[sp - 1] == "\\":
-            sp = line.find(" ", sp + 1)
-        if sp <= 0:
-            return
-        key = line[:sp]
-        if "\\\\" in key or key.endswith("\\"):
-            return
-        try:
-            rec = decode_report(key + " x=1").records
-        except Exception:  # noqa: BLE001
-            return
-        if len(rec) == 1 and rec[0].measurement in _TYPES:
-            self._remember(key, rec[0].measurement)
-
-    def _remember(self, key: str, meas: str) -> tuple[str, re.Pattern | None]:
-        if len(self._good_keys) >= _KEYS_CACHE_MAX:
-            self._good_keys.clear()
-        entry = self._good_keys[key] = (meas, None)
-        return entry
-
-    def _slow(self, data: str | bytes, now_ns: int, lineno: int | None = None) -> tuple[list[str], list[Reject]]:
-        result = decode_report(data, default_time_ns=now_ns)
-        rejects = [
-            Reject("parse_error", e.reason, e.text or "", (lineno or e.line) if e.line is not None else lineno)
-            for e in result.errors
-        ]
-        good, more = self.check_records(result.records, now_ns)
-        if more and lineno is not None and isinstance(data, str):
-            for r in more:  # the dead-letter file keeps the line as it came, not as re-encoded
-                r.line = lineno
-                r.text = data
-        return good, rejects + more
-
-    # --- records (JSON mappings, the careful path) ---------------------------------------------
-
-    def check_records(self, records: Iterable[Record], now_ns: int) -> tuple[list[str], list[Reject]]:
-        """Encoded lines for the valid records and a reject for each invalid one."""
+        if b"\r" in payload:
+            payload = payload.replace(b"\r\n", b"\n")
+            if payload.endswith(b"\r"):
+                payload = payload[:-1]
+        result = decode_report(payload, keep_lines=True)
+        rejects = [Reject("parse_error", e.reason, _printable(e.text or ""), e.line) for e in result.errors]
         lo = now_ns - self.max_past_ns
         hi = now_ns + self.max_future_ns
         good: list[str] = []
+        records: list[Record] = []
+        layouts = self._layouts
+        texts, linenos, verbatim = result.lines, result.linenos, result.verbatim
+        for i, r in enumerate(result.records):
+            fields = r.fields
+            coerce_ = layouts.get((r.measurement, tuple(fields), tuple(map(type, fields.values()))))
+            if coerce_ is None:
+                problem = self._check_record(r, lo, hi)
+                if problem is not None:
+                    rejects.append(Reject(problem[0], problem[1], texts[i], linenos[i]))  # type: ignore[index]
+                    continue
+                coerce_ = self._remember(r)
+            ts = r.time_ns
+            if ts is not None and not lo <= ts <= hi:
+                problem = self._check_record(r, lo, hi)
+                rejects.append(Reject(problem[0], problem[1], texts[i], linenos[i]))  # type: ignore[index]
+                continue
+            if ts is not None and not coerce_ and verbatim[i]:  # type: ignore[index]
+                good.append(texts[i])  # type: ignore[index]
+                records.append(r)
+                continue
+            # the careful path: the schema's types and a timestamp, written from the record
+            r = Record(r.measurement, r.tags, coerce(MEASUREMENTS[r.measurement], fields),
+                       ts if ts is not None else now_ns)
+            try:
+                good.append(encode_record(r))
+            except Exception as exc:  # noqa: BLE001 - the codec names what it cannot carry
+                rejects.append(Reject("parse_error", str(exc), texts[i], linenos[i]))  # type: ignore[index]
+                continue
+            records.append(r)
+        if result.errors and len(rejects) > len(result.errors):
+            rejects.sort(key=lambda rj: rj.line or 0)  # in payload order
+        return good, records, rejects
+
+    def _remember(self, r: Record) -> bool:
+        """Cache a valid record's layout; True when its values need converting to the schema's types."""
+        meas = MEASUREMENTS[r.measurement]
+        want = {"float": float, "int": int, "uint": UInt, "bool": bool, "str": str}
+        convert = any(type(v) is not want[meas.fields[k].type] for k, v in r.fields.items())
+        if len(self._layouts) >= _KEYS_CACHE_MAX:
+            self._layouts.clear()
+        self._layouts[(r.measurement, tuple(r.fields), tuple(map(type, r.fields.values())))] = convert
+        return convert
+
+    # --- records (JSON mappings, observers, the collector's own reports) -------------------------
+
+    def check_records(self, records: Iterable[Record], now_ns: int) -> tuple[list[str], list[Record], list[Reject]]:
+        """Encoded lines for the valid records, those records (schema types, stamped), and a reject
+        for each invalid one."""
+        lo = now_ns - self.max_past_ns
+        hi = now_ns + self.max_future_ns
+        good: list[str] = []
+        kept: list[Record] = []
         rejects: list[Reject] = []
         for r in records:
             reason = self._check_record(r, lo, hi)
@@ -286,7 +146,9 @@ class Validator:
                 good.append(encode_record(r))
             except Exception as exc:  # noqa: BLE001 - the codec names what it cannot carry
                 rejects.append(Reject("parse_error", str(exc), _describe(r)))
-        return good, rejects
+                continue
+            kept.append(r)
+        return good, kept, rejects
 
     def _check_record(self, r: Record, lo: int, hi: int) -> tuple[str, str] | None:
         meas = MEASUREMENTS.get(r.measurement)
@@ -305,6 +167,15 @@ class Validator:
             if ts < lo:
                 return ("time_past", f"timestamp {ts} is more than {self.max_past_ns // 10**9} s before now")
         return None
+
+
+def _printable(text: str) -> str:
+    """A refused line for the dead-letter file: bytes that were not UTF-8 shown as U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text
 
 
 def _describe(r: Record) -> str:
@@ -352,61 +223,59 @@ class Admission:
         self.max_series = max_series
         self.layouts = [TopicLayout(p) for p in topic_layouts] if check_topic else []
         self._series: set[int] = set()
-        self._keys: dict[str, tuple] = {}  # series key -> (meas, tags, series hash), or (reason, detail)
+        self._keys: dict[tuple, tuple] = {}  # (measurement, tag items) -> (series hash,) or (reason, detail)
         self._topics: dict[str, dict[str, str] | None] = {}
 
     @property
     def series(self) -> int:
         return len(self._series)
 
-    def filter(self, lines: list[str], topic: str | None) -> tuple[list[str], list[Reject]]:
-        """(lines admitted, a reject for each other line)."""
+    def admit(self, lines: list[str], records: list[Record], topic: str | None
+              ) -> tuple[list[str], list[Record], list[Reject]]:
+        """(lines admitted, their records, a reject for each other line); ``records[i]`` is ``lines[i]`` decoded."""
         expected = self._topic_tags(topic) if topic is not None and self.layouts else None
         good: list[str] = []
+        kept: list[Record] = []
         rejects: list[Reject] = []
         series = self._series
-        for line in lines:
-            sp = line.find(" ")
-            while sp > 0 and line[sp - 1] == "\\":
-                sp = line.find(" ", sp + 1)
-            key = line[:sp] if sp > 0 else line
+        for line, rec in zip(lines, records, strict=True):
+            key = (rec.measurement, tuple(rec.tags.items()))
             parsed = self._keys.get(key)
             if parsed is None:
-                parsed = self._parse(key)
+                parsed = self._verdict(key, rec)
             if len(parsed) == 2:
                 rejects.append(Reject(parsed[0], parsed[1], line))  # type: ignore[arg-type]
                 continue
-            meas, tags, h = parsed  # type: ignore[misc]
+            h = parsed[0]
+            tags = rec.tags
             if expected:
-                wrong = [k for k, v in expected.items() if k in tags and tags[k] != v]  # type: ignore[operator]
+                wrong = [k for k, v in expected.items() if k in tags and tags[k] != v]
                 if wrong:
                     k = wrong[0]
-                    rejects.append(Reject("topic_mismatch", f"tag {k}={tags[k]!r} disagrees with the topic "  # type: ignore[index]
+                    rejects.append(Reject("topic_mismatch", f"tag {k}={tags[k]!r} disagrees with the topic "
                                           f"{topic!r}, which names {k} {expected[k]!r}", line))
                     continue
             if h not in series:
                 if len(series) >= self.max_series:
+                    tag_text = ",".join(f"{k}={v}" for k, v in tags.items())
                     rejects.append(Reject("series_budget", f"a new series past max_series {self.max_series} "
-                                          f"({meas} {key[len(meas):]!r}); existing series go on", line))
+                                          f"({rec.measurement} {tag_text!r}); existing series go on", line))
                     continue
                 series.add(h)
             good.append(line)
-        return good, rejects
+            kept.append(rec)
+        return good, kept, rejects
 
-    def _parse(self, key: str):  # noqa: ANN202
-        result = decode_report(key + " x=1")
-        if result.errors or not result.records:
-            verdict: tuple = ("parse_error", f"series key {key!r} is not valid")
+    def _verdict(self, key: tuple, rec: Record) -> tuple:
+        """(series hash,) for a series the schema allows, else (reason, detail); cached per series."""
+        meas = MEASUREMENTS.get(rec.measurement)
+        unknown = [t for t in rec.tags if meas is not None and t not in meas.tags]
+        if unknown:
+            verdict: tuple = ("unknown_tag", f"tag {unknown[0]!r} is not a tag of measurement {rec.measurement!r} "
+                              f"(its tags: {', '.join(meas.tags)})")  # type: ignore[union-attr]
         else:
-            rec = result.records[0]
-            meas = MEASUREMENTS.get(rec.measurement)
-            unknown = [t for t in rec.tags if meas is not None and t not in meas.tags]
-            if unknown:
-                verdict = ("unknown_tag", f"tag {unknown[0]!r} is not a tag of measurement {rec.measurement!r} "
-                           f"(its tags: {', '.join(meas.tags)})")  # type: ignore[union-attr]
-            else:
-                # one series however its tags are ordered in the line
-                verdict = (rec.measurement, rec.tags, hash((rec.measurement, *sorted(rec.tags.items()))))
+            # one series however its tags are ordered in the line
+            verdict = (hash((rec.measurement, *sorted(rec.tags.items()))),)
         if len(self._keys) >= _KEYS_CACHE_MAX:
             self._keys.clear()
         self._keys[key] = verdict
@@ -424,24 +293,3 @@ class Admission:
                 self._topics.clear()
             self._topics[topic] = got
         return got  # type: ignore[return-value]
-
-
-class LineReader:
-    """Records back from lines the validator passed (observers, the embedded store, the sinks).
-
-    A thin adapter over ``dcim.lineprotocol.decode_report``, which parses each series key once and
-    remembers each field layout's value types, so the common lines never reach its character scanner.
-    """
-
-    def records(self, lines: Iterable[str]) -> list[Record]:
-        return self.read(lines)[0]
-
-    def read(self, lines: Iterable[str]) -> tuple[list[Record], list[str]]:
-        """(records, lines that are not line protocol); blank lines and comments are skipped."""
-        kept = [line for line in lines if line and line[0] != "#"]
-        if not kept:
-            return [], []
-        result = decode_report("\n".join(kept))
-        return result.records, [kept[e.line - 1] for e in result.errors if e.line is not None]
-
-

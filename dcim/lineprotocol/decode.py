@@ -56,6 +56,12 @@ class DecodeResult:
 
     records: list[Record] = field(default_factory=list)
     errors: list[LineProtocolError] = field(default_factory=list)
+    #: with ``keep_lines``, per record: its line as it came (leading blanks cut), its line number,
+    #: and whether that text means exactly the record (the fast reader took it, no newline inside
+    #: a string), so a writer can pass the line on as it arrived instead of encoding it again
+    lines: list[str] | None = None
+    linenos: list[int] | None = None
+    verbatim: list[bool] | None = None
 
 
 def _decode_factor(precision: str) -> int:
@@ -746,11 +752,16 @@ def _unit_floor(t: int | None, factor: int) -> int | None:
     return t - t % factor
 
 
-def decode_report(data: str | bytes, *, precision: str = "ns", default_time_ns: int | None = None) -> DecodeResult:
-    """Decode every line it can; each bad line becomes an error naming its line and column."""
+def decode_report(data: str | bytes, *, precision: str = "ns", default_time_ns: int | None = None,
+                  keep_lines: bool = False) -> DecodeResult:
+    """Decode every line it can; each bad line becomes an error naming its line and column.
+
+    ``keep_lines`` also keeps each record's line (see ``DecodeResult``)."""
     factor = _decode_factor(precision)
     default_time_ns = _unit_floor(default_time_ns, factor)
     result = DecodeResult()
+    if keep_lines:
+        result.lines, result.linenos, result.verbatim = [], [], []
     if isinstance(data, (bytes, bytearray, memoryview)):
         raw = bytes(data)
         try:
@@ -762,6 +773,8 @@ def decode_report(data: str | bytes, *, precision: str = "ns", default_time_ns: 
     if ("#" in data or '"' in data or "\\\n" in data or "\x00" in data or "\n " in data or "\n\t" in data
             or data[:1] in _WS):
         return _decode_lines(data, factor, default_time_ns, result)
+    if keep_lines:
+        return _decode_clean_kept(data, factor, default_time_ns, result)
     # the common case, clean machine-written lines: no per-line checks beyond the fast reader
     append = result.records.append
     for lineno, line in enumerate(data.split("\n"), 1):
@@ -776,10 +789,34 @@ def decode_report(data: str | bytes, *, precision: str = "ns", default_time_ns: 
     return result
 
 
+def _decode_clean_kept(data: str, factor: int, default_time_ns: int | None, result: DecodeResult) -> DecodeResult:
+    """The common-case loop of ``decode_report`` that also keeps each record's line."""
+    append = result.records.append
+    keep_line = result.lines.append  # type: ignore[union-attr]
+    keep_lineno = result.linenos.append  # type: ignore[union-attr]
+    keep_verbatim = result.verbatim.append  # type: ignore[union-attr]
+    for lineno, line in enumerate(data.split("\n"), 1):
+        if line:
+            try:
+                append(_fast_line(line, factor, default_time_ns))
+                keep_verbatim(True)
+            except (ValueError, ArithmeticError):
+                try:
+                    append(_Scanner(line, lineno, 0).parse(factor, default_time_ns))
+                except LineProtocolError as exc:
+                    result.errors.append(exc)
+                    continue
+                keep_verbatim(False)
+            keep_line(line)
+            keep_lineno(lineno)
+    return result
+
+
 def _decode_lines(data: str, factor: int, default_time_ns: int | None, result: DecodeResult,
                   *, check_utf8: bool = False, careful_only: bool = False) -> DecodeResult:
     """The general loop: comments, indentation, quotes, escapes, bytes that are not UTF-8."""
     append = result.records.append
+    keep = result.lines is not None
     for lineno, line in _split(data):
         offset = 0
         if line and line[0] in _WS:
@@ -791,6 +828,10 @@ def _decode_lines(data: str, factor: int, default_time_ns: int | None, result: D
         if not careful_only and (not check_utf8 or line.isascii() or _utf8_ok(line)):
             try:
                 append(_fast_line(line, factor, default_time_ns))
+                if keep:
+                    result.lines.append(line)  # type: ignore[union-attr]
+                    result.linenos.append(lineno)  # type: ignore[union-attr]
+                    result.verbatim.append("\n" not in line)  # type: ignore[union-attr]
                 continue
             except (ValueError, ArithmeticError):
                 pass  # the careful reader finds the column of the problem
@@ -798,7 +839,40 @@ def _decode_lines(data: str, factor: int, default_time_ns: int | None, result: D
             append(_Scanner(line, lineno, offset).parse(factor, default_time_ns))
         except LineProtocolError as exc:
             result.errors.append(exc)
+            continue
+        if keep:
+            result.lines.append(line)  # type: ignore[union-attr]
+            result.linenos.append(lineno)  # type: ignore[union-attr]
+            result.verbatim.append(False)  # type: ignore[union-attr]
     return result
+
+
+def measurement_and_time(line: str) -> tuple[str, int] | None:
+    """The measurement and timestamp of a line already validated, without decoding its fields;
+    None when the line does not end in a timestamp or its measurement needs the careful reader.
+
+    For writers that file lines by measurement and time (the embedded store)."""
+    i = 0
+    n = len(line)
+    while i < n:
+        c = line[i]
+        if c == "," or c == " ":
+            break
+        if c == "\\":
+            return None
+        i += 1
+    if i == 0 or i == n:
+        return None
+    sp = line.rfind(" ")
+    if sp <= i:
+        return None
+    tpart = line[sp + 1 :]
+    if not tpart.isascii() or not (tpart.isdigit() or (tpart[:1] == "-" and tpart[1:].isdigit())):
+        return None
+    ts = int(tpart)
+    if not MIN_TIME_NS <= ts <= MAX_TIME_NS:
+        return None
+    return line[:i], ts
 
 
 def decode(data: str | bytes, *, precision: str = "ns", default_time_ns: int | None = None) -> list[Record]:

@@ -152,7 +152,7 @@ def test_broker_counters_and_the_collector_itself_become_records(tmp_path):
     c, sink = make(tmp_path, self_report_s=0.001, broker_stats=True)
     for topic, value in (("$SYS/broker/publish/messages/dropped", b"17"), ("$SYS/broker/store/messages/count", b"5")):
         c.handle(topic, value, AckToken(1, 1, 1))
-    lines, rejects, kind = c.decode("$SYS/broker/clients/connected", b"not a number", 1)
+    lines, records, rejects, kind = c.decode("$SYS/broker/clients/connected", b"not a number", 1)
     assert kind == "status" and [r.reason for r in rejects] == ["parse_error"]
     import asyncio
     import time
@@ -254,14 +254,14 @@ async def test_live_alert_engine_runs_as_an_observer(tmp_path):
 
 async def test_a_decoding_bug_costs_one_message_not_the_pipeline(tmp_path, monkeypatch):
     c, sink = make(tmp_path)
-    real = c.validator.lines
+    real = c.validator.read
 
     def flaky(payload, now_ns):
         if b"boom" in payload:
             raise RuntimeError("boom")
         return real(payload, now_ns)
 
-    monkeypatch.setattr(c.validator, "lines", flaky)
+    monkeypatch.setattr(c.validator, "read", flaky)
     c.handle("t", b"boom")
     c.handle("t", LINE.encode())
     await c.flush()

@@ -137,30 +137,33 @@ def test_valid_records_survive_exactly(records):
 
 @given(st.lists(schema_records(), min_size=1, max_size=8))
 @settings(max_examples=200, deadline=None)
-def test_line_reader_gives_back_the_records(records):
-    from dcim.collector.validate import LineReader
-
+def test_the_records_beside_the_lines_are_what_the_lines_say(records):
     payload = "\n".join(encode_record(r) for r in records).encode()
-    lines, _ = V.lines(payload, NOW)
-    reader = LineReader()
-    assert reader.records(lines) == records
-    assert reader.records(lines) == records  # and again from its key cache
+    for _ in range(2):  # and again from the layout cache
+        lines, got, rejects = V.read(payload, NOW)
+        assert rejects == [] and got == records
+        assert decode("\n".join(lines)) == records
 
 
-def test_line_reader_handles_escaped_keys_and_strings():
-    from dcim.collector.validate import LineReader
-
+def test_records_beside_lines_with_escaped_keys_and_strings():
     src = [Record("gpu", {"model": "NVIDIA H100 80GB HBM3", "node": "n,1"}, {"power_w": 1.5, "lost": False}, NOW),
            Record("pdu", {"pdu": "p=1"}, {"load_state": "normal", "power_w": 2.0}, NOW),
            Record("agent", {"host": "h"}, {"message": "a, b = c", "errors_total": -3}, NOW)]
-    lines, rejects = V.lines("\n".join(encode_record(r) for r in src).encode(), NOW)
+    lines, got, rejects = V.read("\n".join(encode_record(r) for r in src).encode(), NOW)
     assert rejects == []
-    assert LineReader().records(lines) == src
+    assert got == src and decode("\n".join(lines)) == src
 
 
 # --- admission: tags from the schema, tags against the topic, the series budget ---------------
 
 from dcim.collector.validate import Admission, TopicLayout  # noqa: E402
+
+
+def _filter(adm: Admission, lines: list[str], topic: str | None) -> tuple[list[str], list]:
+    """(lines admitted, rejects), the records beside the lines decoded as the validator does."""
+    good, records, rejects = adm.admit(lines, decode("\n".join(lines)), topic)
+    assert decode("\n".join(good)) == records
+    return good, rejects
 
 
 def _line(node: str, gpu: str = "0", extra: str = "") -> str:
@@ -169,7 +172,7 @@ def _line(node: str, gpu: str = "0", extra: str = "") -> str:
 
 def test_unknown_tag_keys_are_refused():
     adm = Admission(max_series=100)
-    good, rejects = adm.filter([_line("n1"), _line("n1", extra=",colour=red")], "dcim/dc1/A01/n1/gpu")
+    good, rejects = _filter(adm, [_line("n1"), _line("n1", extra=",colour=red")], "dcim/dc1/A01/n1/gpu")
     assert good == [_line("n1")]
     assert [r.reason for r in rejects] == ["unknown_tag"] and "'colour'" in rejects[0].detail
 
@@ -177,16 +180,16 @@ def test_unknown_tag_keys_are_refused():
 def test_device_tags_must_agree_with_the_topic_unless_turned_off():
     layouts = ["+/{site}/{rack}/{node}/gpu", "+/{site}/{rack}/{device}/snmp"]
     adm = Admission(max_series=100, topic_layouts=layouts)
-    good, rejects = adm.filter([_line("n1"), _line("n2")], "dcim/dc1/A01/n1/gpu")
+    good, rejects = _filter(adm, [_line("n1"), _line("n2")], "dcim/dc1/A01/n1/gpu")
     assert good == [_line("n1")]
     assert [r.reason for r in rejects] == ["topic_mismatch"] and "node='n2'" in rejects[0].detail
     # a topic no layout fits, or a tag the line does not carry, is not checked
-    assert adm.filter([_line("n2")], "elsewhere/x")[0] == [_line("n2")]
+    assert _filter(adm, [_line("n2")], "elsewhere/x")[0] == [_line("n2")]
     health = f"agent,component=snmp,device=pdu-a,site=dc1 up=true {NOW}"
-    assert adm.filter([health], "dcim/dc1/A01/pdu-a/snmp")[0] == [health]
-    assert adm.filter([health], "dcim/dc1/A01/pdu-b/snmp")[1][0].reason == "topic_mismatch"
+    assert _filter(adm, [health], "dcim/dc1/A01/pdu-a/snmp")[0] == [health]
+    assert _filter(adm, [health], "dcim/dc1/A01/pdu-b/snmp")[1][0].reason == "topic_mismatch"
     off = Admission(max_series=100, topic_layouts=layouts, check_topic=False)
-    assert off.filter([_line("n2")], "dcim/dc1/A01/n1/gpu")[0] == [_line("n2")]
+    assert _filter(off, [_line("n2")], "dcim/dc1/A01/n1/gpu")[0] == [_line("n2")]
 
 
 def test_topic_layout_reads_its_levels():
@@ -199,9 +202,9 @@ def test_topic_layout_reads_its_levels():
 def test_series_budget_refuses_new_series_and_keeps_the_old_ones():
     adm = Admission(max_series=3)
     first = [_line("n1", g) for g in "012"]
-    assert adm.filter(first, None) == (first, [])
+    assert _filter(adm, first, None) == (first, [])
     flood = [_line("n1", g) for g in "3456"]
-    good, rejects = adm.filter([*flood, *first], None)
+    good, rejects = _filter(adm, [*flood, *first], None)
     assert good == first  # every series admitted before goes on
     assert [r.reason for r in rejects] == ["series_budget"] * 4 and "max_series 3" in rejects[0].detail
     assert adm.series == 3

@@ -15,6 +15,7 @@ thread, reads back what they did, and counts it for /metrics; the drivers implem
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -24,7 +25,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from dcim.alerts.actions_driver import Action, Driver
+from dcim.alerts.actions_k8s import make_kubernetes_driver
+from dcim.alerts.actions_slurm import make_slurm_driver
 from dcim.alerts.actions_spec import ActionSpec
+from dcim.alerts.actions_webhook import make_webhook_driver
+from dcim.alerts.notifiers import Dispatcher
+from dcim.alerts.recording import format_time
+from dcim.alerts.replay import format_text, transition_dict
 from dcim.alerts.topology import Topology
 
 if TYPE_CHECKING:
@@ -276,8 +283,6 @@ def timeline_text(transitions: Sequence[Any], actions: Sequence[Action]) -> str:
 
     An action comes right after the transition that called for it (same event time, later in the sort).
     """
-    from dcim.alerts.replay import format_text
-
     lines = format_text(transitions).splitlines()
     rows = [(t.time_ns, 0, i, line) for i, (t, line) in enumerate(zip(transitions, lines, strict=True))]
     rows += [(a.time_ns, 1, i, a.text()) for i, a in enumerate(actions)]
@@ -300,10 +305,6 @@ def timeline_json(transitions: Sequence[Any], per: Sequence[Sequence[Action]], t
     """JSON lines as ``alerts.replay.format_json`` writes them; a transition that called for actions gets
     an ``actions`` key with their payloads, and actions due after the last transition a closing
     ``{"actions": [...]}`` line. Every other key stays as it is for existing consumers."""
-    import json
-
-    from dcim.alerts.replay import transition_dict
-
     def payloads(acts: Sequence[Action]) -> list[dict[str, Any]]:
         return [{**a.payload(), "time_ns": a.time_ns, "detail": a.detail} for a in acts]
 
@@ -453,8 +454,6 @@ class ActionRunner:
         self._failed: list[tuple[Action, Driver, int]] = []
         self._dispatcher = None
         if threaded:
-            from dcim.alerts.notifiers import Dispatcher
-
             self._dispatcher = Dispatcher([_Executor(self)], clock=clock)  # type: ignore[list-item]
 
     def plan(self, transitions: Sequence[Any]) -> list[Action]:
@@ -539,16 +538,10 @@ def make_drivers(cfg: ActionsConfig) -> list[Driver]:
     out: list[Driver] = []
     for d in cfg.drivers:
         if d.kind == "slurm":
-            from dcim.alerts.actions_slurm import make_slurm_driver
-
             out.append(make_slurm_driver(d))
         elif d.kind == "kubernetes":
-            from dcim.alerts.actions_k8s import make_kubernetes_driver
-
             out.append(make_kubernetes_driver(d))
         elif d.kind == "webhook":
-            from dcim.alerts.actions_webhook import make_webhook_driver
-
             out.append(make_webhook_driver(d))
         else:
             out.append(LogDriver())
@@ -602,8 +595,6 @@ class MemoryScheduler:
     def summary_lines(self) -> list[str]:
         if not self.log:
             return ["  scheduler: no node drained"]
-        from dcim.alerts.recording import format_time
-
         lines = [f"  scheduler: {sum(a in ('drain', 'cordon') for _, a, _, _ in self.log)} drains, "
                  f"{sum(a == 'resume' for _, a, _, _ in self.log)} resumes; "
                  f"{sum('DRAIN' in st for st in self.states.values())} nodes drained at the end"]

@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from dcim.agents.gpu.metrics import GpuCollector, Snapshot
-from dcim.agents.gpu.reader import NvmlReader
+from dcim.agents.gpu.reader import UNFILLED, NvmlReader
 from dcim.agents.gpu.records import agent_record, gpu_health_record, gpu_records
 from dcim.agents.gpu.xid import XidStore, XidWatcher
 from dcim.errors import DeviceError
@@ -160,7 +160,7 @@ class GpuAgent:
                 errors[(str(g.index), g.uuid, fname)] = n
             unsupported.extend((str(g.index), g.uuid, f, reason) for f, reason in sorted(g.unsupported.items()))
             unsupported.extend((str(g.index), g.uuid, f, "MIG") for f in g.mig_hidden)
-            unsupported.extend((str(g.index), g.uuid, f, "UNFILLED") for f in sorted(g.unfilled))
+            unsupported.extend((str(g.index), g.uuid, f, UNFILLED) for f in sorted(g.unfilled))
         self.collector.update(Snapshot(
             node=self.node, driver_version=self.reader.driver_version or "", readings=readings,
             xids={r.gpu.uuid: self.xids.summary(r.gpu.uuid) for r in readings},

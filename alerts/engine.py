@@ -182,41 +182,65 @@ class Engine:
     # -- saved state across restarts --------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """Pending and firing alerts with when they became active, as JSON-ready data: what a restart
-        restores (Prometheus keeps the same as its ``ALERTS_FOR_STATE`` series)."""
+        """What a restart restores, as JSON-ready data: pending and firing alerts with when they became
+        active (Prometheus keeps the same as its ``ALERTS_FOR_STATE`` series), their
+        ``keep_firing_for`` countdown, flap history, inhibition mark and whether they paged; alerts no
+        longer active whose flap history still counts; and a source of inhibition that resolved while
+        the alerts it explained are still marked (Alertmanager is waiting for its resolution)."""
+        by_fp = {st.fp: st for r in self.rules for st in self._states[r.name].values()}
+        sources = {st.inhibited_by for st in by_fp.values()
+                   if st.state in ("pending", "firing") and st.inhibited and st.inhibited_by is not None}
+        now = self.clock_ns
         alerts = []
         for r in self.rules:
+            window_ns = int(r.flap.window * NS) if r.flap is not None else 0
             for st in self._states[r.name].values():
-                if st.state in ("pending", "firing"):
-                    alerts.append({"rule": r.name, "labels": st.labels, "state": st.state,
-                                   "active_since_ns": st.active_since, "fired_at_ns": st.fired_at,
-                                   "value": st.value if st.value is None or math.isfinite(st.value) else None,
-                                   "threshold": st.threshold, "inhibited": st.inhibited,
-                                   "inhibited_by": st.inhibited_by})
-        return {"version": 1, "saved_ns": self.clock_ns, "alerts": alerts}
+                fires = [f for f in st.fires if now is None or now - f <= window_ns]
+                active = st.state in ("pending", "firing")
+                held_source = st.state == "resolved" and st.fp in sources
+                if not (active or held_source or fires):
+                    continue
+                alerts.append({"rule": r.name, "labels": st.labels, "state": st.state,
+                               "active_since_ns": st.active_since, "fired_at_ns": st.fired_at,
+                               "value": st.value if st.value is None or math.isfinite(st.value) else None,
+                               "threshold": st.threshold, "inhibited": st.inhibited,
+                               "inhibited_by": st.inhibited_by, "inhibit_until_ns": st.inhibit_until,
+                               "keep_since_ns": st.keep_since, "fires_ns": fires, "flapping": st.flapping,
+                               "paged": st.paged, "resolved_at_ns": st.resolved_at})
+        return {"version": 2, "saved_ns": now, "alerts": alerts}
 
     def restore(self, snap: dict[str, Any], *, now_ns: int, grace_period_s: float = 600.0,
                 outage_tolerance_s: float = 3600.0) -> list[Transition]:
-        """Bring back pending and firing alerts saved by :meth:`snapshot`, as Prometheus restores
-        ``for`` state (its flags ``--rules.alert.for-grace-period`` 10m and
-        ``--rules.alert.for-outage-tolerance`` 1h; https://prometheus.io/docs/prometheus/latest/command-line/prometheus/):
+        """Bring back the state saved by :meth:`snapshot`, as Prometheus restores ``for`` state (its
+        flags ``--rules.alert.for-grace-period`` 10m and ``--rules.alert.for-outage-tolerance`` 1h;
+        https://prometheus.io/docs/prometheus/latest/command-line/prometheus/):
 
         - nothing is restored after an outage longer than ``outage_tolerance_s``;
         - a firing alert stays firing with its original start, so there is no false resolve and no
-          second page; it is returned as a ``restored`` transition for the notifiers to resume;
+          second page; it is returned as a ``restored`` transition for the notifiers to resume, with
+          whether it paged (an alert inhibited at the restart that had paged before never pages
+          again; one that had not pages when its mark lifts, as without the restart);
         - a pending alert keeps the time it already spent pending (the outage does not count), and
           one that would fire within ``grace_period_s`` of the restart waits until the grace ends;
-          rules whose ``for`` is shorter than the grace start pending afresh.
+          rules whose ``for`` is shorter than the grace start pending afresh;
+        - a ``keep_firing_for`` (or flap) countdown keeps the clear time it had counted (the outage
+          does not count: nothing says the condition stayed clear); flap history and inhibition
+          marks keep their event times;
+        - a source of inhibition that resolved while the alerts it explained were still marked is
+          returned as a ``restored`` resolution, so the Alertmanager notifier holds it again until
+          nothing it explains is marked.
 
         A restored alert holds until its series reports again; a pending one is dropped if no fresh
-        sample comes within the rule's ``stale_after``.
+        sample comes within the rule's ``stale_after``. Version-1 state (pending and firing only)
+        is read too.
         """
         saved_ns = snap.get("saved_ns")
-        if snap.get("version") != 1 or saved_ns is None or now_ns - saved_ns > outage_tolerance_s * NS:
+        if snap.get("version") not in (1, 2) or saved_ns is None or now_ns - saved_ns > outage_tolerance_s * NS:
             return []
         by_name = {r.name: r for r in self.rules}
         grace_ns = int(grace_period_s * NS)
-        out = []
+        outage_ns = max(0, now_ns - saved_ns)
+        restored: list[AlertState] = []
         for a in snap.get("alerts", []):
             rule = by_name.get(a["rule"])
             if rule is None:
@@ -224,33 +248,59 @@ class Engine:
             labels = {str(k): str(v) for k, v in a["labels"].items()}
             fp = fingerprint(rule.name, labels)
             active_since = int(a["active_since_ns"])
-            if a["state"] == "pending":
+            state = a["state"]
+            if state == "pending":
                 hold_ns = int(rule.for_ * NS)
                 if hold_ns < grace_ns:
-                    continue
-                remaining = hold_ns - (saved_ns - active_since)
-                if remaining <= 0:
-                    pass  # it was due to fire at the restart
-                elif remaining < grace_ns:
-                    active_since = now_ns + grace_ns - hold_ns
+                    state = "inactive"  # starts pending afresh; its flap history still counts
                 else:
-                    active_since += now_ns - saved_ns
-            elif a["state"] != "firing":
+                    remaining = hold_ns - (saved_ns - active_since)
+                    if remaining <= 0:
+                        pass  # it was due to fire at the restart
+                    elif remaining < grace_ns:
+                        active_since = now_ns + grace_ns - hold_ns
+                    else:
+                        active_since += outage_ns
+            elif state not in ("firing", "resolved", "inactive"):
                 continue
-            st = AlertState(rule, labels, fp, state=a["state"], value=a.get("value"), threshold=a.get("threshold"),
-                        active_since=active_since, fired_at=a.get("fired_at_ns"), seen_ns=now_ns,
-                        inhibited=bool(a.get("inhibited")), inhibited_by=a.get("inhibited_by"))
-            if st.fired_at is not None:
-                st.fires.append(st.fired_at)
+            if state == "inactive" and not a.get("fires_ns"):
+                continue
+            inhibited = bool(a.get("inhibited")) and state in ("pending", "firing")
+            st = AlertState(rule, labels, fp, state=state, value=a.get("value"), threshold=a.get("threshold"),
+                            active_since=active_since, fired_at=a.get("fired_at_ns"), seen_ns=now_ns,
+                            inhibited=inhibited, inhibited_by=a.get("inhibited_by") if inhibited else None,
+                            flapping=bool(a.get("flapping")), resolved_at=a.get("resolved_at_ns"))
+            st.paged = bool(a.get("paged", state == "firing" and not inhibited))
+            keep = a.get("keep_since_ns")
+            st.keep_since = int(keep) + outage_ns if keep is not None and state == "firing" else None
+            fires = a.get("fires_ns")
+            if fires is None:  # version 1
+                fires = [st.fired_at] if st.fired_at is not None else []
+            st.fires.extend(int(f) for f in sorted(fires))
+            if inhibited:
+                until = a.get("inhibit_until_ns")
+                st.inhibit_until = int(until) if until is not None else now_ns + int(rule.inhibit_grace * NS)
             self._states[rule.name][fp] = st
-            self._unlinked.setdefault(rule.name, set()).add(fp)
-            self._probed.setdefault(rule.name, set())
+            if state in ("pending", "firing"):
+                # linked to its series when that reports again; an inactive or resolved one is found by
+                # its fingerprint when it fires again
+                self._unlinked.setdefault(rule.name, set()).add(fp)
+                self._probed.setdefault(rule.name, set())
+            restored.append(st)
+        marked = {st.inhibited_by for st in restored if st.state == "firing" and st.inhibited}
+        out = []
+        for st in restored:
+            rule = st.rule
             if st.state == "firing":
-                st.inhibit_until = now_ns + int(rule.inhibit_grace * NS) if st.inhibited else 0
-                ann = self._annotations(st, st.value)
-                out.append(Transition(now_ns, rule.name, rule.severity, dict(labels), "firing", "firing", st.value,
-                                      st.inhibited, st.inhibited_by, ann.get("summary", ""), fp, ann,
-                                      st.fired_at, restored=True))
+                prev, at, starts = "firing", now_ns, st.fired_at
+            elif st.state == "resolved" and st.fp in marked and st.resolved_at is not None:
+                prev, at, starts = "firing", st.resolved_at, st.fired_at
+            else:
+                continue
+            ann = self._annotations(st, st.value)
+            out.append(Transition(at, rule.name, rule.severity, dict(st.labels), prev, st.state, st.value,
+                                  st.inhibited, st.inhibited_by, ann.get("summary", ""), st.fp, ann, starts,
+                                  restored=True, paged=st.paged))
         return out
 
     # -- evaluation ------------------------------------------------------------------------
@@ -343,6 +393,8 @@ class Engine:
                           threshold=st.threshold, labels=st.labels) for k, v in ann.items()}
 
     def _transition(self, st: AlertState, prev: str, b: int, value: float | None) -> Transition:
+        if st.state == "firing" and not st.inhibited:
+            st.paged = True  # what the webhook pages; saved, so a restart never pages it twice
         ann = self._annotations(st, value)
         starts = st.active_since if st.state == "pending" or st.fired_at is None else st.fired_at
         if isinstance(value, bool):

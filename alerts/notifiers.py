@@ -175,6 +175,7 @@ class AlertmanagerNotifier:
 
     def notify(self, transitions: Sequence[Transition], now_s: float) -> None:
         due: list[_Sent] = []
+        revived: list[_Sent] = []
         for t in transitions:
             fp = t.fingerprint
             if t.state == "firing":
@@ -191,6 +192,12 @@ class AlertmanagerNotifier:
             elif t.state == "resolved":
                 self._mark(fp, None)
                 old = self._firing.get(fp)
+                if old is None and getattr(t, "restored", False):
+                    # resolved before a restart while alerts it explains were still marked: Alertmanager
+                    # keeps muting them only while it is active, so it is held (re-posted) again
+                    old = self._firing[fp] = _Sent(alert_labels(t), dict(t.annotations),
+                                                   (t.starts_at_ns or t.time_ns) / 1e9)
+                    revived.append(old)
                 if old is not None:
                     old.annotations = dict(t.annotations)
                     old.held_resolve_s = min(t.time_ns / 1e9, now_s)
@@ -203,6 +210,7 @@ class AlertmanagerNotifier:
                 self._explains.pop(fp, None)
                 self._resolve(sent, sent.held_resolve_s, now_s)
                 due.append(sent)
+        due += [s for s in revived if not any(s is d for d in due)]
         if due:
             self._post(due, now_s)
 
@@ -281,10 +289,10 @@ class WebhookNotifier:
         """The transitions a person should hear about."""
         out = []
         for t in transitions:
-            if getattr(t, "restored", False):
-                if not t.inhibited:
+            if getattr(t, "restored", False):  # what-if also counts the pages of stand-in transitions
+                if t.state == "firing" and t.paged:
                     self._paged.add(t.fingerprint)  # paged before the restart: resolve it later, never re-page
-                continue
+                continue  # a restored resolution went out before the restart
             if t.state == "firing" and not t.inhibited:
                 if t.fingerprint not in self._paged:
                     self._paged.add(t.fingerprint)

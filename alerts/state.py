@@ -55,9 +55,14 @@ class Transition:
     annotations: dict[str, str] = field(default_factory=dict)
     #: When the alert became pending (for pending) or firing (firing, resolved): Alertmanager's startsAt.
     starts_at_ns: int | None = None
-    #: A firing alert brought back from saved state after a restart (``firing -> firing``): notifiers
-    #: resume it (Alertmanager re-post, already paged) and never page it again.
+    #: Brought back from saved state after a restart: a firing alert (``firing -> firing``), which the
+    #: notifiers resume (Alertmanager re-post) and never page again, or a source of inhibition that
+    #: resolved shortly before the restart while it still explained marked alerts (``firing ->
+    #: resolved`` at its resolve time), whose resolution Alertmanager is still waiting for.
     restored: bool = False
+    #: Whether on-call has been paged for this firing alert: it was firing while not inhibited at
+    #: some evaluation (set on ``restored`` transitions; a lifted mark never pages it twice).
+    paged: bool = False
 
     def to_record(self) -> Record:
         """The ``alert`` measurement row for this transition."""
@@ -125,6 +130,8 @@ class AlertState:
     flapping: bool = False
     inhibit_until: int = 0
     seen_ns: int = 0  # the last evaluation with fresh data for this alert
+    paged: bool = False  # firing and not inhibited at some evaluation since it last went pending
+    resolved_at: int | None = None
 
 
 def step(st: AlertState, ev: Result, b: int) -> None:
@@ -136,6 +143,7 @@ def step(st: AlertState, ev: Result, b: int) -> None:
         st.value, st.threshold = ev.value, ev.threshold
         st.active_since, st.fired_at, st.keep_since = b, None, None
         st.seen_ns = b
+        st.paged, st.resolved_at = False, None
         st.state = "pending"
         if rule.for_ <= 0:
             fire(st, b)
@@ -166,6 +174,7 @@ def step(st: AlertState, ev: Result, b: int) -> None:
         st.state = "resolved"
         st.value = ev.value
         st.flapping = False
+        st.resolved_at = b
 
 
 def fire(st: AlertState, b: int) -> None:

@@ -37,7 +37,6 @@ class DeadLetter:
         self.sent = 0  # entries fsynced
         self.errors = 0  # writes the file system refused
         self.rotations = 0
-        self.discarded = 0  # entries deleted with a replaced .1 file
 
     def _open(self):  # noqa: ANN202
         if self._f is None:
@@ -136,7 +135,6 @@ class DeadLetter:
             log.error("cannot rotate the dead-letter file %s (%s); it keeps growing", self.path, exc)
             return
         self.rotations += 1
-        self.discarded += lost
         if self.metrics is not None:
             self.metrics.dead_letter_rotations.inc()
             self.metrics.dead_letter_discarded.inc(lost)

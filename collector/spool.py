@@ -53,7 +53,6 @@ class Spool:
         self._reader_id = -1
         self._peeked: tuple[int, int, int] | None = None  # (segment, next offset, lines)
         self._cursor_dirty = False  # moved in memory, not yet on disk (the write failed)
-        self.write_errors = 0  # appends and cursor writes the file system refused (a full disk)
         self.batches = 0  # undrained batches (exact after open: counted while scanning)
         self.lines = 0
         self.corrupt = 0
@@ -182,7 +181,6 @@ class Spool:
             w.flush()
             os.fsync(w.fileno())
         except OSError:
-            self.write_errors += 1
             self._cut_back(seg)
             raise
         self._sizes[seg] += size
@@ -273,7 +271,6 @@ class Spool:
         try:
             self._write_cursor()
         except OSError as exc:
-            self.write_errors += 1
             if not self._cursor_dirty:
                 log.error("spool %s: cannot write the cursor (%s); keeping it in memory and trying again at "
                           "the next batch (a restart before then sends some batches twice)", self.path, exc)

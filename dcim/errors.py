@@ -4,12 +4,14 @@ Every exception class the project defines lives here (tests/dcim/test_errors.py 
 modules to keep it so). Which class derives from which, who raises it and who handles it:
 
     DcimError
-    ├── ConfigError            bad site/component configuration (names file, path, expectation)
+    ├── ConfigError            bad site/component configuration (names file, path, expectation);
+    │                          raised wherever a configuration or a command-line value is read
     │   └── SecretError        a secret's environment variable or file is missing or unreadable (dcim.config)
     ├── SchemaError            a record that does not fit the schema (dcim.schema, dashboards.units)
     ├── MappingError           a JSON payload that does not fit its topic mapping (collector.mapping);
     │                          the collector rejects the message with the error's ``reason``
-    ├── LineProtocolError      line protocol that cannot be encoded or decoded (names line and column)
+    ├── LineProtocolError      line protocol that cannot be encoded or decoded (names line and column;
+    │                          dcim.lineprotocol)
     ├── BerError (ValueError)  bytes that are not a well-formed SNMP v1/v2c message (agents.snmp.ber);
     │                          the SNMP transport drops such a datagram
     ├── DeviceError            a device (GPU, PDU, CDU) could not be read (agents.gpu, agents.snmp)
@@ -23,22 +25,26 @@ modules to keep it so). Which class derives from which, who raises it and who ha
     │   └── SinkUnavailable    the store is away or busy (network, 5xx, 429): retry or spool
     ├── SpoolFull              the disk spool is at its size cap (collector.spool); collector.route keeps
     │                          the messages unacknowledged
-    ├── RuleError              an alert rule file is invalid (names file, rule, field)
+    ├── RuleError              an alert rule file is invalid (names file, rule, field; alerts.rulefile,
+    │                          alerts.ruletest)
     │   ├── FieldError (ValueError)     a rule check that knows the wrong key (alerts.rulefile, inside
     │   │                               pydantic validators, which is why it is a ValueError too)
     │   └── TemplateError (ValueError)  a label/annotation template that cannot be parsed or rendered
     │                                   (alerts.templates); at run time it renders as Prometheus's
     │                                   ``<error expanding template: ...>``
-    ├── RecordingError         a recording file is truncated or malformed (names line)
+    ├── RecordingError         a recording file is truncated or malformed (names line; alerts.recording,
+    │                          alerts.recording_sources)
     ├── DriverError            an action driver (Slurm, Kubernetes, webhook) could not act (alerts.actions_*);
     │                          the action runner records the action as failed
     ├── ExpandError (ValueError)  a dashboard query names an undefined variable, or a variable query
     │                          found no values (dashboards.expand)
     └── PushError              Grafana refused the upload or could not be reached (dashboards.push)
 
-Third-party exceptions are chained with ``raise ... from exc`` so the cause stays visible. A class
-marked (ValueError) is also a ValueError because a caller relies on it: pydantic turns a validator's
-ValueError into a validation error, and ``int()``-style parsing code catches ValueError.
+Third-party exceptions are chained with ``raise ... from exc`` so the cause stays visible; any
+DcimError that reaches ``dcim`` (dcim.app.cli) prints as one ``error: ...`` line. A class marked
+(ValueError) is also a ValueError for the code around it: pydantic turns a validator's ValueError
+(FieldError, TemplateError) into a validation error, the BER decoder folds its parsers' ValueErrors
+into BerError, and a value that does not parse (ExpandError: an interval, a variable) is a ValueError.
 """
 
 from __future__ import annotations

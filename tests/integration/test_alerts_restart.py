@@ -83,3 +83,76 @@ def test_a_restart_sends_no_false_resolve_and_no_second_page(alertmanager_factor
     assert [s for s, _f, _st in seen] == ["firing", "resolved"]
     assert {f for _s, f, _st in seen} == {alert["fingerprint"]}
     assert {parse(st) for _s, _f, st in seen} == {parse(alert["startsAt"])}  # the original start, kept
+
+
+PUMP_RULES = [
+    {"name": "CoolantFlowLow", "kind": "threshold", "severity": "critical", "measurement": "coolant_loop",
+     "field": "flow_lpm", "op": "<", "threshold": 150, "for": "0s", "inhibits": ["Gpu*"], "inhibit_grace": "60s",
+     "flap": None},
+    {"name": "GpuHot", "kind": "threshold", "severity": "warning", "measurement": "gpu", "field": "temp_c",
+     "threshold": 85, "for": "0s", "flap": None},
+]
+
+
+def pump_observer(am, state):
+    rules = [parse_rule(r) for r in PUMP_RULES]
+    engine = Engine(rules, site=named_site("h100-hall"), evaluation_interval_s=1.0)
+    return LiveObserver(engine, [AlertmanagerNotifier(am.url, resend_interval_s=2, resolve_resend_s=5)],
+                        ticker=False, state_path=state)
+
+
+def pump_feed(obs, start_s, end_s, *, flow, temp):
+    for t in range(int(start_s), int(end_s) + 1):
+        obs.observe([Record("coolant_loop", {"loop": "loop-a", "cdu": "cdu-a"},
+                            {"flow_lpm": float(flow), "supply_temp_c": 30.0, "return_temp_c": 40.0}, t * NS),
+                     Record("gpu", dict(GPU0), {"temp_c": float(temp)}, t * NS)])
+
+
+def named(receiver, name):
+    out = []
+    for _h, body in receiver.get("/am"):
+        out += [a["status"] for a in json.loads(body)["alerts"] if a["labels"]["alertname"] == name]
+    return out
+
+
+def test_an_alert_inhibited_at_shutdown_stays_quiet_after_a_restart(alertmanager_factory, receiver, tmp_path):
+    from dcim.alerts.notifiers import alertmanager_config
+
+    cfg = alertmanager_config("hook", rules=[parse_rule(r) for r in PUMP_RULES])
+    cfg["route"].update({"group_wait": "0s", "group_interval": "1s", "repeat_interval": "1h"})
+    cfg["receivers"].append({"name": "hook", "webhook_configs": [{"url": receiver.url + "/am", "send_resolved": True}]})
+    am = alertmanager_factory(config=cfg)
+    state = tmp_path / "alert-state.json"
+    now = int(time.time())
+
+    first = pump_observer(am, state)
+    # the pump fails with the GPU hot: the loop alert pages, the GPU alert is inhibited beneath it; the
+    # pump recovers 3 s ago, the GPU is still hot: the mark lasts the loop rule's 60 s inhibit_grace,
+    # and Alertmanager mutes the GPU alert only while the loop alert is active, so the notifier holds
+    # the loop alert's resolution
+    pump_feed(first, now - 30, now - 20, flow=50, temp=60)
+    # Alertmanager mutes a target only once it holds the source: the loop alert is in before the GPU heats
+    wait_until(lambda: named(receiver, "CoolantFlowLow"), 15, message="the loop page")
+    pump_feed(first, now - 19, now - 3, flow=50, temp=95)
+    pump_feed(first, now - 2, now, flow=220, temp=95)
+    wait_until(lambda: [a for a in am.alerts() if a["labels"]["alertname"] == "GpuHot"
+                        and a["status"]["state"] == "suppressed"], 15, message="the GPU alert muted")
+    first.close()  # the engine stops (state saved) while the mark is in its grace
+
+    second = pump_observer(am, state)  # and starts again
+    assert sorted((t.rule, t.state) for t in second.restored) == [("CoolantFlowLow", "resolved"),
+                                                                   ("GpuHot", "firing")]
+    t = int(time.time())
+    for _ in range(12):  # longer than the 8 s (4 resend intervals) a loop alert nobody re-posts stays active
+        pump_feed(second, t, t, flow=220, temp=95)
+        second.tick()
+        time.sleep(1.0)
+        t += 1
+    second.flush()
+    alerts = {a["labels"]["alertname"]: a for a in am.alerts()}
+    assert alerts["CoolantFlowLow"]["status"]["state"] == "active"  # held while it explains the GPU
+    assert alerts["GpuHot"]["status"]["state"] == "suppressed"
+    assert alerts["GpuHot"]["status"]["inhibitedBy"] == [alerts["CoolantFlowLow"]["fingerprint"]]
+    assert named(receiver, "GpuHot") == []  # the inhibited alert never paged across the restart
+    assert named(receiver, "CoolantFlowLow") == ["firing"]
+    second.close()

@@ -18,6 +18,7 @@ from dcim.simulators.output import bool_col, fixed, ints, whole
 from dcim.simulators.nvml import IDLE_POWER_FRACTION, SM_ACTIVITY_FLOOR, architecture
 from dcim.simulators.physics import LOOP_FLOATS, PHASES
 from dcim.simulators.throttle import THROTTLE_BITS
+from dcim.vendors import pdu_vendor
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from dcim.simulators.physics import HallPhysics
     from dcim.simulators.state import GpuState
 
-_PDU_MODELS = {"apc": "AP8886", "raritan": "PX3-5190R", "servertech": "C2WG36MS", "eaton": "EMAH28", "cyberpower": "PDU81005"}
 
 _GPU_FLOATS = (
     "temp_c", "mem_temp_c", "power_w", "power_instant_w", "energy_j", "power_limit_w", "sm_clock_mhz",
@@ -87,7 +87,7 @@ class Emitter:
         for pi, (rack, name) in enumerate(hall.pdu_keys):
             cfg = hall.pdu_cfgs[pi]
             base = dict(hall.rack_tags[hall.pdu_rack[pi]])
-            pdu_tags.append({**base, "pdu": name, "feed": cfg.feed, "model": _PDU_MODELS[cfg.vendor]})
+            pdu_tags.append({**base, "pdu": name, "feed": cfg.feed, "model": pdu_vendor(cfg.vendor).model})
             for k in range(cfg.phases):
                 phase_tags.append({**base, "pdu": name, "feed": cfg.feed, "phase": PHASES[k]})
                 self.phase_rows.append(pi * 3 + k)

@@ -1,6 +1,8 @@
 """An engine restart while an alert with a long `for` is firing, through a real Alertmanager 0.25 with
 a webhook receiver: the alert state is saved and restored, so Alertmanager keeps one alert with its
-original startsAt; on-call gets no false "resolved" and no second page."""
+original startsAt; on-call gets no false "resolved" and no second page. An alert inhibited beneath a
+loop alert whose mark is in its grace at the restart stays muted: the loop alert, resolved in the
+engine, is held active in Alertmanager again until the mark ends."""
 
 from __future__ import annotations
 

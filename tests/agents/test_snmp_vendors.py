@@ -1,5 +1,6 @@
 """Every vendor a site may name: the SNMP agent auto-detects the simulated unit as the vendor table's
-profile and reads it back to the hall's values, over real SNMP on loopback."""
+profile and reads it back to the hall's values, over real SNMP on loopback; the simulated ServerTech
+and Eaton units serve the columns, indexes and types of real units' walks."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from dcim.config import named_site
 from dcim.simulators.hall import Hall
 from dcim.simulators.snmp import layouts, serve
 from dcim.simulators.snmp.layouts import SYS_OBJECT_ID
+from dcim.simulators.snmp.snmprec import dumps
 from dcim.simulators.state import PduState
 from dcim.vendors import COOLING_VENDORS, PDU_VENDORS
+from tests.agents.librenms_corpus import CORPUS, require_corpus
 
 PROFILES = load_profiles()
 J_PER_KWH = 3.6e6
@@ -125,3 +128,56 @@ async def test_the_device_load_state_follows_the_hall(vendor: str) -> None:
     assert states["L1"] == "overload"
     assert set(states) == {"L1", "L2", "L3"}
     assert layouts.THRESHOLDS[2] < 0.97
+
+
+# --- the simulated units against real walks (LibreNMS's recorded walks in ../shared) -------------------
+
+
+def _columns(text: str, root: str) -> dict[str, tuple[int, str]]:
+    """Column OID -> (index length, snmprec type tag) of every instance under ``root``."""
+    out: dict[str, tuple[int, str]] = {}
+    for line in text.splitlines():
+        oid, tag, _ = line.split("|", 2)
+        if not oid.startswith(root):
+            continue
+        arcs = oid[len(root):].split(".")
+        # under both vendors' roots a table column is <group>.<table>.<entry 1>.<column>.<index...>
+        # and a scalar <group>.<subgroup>.<object>.0
+        n = 4 if len(arcs) > 4 and arcs[2] == "1" else len(arcs) - 1
+        out.setdefault(root + ".".join(arcs[:n]), (len(arcs) - n, tag.rstrip("x")))
+    return out
+
+
+#: vendor -> (real walk, MIB subtree, columns the simulated unit serves that the walk lacks, and why)
+REAL = {
+    "servertech": ("sentry4", "1.3.6.1.4.1.1718.4.1.", {
+        # LibreNMS reads no outlet table, only some phase columns and the branches' states, so its
+        # walks hold none of these (Sentry4-MIB st4OutletConfigTable / st4OutletMonitorTable,
+        # st4PhaseApparentPower / st4PhasePowerFactor / st4PhaseEnergy, st4BranchCurrent)
+        "1.3.6.1.4.1.1718.4.1.8.2.1.2", "1.3.6.1.4.1.1718.4.1.8.2.1.3", "1.3.6.1.4.1.1718.4.1.8.3.1.1",
+        "1.3.6.1.4.1.1718.4.1.8.3.1.3", "1.3.6.1.4.1.1718.4.1.8.3.1.7", "1.3.6.1.4.1.1718.4.1.8.3.1.14",
+        "1.3.6.1.4.1.1718.4.1.5.3.1.9", "1.3.6.1.4.1.1718.4.1.5.3.1.10", "1.3.6.1.4.1.1718.4.1.5.3.1.13",
+        "1.3.6.1.4.1.1718.4.1.7.3.1.3",
+    }),
+    "eaton": ("eatonpdu_2", "1.3.6.1.4.1.534.6.6.7.", set()),
+}
+
+
+@pytest.mark.parametrize("vendor", list(REAL))
+def test_the_simulated_unit_serves_the_real_units_columns_and_types(vendor: str) -> None:
+    require_corpus()
+    stem, root, not_in_walk = REAL[vendor]
+    real = _columns((CORPUS / "snmprec" / f"{stem}.snmprec").read_text(), root)
+    hall, chosen = _hall()
+    rack, pdu, _ = next(c for c in chosen.values() if c[2] == vendor)
+    sim = _columns(dumps(layouts.PDU_LAYOUTS[vendor](hall.state.pdus[(rack, pdu)])), root)
+    assert len(sim) > 20
+    assert {c for c in sim if c not in real} == not_in_walk
+    for col, shape in sim.items():
+        if col in real:
+            # same index parts (unit.cord.line, strapping.input.phase ...) and the same SNMP type
+            assert shape == real[col], (vendor, col, shape, real[col])
+    # and the real walk's sysObjectID is the one the simulated unit reports
+    sys_oid = next(line.split("|")[2] for line in (CORPUS / "snmprec" / f"{stem}.snmprec").read_text().splitlines()
+                   if line.startswith("1.3.6.1.2.1.1.2.0|"))
+    assert sys_oid == SYS_OBJECT_ID[vendor]

@@ -67,6 +67,25 @@ def test_duplicates_merge_like_influxdb(tmp_path):
     assert r.fields == {"power_w": 2.0, "temp_c": 50.0}
 
 
+def test_lines_are_kept_as_they_arrived(tmp_path):
+    from dcim.errors import LineProtocolError
+
+    store = EmbeddedStore(tmp_path / "s", clock=lambda: T0 + 7)
+    plain = f"gpu,node=n1,site=dc1 power_w=1e2,throttle_hw_slowdown=t {T0}"  # not how encode writes it
+    later = f"pdu,pdu=p1 power_w=2 {T0 + HOUR_NS}"
+    escaped = r"gpu\ x,node=n\ 2 power_w=3"  # no timestamp, an escape in the measurement: from its record
+    assert store.write_lines([plain, later, escaped, ""]) == 3
+    with pytest.raises(LineProtocolError):  # not line protocol: nothing of the batch is written
+        store.write_lines([plain, "this is not line protocol"])
+    store.close()
+    seg = (tmp_path / "s" / "gpu").glob("*.lp")
+    assert [p.read_text() for p in seg] == [plain + "\n"]
+    reader = EmbeddedStore(tmp_path / "s")
+    assert [r.fields for r in reader.query("gpu")] == [{"power_w": 100.0, "throttle_hw_slowdown": True}]
+    assert [(r.tags, r.time_ns) for r in reader.query("gpu x")] == [({"node": "n 2"}, T0 + 7)]
+    assert [r.time_ns for r in reader.query("pdu")] == [T0 + HOUR_NS]
+
+
 def test_missing_time_takes_the_clock(tmp_path):
     store = EmbeddedStore(tmp_path, clock=lambda: T0 + 42)
     store.write([Record("gpu", {"node": "n1"}, {"power_w": 1.0})])

@@ -319,6 +319,32 @@ def test_fast_reader_agrees_with_the_careful_scanner(meas: str, tags: dict, fiel
     assert _fast_line(line, 1, None) == careful
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    meas=_names,
+    tags=st.dictionaries(_names, _names, max_size=4),
+    fields=st.dictionaries(_names, _values, min_size=1, max_size=5),
+    ts=st.integers(min_value=-(2**62), max_value=2**62),
+)
+def test_kept_lines_and_the_text_shortcut_agree_with_the_records(meas: str, tags: dict, fields: dict, ts: int) -> None:
+    """``keep_lines`` gives each record its own line; a verbatim line decodes to exactly its record;
+    ``measurement_and_time`` reads the same measurement and time from the text, or declines."""
+    from dcim.lineprotocol.decode import measurement_and_time
+
+    rec = Record(meas, tags, fields, ts)
+    assume(_encodable(rec))
+    line = encode_record(rec)
+    payload = f"# comment\n{line}\nnot a line\n{line}\n"
+    report = decode_report(payload, keep_lines=True)
+    assert report.records == [rec, rec] and report.lines == [line, line] and report.linenos == [2, 4]
+    assert len(report.errors) == 1 and report.errors[0].line == 3
+    for text, exact in zip(report.lines, report.verbatim):
+        if exact:
+            assert decode(text) == [rec]
+    found = measurement_and_time(line)
+    assert found is None or found == (meas, ts)
+
+
 @settings(max_examples=1500, deadline=None)
 @given(st.text(alphabet='ab =,"\\\n#\t', max_size=60))
 def test_line_splitting_shortcut_agrees_with_influxdbs_scanner(text: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from dcim.config import default_site, load_site
+from dcim.errors import ConfigError
 
 
 def _hall(site_path: str | None, seed: int):
@@ -68,6 +69,8 @@ def serve_cmd(site_path: str | None, host: str, port_base: int, community: str, 
         asyncio.run(run())
     except KeyboardInterrupt:
         pass
+    except ConfigError as exc:  # a device whose vendor has no simulated layout: say which, no traceback
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command("record")
@@ -83,11 +86,15 @@ def record_cmd(site_path: str | None, out_dir: str, seed: int, steps: int) -> No
     hall = _hall(site_path, seed)
     for _ in range(steps):
         hall.advance(1.0)
+    try:
+        renderers = device_renderers(hall)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name, (render, _) in device_renderers(hall).items():
+    for name, (render, _) in renderers.items():
         (out / f"{name}.snmprec").write_text(dumps(render()))
-    click.echo(f"wrote {len(device_renderers(hall))} devices to {out}")
+    click.echo(f"wrote {len(renderers)} devices to {out}")
 
 
 if __name__ == "__main__":

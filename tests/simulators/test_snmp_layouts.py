@@ -92,3 +92,17 @@ def test_each_vendor_is_served_in_its_own_layout(vendor: str) -> None:
     assert len(private) > 50
     assert all(oid.startswith(MIB_ROOT[vendor]) for oid in private), [
         o for o in private if not o.startswith(MIB_ROOT[vendor])][:3]
+
+
+def test_the_record_command_names_the_device_without_a_traceback(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from dcim.simulators.snmp.__main__ import main
+
+    monkeypatch.delitem(layouts.PDU_LAYOUTS, "raritan")  # the sample hall's B-feed PDUs are Raritan
+    res = CliRunner().invoke(main, ["record", "--site", str(SITES_DIR / "h100-hall.yaml"), "--out",
+                                    str(tmp_path / "walks"), "--steps", "1"])
+    assert res.exit_code == 1, res.output
+    assert "Error: PDU A01/pdu-b: vendor 'raritan' has no simulated SNMP layout" in res.output
+    assert "Traceback" not in res.output and not (tmp_path / "walks").exists()

@@ -166,7 +166,8 @@ class Collector:
         if lines:
             self.metrics.points_received.inc(len(lines))
             self._lines += lines
-            self._records += records
+            if self.observers:  # only they read the records; without them a batch holds its lines alone
+                self._records += records
             self._topics += [topic] * len(lines)
         if token is not None:
             self._acks.append(token)

@@ -1,7 +1,7 @@
 """Simulator speed: a 1,024-GPU hall (32 racks, 64 PDUs, 8 loops) at 1 s resolution, line protocol to a file.
 
 Prints one JSON line: sim_seconds_per_wall_second (goal: at least 100), records/s, bytes/s, and the
-same run through the core encoder (hall.records() + dcim.lineprotocol.encode) for comparison.
+same run through the record encoder (hall.records() + dcim.lineprotocol.encode.encode) for comparison.
 """
 
 from __future__ import annotations

@@ -386,7 +386,7 @@ class SeriesBlock:
             raise ValueError(msg)
         for name, kind in self.fields:
             if not _FIELD_NAME.match(name) or kind not in _OPEN:
-                msg = f"field {name!r} of kind {kind!r} cannot go through the fast writer"
+                msg = f"field {name!r} of kind {kind!r} cannot go through the block encoder"
                 raise ValueError(msg)
         self._prefixes = [series_prefix(measurement, t) for t in self.tags]
         # the text between two values absorbs the first one's suffix and the next one's opening

@@ -40,6 +40,7 @@ from typing import Any
 
 import pynvml as nv
 
+from dcim.gpu_fields import GPU_FIELDS, FieldId
 from dcim.simulators.state import GpuState
 
 
@@ -82,35 +83,17 @@ class SimEventSet:
         self.freed = False
 
 
-# field id -> (GpuState attribute, NVML unit factor, value type, schema name for ``unsupported``)
 _D = nv.NVML_VALUE_TYPE_DOUBLE
 _I = nv.NVML_VALUE_TYPE_UNSIGNED_INT
 _ULL = nv.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG
-_FIELDS: dict[int, tuple[str, float, int, str]] = {
-    nv.NVML_FI_DEV_MEMORY_TEMP: ("mem_temp_c", 1, _I, "mem_temp_c"),
-    nv.NVML_FI_DEV_POWER_INSTANT: ("power_instant_w", 1000, _I, "power_instant_w"),
-    nv.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION: ("energy_j", 1000, _ULL, "energy_j"),
-    nv.NVML_FI_DEV_PERF_POLICY_POWER: ("violation_power_ns", 1, _ULL, "violation_power_s"),
-    nv.NVML_FI_DEV_PERF_POLICY_THERMAL: ("violation_thermal_ns", 1, _ULL, "violation_thermal_s"),
-    nv.NVML_FI_DEV_ECC_SBE_VOL_TOTAL: ("ecc_sbe_volatile", 1, _ULL, "ecc_sbe_volatile_total"),
-    nv.NVML_FI_DEV_ECC_DBE_VOL_TOTAL: ("ecc_dbe_volatile", 1, _ULL, "ecc_dbe_volatile_total"),
-    nv.NVML_FI_DEV_ECC_SBE_AGG_TOTAL: ("ecc_sbe_aggregate", 1, _ULL, "ecc_sbe_aggregate_total"),
-    nv.NVML_FI_DEV_ECC_DBE_AGG_TOTAL: ("ecc_dbe_aggregate", 1, _ULL, "ecc_dbe_aggregate_total"),
-    nv.NVML_FI_DEV_RETIRED_SBE: ("retired_pages_sbe", 1, _ULL, "retired_pages_sbe"),
-    nv.NVML_FI_DEV_RETIRED_DBE: ("retired_pages_dbe", 1, _ULL, "retired_pages_dbe"),
-    nv.NVML_FI_DEV_RETIRED_PENDING: ("retired_pages_pending", 1, _I, "retired_pages_pending"),
-    nv.NVML_FI_DEV_REMAPPED_COR: ("remapped_rows_correctable", 1, _I, "remapped_rows_correctable"),
-    nv.NVML_FI_DEV_REMAPPED_UNC: ("remapped_rows_uncorrectable", 1, _I, "remapped_rows_uncorrectable"),
-    nv.NVML_FI_DEV_REMAPPED_PENDING: ("remapped_rows_pending", 1, _I, "remapped_rows_pending"),
-    nv.NVML_FI_DEV_REMAPPED_FAILURE: ("remapped_rows_failure", 1, _I, "remapped_rows_failure"),
-    nv.NVML_FI_DEV_PCIE_REPLAY_COUNTER: ("pcie_replay", 1, _ULL, "pcie_replay_total"),
-    nv.NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL: ("nvlink_crc_flit_errors", 1, _ULL,
-                                                      "nvlink_crc_flit_errors_total"),
-    nv.NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL: ("nvlink_crc_data_errors", 1, _ULL,
-                                                      "nvlink_crc_data_errors_total"),
-    nv.NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL: ("nvlink_replay_errors", 1, _ULL, "nvlink_replay_errors_total"),
-    nv.NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL: ("nvlink_recovery_errors", 1, _ULL,
-                                                      "nvlink_recovery_errors_total"),
+_SLL = nv.NVML_VALUE_TYPE_SIGNED_LONG_LONG
+_VALUE_TYPE = {"u32": _I, "u64": _ULL, "s64": _SLL, "f64": _D}
+#: field id -> (GpuState attribute, NVML's unit per schema unit, value type): every field-value row
+#: of the GPU field table the simulated GPU holds, under the row's name (the NVLink counters summed
+#: over links are answered from the NVLink state below, per link and per generation).
+_FIELDS: dict[int, tuple[str, int, int]] = {
+    getattr(nv, f.read.name, f.read.id): (f.name, round(1 / f.read.scale), _VALUE_TYPE[f.read.ctype])
+    for f in GPU_FIELDS if isinstance(f.read, FieldId) and f.sim and not f.read.links
 }
 #: Entries a real driver mislabels as DOUBLE while writing integer bits (nvbug 4300930, 2032468).
 _MISLABELLED = frozenset((nv.NVML_FI_DEV_MEMORY_TEMP, nv.NVML_FI_DEV_ECC_SBE_VOL_TOTAL, nv.NVML_FI_DEV_ECC_DBE_VOL_TOTAL,
@@ -121,21 +104,22 @@ _ECC_IDS = frozenset((nv.NVML_FI_DEV_ECC_SBE_VOL_TOTAL, nv.NVML_FI_DEV_ECC_DBE_V
                       nv.NVML_FI_DEV_RETIRED_PENDING))
 _NVLINK_TX = nv.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX
 _NVLINK_RX = nv.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX
-_MIG_HIDDEN_IDS = frozenset((nv.NVML_FI_DEV_REMAPPED_COR, nv.NVML_FI_DEV_REMAPPED_UNC,
-                             nv.NVML_FI_DEV_REMAPPED_PENDING, nv.NVML_FI_DEV_REMAPPED_FAILURE))
+#: Entries NVML refuses while GPU instances exist (the table's mig="instances").
+_MIG_HIDDEN_IDS = frozenset(getattr(nv, f.read.name, f.read.id) for f in GPU_FIELDS
+                            if isinstance(f.read, FieldId) and f.read.mig == "instances")
 
 
 def _nvlink5(g: GpuState) -> dict[int, int]:
     """NVLink5 counters (nvml.h ids 201-222) from the model's NVLink state; packets of 256 B."""
     return {
-        201: g.nvlink_tx_bytes // 256, 202: g.nvlink_tx_bytes, 203: g.nvlink_rx_bytes // 256,
-        204: g.nvlink_rx_bytes, 206: 0, 207: 0, 208: g.nvlink_crc_data_errors, 209: 0, 210: 0, 211: 0, 212: 0,
-        213: g.nvlink_recovery_errors, 214: 0, 215: g.nvlink_recovery_errors, 219: g.nvlink_replay_errors,
-        221: g.nvlink_crc_flit_errors,
+        201: g.nvlink_tx_bytes_total // 256, 202: g.nvlink_tx_bytes_total, 203: g.nvlink_rx_bytes_total // 256,
+        204: g.nvlink_rx_bytes_total, 206: 0, 207: 0, 208: g.nvlink_crc_data_errors_total, 209: 0, 210: 0, 211: 0, 212: 0,
+        213: g.nvlink_recovery_errors_total, 214: 0, 215: g.nvlink_recovery_errors_total, 219: g.nvlink_replay_errors_total,
+        221: g.nvlink_crc_flit_errors_total,
     }
 
 
-_STRUCT = {_D: struct.Struct("=d"), _I: struct.Struct("=I"), _ULL: struct.Struct("=Q")}
+_STRUCT = {_D: struct.Struct("=d"), _I: struct.Struct("=I"), _ULL: struct.Struct("=Q"), _SLL: struct.Struct("=q")}
 
 
 def _put(v: Any, vtype: int, value: int | float, *, label: int | None = None) -> None:
@@ -284,10 +268,10 @@ class SimNvml:
 
     def nvmlDeviceGetTemperatureThreshold(self, h: Any, threshold: int) -> int:
         attr = {
-            nv.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN: ("slowdown_temp_c", "temp_slowdown_c"),
-            nv.NVML_TEMPERATURE_THRESHOLD_SHUTDOWN: ("shutdown_temp_c", "temp_shutdown_c"),
-            nv.NVML_TEMPERATURE_THRESHOLD_GPU_MAX: ("max_operating_temp_c", "temp_max_operating_c"),
-            nv.NVML_TEMPERATURE_THRESHOLD_MEM_MAX: ("mem_max_temp_c", "mem_temp_max_c"),
+            nv.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN: ("temp_slowdown_c", "temp_slowdown_c"),
+            nv.NVML_TEMPERATURE_THRESHOLD_SHUTDOWN: ("temp_shutdown_c", "temp_shutdown_c"),
+            nv.NVML_TEMPERATURE_THRESHOLD_GPU_MAX: ("temp_max_operating_c", "temp_max_operating_c"),
+            nv.NVML_TEMPERATURE_THRESHOLD_MEM_MAX: ("mem_temp_max_c", "mem_temp_max_c"),
         }.get(threshold)
         if attr is None:
             self._gpu(h, "nvmlDeviceGetTemperatureThreshold")
@@ -378,7 +362,7 @@ class SimNvml:
         return self._gpu(h, "nvmlDeviceGetPerformanceState", "pstate").pstate
 
     def nvmlDeviceGetPcieReplayCounter(self, h: Any) -> int:
-        return self._gpu(h, "nvmlDeviceGetPcieReplayCounter", "pcie_replay_total").pcie_replay
+        return self._gpu(h, "nvmlDeviceGetPcieReplayCounter", "pcie_replay_total").pcie_replay_total
 
     def nvmlDeviceGetFieldValues(self, h: Any, field_ids: list) -> Any:
         g = self._gpu(h, "nvmlDeviceGetFieldValues")
@@ -424,7 +408,7 @@ class SimNvml:
                 if total is None:
                     return nv.NVML_ERROR_NOT_SUPPORTED
             else:
-                total = (g.nvlink_tx_bytes if fid == _NVLINK_TX else g.nvlink_rx_bytes) // 1024  # KiB
+                total = (g.nvlink_tx_bytes_total if fid == _NVLINK_TX else g.nvlink_rx_bytes_total) // 1024  # KiB
             scope = v.scopeId
             if scope == _UINT_MAX and self.real_library:
                 if not self.aggregate_scope:
@@ -443,8 +427,8 @@ class SimNvml:
         spec = _FIELDS.get(fid)
         if spec is None:
             return nv.NVML_ERROR_INVALID_ARGUMENT
-        attr, factor, vtype, name = spec
-        if name in g.unsupported:
+        attr, factor, vtype = spec
+        if attr in g.unsupported:
             return nv.NVML_ERROR_NOT_SUPPORTED
         if fid in _MIG_HIDDEN_IDS and g.mig_mode:
             if not self.real_library or self.mig_instances.get(index, 0) > 0:
@@ -634,7 +618,7 @@ def gpm_activity(g: GpuState) -> dict[str, float]:
     return {
         "gr": g.util_pct, "sm": sm, "occ": sm * 0.55, "tensor": sm * 0.85 * power_frac,
         "dram": min(100.0, g.mem_util_pct * 1.1), "pcie_mib_s": g.util_pct * 40.0,
-        "nvl_tx": float(g.nvlink_tx_bytes), "nvl_rx": float(g.nvlink_rx_bytes),
+        "nvl_tx": float(g.nvlink_tx_bytes_total), "nvl_rx": float(g.nvlink_rx_bytes_total),
     }
 
 
@@ -665,14 +649,14 @@ def synthetic_gpus(node: str, count: int = 8, *, model: str = "NVIDIA H100 80GB 
         g = GpuState(
             node=node, index=i, uuid=f"GPU-{zlib.crc32(f'{node}/{i}/{seed}'.encode()):08x}-5130-4000-8000-{i:012d}",
             model=model, serial=f"1650{seed:04d}{i:05d}", pci_bus_id=f"00000000:{0x18 + 0x10 * i:02X}:00.0",
-            tdp_w=tdp_w, power_limit_w=tdp_w, power_limit_default_w=tdp_w, slowdown_temp_c=87.0,
-            shutdown_temp_c=92.0, max_operating_temp_c=85.0, mem_max_temp_c=95.0,
+            tdp_w=tdp_w, power_limit_w=tdp_w, power_limit_default_w=tdp_w, temp_slowdown_c=87.0,
+            temp_shutdown_c=92.0, temp_max_operating_c=85.0, mem_temp_max_c=95.0,
             memory_total_bytes=80 * 1024**3, max_sm_clock_mhz=1980.0,
             util_pct=util, mem_util_pct=util / 2, power_w=power, power_instant_w=power + 3.0,
             energy_j=3.6e6 + 1000.0 * i, temp_c=45.0 + k, mem_temp_c=50.0 + k, sm_clock_mhz=1755.0,
             mem_clock_mhz=2619.0, mem_used_bytes=(40 + k) * 1024**3, mem_reserved_bytes=512 * 1024**2,
             processes=1, clock_event_mask=0, pstate=0, fan_pct=None,
-            nvlink_tx_bytes=10**12 + i, nvlink_rx_bytes=2 * 10**12 + i,
+            nvlink_tx_bytes_total=10**12 + i, nvlink_rx_bytes_total=2 * 10**12 + i,
         )
         gpus.append(g)
     return gpus

@@ -49,10 +49,10 @@ class StateObjects:
                 tdp_w=spec.tdp_w,
                 power_limit_w=spec.tdp_w,
                 power_limit_default_w=spec.tdp_w,
-                slowdown_temp_c=spec.slowdown_temp_c,
-                shutdown_temp_c=spec.shutdown_temp_c,
-                max_operating_temp_c=spec.max_operating_temp_c,
-                mem_max_temp_c=spec.mem_max_temp_c,
+                temp_slowdown_c=spec.slowdown_temp_c,
+                temp_shutdown_c=spec.shutdown_temp_c,
+                temp_max_operating_c=spec.max_operating_temp_c,
+                mem_temp_max_c=spec.mem_max_temp_c,
                 memory_total_bytes=spec.memory_bytes,
                 max_sm_clock_mhz=spec.max_sm_clock_mhz,
             )
@@ -138,14 +138,14 @@ class StateObjects:
             o.mem_used_bytes = mem_used[i]
             o.processes = 1 if util[i] >= 5.0 else 0
             o.clock_event_mask = cols["mask"][i]
-            o.violation_power_ns = round(cols["vp"][i] * 1e9)
-            o.violation_thermal_ns = round(cols["vt"][i] * 1e9)
-            o.ecc_sbe_volatile = cols["sbe"][i]
-            o.ecc_dbe_volatile = cols["dbe"][i]
-            o.ecc_sbe_aggregate = cols["sbe"][i]
-            o.ecc_dbe_aggregate = cols["dbe"][i]
-            o.nvlink_tx_bytes = cols["tx"][i]
-            o.nvlink_rx_bytes = cols["rx"][i]
+            o.violation_power_s = cols["vp"][i]
+            o.violation_thermal_s = cols["vt"][i]
+            o.ecc_sbe_volatile_total = cols["sbe"][i]
+            o.ecc_dbe_volatile_total = cols["dbe"][i]
+            o.ecc_sbe_aggregate_total = cols["sbe"][i]
+            o.ecc_dbe_aggregate_total = cols["dbe"][i]
+            o.nvlink_tx_bytes_total = cols["tx"][i]
+            o.nvlink_rx_bytes_total = cols["rx"][i]
             o.power_limit_w = cols["limit"][i]
             o.lost = cols["lost"][i]
         self._synced_limit = cols["limit"]

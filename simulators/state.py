@@ -22,10 +22,10 @@ class GpuState:
     tdp_w: float
     power_limit_w: float
     power_limit_default_w: float
-    slowdown_temp_c: float
-    shutdown_temp_c: float
-    max_operating_temp_c: float
-    mem_max_temp_c: float
+    temp_slowdown_c: float
+    temp_shutdown_c: float
+    temp_max_operating_c: float
+    mem_temp_max_c: float
     memory_total_bytes: int
     max_sm_clock_mhz: float
     # live values
@@ -44,12 +44,12 @@ class GpuState:
     mem_reserved_bytes: int = 0
     processes: int = 0
     clock_event_mask: int = 0
-    violation_power_ns: int = 0
-    violation_thermal_ns: int = 0
-    ecc_sbe_volatile: int = 0
-    ecc_dbe_volatile: int = 0
-    ecc_sbe_aggregate: int = 0
-    ecc_dbe_aggregate: int = 0
+    violation_power_s: float = 0.0
+    violation_thermal_s: float = 0.0
+    ecc_sbe_volatile_total: int = 0
+    ecc_dbe_volatile_total: int = 0
+    ecc_sbe_aggregate_total: int = 0
+    ecc_dbe_aggregate_total: int = 0
     retired_pages_sbe: int = 0
     retired_pages_dbe: int = 0
     retired_pages_pending: bool = False
@@ -57,13 +57,13 @@ class GpuState:
     remapped_rows_uncorrectable: int = 0
     remapped_rows_pending: bool = False
     remapped_rows_failure: bool = False
-    pcie_replay: int = 0
-    nvlink_tx_bytes: int = 0
-    nvlink_rx_bytes: int = 0
-    nvlink_crc_flit_errors: int = 0
-    nvlink_crc_data_errors: int = 0
-    nvlink_replay_errors: int = 0
-    nvlink_recovery_errors: int = 0
+    pcie_replay_total: int = 0
+    nvlink_tx_bytes_total: int = 0
+    nvlink_rx_bytes_total: int = 0
+    nvlink_crc_flit_errors_total: int = 0
+    nvlink_crc_data_errors_total: int = 0
+    nvlink_replay_errors_total: int = 0
+    nvlink_recovery_errors_total: int = 0
     pstate: int = 0
     fan_pct: float | None = None  # None: liquid-cooled, NVML answers NOT_SUPPORTED
     mig_mode: bool = False

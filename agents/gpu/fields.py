@@ -1,6 +1,7 @@
-"""What the GPU agent reads, declared as data: schema field, NVML source, real value type, unit conversion.
+"""What the GPU agent reads, built from the GPU field table (``dcim.gpu_fields``): NVML source, real
+value type, unit conversion.
 
-Two kinds of rows. ``FieldRead``: one value of the batched ``nvmlDeviceGetFieldValues`` call, whose
+Two kinds of reads. ``FieldRead``: one value of the batched ``nvmlDeviceGetFieldValues`` call, whose
 own ``nvmlReturn`` and ``timestamp`` are checked per value and whose bits are decoded by the type
 the value really has (``ctype``), not by the type NVML declares for it (see ``reader.decode_value``).
 ``CallRead``: one NVML function whose result gives one or more fields. ``static`` rows are read once
@@ -10,20 +11,23 @@ per GPU (limits); ``mig`` says what MIG hides: ``"mode"`` (NVML refuses while MI
 Constants that older nvidia-ml-py releases lack are taken from NVML's header (nvml.h) by value,
 so the agent imports on the lowest nvidia-ml-py that pyproject.toml allows.
 
-A new field is a new row here (and in dcim.schema), nothing else.
+A new field is a new row in ``dcim.gpu_fields``, nothing else.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import pynvml as nv
 
+from dcim import gpu_fields as table
+
 Extract = Callable[[Any], Any]
-CType = Literal["u32", "u64", "s64", "f64"]
-Mig = Literal["mode", "instances"] | None
+CType = table.CType
+Mig = table.Mig
 
 
 def nvml_const(name: str, value: int) -> int:
@@ -83,152 +87,91 @@ class CallRead:
         return tuple(name for name, _ in self.outputs)
 
 
-def _mw(v: Any) -> float:
-    return int(v) / 1000.0
+def _extract(take: str, scale: float, type_: str) -> Extract:
+    """The function that turns an NVML call's result into one field's value (``Call.take``).
+
+    Built once per row and run on every poll: each is one small function, as if written by hand.
+    """
+    if take.startswith("&"):
+        mask = int(take[1:], 0)
+        return lambda v: bool(int(v) & mask)
+    if take.startswith("="):
+        const = int(take[1:])
+        return lambda v: const
+    if take == "len":
+        return len
+    conv: Callable[[Any], Any] = {"float": float, "int": int, "bool": lambda v: bool(int(v))}[type_]
+    if scale != 1:
+        divisor = round(1 / scale)
+        if scale < 1 and abs(divisor * scale - 1) < 1e-12:  # mW -> W as int / 1000: exact where x 1e-3 is not
+            if take:
+                msg = f"a scaled call value is the call's result itself, got take {take!r}"
+                raise ValueError(msg)
+            return lambda v: int(v) / divisor
+        return lambda v: conv(v) * scale
+    if take == "":
+        return conv
+    if take.startswith("."):
+        get = operator.attrgetter(take[1:])
+    elif take.startswith("[") and take.endswith("]"):
+        get = operator.itemgetter(int(take[1:-1]))
+    else:
+        msg = f"unknown take {take!r}"
+        raise ValueError(msg)
+    return lambda v: conv(get(v))
 
 
-def _bit(mask: int) -> Extract:
-    return lambda v: bool(int(v) & mask)
+def _source(c: table.Call, takes: list[str]) -> str:
+    short = [a.removeprefix("NVML_TEMPERATURE_THRESHOLD_") for a in c.args]
+    args = f"({', '.join(short)})" if c.args else ""
+    parts = [t for t in takes if t.startswith(".")]
+    return c.call + args + (f" ({', '.join(parts)})" if parts else "")
 
 
-#: Clock-event (throttle) reason bits -> schema field (NVML nvmlClocksEventReason*).
-CLOCK_EVENT_BITS: tuple[tuple[str, int], ...] = (
-    ("throttle_gpu_idle", nv.nvmlClocksEventReasonGpuIdle),
-    ("throttle_clocks_setting", nv.nvmlClocksEventReasonApplicationsClocksSetting),
-    ("throttle_sw_power_cap", nv.nvmlClocksEventReasonSwPowerCap),
-    ("throttle_hw_slowdown", nv.nvmlClocksEventReasonHwSlowdown),
-    ("throttle_sync_boost", nv.nvmlClocksEventReasonSyncBoost),
-    ("throttle_sw_thermal", nv.nvmlClocksEventReasonSwThermalSlowdown),
-    ("throttle_hw_thermal", nv.nvmlClocksEventReasonHwThermalSlowdown),
-    ("throttle_hw_power_brake", nv.nvmlClocksEventReasonHwPowerBrakeSlowdown),
-    ("throttle_display_clocks", nv.nvmlClocksEventReasonDisplayClockSetting),
-)
+def _call_reads(rows: list[table.GpuField]) -> list[CallRead]:
+    """One CallRead per NVML call (function + args), its fields in table order."""
+    groups: dict[tuple[str, tuple[str, ...]], list[table.GpuField]] = {}
+    for r in rows:
+        groups.setdefault((r.read.call, r.read.args), []).append(r)
+    out = []
+    for members in groups.values():
+        first: table.Call = members[0].read
+        fb_rows = [r for r in members if r.read.fallback is not None]
+        fallback = None
+        if fb_rows:
+            fb: table.Call = fb_rows[0].read.fallback
+            fallback = CallRead(fb.call, tuple(getattr(nv, a) for a in fb.args),
+                                tuple((r.name, _extract(r.read.fallback.take, r.read.fallback.scale, r.type))
+                                      for r in fb_rows),
+                                _source(fb, [r.read.fallback.take for r in fb_rows]), fb.unit)
+        out.append(CallRead(first.call, tuple(getattr(nv, a) for a in first.args),
+                            tuple((r.name, _extract(r.read.take, r.read.scale, r.type)) for r in members),
+                            _source(first, [r.read.take for r in members]), first.unit, first.static, first.mig,
+                            fallback, first.note if fallback is not None else ""))
+    return out
 
-_CLOCK_EVENT_OUTPUTS = (("clock_event_mask", int), *((name, _bit(bit)) for name, bit in CLOCK_EVENT_BITS))
 
-#: The NVLink link count, read only when a summed NVLink read must fall back to one read per link.
+def _field_read(row: table.GpuField, f: table.FieldId) -> FieldRead:
+    fallback = None if f.fallback is None else _field_read(row, f.fallback)
+    return FieldRead(row.name, nvml_const(f.name, f.id), f.name, f.unit, f.ctype, f.scale, row.type, f.links,
+                     mig=f.mig, fallback=fallback)
+
+
+#: NVML_FI_DEV_NVLINK_LINK_COUNT, read only when a summed NVLink read must fall back to one read per link.
 NVLINK_LINK_COUNT_ID = nv.NVML_FI_DEV_NVLINK_LINK_COUNT
 
-#: NVLink5 (Blackwell) counters, nvml.h field ids 201-222. Left out: 205 and 216-218 ("Deprecated,
-#: do not use") and the BER values 220 and 222, which nvml.h packs as mantissa/exponent.
-_NVLINK5: tuple[tuple[str, str, int], ...] = (
-    ("nvlink_tx_packets_total", "NVML_FI_DEV_NVLINK_COUNT_XMIT_PACKETS", 201),
-    ("nvlink_rx_packets_total", "NVML_FI_DEV_NVLINK_COUNT_RCV_PACKETS", 203),
-    ("nvlink_malformed_packet_errors_total", "NVML_FI_DEV_NVLINK_COUNT_MALFORMED_PACKET_ERRORS", 206),
-    ("nvlink_buffer_overrun_errors_total", "NVML_FI_DEV_NVLINK_COUNT_BUFFER_OVERRUN_ERRORS", 207),
-    ("nvlink_rx_errors_total", "NVML_FI_DEV_NVLINK_COUNT_RCV_ERRORS", 208),
-    ("nvlink_rx_remote_errors_total", "NVML_FI_DEV_NVLINK_COUNT_RCV_REMOTE_ERRORS", 209),
-    ("nvlink_rx_general_errors_total", "NVML_FI_DEV_NVLINK_COUNT_RCV_GENERAL_ERRORS", 210),
-    ("nvlink_local_link_integrity_errors_total", "NVML_FI_DEV_NVLINK_COUNT_LOCAL_LINK_INTEGRITY_ERRORS", 211),
-    ("nvlink_tx_discards_total", "NVML_FI_DEV_NVLINK_COUNT_XMIT_DISCARDS", 212),
-    ("nvlink_link_recovery_successful_total", "NVML_FI_DEV_NVLINK_COUNT_LINK_RECOVERY_SUCCESSFUL_EVENTS", 213),
-    ("nvlink_link_recovery_failed_total", "NVML_FI_DEV_NVLINK_COUNT_LINK_RECOVERY_FAILED_EVENTS", 214),
-    ("nvlink_link_recovery_events_total", "NVML_FI_DEV_NVLINK_COUNT_LINK_RECOVERY_EVENTS", 215),
-    ("nvlink_effective_errors_total", "NVML_FI_DEV_NVLINK_COUNT_EFFECTIVE_ERRORS", 219),
-    ("nvlink_symbol_errors_total", "NVML_FI_DEV_NVLINK_COUNT_SYMBOL_ERRORS", 221),
-)
-NVLINK5_IDS: dict[str, int] = {name: nvml_const(name, fid) for _, name, fid in _NVLINK5}
-_XMIT_BYTES = nvml_const("NVML_FI_DEV_NVLINK_COUNT_XMIT_BYTES", 202)
-_RCV_BYTES = nvml_const("NVML_FI_DEV_NVLINK_COUNT_RCV_BYTES", 204)
+FIELD_READS: tuple[FieldRead, ...] = tuple(
+    _field_read(r, r.read) for r in table.GPU_FIELDS if isinstance(r.read, table.FieldId))
 
-
-def _fr(field: str, name: str, unit: str, ctype: CType, scale: float = 1.0, type: str = "float",
-        **kw: Any) -> FieldRead:
-    return FieldRead(field, getattr(nv, name), name, unit, ctype, scale, type, **kw)
-
-
-# Real types from nvml.h's field documentation and the structs the same values come from in the
-# direct calls (temperatures unsigned int, counters unsigned long long). DCGM carries the same
-# knowledge as workarounds: NVML_FI_DEV_MEMORY_TEMP is labelled double while its bits are an
-# integer (NVIDIA nvbug 4300930), ECC counters carry a wrong valueType (nvbug 2032468), and values
-# NVML did not fill are left with timestamp 0 (NVIDIA/DCGM dcgmlib/src/DcgmCacheManager.cpp).
-FIELD_READS: tuple[FieldRead, ...] = (
-    _fr("mem_temp_c", "NVML_FI_DEV_MEMORY_TEMP", "degC", "u32"),
-    _fr("power_instant_w", "NVML_FI_DEV_POWER_INSTANT", "mW", "u32", 1e-3),
-    _fr("energy_j", "NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "mJ", "u64", 1e-3),
-    _fr("violation_power_s", "NVML_FI_DEV_PERF_POLICY_POWER", "ns", "u64", 1e-9),
-    _fr("violation_thermal_s", "NVML_FI_DEV_PERF_POLICY_THERMAL", "ns", "u64", 1e-9),
-    _fr("ecc_sbe_volatile_total", "NVML_FI_DEV_ECC_SBE_VOL_TOTAL", "1", "u64", type="int"),
-    _fr("ecc_dbe_volatile_total", "NVML_FI_DEV_ECC_DBE_VOL_TOTAL", "1", "u64", type="int"),
-    _fr("ecc_sbe_aggregate_total", "NVML_FI_DEV_ECC_SBE_AGG_TOTAL", "1", "u64", type="int"),
-    _fr("ecc_dbe_aggregate_total", "NVML_FI_DEV_ECC_DBE_AGG_TOTAL", "1", "u64", type="int"),
-    _fr("retired_pages_sbe", "NVML_FI_DEV_RETIRED_SBE", "1", "u64", type="int"),
-    _fr("retired_pages_dbe", "NVML_FI_DEV_RETIRED_DBE", "1", "u64", type="int"),
-    _fr("retired_pages_pending", "NVML_FI_DEV_RETIRED_PENDING", "1", "u32", type="bool"),
-    _fr("remapped_rows_correctable", "NVML_FI_DEV_REMAPPED_COR", "1", "u32", type="int", mig="instances"),
-    _fr("remapped_rows_uncorrectable", "NVML_FI_DEV_REMAPPED_UNC", "1", "u32", type="int", mig="instances"),
-    _fr("remapped_rows_pending", "NVML_FI_DEV_REMAPPED_PENDING", "1", "u32", type="bool", mig="instances"),
-    _fr("remapped_rows_failure", "NVML_FI_DEV_REMAPPED_FAILURE", "1", "u32", type="bool", mig="instances"),
-    _fr("pcie_replay_total", "NVML_FI_DEV_PCIE_REPLAY_COUNTER", "1", "u64", type="int"),
-    _fr("nvlink_tx_bytes_total", "NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX", "KiB", "u64", 1024, "int", links=True,
-        fallback=FieldRead("nvlink_tx_bytes_total", _XMIT_BYTES, "NVML_FI_DEV_NVLINK_COUNT_XMIT_BYTES", "B", "u64",
-                           1, "int", links=True)),
-    _fr("nvlink_rx_bytes_total", "NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX", "KiB", "u64", 1024, "int", links=True,
-        fallback=FieldRead("nvlink_rx_bytes_total", _RCV_BYTES, "NVML_FI_DEV_NVLINK_COUNT_RCV_BYTES", "B", "u64",
-                           1, "int", links=True)),
-    _fr("nvlink_crc_flit_errors_total", "NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", "1", "u64", type="int"),
-    _fr("nvlink_crc_data_errors_total", "NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL", "1", "u64", type="int"),
-    _fr("nvlink_replay_errors_total", "NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL", "1", "u64", type="int"),
-    _fr("nvlink_recovery_errors_total", "NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL", "1", "u64", type="int"),
-    *(FieldRead(field, NVLINK5_IDS[name], name, "1", "u64", 1, "int", links=True) for field, name, _ in _NVLINK5),
-)
-
-CALL_READS: tuple[CallRead, ...] = (
-    CallRead("nvmlDeviceGetTemperature", (nv.NVML_TEMPERATURE_GPU,), (("temp_c", float),),
-             "nvmlDeviceGetTemperature(NVML_TEMPERATURE_GPU)", "degC",
-             # deprecated in NVML 13: a driver that drops it still answers the versioned call
-             fallback=CallRead("nvmlDeviceGetTemperatureV", (nv.NVML_TEMPERATURE_GPU,), (("temp_c", float),),
-                               "nvmlDeviceGetTemperatureV(NVML_TEMPERATURE_GPU)", "degC")),
-    CallRead("nvmlDeviceGetPowerUsage", (), (("power_w", _mw),), "nvmlDeviceGetPowerUsage", "mW"),
-    CallRead("nvmlDeviceGetEnforcedPowerLimit", (), (("power_limit_w", _mw),),
-             "nvmlDeviceGetEnforcedPowerLimit", "mW"),
-    CallRead("nvmlDeviceGetPowerManagementDefaultLimit", (), (("power_limit_default_w", _mw),),
-             "nvmlDeviceGetPowerManagementDefaultLimit", "mW", static=True),
-    CallRead("nvmlDeviceGetClockInfo", (nv.NVML_CLOCK_SM,), (("sm_clock_mhz", float),),
-             "nvmlDeviceGetClockInfo(NVML_CLOCK_SM)", "MHz"),
-    CallRead("nvmlDeviceGetClockInfo", (nv.NVML_CLOCK_MEM,), (("mem_clock_mhz", float),),
-             "nvmlDeviceGetClockInfo(NVML_CLOCK_MEM)", "MHz"),
-    CallRead("nvmlDeviceGetUtilizationRates", (),
-             (("util_pct", lambda u: float(u.gpu)), ("mem_util_pct", lambda u: float(u.memory))),
-             "nvmlDeviceGetUtilizationRates (.gpu, .memory)", "%", mig="mode"),
-    CallRead("nvmlDeviceGetEncoderUtilization", (), (("enc_util_pct", lambda r: float(r[0])),),
-             "nvmlDeviceGetEncoderUtilization", "%", mig="mode"),
-    CallRead("nvmlDeviceGetDecoderUtilization", (), (("dec_util_pct", lambda r: float(r[0])),),
-             "nvmlDeviceGetDecoderUtilization", "%", mig="mode"),
-    CallRead("nvmlDeviceGetMemoryInfo", (nv.nvmlMemory_v2,),
-             (("mem_used_bytes", lambda m: int(m.used)), ("mem_free_bytes", lambda m: int(m.free)),
-              ("mem_reserved_bytes", lambda m: int(m.reserved)), ("mem_info_version", lambda m: 2)),
-             "nvmlDeviceGetMemoryInfo(version=nvmlMemory_v2) (.used, .free, .reserved)", "B",
-             fallback=CallRead("nvmlDeviceGetMemoryInfo", (),
-                               (("mem_used_bytes", lambda m: int(m.used)), ("mem_free_bytes", lambda m: int(m.free)),
-                                ("mem_info_version", lambda m: 1)),
-                               "nvmlDeviceGetMemoryInfo (.used, .free)", "B"),
-             # nvml.h nvmlMemory_v2_t: "used ... = total - free - reserved"; v1 has no reserved, so
-             # its used counts the driver's reservation: the values differ, and mem_info_version says so
-             fallback_note="mem_used_bytes now counts memory reserved by the driver (mem_info_version=1)"),
-    CallRead("nvmlDeviceGetComputeRunningProcesses", (), (("processes", len),),
-             "nvmlDeviceGetComputeRunningProcesses (count)", "1"),
-    CallRead("nvmlDeviceGetCurrentClocksEventReasons", (), _CLOCK_EVENT_OUTPUTS,
-             "nvmlDeviceGetCurrentClocksEventReasons (mask, one bool per bit)", "bitmask",
-             # drivers before r535 only have the older name of the same call
-             fallback=CallRead("nvmlDeviceGetCurrentClocksThrottleReasons", (), _CLOCK_EVENT_OUTPUTS,
-                               "nvmlDeviceGetCurrentClocksThrottleReasons", "bitmask")),
-    CallRead("nvmlDeviceGetFanSpeed", (), (("fan_pct", float),), "nvmlDeviceGetFanSpeed", "%"),
-    CallRead("nvmlDeviceGetPerformanceState", (), (("pstate", int),), "nvmlDeviceGetPerformanceState", "P-state"),
-    CallRead("nvmlDeviceGetTemperatureThreshold", (nv.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN,),
-             (("temp_slowdown_c", float),), "nvmlDeviceGetTemperatureThreshold(SLOWDOWN)", "degC", static=True),
-    CallRead("nvmlDeviceGetTemperatureThreshold", (nv.NVML_TEMPERATURE_THRESHOLD_SHUTDOWN,),
-             (("temp_shutdown_c", float),), "nvmlDeviceGetTemperatureThreshold(SHUTDOWN)", "degC", static=True),
-    CallRead("nvmlDeviceGetTemperatureThreshold", (nv.NVML_TEMPERATURE_THRESHOLD_GPU_MAX,),
-             (("temp_max_operating_c", float),), "nvmlDeviceGetTemperatureThreshold(GPU_MAX)", "degC",
-             static=True),
-    CallRead("nvmlDeviceGetTemperatureThreshold", (nv.NVML_TEMPERATURE_THRESHOLD_MEM_MAX,),
-             (("mem_temp_max_c", float),), "nvmlDeviceGetTemperatureThreshold(MEM_MAX)", "degC", static=True),
-)
-
+_CALLS = _call_reads([r for r in table.GPU_FIELDS if isinstance(r.read, table.Call)])
 #: MIG mode is read first on every poll: it decides which rows are asked.
-MIG_MODE = CallRead("nvmlDeviceGetMigMode", (), (("mig_mode", lambda r: int(r[0]) == nv.NVML_DEVICE_MIG_ENABLE),),
-                    "nvmlDeviceGetMigMode (current)", "bool")
+MIG_MODE: CallRead = next(c for c in _CALLS if c.call == "nvmlDeviceGetMigMode")
+CALL_READS: tuple[CallRead, ...] = tuple(c for c in _CALLS if c is not MIG_MODE)
+
+#: Clock-event (throttle) reason bits -> schema field (NVML nvmlClocksEventReason*).
+CLOCK_EVENT_BITS: tuple[tuple[str, int], ...] = tuple(
+    (r.name, int(r.read.take[1:], 0)) for r in table.GPU_FIELDS
+    if isinstance(r.read, table.Call) and r.read.take.startswith("&"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,28 +185,14 @@ class GpmRead:
     scale: float  # NVML's value -> schema unit
 
 
-_MIB = 1024 * 1024
-
-#: nvml.h NVML_GPM_METRIC_*; dcgm-exporter's names for the same quantities are in metrics.PROF.
-GPM_READS: tuple[GpmRead, ...] = (
-    GpmRead("gr_engine_active_pct", nv.NVML_GPM_METRIC_GRAPHICS_UTIL, "NVML_GPM_METRIC_GRAPHICS_UTIL", "%", 1),
-    GpmRead("sm_active_pct", nv.NVML_GPM_METRIC_SM_UTIL, "NVML_GPM_METRIC_SM_UTIL", "%", 1),
-    GpmRead("sm_occupancy_pct", nv.NVML_GPM_METRIC_SM_OCCUPANCY, "NVML_GPM_METRIC_SM_OCCUPANCY", "%", 1),
-    GpmRead("tensor_active_pct", nv.NVML_GPM_METRIC_ANY_TENSOR_UTIL, "NVML_GPM_METRIC_ANY_TENSOR_UTIL", "%", 1),
-    GpmRead("dram_active_pct", nv.NVML_GPM_METRIC_DRAM_BW_UTIL, "NVML_GPM_METRIC_DRAM_BW_UTIL", "%", 1),
-    GpmRead("pcie_tx_bytes_per_s", nv.NVML_GPM_METRIC_PCIE_TX_PER_SEC, "NVML_GPM_METRIC_PCIE_TX_PER_SEC", "MiB/s",
-            _MIB),
-    GpmRead("pcie_rx_bytes_per_s", nv.NVML_GPM_METRIC_PCIE_RX_PER_SEC, "NVML_GPM_METRIC_PCIE_RX_PER_SEC", "MiB/s",
-            _MIB),
-    GpmRead("nvlink_tx_bytes_per_s", nv.NVML_GPM_METRIC_NVLINK_TOTAL_TX_PER_SEC,
-            "NVML_GPM_METRIC_NVLINK_TOTAL_TX_PER_SEC", "MiB/s", _MIB),
-    GpmRead("nvlink_rx_bytes_per_s", nv.NVML_GPM_METRIC_NVLINK_TOTAL_RX_PER_SEC,
-            "NVML_GPM_METRIC_NVLINK_TOTAL_RX_PER_SEC", "MiB/s", _MIB),
-)
+#: nvml.h NVML_GPM_METRIC_*; dcgm-exporter's names for the same quantities are in the table's metrics.
+GPM_READS: tuple[GpmRead, ...] = tuple(
+    GpmRead(r.name, getattr(nv, r.read.name), r.read.name, r.read.unit, r.read.scale)
+    for r in table.GPU_FIELDS if isinstance(r.read, table.Gpm))
 
 #: Fields the agent computes itself (XID waiter, lost state, the activity KPI), not read per poll.
-AGENT_FIELDS: tuple[str, ...] = ("xid_total", "xid_last", "xid_last_time_s", "lost", "activity_pct",
-                                 "activity_source")
+AGENT_FIELDS: tuple[str, ...] = tuple(r.name for r in table.GPU_FIELDS if isinstance(r.read, table.Agent))
+
 
 def all_read_fields() -> list[str]:
     """Every schema field the table reads, in table order (field values, calls, MIG, GPM)."""

@@ -23,87 +23,15 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from dcim.agents.gpu.fields import CLOCK_EVENT_BITS
 from dcim.agents.gpu.reader import GpuReading
 from dcim.agents.gpu.xid import XidSummary
+from dcim.gpu_fields import BY_NAME, GPU_FIELDS
 
-MIB = 1024 * 1024
-
-#: schema field -> (dcgm-exporter name, factor from schema unit, type, help as dcgm-exporter's CSV)
+#: schema field -> (dcgm-exporter name, factor from schema unit, type, help as dcgm-exporter's CSV),
+#: from the GPU field table (dcim.gpu_fields)
 DCGM: dict[str, tuple[str, float, str, str]] = {
-    "temp_c": ("DCGM_FI_DEV_GPU_TEMP", 1, "gauge", "GPU temperature (in C)."),
-    "mem_temp_c": ("DCGM_FI_DEV_MEMORY_TEMP", 1, "gauge", "Memory temperature (in C)."),
-    "power_w": ("DCGM_FI_DEV_POWER_USAGE", 1, "gauge", "Power draw (in W)."),
-    "power_instant_w": ("DCGM_FI_DEV_POWER_USAGE_INSTANT", 1, "gauge", "Current instantaneous power usage (in W)."),
-    "energy_j": ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", 1000, "counter",
-                 "Total energy consumption since boot (in mJ)."),
-    "power_limit_w": ("DCGM_FI_DEV_ENFORCED_POWER_LIMIT", 1, "gauge", "Effective power limit (in W)."),
-    "power_limit_default_w": ("DCGM_FI_DEV_POWER_MGMT_LIMIT_DEF", 1, "gauge", "Default power limit (in W)."),
-    "sm_clock_mhz": ("DCGM_FI_DEV_SM_CLOCK", 1, "gauge", "SM clock frequency (in MHz)."),
-    "mem_clock_mhz": ("DCGM_FI_DEV_MEM_CLOCK", 1, "gauge", "Memory clock frequency (in MHz)."),
-    "util_pct": ("DCGM_FI_DEV_GPU_UTIL", 1, "gauge", "GPU utilization (in %)."),
-    "mem_util_pct": ("DCGM_FI_DEV_MEM_COPY_UTIL", 1, "gauge", "Memory utilization (in %)."),
-    "enc_util_pct": ("DCGM_FI_DEV_ENC_UTIL", 1, "gauge", "Encoder utilization (in %)."),
-    "dec_util_pct": ("DCGM_FI_DEV_DEC_UTIL", 1, "gauge", "Decoder utilization (in %)."),
-    "mem_free_bytes": ("DCGM_FI_DEV_FB_FREE", 1 / MIB, "gauge", "Framebuffer memory free (in MiB)."),
-    "mem_used_bytes": ("DCGM_FI_DEV_FB_USED", 1 / MIB, "gauge", "Framebuffer memory used (in MiB)."),
-    "mem_reserved_bytes": ("DCGM_FI_DEV_FB_RESERVED", 1 / MIB, "gauge", "Framebuffer memory reserved (in MiB)."),
-    "clock_event_mask": ("DCGM_FI_DEV_CLOCKS_EVENT_REASONS", 1, "gauge", "Current clock event reasons (bitmask)."),
-    "violation_power_s": ("DCGM_FI_DEV_POWER_VIOLATION", 1e9, "counter",
-                          "Throttling duration due to power constraints (in ns)."),
-    "violation_thermal_s": ("DCGM_FI_DEV_THERMAL_VIOLATION", 1e9, "counter",
-                            "Throttling duration due to thermal constraints (in ns)."),
-    "ecc_sbe_volatile_total": ("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", 1, "counter", "Total number of single-bit volatile ECC errors."),
-    "ecc_dbe_volatile_total": ("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", 1, "counter", "Total number of double-bit volatile ECC errors."),
-    "ecc_sbe_aggregate_total": ("DCGM_FI_DEV_ECC_SBE_AGG_TOTAL", 1, "counter",
-                                "Total number of single-bit persistent ECC errors."),
-    "ecc_dbe_aggregate_total": ("DCGM_FI_DEV_ECC_DBE_AGG_TOTAL", 1, "counter",
-                                "Total number of double-bit persistent ECC errors."),
-    "retired_pages_sbe": ("DCGM_FI_DEV_RETIRED_SBE", 1, "counter", "Total number of retired pages due to single-bit errors."),
-    "retired_pages_dbe": ("DCGM_FI_DEV_RETIRED_DBE", 1, "counter", "Total number of retired pages due to double-bit errors."),
-    "retired_pages_pending": ("DCGM_FI_DEV_RETIRED_PENDING", 1, "counter", "Total number of pages pending retirement."),
-    "remapped_rows_correctable": ("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", 1, "counter",
-                                  "Number of remapped rows for correctable errors"),
-    "remapped_rows_uncorrectable": ("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", 1, "counter",
-                                    "Number of remapped rows for uncorrectable errors"),
-    "remapped_rows_pending": ("DCGM_FI_DEV_ROW_REMAP_PENDING", 1, "gauge", "Whether remapping of rows is pending"),
-    "remapped_rows_failure": ("DCGM_FI_DEV_ROW_REMAP_FAILURE", 1, "gauge", "Whether remapping of rows has failed"),
-    "pcie_replay_total": ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", 1, "counter", "Total number of PCIe retries."),
-    "nvlink_crc_flit_errors_total": ("DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", 1, "counter",
-                                     "Total number of NVLink flow-control CRC errors."),
-    "nvlink_crc_data_errors_total": ("DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL", 1, "counter",
-                                     "Total number of NVLink data CRC errors."),
-    "nvlink_replay_errors_total": ("DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL", 1, "counter",
-                                   "Total number of NVLink retries."),
-    "nvlink_recovery_errors_total": ("DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL", 1, "counter",
-                                     "Total number of NVLink recovery errors."),
-    "fan_pct": ("DCGM_FI_DEV_FAN_SPEED", 1, "gauge", "Fan speed (in %)."),
-    "pstate": ("DCGM_FI_DEV_PSTATE", 1, "gauge", "Performance state (P-state) 0-15. 0=highest"),
-    "temp_slowdown_c": ("DCGM_FI_DEV_SLOWDOWN_TEMP", 1, "gauge", "Slowdown temperature threshold (in C)."),
-    "temp_shutdown_c": ("DCGM_FI_DEV_SHUTDOWN_TEMP", 1, "gauge", "Shutdown temperature threshold (in C)."),
-    "temp_max_operating_c": ("DCGM_FI_DEV_GPU_MAX_OP_TEMP", 1, "gauge", "Maximum operating temperature (in C)."),
-    "mem_temp_max_c": ("DCGM_FI_DEV_MEM_MAX_OP_TEMP", 1, "gauge", "Maximum memory operating temperature (in C)."),
-    "xid_last": ("DCGM_FI_DEV_XID_ERRORS", 1, "gauge", "Value of the last XID error encountered."),
-    # Profiling metrics: dcgm-exporter reads DCGM's profiling module; the agent reads the same
-    # quantities from NVML's GPM (Hopper and later) and gives them as DCGM does, ratios 0-1 and bytes/s.
-    "gr_engine_active_pct": ("DCGM_FI_PROF_GR_ENGINE_ACTIVE", 0.01, "gauge",
-                             "Ratio of time the graphics engine is active."),
-    "sm_active_pct": ("DCGM_FI_PROF_SM_ACTIVE", 0.01, "gauge",
-                      "The ratio of cycles an SM has at least 1 warp assigned."),
-    "sm_occupancy_pct": ("DCGM_FI_PROF_SM_OCCUPANCY", 0.01, "gauge",
-                         "The ratio of number of warps resident on an SM."),
-    "tensor_active_pct": ("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", 0.01, "gauge",
-                          "Ratio of cycles the tensor (HMMA) pipe is active."),
-    "dram_active_pct": ("DCGM_FI_PROF_DRAM_ACTIVE", 0.01, "gauge",
-                        "Ratio of cycles the device memory interface is active sending or receiving data."),
-    "pcie_tx_bytes_per_s": ("DCGM_FI_PROF_PCIE_TX_BYTES", 1, "gauge",
-                            "The rate of data transmitted over the PCIe bus in bytes per second."),
-    "pcie_rx_bytes_per_s": ("DCGM_FI_PROF_PCIE_RX_BYTES", 1, "gauge",
-                            "The rate of data received over the PCIe bus in bytes per second."),
-    "nvlink_tx_bytes_per_s": ("DCGM_FI_PROF_NVLINK_TX_BYTES", 1, "gauge",
-                              "The rate of data transmitted over NVLink in bytes per second."),
-    "nvlink_rx_bytes_per_s": ("DCGM_FI_PROF_NVLINK_RX_BYTES", 1, "gauge",
-                              "The rate of data received over NVLink in bytes per second."),
+    f.name: (f.metric.name, f.metric.factor, f.metric.type, f.metric.help)
+    for f in GPU_FIELDS if f.metric is not None and f.metric.dcgm
 }
 
 #: dcgm-exporter's NVLink total: data bytes of every link, both directions, in KiB (NVML's unit for
@@ -114,18 +42,15 @@ NVLINK_TOTAL = ("DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "Total number of NVLink ba
 DCGM_COUNTERS: frozenset[str] = frozenset(
     [name for name, _f, typ, _d in DCGM.values() if typ == "counter"] + [NVLINK_TOTAL[0]])
 
-#: schema field -> (our name, factor, type, help) for fields dcgm-exporter does not have
+#: schema field -> (our name, factor, type, help) for fields dcgm-exporter does not have; ``lost`` is
+#: written for every GPU from its reading, not from its values
 OWN: dict[str, tuple[str, float, str, str]] = {
-    "nvlink_tx_bytes_total": ("dcim_gpu_nvlink_tx_bytes", 1, "counter", "NVLink data bytes sent, all links."),
-    "nvlink_rx_bytes_total": ("dcim_gpu_nvlink_rx_bytes", 1, "counter", "NVLink data bytes received, all links."),
-    "processes": ("dcim_gpu_processes", 1, "gauge", "Compute processes running on the GPU."),
-    "mig_mode": ("dcim_gpu_mig_mode", 1, "gauge", "1 when MIG mode is enabled (some fields are hidden)."),
-    "xid_last_time_s": ("dcim_gpu_xid_last_time_seconds", 1, "gauge", "Unix time of the last XID error."),
-    "activity_pct": ("dcim_gpu_activity_ratio", 0.01, "gauge",
-                     "Useful-work KPI: GPM SM activity where the GPU has it, else NVML utilization (see source)."),
-    "mem_info_version": ("dcim_gpu_memory_info_version", 1, "gauge",
-                         "nvmlDeviceGetMemoryInfo version behind FB_USED: 1 counts driver-reserved memory as used."),
+    f.name: (f.metric.name, f.metric.factor, f.metric.type, f.metric.help)
+    for f in GPU_FIELDS if f.metric is not None and not f.metric.dcgm and f.name != "lost"
 }
+#: schema field -> (label name, label value) for fields that share one family (the clock-event reasons)
+OWN_LABEL: dict[str, tuple[str, str]] = {f.name: f.metric.label for f in GPU_FIELDS if f.metric and f.metric.label}
+_LOST = BY_NAME["lost"].metric
 
 DCGM_LABELS = ("gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname", "hostname", "DCGM_FI_DRIVER_VERSION")
 OWN_LABELS = ("gpu", "uuid", "node")
@@ -206,16 +131,14 @@ class GpuCollector:
                     m.add_sample(mname, dcgm_lv, float(value) * factor)
                 elif name in OWN:
                     mname, factor, typ, doc = OWN[name]
-                    labels = (*OWN_LABELS, "source") if name == "activity_pct" else OWN_LABELS
-                    lv = [*own_lv, str(values.get("activity_source", ""))] if name == "activity_pct" else own_lv
+                    labels, lv = OWN_LABELS, own_lv
+                    extra = OWN_LABEL.get(name)
+                    if extra is not None:
+                        labels, lv = (*OWN_LABELS, extra[0]), [*own_lv, extra[1]]
+                    elif name == "activity_pct":  # the source label is the activity_source field
+                        labels, lv = (*OWN_LABELS, "source"), [*own_lv, str(values.get("activity_source", ""))]
                     fam(mname, typ, doc, labels).add_metric(lv, float(value) * factor)
-            for fname, _bit in CLOCK_EVENT_BITS:
-                if fname in values:
-                    m = fam("dcim_gpu_clock_event_active", "gauge",
-                            "1 while this clock-event (throttle) reason holds the clocks down.", (*OWN_LABELS, "reason"))
-                    m.add_metric([*own_lv, fname.removeprefix("throttle_")], float(values[fname]))
-            fam("dcim_gpu_agent_gpu_lost", "gauge", "1 while the GPU is lost (fell off the bus).", OWN_LABELS
-                ).add_metric(own_lv, float(r.lost))
+            fam(_LOST.name, _LOST.type, _LOST.help, OWN_LABELS).add_metric(own_lv, float(r.lost))
             if xid is not None:
                 xf = fam("dcim_gpu_xid_errors", "counter", "XID errors seen by the agent, per code.",
                          (*OWN_LABELS, "xid"))

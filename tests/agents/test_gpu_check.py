@@ -40,18 +40,18 @@ def h100_gpus(**change):
     gpus = synthetic_gpus("n1", 2)
     for g, uuid in zip(gpus, H100):
         g.uuid = uuid
-        g.slowdown_temp_c, g.shutdown_temp_c, g.max_operating_temp_c, g.mem_max_temp_c = 89.0, 92.0, 87.0, 95.0
+        g.temp_slowdown_c, g.temp_shutdown_c, g.temp_max_operating_c, g.mem_temp_max_c = 89.0, 92.0, 87.0, 95.0
         g.memory_total_bytes, g.mem_reserved_bytes = 81559 * MIB, 617 * MIB
         g.unsupported |= {"retired_pages_sbe", "retired_pages_dbe", "retired_pages_pending"}  # H100: row remapping
         g.enc_util_pct = g.dec_util_pct = 0.0
     a, b = gpus
     a.temp_c, a.mem_temp_c, a.power_w, a.sm_clock_mhz, a.mem_clock_mhz = 42, 48, 515.0, 1975, 2619
     a.util_pct, a.mem_util_pct, a.mem_used_bytes, a.clock_event_mask = 100, 63, 71234 * MIB, 0x4
-    a.nvlink_tx_bytes, a.nvlink_rx_bytes = 1024**4, 2 * 1024**4
+    a.nvlink_tx_bytes_total, a.nvlink_rx_bytes_total = 1024**4, 2 * 1024**4
     b.temp_c, b.mem_temp_c, b.power_w, b.sm_clock_mhz, b.mem_clock_mhz = 33, 38, 71.0, 345, 2619
     b.util_pct, b.mem_util_pct, b.mem_used_bytes, b.clock_event_mask = 0, 0, 1 * MIB, 0x1
-    b.ecc_sbe_volatile, b.ecc_sbe_aggregate, b.remapped_rows_correctable, b.pcie_replay = 3, 12, 2, 4
-    b.nvlink_tx_bytes, b.nvlink_rx_bytes = 18 * 1024 * 1024, 18 * 2048 * 1024
+    b.ecc_sbe_volatile_total, b.ecc_sbe_aggregate_total, b.remapped_rows_correctable, b.pcie_replay_total = 3, 12, 2, 4
+    b.nvlink_tx_bytes_total, b.nvlink_rx_bytes_total = 18 * 1024 * 1024, 18 * 2048 * 1024
     for key, value in change.items():
         index, attr = key.split("__")
         setattr(gpus[int(index[1:])], attr, value)
@@ -125,7 +125,7 @@ def test_matching_node_passes_every_kind_of_check() -> None:
 
 def test_differences_are_flagged_with_their_reason() -> None:
     rows = compare(h100_inputs(g0__power_w=600.0, g0__power_limit_w=650.0, g0__clock_event_mask=0x44,
-                               g1__nvlink_rx_bytes=10**9, g1__mem_temp_c=55))
+                               g1__nvlink_rx_bytes_total=10**9, g1__mem_temp_c=55))
     bad = {(r.gpu, r.check): r for r in rows if r.status == "DIFF"}
     assert set(bad) == {
         ("0", "power.draw"), ("0", "energy slope"), ("0", "metrics:DCGM_FI_DEV_POWER_USAGE"),
@@ -144,12 +144,12 @@ def test_an_older_driver_and_a_gpu_that_requires_reset_never_crash(tmp_path, cap
     gpus = synthetic_gpus("n1", 2, model="NVIDIA A100-SXM4-80GB", tdp_w=400.0)
     for g, uuid in zip(gpus, A100):
         g.uuid = uuid
-        g.slowdown_temp_c, g.shutdown_temp_c, g.max_operating_temp_c, g.mem_max_temp_c = 89.0, 92.0, 85.0, 95.0
+        g.temp_slowdown_c, g.temp_shutdown_c, g.temp_max_operating_c, g.mem_temp_max_c = 89.0, 92.0, 85.0, 95.0
         g.unsupported |= {"retired_pages_sbe", "retired_pages_dbe", "retired_pages_pending"}
     a = gpus[0]
     a.temp_c, a.mem_temp_c, a.power_w, a.sm_clock_mhz, a.mem_clock_mhz = 55, 63, 301.0, 1410, 1593
     a.util_pct, a.mem_util_pct, a.mem_used_bytes, a.mem_reserved_bytes = 97, 41, 40536 * MIB, 0
-    a.memory_total_bytes, a.power_limit_w, a.power_limit_default_w, a.ecc_sbe_aggregate = 80870 * MIB, 400, 400, 2
+    a.memory_total_bytes, a.power_limit_w, a.power_limit_default_w, a.ecc_sbe_aggregate_total = 80870 * MIB, 400, 400, 2
     lp, metrics = agent_run(gpus)
     (tmp_path / "agent.lp").write_text(lp)
     (tmp_path / "metrics.txt").write_text(metrics)

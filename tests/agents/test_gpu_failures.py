@@ -140,7 +140,7 @@ def test_nvlink_sum_is_all_links_or_nothing(make_agent) -> None:
     backend.aggregate_scope = False  # a driver without the summed read: one read per link
     agent.start()
     agent.poll()  # the summed read is refused: per link from now on
-    assert by(agent.poll(), "gpu", 0)["nvlink_tx_bytes_total"] == gpus[0].nvlink_tx_bytes // 1024 * 1024
+    assert by(agent.poll(), "gpu", 0)["nvlink_tx_bytes_total"] == gpus[0].nvlink_tx_bytes_total // 1024 * 1024
     real = backend.nvmlDeviceGetFieldValues
 
     def one_link_fails(h, ids):

@@ -55,14 +55,14 @@ def test_every_field_with_its_unit_conversion(make_agent) -> None:
     g.mem_used_bytes, g.mem_reserved_bytes = 70 * 1024**3, 600 * 1024**2
     g.processes = 3
     g.clock_event_mask = nv.nvmlClocksEventReasonSwPowerCap | nv.nvmlClocksEventReasonHwThermalSlowdown
-    g.violation_power_ns, g.violation_thermal_ns = 2_500_000_000, 750_000_000
-    g.ecc_sbe_volatile, g.ecc_dbe_volatile, g.ecc_sbe_aggregate, g.ecc_dbe_aggregate = 11, 1, 120, 2
+    g.violation_power_s, g.violation_thermal_s = 2.5, 0.75
+    g.ecc_sbe_volatile_total, g.ecc_dbe_volatile_total, g.ecc_sbe_aggregate_total, g.ecc_dbe_aggregate_total = 11, 1, 120, 2
     g.retired_pages_sbe, g.retired_pages_dbe, g.retired_pages_pending = 4, 1, True
     g.remapped_rows_correctable, g.remapped_rows_uncorrectable = 6, 2
     g.remapped_rows_pending, g.remapped_rows_failure = True, False
-    g.pcie_replay = 17
-    g.nvlink_tx_bytes, g.nvlink_rx_bytes = 5 * 1024**4 + 1024 * 7, 3 * 1024**4
-    g.nvlink_crc_flit_errors, g.nvlink_crc_data_errors, g.nvlink_replay_errors, g.nvlink_recovery_errors = 1, 2, 3, 4
+    g.pcie_replay_total = 17
+    g.nvlink_tx_bytes_total, g.nvlink_rx_bytes_total = 5 * 1024**4 + 1024 * 7, 3 * 1024**4
+    g.nvlink_crc_flit_errors_total, g.nvlink_crc_data_errors_total, g.nvlink_replay_errors_total, g.nvlink_recovery_errors_total = 1, 2, 3, 4
     g.pstate = 2
     agent, _, _ = make_agent([g])
     agent.start()
@@ -178,13 +178,20 @@ def test_decoding_by_real_type_not_by_label() -> None:
 
 def test_constants_taken_from_nvml_h_match_the_binding_where_it_has_them() -> None:
     """Older nvidia-ml-py releases lack some names; the values the agent uses instead are nvml.h's."""
+    from dcim import gpu_fields
     from dcim.agents.gpu import fields
 
-    expected = {"NVML_VALUE_TYPE_UNSIGNED_SHORT": 6, "NVML_INIT_FLAG_NO_GPUS": 1,
-                "NVML_FI_DEV_NVLINK_COUNT_XMIT_BYTES": 202, "NVML_FI_DEV_NVLINK_COUNT_RCV_BYTES": 204,
-                **{name: fid for _, name, fid in fields._NVLINK5}}
+    ids = {}
+    for row in gpu_fields.GPU_FIELDS:
+        f = row.read
+        while isinstance(f, gpu_fields.FieldId):
+            ids[f.name] = f.id
+            f = f.fallback
+    expected = {"NVML_VALUE_TYPE_UNSIGNED_SHORT": 6, "NVML_INIT_FLAG_NO_GPUS": 1, **ids}
+    assert expected["NVML_FI_DEV_NVLINK_COUNT_XMIT_BYTES"] == 202 and expected["NVML_FI_DEV_NVLINK_COUNT_RCV_BYTES"] == 204
     for name, value in expected.items():
         if hasattr(nv, name):
             assert getattr(nv, name) == value, name
     assert fields.VALUE_TYPE_UNSIGNED_SHORT == 6 and fields.INIT_FLAG_NO_GPUS == 1
-    assert sorted(fields.NVLINK5_IDS.values()) == [201, 203, *range(206, 216), 219, 221]
+    nvlink5 = sorted(r.field_id for r in FIELD_READS if r.field.startswith("nvlink") and 201 <= r.field_id <= 222)
+    assert nvlink5 == [201, 203, *range(206, 216), 219, 221]

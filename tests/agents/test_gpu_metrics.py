@@ -111,7 +111,7 @@ def test_units_are_dcgm_exporters() -> None:
     gpus = synthetic_gpus("A01-n01", 1)
     g = gpus[0]
     g.energy_j, g.mem_used_bytes, g.mem_reserved_bytes = 1234.5, 10 * 1024**3, 256 * 1024**2
-    g.nvlink_tx_bytes, g.nvlink_rx_bytes = 3 * 1024**3, 1024**3
+    g.nvlink_tx_bytes_total, g.nvlink_rx_bytes_total = 3 * 1024**3, 1024**3
     text, _ = exposition(gpus)
     assert samples(text, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION") == [1234500.0]  # mJ
     assert samples(text, "DCGM_FI_DEV_FB_USED") == [10 * 1024.0]  # MiB

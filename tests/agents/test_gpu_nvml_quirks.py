@@ -88,7 +88,7 @@ def test_mislabelled_value_types_are_decoded_by_the_real_type(make_agent) -> Non
     gpus = synthetic_gpus("A01-n01", 1)
     g = gpus[0]
     g.mem_temp_c = 78.0
-    g.ecc_sbe_volatile, g.ecc_dbe_volatile, g.ecc_sbe_aggregate, g.ecc_dbe_aggregate = 11, 1, 120, 2
+    g.ecc_sbe_volatile_total, g.ecc_dbe_volatile_total, g.ecc_sbe_aggregate_total, g.ecc_dbe_aggregate_total = 11, 1, 120, 2
     agent, backend, _ = make_agent(gpus)
     agent.start()
     raw = backend.nvmlDeviceGetFieldValues(backend.nvmlDeviceGetHandleByIndex(0),
@@ -104,7 +104,7 @@ def test_mislabelled_value_types_are_decoded_by_the_real_type(make_agent) -> Non
 def test_untouched_entries_with_ecc_off_are_omitted_not_zero(make_agent) -> None:
     gpus = synthetic_gpus("A01-n01", 2)
     for g in gpus:
-        g.ecc_sbe_volatile = 5
+        g.ecc_sbe_volatile_total = 5
     agent, backend, reg = make_agent(gpus, {"ecc_off": {0}})
     agent.start()
     raw = backend.nvmlDeviceGetFieldValues(backend.nvmlDeviceGetHandleByIndex(0), [nv.NVML_FI_DEV_ECC_SBE_VOL_TOTAL])
@@ -135,7 +135,7 @@ def spy_field_ids(backend) -> list:
 
 def test_nvlink_is_one_summed_read_per_counter(make_agent) -> None:
     gpus = synthetic_gpus("A01-n01", 1)
-    gpus[0].nvlink_tx_bytes = 7 * 1024**3 + 5 * 1024
+    gpus[0].nvlink_tx_bytes_total = 7 * 1024**3 + 5 * 1024
     agent, backend, _ = make_agent(gpus)
     agent.start()
     agent.poll()
@@ -150,7 +150,7 @@ def test_nvlink_is_one_summed_read_per_counter(make_agent) -> None:
 
 def test_nvlink_per_link_fallback_skips_links_that_answer_not_supported(make_agent) -> None:
     gpus = synthetic_gpus("A01-n01", 1)
-    gpus[0].nvlink_rx_bytes = 36 * 1024**3
+    gpus[0].nvlink_rx_bytes_total = 36 * 1024**3
     agent, backend, _ = make_agent(gpus, {"aggregate_scope": False, "dead_links": {16, 17}})
     agent.start()
     agent.poll()  # the summed read is refused
@@ -170,8 +170,8 @@ def test_nvlink_per_link_fallback_skips_links_that_answer_not_supported(make_age
 def test_blackwell_nvlink5_counters_field_ids_201_to_222(make_agent) -> None:
     gpus = synthetic_gpus("A01-n01", 1, model="NVIDIA GB200", tdp_w=1200.0)
     g = gpus[0]
-    g.nvlink_tx_bytes, g.nvlink_rx_bytes = 123_456_789_013, 987_654_321
-    g.nvlink_crc_flit_errors, g.nvlink_recovery_errors = 3, 2
+    g.nvlink_tx_bytes_total, g.nvlink_rx_bytes_total = 123_456_789_013, 987_654_321
+    g.nvlink_crc_flit_errors_total, g.nvlink_recovery_errors_total = 3, 2
     agent, _, _ = make_agent(gpus)
     agent.start()
     agent.poll()  # NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_* is refused summed ...

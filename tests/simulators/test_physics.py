@@ -185,13 +185,13 @@ faults:
   - {kind: workload, node: A01-n01, profile: idle, at: 0s}
 """)
     before = hall.state
-    tx0 = {k: g.nvlink_tx_bytes for k, g in before.gpus.items()}
+    tx0 = {k: g.nvlink_tx_bytes_total for k, g in before.gpus.items()}
     state = hall.step(10.0)
     busy = state.gpus[("A01-n02", 0)]
     idle = state.gpus[("A01-n01", 0)]
-    assert busy.nvlink_tx_bytes - tx0[("A01-n02", 0)] > 10 * 100e9
-    assert idle.nvlink_tx_bytes == tx0[("A01-n01", 0)]
-    assert busy.nvlink_rx_bytes == busy.nvlink_tx_bytes
+    assert busy.nvlink_tx_bytes_total - tx0[("A01-n02", 0)] > 10 * 100e9
+    assert idle.nvlink_tx_bytes_total == tx0[("A01-n01", 0)]
+    assert busy.nvlink_rx_bytes_total == busy.nvlink_tx_bytes_total
 
 
 def test_a_hall_without_loops_and_with_single_phase_pdus_runs_air_cooled():

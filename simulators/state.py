@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 
 @dataclass(slots=True)
 class GpuState:
+    """One simulated GPU: identity and limits, then its readings, each named as its field in
+    ``dcim.gpu_fields`` and in that field's unit (the simulated NVML converts to NVML's units)."""
+
     node: str
     index: int
     uuid: str

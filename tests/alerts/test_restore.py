@@ -322,3 +322,18 @@ def test_alertmanager_holds_a_restored_source_until_the_mark_beneath_it_lifts(si
     last = {a["labels"]["alertname"]: a for a in posts.bodies[-1]}
     assert last["CoolantFlowLow"]["endsAt"] == rfc3339(3 * MIN)  # its true resolve time
     assert "GpuHot" not in last  # unchanged in Alertmanager: one alert, its start kept
+
+
+def test_a_version_1_state_file_is_still_restored(site):
+    e = Engine([hot()], site=site, evaluation_interval_s=60)
+    feed(e, 0, 15 * MIN, 90)
+    e.advance(15 * MIN * NS)
+    v2 = snap_json(e)
+    keep = ("rule", "labels", "state", "active_since_ns", "fired_at_ns", "value", "threshold", "inhibited",
+            "inhibited_by")
+    v1 = {"version": 1, "saved_ns": v2["saved_ns"], "alerts": [{k: a[k] for k in keep} for a in v2["alerts"]]}
+    e2 = Engine([hot()], site=site, evaluation_interval_s=60)
+    restored = e2.restore(v1, now_ns=16 * MIN * NS)
+    assert [(t.state, t.restored, t.paged, t.starts_at_ns) for t in restored] == [
+        ("firing", True, True, v2["alerts"][0]["fired_at_ns"])]
+    assert e2.restore({**v1, "version": 3}, now_ns=16 * MIN * NS) == []  # a file from a newer build: ignored

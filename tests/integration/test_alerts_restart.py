@@ -2,7 +2,8 @@
 a webhook receiver: the alert state is saved and restored, so Alertmanager keeps one alert with its
 original startsAt; on-call gets no false "resolved" and no second page. An alert inhibited beneath a
 loop alert whose mark is in its grace at the restart stays muted: the loop alert, resolved in the
-engine, is held active in Alertmanager again until the mark ends."""
+engine, is held active in Alertmanager again until the mark ends. An alert that fired twice before
+the restart and once after is flapping: it stays active instead of resolving at once."""
 
 from __future__ import annotations
 
@@ -157,4 +158,47 @@ def test_an_alert_inhibited_at_shutdown_stays_quiet_after_a_restart(alertmanager
     assert alerts["GpuHot"]["status"]["inhibitedBy"] == [alerts["CoolantFlowLow"]["fingerprint"]]
     assert named(receiver, "GpuHot") == []  # the inhibited alert never paged across the restart
     assert named(receiver, "CoolantFlowLow") == ["firing"]
+    second.close()
+
+
+FLAP_RULE = {"name": "GpuFlapping", "kind": "threshold", "severity": "warning", "measurement": "gpu",
+             "field": "temp_c", "threshold": 85, "for": "0s", "flap": {"window": "120s", "max_fires": 3}}
+
+
+def flap_observer(am, state):
+    engine = Engine([parse_rule(FLAP_RULE)], site=named_site("h100-hall"), evaluation_interval_s=1.0)
+    return LiveObserver(engine, [AlertmanagerNotifier(am.url, resend_interval_s=2, resolve_resend_s=5)],
+                        ticker=False, state_path=state)
+
+
+def test_flap_history_survives_a_restart_so_a_third_fire_holds(alertmanager_factory, receiver, tmp_path):
+    am = alertmanager_factory(config=am_config(receiver.url))
+    state = tmp_path / "alert-state.json"
+    now = int(time.time())
+
+    first = flap_observer(am, state)
+    for start in (now - 40, now - 30):  # fires and resolves twice
+        feed(first, start, start + 1, 95)
+        feed(first, start + 2, start + 4, 70)
+    wait_until(lambda: [s for s, _f, _st in notifications(receiver) if s == "resolved"], 15,
+               message="the second resolution")
+    first.close()
+    time.sleep(2.0)  # let Alertmanager send what it has
+    before = len(notifications(receiver))
+
+    second = flap_observer(am, state)
+    assert second.restored == []  # nothing was active at the restart
+    t = int(time.time())
+    feed(second, t, t + 1, 95)  # the third fire within the window: flapping
+    t += 2
+    for _ in range(8):  # clear for 8 s: a flapping alert resolves only after a quiet window (120 s)
+        feed(second, t, t, 70)
+        second.tick()
+        time.sleep(1.0)
+        t += 1
+    second.flush()
+    active = [a for a in am.alerts() if a["labels"]["alertname"] == "GpuFlapping"]
+    assert [a["status"]["state"] for a in active] == ["active"]
+    after = [s for s, _f, _st in notifications(receiver)[before:]]
+    assert "resolved" not in after, after  # without its history the restart would resolve it at once
     second.close()

@@ -58,7 +58,8 @@ class DecodeResult:
     errors: list[LineProtocolError] = field(default_factory=list)
     #: with ``keep_lines``, per record: its line as it came (leading blanks cut), its line number,
     #: and whether that text means exactly the record (the fast reader took it, no newline inside
-    #: a string), so a writer can pass the line on as it arrived instead of encoding it again
+    #: a string), so a writer can pass the line on as it arrived instead of encoding it again (at
+    #: the same precision; a line without a timestamp still needs the one the record was given)
     lines: list[str] | None = None
     linenos: list[int] | None = None
     verbatim: list[bool] | None = None

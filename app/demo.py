@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import click
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
 
+from dcim.alerts.replay import location
+from dcim.app.pipeline import Pipeline, PipelineOptions, default_out_dir
 from dcim.config import SiteConfig
 from dcim.simulators.cli import duration_option, site_file, site_from
 from dcim.simulators.hall import Hall
@@ -168,9 +175,6 @@ class LiveView:
 
     def __init__(self, scenario: Scenario, speed: float, console=None, refresh_s: float = 0.25,
                  clock: Callable[[], float] = time.monotonic, board: Any = None) -> None:
-        from rich.console import Console
-        from rich.live import Live
-
         self.scenario = scenario
         self.speed = speed
         self.console = console or Console()
@@ -208,11 +212,6 @@ class LiveView:
             self.live.update(self.render(overview(hall, top=6)), refresh=True)
 
     def render(self, ov: Overview):
-        from rich.console import Group
-        from rich.panel import Panel
-        from rich.table import Table
-        from rich.text import Text
-
         head = Text.assemble(
             (f"dcim demo  scenario {self.scenario.name}  ", "bold"),
             f"{_clock(ov.t_s)} of {_clock(self.scenario.duration)}  ({self.speed:g}x)   ",
@@ -251,9 +250,6 @@ class LiveView:
         return Group(*parts)
 
     def render_alerts(self):
-        from rich.table import Table
-
-        from dcim.alerts.replay import location
 
         b = self.board  # filled by the notifier thread: take copies (sorted, len) in one go
         table = Table(title=f"firing alerts: {len(b.firing)}   inhibited beneath them: {len(b.inhibited_now)}   "
@@ -337,8 +333,6 @@ async def run_pipeline(hall: Hall, site: SiteConfig, options: Any, make_consumer
                        duration_s: float, speed: float, scenario: str, seed: int,
                        echo: Callable[[str], None] | None = None) -> tuple[float, Any, Any]:
     """The demo with the whole pipeline: (wall seconds, the pipeline's alert board, the files it wrote)."""
-    from dcim.app.pipeline import Pipeline
-
     async with Pipeline(hall, site, options) as pipe:
         consumers = make_consumers(pipe.board)
         wall_s = await run_async(hall, consumers, duration_s=duration_s, step_s=site.simulator.step_s, speed=speed,
@@ -380,8 +374,6 @@ def demo_cmd(scenario, speed, duration, seed, site_path, no_live, out_dir, mqtt_
     """Run the whole pipeline on a simulated GPU hall through a scripted incident, live (default: pump degradation
     that recovers): GPU agents, SNMP poller, collector, store, alert engine, notifications; then write a recording
     and an HTML incident report."""
-    from dcim.app.pipeline import PipelineOptions
-
     site: SiteConfig = site_from(site_path)
     if gpu_interval is None:
         gpus = sum(n.gpus for r in site.racks() for n in r.nodes)
@@ -409,8 +401,6 @@ def run_demo(site: SiteConfig, sc: Scenario, options: Any, *, speed: float | Non
              duration_s: float | None = None, seed: int | None = None, echo: Callable[[str], None] = click.echo,
              live: bool = False) -> DemoRun:
     """The demo end to end (``dcim demo`` minus option parsing): run, then say what happened and where the files are."""
-    from dcim.app.pipeline import default_out_dir
-
     duration_s = sc.duration if duration_s is None else duration_s
     speed = speed or max(duration_s / DEFAULT_WALL_S, 1.0)
     seed = site.simulator.seed if seed is None else seed

@@ -17,19 +17,45 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import httpx
 from prometheus_client import CollectorRegistry
 
-from dcim.config import CollectorConfig, InfluxConfig, MqttConfig, SiteConfig
+from dcim.agents.gpu.agent import GpuAgent, gpu_topic
+from dcim.agents.gpu.cli import node_tags
+from dcim.agents.publisher import Publisher
+from dcim.agents.snmp.cli import device_topic, devices_from_site
+from dcim.agents.snmp.poller import Poller
+from dcim.agents.snmp.profile import load_profiles
+from dcim.alerts.actions import MemoryScheduler, demo_runner
+from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
+from dcim.alerts.live import LiveObserver
+from dcim.alerts.notifiers import make_notifier
+from dcim.alerts.recording import Header, RecordingReader, write_recording
+from dcim.alerts.recording_sources import records_from_influx
+from dcim.alerts.replay import ReplayStats, location
+from dcim.alerts.report import write_report
+from dcim.app.record import records_from_store
+from dcim.collector.app import Collector
+from dcim.config import CollectorConfig, InfluxConfig, MqttConfig, NotifierConfig, SiteConfig
 from dcim.errors import ConfigError
 from dcim.lineprotocol.encode import encode
 from dcim.record import Record
+from dcim.simulators.hall import Hall
+from dcim.simulators.nvml import SimNvml, node_gpus
+from dcim.simulators.snmp import serve
+from dcim.simulators.snmp.responder import _Silent
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +125,6 @@ class AlertBoard:
         return None
 
     def notify(self, transitions: Any, now_s: float) -> None:  # noqa: ARG002 - event time is in the transitions
-        from dcim.alerts.replay import location
 
         for t in transitions:
             self.transitions.append(t)
@@ -165,9 +190,6 @@ def devices_child(fd: int) -> None:
     same state; the pysnmp responders then use a second CPU instead of the demo's. Started with
     ``python -c`` (not multiprocessing's spawn) so the caller's ``__main__`` is never re-imported.
     """
-    import signal
-    from multiprocessing.connection import Connection
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the demo, which stops us in order
     conn = Connection(fd)
     site, seed, scenario, start_ns = conn.recv()
@@ -175,10 +197,6 @@ def devices_child(fd: int) -> None:
 
 
 async def _devices_serve(conn: Any, site: SiteConfig, seed: int, scenario: Any, start_ns: int) -> None:
-    from dcim.simulators.hall import Hall
-    from dcim.simulators.snmp import serve
-
-    from dcim.simulators.snmp.responder import _Silent
 
     hall = Hall(site, seed=seed, scenario=scenario, start_ns=start_ns)
     loop = asyncio.get_running_loop()
@@ -218,11 +236,6 @@ class SnmpDevices:
     """The hall's PDUs and CDUs served on loopback UDP by a child process (see ``devices_child``)."""
 
     def __init__(self, hall: Any, site: SiteConfig) -> None:
-        import socket
-        import subprocess
-        import sys
-        from multiprocessing.connection import Connection
-
         mine, theirs = socket.socketpair()
         code = "import sys; from dcim.app.pipeline import devices_child; devices_child(int(sys.argv[1]))"
         self._proc = subprocess.Popen([sys.executable, "-c", code, str(theirs.fileno())], pass_fds=[theirs.fileno()])
@@ -263,8 +276,6 @@ class SnmpDevices:
         return self._conn.recv()
 
     def stop(self) -> None:
-        import subprocess
-
         with contextlib.suppress(OSError, ValueError):
             self._conn.send(("stop", None))
         try:
@@ -313,16 +324,6 @@ class Pipeline:
         return self
 
     async def _start(self) -> None:
-        from dcim.agents.gpu.agent import GpuAgent, gpu_topic
-        from dcim.agents.gpu.cli import node_tags
-        from dcim.agents.snmp.cli import devices_from_site
-        from dcim.agents.snmp.poller import Poller
-        from dcim.agents.snmp.profile import load_profiles
-        from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
-        from dcim.alerts.live import LiveObserver
-        from dcim.collector.app import Collector
-        from dcim.simulators.nvml import SimNvml, node_gpus
-
         opt, site, hall = self.opt, self.site, self.hall
         # first, before any thread runs: the SNMP devices' process starts while the rest is built
         self.snmp = SnmpDevices(hall, site)
@@ -334,13 +335,9 @@ class Pipeline:
         self.engine = Engine(self.rules, site=site, evaluation_interval_s=self.evaluation_interval_s)
         notifiers: list[Any] = [self.board]
         if opt.alertmanager_url:
-            from dcim.alerts.notifiers import make_notifier
-            from dcim.config import NotifierConfig
-
             notifiers.append(make_notifier(NotifierConfig(kind="alertmanager", url=opt.alertmanager_url)))
         # the hall's scheduler, in memory: the remediation actions of the rule pack drain and resume
         # its nodes (alerts.actions), and the board shows each change
-        from dcim.alerts.actions import MemoryScheduler, demo_runner
 
         self.scheduler = MemoryScheduler(notes=self.board.notes)
         self.actions = demo_runner(self.rules, site, self.scheduler)
@@ -419,7 +416,6 @@ class Pipeline:
     async def _publisher(self, component: str, client_id: str, status_topic: str) -> Any:
         if self.bus is not None:
             return self.bus
-        from dcim.agents.publisher import Publisher
 
         pub = Publisher(MqttConfig(url=self.opt.mqtt_url, client_id=client_id), client_id=client_id,
                         status_topic=status_topic, queue_max=10_000, registry=CollectorRegistry(),
@@ -473,8 +469,6 @@ class Pipeline:
         return list(zip(devices, polls, strict=True))
 
     async def _take_snmp(self) -> None:
-        from dcim.agents.snmp.cli import device_topic
-
         if self._snmp_task is None:
             return
         polls, self._snmp_task = await self._snmp_task, None
@@ -524,12 +518,6 @@ class Pipeline:
 
     def write_outputs(self, scenario: str, seed: int) -> Result:
         """The recording of the run (read back from the store it went to) and the incident report."""
-        from dcim.alerts.recording import Header, RecordingReader, write_recording
-        from dcim.alerts.recording_sources import records_from_influx
-        from dcim.alerts.replay import ReplayStats
-        from dcim.alerts.report import write_report
-        from dcim.app.record import records_from_store
-
         res = Result(self.out_dir, self.opt.influx_url or str(self.store_path))
         if self.first_ns is None or self.last_ns is None:
             return res
@@ -563,8 +551,6 @@ class Pipeline:
 
 async def _create_database(url: str, db: str) -> None:
     """``CREATE DATABASE`` (a no-op when it exists), which also says early when InfluxDB is not there."""
-    import httpx
-
     try:
         async with httpx.AsyncClient(timeout=10.0) as client:
             resp = await client.post(url.rstrip("/") + "/query", data={"q": f'CREATE DATABASE "{db}"'})

@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 from dcim.errors import DcimError, RecordingError
 from dcim.lineprotocol.encode import encode
-from dcim.lineprotocol.decode import DecodeResult, decode_report
+from dcim.lineprotocol.decode import decode_report
 from dcim.record import Record, UInt
 
 MAGIC = "# dcim-recording v1"

@@ -181,6 +181,12 @@ class Engine:
 
     # -- saved state across restarts --------------------------------------------------------
 
+    def countdowns(self) -> dict[str, int]:
+        """Firing alerts whose condition has cleared, by fingerprint, with the evaluation time their
+        ``keep_firing_for`` (or flap) countdown started: saved state that changes without a transition."""
+        return {st.fp: st.keep_since for states in self._states.values() for st in states.values()
+                if st.state == "firing" and st.keep_since is not None}
+
     def snapshot(self) -> dict[str, Any]:
         """What a restart restores, as JSON-ready data: pending and firing alerts with when they became
         active (Prometheus keeps the same as its ``ALERTS_FOR_STATE`` series), their

@@ -4,9 +4,10 @@ The collector calls ``observe(records)`` with each validated batch and writes th
 records with it. Event time still drives the engine; a ticker thread advances it to the wall clock
 (minus ``alerts.lateness_s``) every evaluation interval, so stale-data rules fire and a crossing
 is evaluated within one interval even when no newer sample arrives. Transitions found by the
-ticker are notified at once and written with the next batch. With ``state_path`` the pending and
-firing alerts are saved after every change and restored on start (see ``Engine.restore``), so a
-restart neither resolves nor re-pages what is firing.
+ticker are notified at once and written with the next batch. With ``state_path`` the alert state
+(``Engine.snapshot``) is saved durably after every transition and while a ``keep_firing_for``
+countdown runs (see ``_changed``), and restored on start (see ``Engine.restore``), so a restart, even
+after a crash, neither resolves nor re-pages what is firing.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ from dcim.config import SiteConfig
 from dcim.record import Record
 
 log = logging.getLogger(__name__)
+
+#: While a ``keep_firing_for`` countdown runs, the state is saved at least this often (event time):
+#: a restart counts the clear time up to the last save, so a crash loses at most this much of it.
+COUNTDOWN_SAVE_S = 60.0
 
 _REPO_ROOT = DEFAULT_RULES_DIR.parent.parent
 
@@ -59,6 +64,8 @@ class LiveObserver:
         self.dispatcher = Dispatcher(notifiers, clock=clock)
         self.metrics = AlertMetrics(registry, engine, notifiers) if registry is not None else None
         self.state_path = Path(state_path) if state_path is not None else None
+        self._saved_countdowns: dict[str, int] = {}  # what the state file holds of Engine.countdowns()
+        self._saved_ns: int | None = None  # the event time of the last save
         #: Firing alerts brought back from the state file (``restored`` transitions), resumed by the notifiers.
         self.restored: list[Transition] = []
         if self.state_path is not None:
@@ -92,21 +99,44 @@ class LiveObserver:
         log.info("alert state %s: restored %d firing alerts", self.state_path, len(ts))
         return ts
 
-    def _changed(self) -> None:
-        """After transitions (lock held): save the state, update the active-alert gauges."""
-        self.save()
-        if self.metrics is not None:
-            self.metrics.set_active(self.engine.counts())
+    def _changed(self, ts: Sequence[Transition]) -> None:
+        """After an evaluation (lock held): save the state when it changed, update the active-alert gauges.
+
+        A ``keep_firing_for`` countdown starts and stops without a transition and counts while nothing
+        changes; it is saved when it starts or stops and every ``COUNTDOWN_SAVE_S`` while it runs, so a
+        crash neither restarts it (a late resolve) nor restores one the condition had stopped.
+        """
+        if ts:
+            self.save()
+            if self.metrics is not None:
+                self.metrics.set_active(self.engine.counts())
+        elif self.state_path is not None:
+            countdowns = self.engine.countdowns()
+            if countdowns != self._saved_countdowns or (
+                    countdowns and self.engine.clock_ns - (self._saved_ns or 0) >= COUNTDOWN_SAVE_S * 1e9):
+                self.save()
 
     def save(self) -> None:
-        """Write the engine's pending/firing state atomically (rename), if a state path is set."""
+        """Write the engine's state (``Engine.snapshot``) durably, if a state path is set: a temporary
+        file, fsynced, renamed over the old one, and the folder fsynced, so a crash at any point leaves
+        the old state or the new one, whole."""
         if self.state_path is None:
             return
+        countdowns = self.engine.countdowns()
         doc = json.dumps(self.engine.snapshot(), separators=(",", ":"), sort_keys=True)
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
         try:
-            tmp.write_text(doc, encoding="utf-8")
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(doc)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, self.state_path)
+            fd = os.open(self.state_path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # the rename itself
+            finally:
+                os.close(fd)
+            self._saved_countdowns, self._saved_ns = countdowns, self.engine.clock_ns
         except OSError as exc:
             log.error("alert state %s not saved: %s", self.state_path, exc)
 
@@ -115,8 +145,7 @@ class LiveObserver:
             ts = self.engine.process(records)
             held, self._held = self._held, []
             acts = self._plan(ts, self.engine.clock_ns)
-            if ts:
-                self._changed()
+            self._changed(ts)
         self.dispatcher.submit(ts)
         return [t.to_record() for t in (*held, *ts)] + [a.to_record() for a in acts]
 
@@ -141,8 +170,7 @@ class LiveObserver:
                 return []  # no data yet: nothing to be stale against
             ts = self.engine.advance(now_ns - self.lateness_ns)
             self._held.extend(ts)
-            if ts:
-                self._changed()
+            self._changed(ts)
             if self.actions is not None:
                 self._ticked_actions.extend(self.actions.plan(ts) + self.actions.advance(now_ns - self.lateness_ns))
         self.dispatcher.submit(ts)

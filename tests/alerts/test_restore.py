@@ -186,6 +186,42 @@ def test_a_hot_sample_after_the_restart_stops_the_restored_countdown(site):
     assert [(t.time_ns // NS, t.state) for t in ts] == [(25 * MIN, "resolved")]  # 15m + 10m, counted afresh
 
 
+def test_the_live_observer_saves_a_countdown_when_it_starts_and_stops_so_a_crash_keeps_it(site, tmp_path):
+    """A countdown starts and stops without a transition; the state file follows it, so a crash
+    (no ``close``, nothing saved at shutdown) restores the clear time that was counted."""
+    def rule():
+        return parse_rule({"name": "Hot", "kind": "threshold", "measurement": "gpu", "field": "temp_c",
+                           "threshold": 85, "for": "0s", "keep_firing_for": "10m", "flap": None})
+
+    state = tmp_path / "alerts-state.json"
+
+    def saved_countdowns():
+        return [(a["state"], a["keep_since_ns"]) for a in json.loads(state.read_text())["alerts"]]
+
+    obs = LiveObserver(Engine([rule()], site=site, evaluation_interval_s=60), [], ticker=False, state_path=state)
+    for t in range(0, 6 * MIN, MIN):
+        obs.observe([gpu(t, 90)])
+    assert saved_countdowns() == [("firing", None)]
+    obs.observe([gpu(6 * MIN, 70)])
+    obs.observe([gpu(7 * MIN, 70)])  # evaluates 6m: clear, the countdown starts
+    assert saved_countdowns() == [("firing", 6 * MIN * NS)]
+    obs.observe([gpu(8 * MIN, 90)])
+    obs.observe([gpu(9 * MIN, 70)])  # evaluates 8m: hot again, the countdown stops
+    assert saved_countdowns() == [("firing", None)]
+    for t in range(10 * MIN, 13 * MIN, MIN):
+        obs.observe([gpu(t, 70)])  # evaluates 9m-11m: counting again from 9m
+    obs.engine = None  # the process dies here: no close(), no save at shutdown
+    assert saved_countdowns() == [("firing", 9 * MIN * NS)]
+
+    obs2 = LiveObserver(Engine([rule()], site=site, evaluation_interval_s=60), [], clock=lambda: 13 * MIN,
+                        ticker=False, state_path=state)
+    assert [t.restored for t in obs2.restored] == [True]
+    got = [t for m in range(13, 31) for t in obs2.engine.process([gpu(m * MIN, 70)])]
+    # 3 of the 10 minutes were counted before the crash (9m-12m), the outage does not count: 13m + 7m
+    assert [(t.time_ns // NS, t.previous, t.state) for t in got] == [(20 * MIN, "firing", "resolved")]
+    obs2.close()
+
+
 def flappy():
     return parse_rule({"name": "Flappy", "kind": "threshold", "measurement": "gpu", "field": "temp_c",
                        "threshold": 85, "for": "0s", "flap": {"window": "15m", "max_fires": 3}})

@@ -168,11 +168,6 @@ _CALLS = _call_reads([r for r in table.GPU_FIELDS if isinstance(r.read, table.Ca
 MIG_MODE: CallRead = next(c for c in _CALLS if c.call == "nvmlDeviceGetMigMode")
 CALL_READS: tuple[CallRead, ...] = tuple(c for c in _CALLS if c is not MIG_MODE)
 
-#: Clock-event (throttle) reason bits -> schema field (NVML nvmlClocksEventReason*).
-CLOCK_EVENT_BITS: tuple[tuple[str, int], ...] = tuple(
-    (r.name, int(r.read.take[1:], 0)) for r in table.GPU_FIELDS
-    if isinstance(r.read, table.Call) and r.read.take.startswith("&"))
-
 
 @dataclass(frozen=True, slots=True)
 class GpmRead:

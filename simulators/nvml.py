@@ -40,7 +40,7 @@ from typing import Any
 
 import pynvml as nv
 
-from dcim.gpu_fields import GPU_FIELDS, FieldId
+from dcim.gpu_fields import GPU_FIELDS, Call, FieldId
 from dcim.simulators.state import GpuState
 
 
@@ -94,6 +94,11 @@ _VALUE_TYPE = {"u32": _I, "u64": _ULL, "s64": _SLL, "f64": _D}
 _FIELDS: dict[int, tuple[str, int, int]] = {
     getattr(nv, f.read.name, f.read.id): (f.name, round(1 / f.read.scale), _VALUE_TYPE[f.read.ctype])
     for f in GPU_FIELDS if isinstance(f.read, FieldId) and f.sim and not f.read.links
+}
+#: nvmlDeviceGetTemperatureThreshold's threshold -> the field (and GpuState attribute) it answers
+_THRESHOLDS: dict[int, str] = {
+    getattr(nv, f.read.args[0]): f.name for f in GPU_FIELDS
+    if isinstance(f.read, Call) and f.read.call == "nvmlDeviceGetTemperatureThreshold"
 }
 #: Entries a real driver mislabels as DOUBLE while writing integer bits (nvbug 4300930, 2032468).
 _MISLABELLED = frozenset((nv.NVML_FI_DEV_MEMORY_TEMP, nv.NVML_FI_DEV_ECC_SBE_VOL_TOTAL, nv.NVML_FI_DEV_ECC_DBE_VOL_TOTAL,
@@ -267,17 +272,11 @@ class SimNvml:
         return round(g.temp_c)
 
     def nvmlDeviceGetTemperatureThreshold(self, h: Any, threshold: int) -> int:
-        attr = {
-            nv.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN: ("temp_slowdown_c", "temp_slowdown_c"),
-            nv.NVML_TEMPERATURE_THRESHOLD_SHUTDOWN: ("temp_shutdown_c", "temp_shutdown_c"),
-            nv.NVML_TEMPERATURE_THRESHOLD_GPU_MAX: ("temp_max_operating_c", "temp_max_operating_c"),
-            nv.NVML_TEMPERATURE_THRESHOLD_MEM_MAX: ("mem_temp_max_c", "mem_temp_max_c"),
-        }.get(threshold)
-        if attr is None:
+        name = _THRESHOLDS.get(threshold)
+        if name is None:
             self._gpu(h, "nvmlDeviceGetTemperatureThreshold")
             raise _err(nv.NVML_ERROR_NOT_SUPPORTED)
-        g = self._gpu(h, "nvmlDeviceGetTemperatureThreshold", attr[1])
-        return round(getattr(g, attr[0]))
+        return round(getattr(self._gpu(h, "nvmlDeviceGetTemperatureThreshold", name), name))
 
     def nvmlDeviceGetPowerUsage(self, h: Any) -> int:
         return round(self._gpu(h, "nvmlDeviceGetPowerUsage", "power_w").power_w * 1000)

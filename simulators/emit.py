@@ -154,7 +154,7 @@ class Emitter:
         mask = hall.mask[sel]
         cols += [bool_col((mask & bit) != 0) for bit in THROTTLE_BITS.values()]
         cols.append(["false"] * len(util))
-        # the same model as the simulated NVML's GPM (simulators.nvml.sm_activity_pct), vectorized
+        # the same model as the simulated NVML's GPM (dcim.simulators.nvml.sm_activity_pct), vectorized
         tdp = hall.tdp_w[sel]
         idle = IDLE_POWER_FRACTION * tdp
         frac = np.clip((hall.power[sel] - idle) / np.maximum(tdp - idle, 1.0), 0.0, 1.0)

@@ -1,7 +1,7 @@
 """The simulated hall's state at one instant: what the simulated devices (NVML, SNMP, MQTT) serve.
 
-The model in ``simulators.hall`` advances these objects in place each step; the simulated NVML
-backend and SNMP agents read them through the same interfaces real hardware uses. Units are SI
+The hall (``dcim.simulators.hall``) refreshes these long-lived objects from its physics after each
+step (``dcim.simulators.objects``); the simulated NVML backend and SNMP agents read them through the same interfaces real hardware uses. Units are SI
 (W, J, °C, A, V, L/min, kPa) unless a name says otherwise.
 """
 

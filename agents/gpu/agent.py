@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class GpuAgent:
-    """Reads every GPU of one node through ``backend`` (``pynvml`` or ``simulators.nvml.SimNvml``)."""
+    """Reads every GPU of one node through ``backend`` (``pynvml`` or ``dcim.simulators.nvml.SimNvml``)."""
 
     def __init__(
         self,

@@ -2,8 +2,9 @@
 
 Public API (kept stable for live evaluation, `dcim alerts test`, recording/replay and what-if):
 
-    from dcim.alerts.engine import Engine, Transition, Alert, load_rules, DEFAULT_RULES_DIR
-    rules = load_rules([DEFAULT_RULES_DIR])          # alerts.rulefile: files or directories of *.yaml
+    from dcim.alerts.engine import Engine
+    from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules
+    rules = load_rules([DEFAULT_RULES_DIR])          # files or directories of *.yaml
     engine = Engine(rules, site=site)                 # site=None: the embedded default hall
     transitions = engine.process(records)             # records roughly in time order
     transitions += engine.advance(end_ns)             # move event time with no data (stale, end of replay)
@@ -37,17 +38,12 @@ from operator import gt
 from typing import Any
 
 from dcim.alerts.evaluators import EVALUATORS, Context
-from dcim.alerts.inhibit import contains, inhibit
-from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules
-from dcim.alerts.state import NS, SEVERITY_RANK, Alert, AlertState, Result, Transition, fingerprint, scope_of, step
-from dcim.alerts.templates import location_text, render
+from dcim.alerts.inhibit import inhibit
+from dcim.alerts.state import NS, Alert, AlertState, Result, Transition, fingerprint, step
+from dcim.alerts.templates import render
 from dcim.alerts.topology import Topology
 from dcim.config import SiteConfig
 from dcim.record import Record
-
-__all__ = ["DEFAULT_RULES_DIR", "EVALUATORS", "NS", "SEVERITY_RANK", "Alert", "AlertState", "Engine", "Result",
-           "Transition", "contains", "fingerprint", "load_rules", "location_text", "render", "scope_of"]
-
 
 class Engine:
     """Evaluates rules over a stream of records on event time and reports alert transitions."""

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from dcim.alerts.actions import ActionRunner
-from dcim.alerts.engine import Engine, Transition
+from dcim.alerts.engine import Engine
+from dcim.alerts.state import Transition
 from dcim.alerts.metrics import AlertMetrics
 from dcim.alerts.notifiers import Dispatcher, Notifier, make_notifier
 from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules

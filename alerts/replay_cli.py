@@ -13,6 +13,7 @@ import click
 
 from dcim.alerts.recording import Header, RecordingReader, format_time, resolve_topology
 from dcim.alerts.replay import Pacer, ReplayResult, replay, write_to_influx
+from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules
 from dcim.errors import DcimError
 
 
@@ -32,9 +33,7 @@ def _speed(text: str | None) -> float | None:
 
 def load_rule_set(paths: tuple[Path, ...] | list[Path]) -> list[Any]:
     """Rules from files or directories, through the engine's loader."""
-    from dcim.alerts import engine
-
-    return list(engine.load_rules(list(paths)))
+    return list(load_rules(list(paths)))
 
 
 def make_engine(rules: list[Any], site: Any, header: Header | None = None) -> Any:
@@ -117,9 +116,7 @@ def replay_cmd(recording: Path, rules: tuple[Path, ...], compare: tuple[Path, ..
     if influx_url and not db:
         raise click.UsageError("--to-influx needs --db")
     pace = _speed(speed)
-    from dcim.alerts import engine
-
-    rule_paths = list(rules) or [Path(engine.DEFAULT_RULES_DIR)]
+    rule_paths = list(rules) or [DEFAULT_RULES_DIR]
     rule_set = load_rule_set(rule_paths)
     reader = RecordingReader(recording, skip_bad=skip_bad)
     site = resolve_topology(site_file or reader.header.topology)

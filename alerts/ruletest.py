@@ -36,7 +36,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dcim.alerts.engine import NS, Alert, Engine
+from dcim.alerts.engine import Engine
+from dcim.alerts.state import NS, Alert
 from dcim.alerts.rulefile import load_rules, parse_duration
 from dcim import schema
 from dcim.config import SiteConfig, default_site, load_site

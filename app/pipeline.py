@@ -39,7 +39,8 @@ from dcim.agents.snmp.cli import device_topic, devices_from_site
 from dcim.agents.snmp.poller import Poller
 from dcim.agents.snmp.profile import load_profiles
 from dcim.alerts.actions import MemoryScheduler, demo_runner
-from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
+from dcim.alerts.engine import Engine
+from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules
 from dcim.alerts.live import LiveObserver
 from dcim.alerts.notifiers import make_notifier
 from dcim.alerts.recording import Header, RecordingReader, write_recording

@@ -33,7 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules  # noqa: E402
+from dcim.alerts.engine import Engine  # noqa: E402
+from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules  # noqa: E402
 from dcim.alerts.recording import DEFAULT_FORMAT, Block, Header, RecordingReader, write_columnar  # noqa: E402
 from dcim.alerts.replay import replay  # noqa: E402
 

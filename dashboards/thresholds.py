@@ -2,7 +2,7 @@
 
 The dashboards never spell a limit of their own: the phase-current line (percent of the breaker),
 the phase-imbalance limit, the coolant supply class limit, the low-flow line and the GPU slowdown
-fallback are found in the rules the engine loads (``alerts.engine.load_rules``), by what each rule
+fallback are found in the rules the engine loads (``alerts.rulefile.load_rules``), by what each rule
 watches (kind, measurement, field, rating), not by its name. Where several severities watch the
 same thing, the first line crossed (the warning) is the one drawn.
 """
@@ -121,7 +121,7 @@ def from_rules(rules: Iterable[Any], site: SiteConfig) -> Thresholds:
 
 def from_rule_pack(rules_dir: str | Path = DEFAULT_RULES_DIR, site: SiteConfig | None = None) -> Thresholds:
     """Load the rule pack with the engine's own loader (RuleError names a bad file) and pick the thresholds."""
-    from dcim.alerts.engine import load_rules  # the engine's loader is the one definition of the format
+    from dcim.alerts.rulefile import load_rules  # the engine's loader is the one definition of the format
 
     root = Path(rules_dir)
     rules = load_rules([root]) if root.exists() else []

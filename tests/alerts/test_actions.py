@@ -16,9 +16,9 @@ from dcim.alerts.actions import ActionRunner, Planner, Policy, plan_actions, rea
 from dcim.alerts.actions_driver import Action
 from dcim.alerts.actions_slurm import parse_show_node
 from dcim.alerts.actions_webhook import WebhookDriver
-from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
+from dcim.alerts.engine import Engine
+from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rule_file, load_rules
 from dcim.alerts.notifiers import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from dcim.alerts.rulefile import load_rule_file
 from dcim.config import named_site
 from dcim.errors import DriverError, RuleError
 from dcim.record import Record

@@ -81,7 +81,8 @@ def test_a_resume_hold_falls_due_on_the_ticker():
 
 def test_after_a_restart_the_restored_alert_still_resumes_its_node(tmp_path):
     from dcim.alerts.actions import ActionRunner, MemoryScheduler, Planner, Policy
-    from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
+    from dcim.alerts.engine import Engine
+    from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules
     from dcim.alerts.live import LiveObserver
 
     site = named_site("h100-hall")

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from dcim.alerts.actions import Planner, Policy
 from dcim.alerts.actions_driver import ACTION_MEASUREMENT
-from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
+from dcim.alerts.engine import Engine
+from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules
 from dcim.alerts.recording import Header, write_recording
 from dcim import schema
 from dcim.app.cli import cli

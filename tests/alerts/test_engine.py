@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dcim.alerts.engine import Engine, Transition, fingerprint
+from dcim.alerts.engine import Engine
+from dcim.alerts.state import Transition, fingerprint
 from dcim.alerts.rulefile import parse_rule
 from dcim import schema
 from dcim.config import named_site

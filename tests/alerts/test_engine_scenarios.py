@@ -7,7 +7,8 @@ from collections import Counter
 
 import pytest
 
-from dcim.alerts.engine import Engine, load_rules, DEFAULT_RULES_DIR
+from dcim.alerts.engine import Engine
+from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules
 from dcim.config import SiteConfig
 from dcim.simulators.hall import Hall
 from dcim.simulators.scenarios import load_scenario

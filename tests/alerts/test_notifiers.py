@@ -12,7 +12,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from dcim.alerts.engine import Transition
+from dcim.alerts.state import Transition
 from dcim.alerts.live import LiveObserver, make_observer
 from dcim.alerts.notifiers import (
     SIGNATURE_HEADER,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
+from dcim.alerts.engine import Engine
+from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules
 from dcim.alerts.recording import Block, Header, RecordingReader, resolve_topology, write_columnar
 from dcim.alerts.replay import format_json, replay
 from dcim.errors import RecordingError

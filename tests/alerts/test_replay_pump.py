@@ -165,7 +165,7 @@ def test_two_replays_give_byte_identical_timelines(pump: dict) -> None:
 
 
 def test_the_shipped_rule_pack_pages_for_the_loop_and_inhibits_the_gpus(pump: dict) -> None:
-    from dcim.alerts.engine import DEFAULT_RULES_DIR, load_rules
+    from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules
 
     rule = next(r for r in load_rules([DEFAULT_RULES_DIR]) if r.name == "LoopFlowLow")
     assert rule.kind == "ratio" and rule.op == "<" and rule.rating == "loop.nominal_flow_lpm"

@@ -6,10 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dcim.alerts.engine import DEFAULT_RULES_DIR as ENGINE_DIR
-from dcim.alerts.engine import load_rules as engine_load_rules
 from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules, parse_duration
-from dcim.alerts.rules import load_rules as pack_load_rules
 from dcim.errors import RuleError
 
 
@@ -19,9 +16,10 @@ def write(tmp_path: Path, text: str, name: str = "r.yaml") -> Path:
     return p
 
 
-def test_loader_is_the_same_from_every_import_path():
-    assert engine_load_rules is load_rules is pack_load_rules
-    assert ENGINE_DIR == DEFAULT_RULES_DIR and DEFAULT_RULES_DIR.name == "rules"
+def test_the_default_pack_is_the_rules_package_folder():
+    from dcim.alerts import rules
+
+    assert DEFAULT_RULES_DIR.name == "rules" and DEFAULT_RULES_DIR == Path(rules.__file__).parent
 
 
 def test_loads_a_file_and_a_directory(tmp_path):

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pytest
 
-from dcim.alerts.engine import Transition
+from dcim.alerts.state import Transition
 from dcim.alerts.notifiers import AlertmanagerNotifier, alertmanager_config
 from servers import wait_until
 from tests.integration.test_alerts_pump import Receiver

@@ -14,7 +14,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from dcim.alerts.actions import make_runner
-from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
+from dcim.alerts.engine import Engine
+from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules
 from dcim.alerts.live import LiveObserver
 from dcim.config import ActionDriverConfig, ActionsConfig, SiteConfig, named_site
 from dcim.record import Record

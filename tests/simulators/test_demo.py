@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from dcim.alerts.engine import Transition
+from dcim.alerts.state import Transition
 from dcim.app.demo import LiveView, Summary, TextView, run_async
 from dcim.simulators.hall import Hall
 from dcim.app.pipeline import AlertBoard

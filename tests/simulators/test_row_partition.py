@@ -12,7 +12,8 @@ from paho.mqtt.client import topic_matches_sub
 
 from dcim.agents.gpu.agent import gpu_topic
 from dcim.agents.snmp.cli import device_topic
-from dcim.alerts.engine import DEFAULT_RULES_DIR, Engine, load_rules
+from dcim.alerts.engine import Engine
+from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules
 from dcim.alerts.replay import replay
 from dcim.config import named_site
 from dcim.record import Record

@@ -348,7 +348,7 @@ def _metric_rows(gpu: str, uuid: str, s1: Mapping[str, str], s2: Mapping[str, st
         spec = DCGM.get(c.field)
         if spec is None:
             continue
-        name, factor, _, _ = spec
+        name, factor = spec.name, spec.factor
         src = x if c.name.startswith("xml:") else s1
         reads = [src.get(c.name)] + ([s2.get(c.name)] if s2 and c.live and not c.name.startswith("xml:") else [])
         value = metrics.get(name)

@@ -25,13 +25,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from dcim.agents.gpu.reader import GpuReading
 from dcim.agents.gpu.xid import XidSummary
-from dcim.gpu_fields import BY_NAME, GPU_FIELDS
+from dcim import gpu_fields
 
-#: schema field -> (dcgm-exporter name, factor from schema unit, type, help as dcgm-exporter's CSV),
-#: from the GPU field table (dcim.gpu_fields)
-DCGM: dict[str, tuple[str, float, str, str]] = {
-    f.name: (f.metric.name, f.metric.factor, f.metric.type, f.metric.help)
-    for f in GPU_FIELDS if f.metric is not None and f.metric.dcgm
+#: schema field -> its dcgm-exporter metric (name, factor from the schema unit, type, help as
+#: dcgm-exporter's CSV), the field's row of the GPU field table (dcim.gpu_fields)
+DCGM: dict[str, gpu_fields.Metric] = {
+    f.name: f.metric for f in gpu_fields.GPU_FIELDS if f.metric is not None and f.metric.dcgm
 }
 
 #: dcgm-exporter's NVLink total: data bytes of every link, both directions, in KiB (NVML's unit for
@@ -40,17 +39,14 @@ NVLINK_TOTAL = ("DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "Total number of NVLink ba
 
 #: Families written as ``counter`` under their exact (suffix-less) dcgm-exporter name by ``render``.
 DCGM_COUNTERS: frozenset[str] = frozenset(
-    [name for name, _f, typ, _d in DCGM.values() if typ == "counter"] + [NVLINK_TOTAL[0]])
+    [m.name for m in DCGM.values() if m.type == "counter"] + [NVLINK_TOTAL[0]])
 
-#: schema field -> (our name, factor, type, help) for fields dcgm-exporter does not have; ``lost`` is
-#: written for every GPU from its reading, not from its values
-OWN: dict[str, tuple[str, float, str, str]] = {
-    f.name: (f.metric.name, f.metric.factor, f.metric.type, f.metric.help)
-    for f in GPU_FIELDS if f.metric is not None and not f.metric.dcgm and f.name != "lost"
+#: schema field -> our metric for fields dcgm-exporter does not have (a ``label`` when fields share
+#: one family: the clock-event reasons); ``lost`` is written for every GPU from its reading, not from its values
+OWN: dict[str, gpu_fields.Metric] = {
+    f.name: f.metric for f in gpu_fields.GPU_FIELDS if f.metric is not None and not f.metric.dcgm and f.name != "lost"
 }
-#: schema field -> (label name, label value) for fields that share one family (the clock-event reasons)
-OWN_LABEL: dict[str, tuple[str, str]] = {f.name: f.metric.label for f in GPU_FIELDS if f.metric and f.metric.label}
-_LOST = BY_NAME["lost"].metric
+_LOST = gpu_fields.BY_NAME["lost"].metric
 
 DCGM_LABELS = ("gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname", "hostname", "DCGM_FI_DRIVER_VERSION")
 OWN_LABELS = ("gpu", "uuid", "node")
@@ -125,19 +121,19 @@ class GpuCollector:
                 m.add_sample(NVLINK_TOTAL[0], dcgm_lv,
                              (values["nvlink_tx_bytes_total"] + values["nvlink_rx_bytes_total"]) / 1024)
             for name, value in values.items():
-                if name in DCGM:
-                    mname, factor, typ, doc = DCGM[name]
-                    m = fam(mname, typ, doc, DCGM_LABELS)
-                    m.add_sample(mname, dcgm_lv, float(value) * factor)
-                elif name in OWN:
-                    mname, factor, typ, doc = OWN[name]
+                spec = DCGM.get(name)
+                if spec is not None:
+                    fam(spec.name, spec.type, spec.help, DCGM_LABELS).add_sample(
+                        spec.name, dcgm_lv, float(value) * spec.factor)
+                    continue
+                spec = OWN.get(name)
+                if spec is not None:
                     labels, lv = OWN_LABELS, own_lv
-                    extra = OWN_LABEL.get(name)
-                    if extra is not None:
-                        labels, lv = (*OWN_LABELS, extra[0]), [*own_lv, extra[1]]
+                    if spec.label is not None:
+                        labels, lv = (*OWN_LABELS, spec.label[0]), [*own_lv, spec.label[1]]
                     elif name == "activity_pct":  # the source label is the activity_source field
                         labels, lv = (*OWN_LABELS, "source"), [*own_lv, str(values.get("activity_source", ""))]
-                    fam(mname, typ, doc, labels).add_metric(lv, float(value) * factor)
+                    fam(spec.name, spec.type, spec.help, labels).add_metric(lv, float(value) * spec.factor)
             fam(_LOST.name, _LOST.type, _LOST.help, OWN_LABELS).add_metric(own_lv, float(r.lost))
             if xid is not None:
                 xf = fam("dcim_gpu_xid_errors", "counter", "XID errors seen by the agent, per code.",

@@ -53,10 +53,10 @@ def test_every_read_row_is_in_the_readers_plan_and_nothing_else() -> None:
 
 def test_every_metric_row_is_in_the_metrics_maps_and_nothing_else() -> None:
     dcgm = {r.name: r.metric for r in ROWS if r.metric is not None and r.metric.dcgm}
-    assert {k: v[0] for k, v in metrics.DCGM.items()} == {k: m.name for k, m in dcgm.items()}
-    own = {r.name for r in ROWS if r.metric is not None and not r.metric.dcgm}
-    assert set(metrics.OWN) | {"lost"} == own
-    assert all(v[2] in ("gauge", "counter") for v in (*metrics.DCGM.values(), *metrics.OWN.values()))
+    assert metrics.DCGM == dcgm
+    own = {r.name: r.metric for r in ROWS if r.metric is not None and not r.metric.dcgm}
+    assert metrics.OWN | {"lost": own["lost"]} == own
+    assert all(v.type in ("gauge", "counter") for v in (*metrics.DCGM.values(), *metrics.OWN.values()))
 
 
 def test_the_simulator_has_no_gpu_field_the_table_lacks() -> None:
@@ -145,7 +145,7 @@ from dcim.simulators import nvml
 print(json.dumps({
     "schema": ["hbm_temp_c" in schema.GPU.fields, "mem_temp_c" in schema.GPU.fields],
     "reader": [fr.field, fr.scale],
-    "metrics": metrics.DCGM["hbm_temp_c"][0],
+    "metrics": metrics.DCGM["hbm_temp_c"].name,
     "simulator": list(nvml._FIELDS[row.read.id][:2]),
 }))
 """

@@ -13,12 +13,18 @@ from pathlib import Path
 
 import click
 
-from dcim.alerts.recording import (DERIVED_MEASUREMENTS, Header, format_time, parse_duration_s, parse_time,
-                                   resolve_topology, write_recording)
+from dcim.alerts.recording import (DERIVED_MEASUREMENTS, Header, RecordingReader, format_time, parse_duration_s,
+                                   parse_time, resolve_topology, write_recording)
 from dcim.alerts.recording_sources import records_from_influx, records_from_mqtt, records_from_simulator
 from dcim.collector.store import EmbeddedStore
 from dcim.errors import DcimError
 from dcim.record import Record
+
+
+def _in_place(r: Record, tags: dict[str, str]) -> bool:
+    """Whether a record passes a location filter: every filter tag it carries has the filter's value
+    (a measurement without the tag, the site's or a loop's, comes whole)."""
+    return not any(k in r.tags and r.tags[k] != v for k, v in tags.items())
 
 
 def records_from_store(path: str | Path, *, start_ns: int | None = None, end_ns: int | None = None,
@@ -30,9 +36,8 @@ def records_from_store(path: str | Path, *, start_ns: int | None = None, end_ns:
             if m in DERIVED_MEASUREMENTS:
                 continue
             for r in store.query(m, start_ns=start_ns, end_ns=end_ns):
-                if tags and any(k in r.tags and r.tags[k] != v for k, v in tags.items()):
-                    continue
-                yield r
+                if not tags or _in_place(r, tags):
+                    yield r
     finally:
         store.close()
 
@@ -133,7 +138,7 @@ def record_cmd(out: Path, scenario: str | None, simulate: bool, influx_url: str 
         header.source = f"simulator scenario={scenario or 'none'} seed={seed} step={step}"
         records = records_from_simulator(scenario, dur, site=site, seed=seed, step_s=parse_duration_s(step))
         if tags:
-            records = (r for r in records if not any(k in r.tags and r.tags[k] != v for k, v in tags.items()))
+            records = (r for r in records if _in_place(r, tags))
     elif influx_url:
         if not db or start_ns is None or end_ns is None:
             raise click.UsageError("--from-influx needs --db, --start and --end")
@@ -152,8 +157,6 @@ def record_cmd(out: Path, scenario: str | None, simulate: bool, influx_url: str 
         records = records_from_store(store_path, start_ns=start_ns,
                                      end_ns=end_ns + 1 if end_ns is not None else None, tags=tags)
     elif recording_path:
-        from dcim.alerts.recording import RecordingReader
-
         reader = RecordingReader(recording_path)
         header = reader.header
         header.extra.pop("records", None)
@@ -164,7 +167,7 @@ def record_cmd(out: Path, scenario: str | None, simulate: bool, influx_url: str 
             header.end_ns = end_ns if end_ns is not None else header.end_ns
         records = (r for b in reader.batches() for r in b
                    if (start_ns is None or r.time_ns >= start_ns) and (end_ns is None or r.time_ns <= end_ns)  # type: ignore[operator]
-                   and not any(k in r.tags and r.tags[k] != v for k, v in tags.items()))
+                   and _in_place(r, tags))
     else:
         assert mqtt_url is not None
         counts: dict[str, int] = {}
@@ -178,7 +181,7 @@ def record_cmd(out: Path, scenario: str | None, simulate: bool, influx_url: str 
         header.source = f"mqtt url={mqtt_url} topics={','.join(topics or ('dcim/#',))}"
         got = asyncio.run(records_from_mqtt(mqtt_url, topics=topics or ("dcim/#",), duration_s=dur,
                                             max_messages=max_messages, counts=counts, mqtt=mqtt_cfg))
-        records = [r for r in got if not any(k in r.tags and r.tags[k] != v for k, v in tags.items())]
+        records = [r for r in got if _in_place(r, tags)]
         if counts.get("skipped"):
             click.echo(f"note: {counts['skipped']} of {counts['messages']} messages were not line protocol "
                        "and are not in the recording", err=True)

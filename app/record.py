@@ -59,7 +59,7 @@ def _location_filter(rack: str | None, row: str | None, where: tuple[str, ...]) 
 
 @click.command("record")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Recording to write (gzip line protocol with a header).")
+              help="Recording to write (columnar; line protocol when named *.lp.gz or with --format lp).")
 @click.option("--scenario", help="Simulate this fault scenario (see `dcim simulate --list`).")
 @click.option("--simulate", is_flag=True, help="Simulate the hall with no fault (with --duration).")
 @click.option("--from-influx", "influx_url", metavar="URL", help="Read an InfluxDB time range (v1 /query API).")

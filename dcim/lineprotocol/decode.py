@@ -9,8 +9,9 @@ would store. Deliberate differences are listed in docs/core.md with their reason
 from __future__ import annotations
 
 import math
+import operator
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from dcim.errors import LineProtocolError
@@ -187,9 +188,9 @@ def _converter(value: FieldValue):  # noqa: ANN202 - one of float, _int_value, _
     return _int_value
 
 
-#: field names of a line -> (a converter per value, positions of the floats); lines of one
-#: series repeat their layout, so each value is converted without trying types in turn
-_layouts: dict[tuple[str, ...], tuple[list, list[int]]] = {}
+#: field names of a line -> (a converter per value, positions of the floats, their getter); lines
+#: of one series repeat their layout, so each value is converted without trying types in turn
+_layouts: dict[tuple[str, ...], tuple[list, list[int], Callable[[list], tuple] | None]] = {}
 
 
 def _fast_line(line: str, factor: int, default_time_ns: int | None) -> Record:
@@ -243,17 +244,18 @@ def _fast_line(line: str, factor: int, default_time_ns: int | None) -> Record:
     names = parts[0::2]
     raw = parts[1::2]
     # numbers are ASCII digits only (float() and int() also take other scripts, blanks, '_')
-    joined = "".join(v for v in raw if v[:1] != '"') if '"' in fpart else "".join(raw)
+    joined = "".join([v for v in raw if v[:1] != '"']) if '"' in fpart else "".join(raw)
     if not (joined.isascii() and joined.isprintable()) or "_" in joined or "+" in joined:
         raise ValueError
-    layout = _layouts.get(tuple(names))
+    names_key = tuple(names)
+    layout = _layouts.get(names_key)
     values: list[FieldValue] | None = None
     if layout is not None:
         try:
-            if len(layout[1]) == nfields:
+            if layout[2] is None:
                 values = list(map(float, raw))
             else:
-                values = [conv(v) for conv, v in zip(layout[0], raw)]
+                values = list(map(_call, layout[0], raw))  # each value by its converter, in C
         except (ValueError, KeyError, IndexError):
             values = None  # the types changed: work them out again
     if values is None:
@@ -263,18 +265,34 @@ def _fast_line(line: str, factor: int, default_time_ns: int | None) -> Record:
             values = list(map(_parse_value, raw))  # integers, booleans; raises on anything else
         if len(_layouts) >= _CACHE_MAX:
             _layouts.clear()
-        floats = [i for i, v in enumerate(values) if type(v) is float]
-        _layouts[tuple(names)] = ([_converter(v) for v in values], floats)
-        layout = _layouts[tuple(names)]
+        layout = _layouts[names_key] = _layout_of(values)
     floats = layout[1]
     if floats:
-        total = sum(values) if len(floats) == nfields else sum([values[i] for i in floats])
+        gather = layout[2]
+        total = sum(values) if gather is None else sum(gather(values))
         if total - total != 0:
             values = list(map(_parse_value, raw))  # raises for NaN/Inf; accepts an overflowing sum
     fields = dict(zip(names, values))
     if "" in fields or "time" in fields or len(fields) != nfields:
         raise ValueError
     return Record(meas, tags, fields, ts)
+
+
+_call = operator.call
+
+
+def _layout_of(values: list[FieldValue]) -> tuple[list, list[int], Callable[[list], tuple] | None]:
+    """(a converter per value, positions of the floats, a getter of the float values as a tuple, or
+    None when every value is a float)."""
+    floats = [i for i, v in enumerate(values) if type(v) is float]
+    if len(floats) == len(values):
+        gather = None
+    elif len(floats) == 1:
+        only = floats[0]
+        gather = lambda vs: (vs[only],)  # noqa: E731 - itemgetter of one index returns no tuple
+    else:
+        gather = operator.itemgetter(*floats) if floats else (lambda vs: ())
+    return [_converter(v) for v in values], floats, gather
 
 
 class _Scanner:
@@ -771,11 +789,20 @@ def decode_report(data: str | bytes, *, precision: str = "ns", default_time_ns: 
             # every line holding bytes that are not UTF-8 is refused on its own; the rest are read
             data = raw.decode("utf-8", errors="surrogateescape")
             return _decode_lines(data, factor, default_time_ns, result, check_utf8=True)
-    if ("#" in data or '"' in data or "\\\n" in data or "\x00" in data or "\n " in data or "\n\t" in data
+    if ("#" in data or "\\\n" in data or "\x00" in data or "\n " in data or "\n\t" in data
             or data[:1] in _WS):
         return _decode_lines(data, factor, default_time_ns, result)
+    if '"' in data:
+        # string values: the plain split is InfluxDB's cut when every line's quotes settle (what
+        # ``_split`` checks line by line); the common case then needs no line scanner
+        pieces = data.split("\n")
+        if not all(_quotes_settled(seg) for seg in pieces[:-1] if '"' in seg):
+            return _decode_lines(data, factor, default_time_ns, result)
+        if keep_lines:
+            return _decode_clean_kept(pieces, factor, default_time_ns, result)
+        return _decode_lines(data, factor, default_time_ns, result)
     if keep_lines:
-        return _decode_clean_kept(data, factor, default_time_ns, result)
+        return _decode_clean_kept(data.split("\n"), factor, default_time_ns, result)
     # the common case, clean machine-written lines: no per-line checks beyond the fast reader
     append = result.records.append
     for lineno, line in enumerate(data.split("\n"), 1):
@@ -790,13 +817,15 @@ def decode_report(data: str | bytes, *, precision: str = "ns", default_time_ns: 
     return result
 
 
-def _decode_clean_kept(data: str, factor: int, default_time_ns: int | None, result: DecodeResult) -> DecodeResult:
-    """The common-case loop of ``decode_report`` that also keeps each record's line."""
+def _decode_clean_kept(pieces: list[str], factor: int, default_time_ns: int | None, result: DecodeResult
+                       ) -> DecodeResult:
+    """The common-case loop of ``decode_report`` that also keeps each record's line; ``pieces`` are
+    the lines as InfluxDB cuts them (no comments, indentation or line inside a string)."""
     append = result.records.append
     keep_line = result.lines.append  # type: ignore[union-attr]
     keep_lineno = result.linenos.append  # type: ignore[union-attr]
     keep_verbatim = result.verbatim.append  # type: ignore[union-attr]
-    for lineno, line in enumerate(data.split("\n"), 1):
+    for lineno, line in enumerate(pieces, 1):
         if line:
             try:
                 append(_fast_line(line, factor, default_time_ns))

@@ -35,6 +35,8 @@ REASONS = (
 )
 
 _KEYS_CACHE_MAX = 100_000
+#: topics remembered per admitted series (one, for an agent's own series)
+_TOPICS_PER_SERIES = 4
 
 
 @dataclass(slots=True)
@@ -223,7 +225,9 @@ class Admission:
         self.max_series = max_series
         self.layouts = [TopicLayout(p) for p in topic_layouts] if check_topic else []
         self._series: set[int] = set()
-        self._keys: dict[tuple, tuple] = {}  # (measurement, tag items) -> (series hash,) or (reason, detail)
+        # (measurement, tag items) -> (series hash, topics it was admitted on) or (reason, detail, None).
+        # Series are never forgotten, so a key once admitted on a topic is admitted on it again.
+        self._keys: dict[tuple, tuple] = {}
         self._topics: dict[str, dict[str, str] | None] = {}
 
     @property
@@ -238,16 +242,22 @@ class Admission:
         kept: list[Record] = []
         rejects: list[Reject] = []
         series = self._series
+        keys = self._keys
         for line, rec in zip(lines, records, strict=True):
-            key = (rec.measurement, tuple(rec.tags.items()))
-            parsed = self._keys.get(key)
+            tags = rec.tags
+            key = (rec.measurement, tuple(tags.items()))
+            parsed = keys.get(key)
             if parsed is None:
                 parsed = self._verdict(key, rec)
-            if len(parsed) == 2:
-                rejects.append(Reject(parsed[0], parsed[1], line))  # type: ignore[arg-type]
+            if len(parsed) == 3:
+                rejects.append(Reject(parsed[0], parsed[1], line))
+                continue
+            seen_on = parsed[1]
+            if topic in seen_on:  # the series exists and agreed with this topic before
+                good.append(line)
+                kept.append(rec)
                 continue
             h = parsed[0]
-            tags = rec.tags
             if expected:
                 wrong = [k for k, v in expected.items() if k in tags and tags[k] != v]
                 if wrong:
@@ -262,20 +272,22 @@ class Admission:
                                           f"({rec.measurement} {tag_text!r}); existing series go on", line))
                     continue
                 series.add(h)
+            if len(seen_on) < _TOPICS_PER_SERIES:
+                seen_on.add(topic)
             good.append(line)
             kept.append(rec)
         return good, kept, rejects
 
     def _verdict(self, key: tuple, rec: Record) -> tuple:
-        """(series hash,) for a series the schema allows, else (reason, detail); cached per series."""
+        """(series hash, set()) for a series the schema allows, else (reason, detail, None); cached per series."""
         meas = MEASUREMENTS.get(rec.measurement)
         unknown = [t for t in rec.tags if meas is not None and t not in meas.tags]
         if unknown:
             verdict: tuple = ("unknown_tag", f"tag {unknown[0]!r} is not a tag of measurement {rec.measurement!r} "
-                              f"(its tags: {', '.join(meas.tags)})")  # type: ignore[union-attr]
+                              f"(its tags: {', '.join(meas.tags)})", None)  # type: ignore[union-attr]
         else:
             # one series however its tags are ordered in the line
-            verdict = (hash((rec.measurement, *sorted(rec.tags.items()))),)
+            verdict = (hash((rec.measurement, *sorted(rec.tags.items()))), set())
         if len(self._keys) >= _KEYS_CACHE_MAX:
             self._keys.clear()
         self._keys[key] = verdict

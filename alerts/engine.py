@@ -189,8 +189,7 @@ class Engine:
         ``keep_firing_for`` countdown, flap history, inhibition mark and whether they paged; alerts no
         longer active whose flap history still counts; and a source of inhibition that resolved while
         the alerts it explained are still marked (Alertmanager is waiting for its resolution)."""
-        by_fp = {st.fp: st for r in self.rules for st in self._states[r.name].values()}
-        sources = {st.inhibited_by for st in by_fp.values()
+        sources = {st.inhibited_by for states in self._states.values() for st in states.values()
                    if st.state in ("pending", "firing") and st.inhibited and st.inhibited_by is not None}
         now = self.clock_ns
         alerts = []

@@ -6,6 +6,7 @@ devices report (0.01 for temperatures and power, whole joules for energy counter
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -27,13 +28,6 @@ if TYPE_CHECKING:
     from dcim.simulators.state import GpuState
 
 
-_GPU_FLOATS = (
-    "temp_c", "mem_temp_c", "power_w", "power_instant_w", "energy_j", "power_limit_w", "sm_clock_mhz",
-    "mem_clock_mhz", "util_pct", "mem_util_pct", "violation_power_s", "violation_thermal_s",
-)
-_GPU_INTS = ("mem_used_bytes", "processes", "clock_event_mask", "pstate", "ecc_sbe_volatile_total", "ecc_dbe_volatile_total")
-
-
 def _check_fields(meas: schema.Measurement, names) -> list[tuple[str, str]]:
     """(name, type) from the schema; a typo here fails at import, not in a dashboard."""
     return [(n, meas.field(n).type) for n in names]
@@ -44,10 +38,38 @@ def _whole(fields: list[tuple[str, str]], *names: str) -> list[tuple[str, str]]:
     return [(n, "whole" if n in names else k) for n, k in fields]
 
 
-#: The activity KPI as the GPU agent gives it: GPM SM activity where the GPU has GPM, else utilization.
-_GPU_ACTIVITY = ("activity_pct", "activity_source")
-_GPU_FIELDS = _whole(_check_fields(schema.GPU, (*_GPU_FLOATS, *_GPU_INTS, *THROTTLE_BITS, "lost", *_GPU_ACTIVITY)),
-                     "energy_j")
+#: The hall's ``gpu`` line, in field order: fields of the GPU field table (dcim.gpu_fields, through
+#: dcim.schema.GPU), each with the resolution the hall writes a float reading at: decimals (sensors
+#: 0.01, clocks whole MHz, violation time 0.1 s) or _WHOLE (energy counters, 1 J). Other fields are
+#: written as their row's type says (int, bool, str). The resolution is the simulated sensor's, not
+#: a property of the field: the agent reading NVML gets NVML's own (whole degC, mW).
+_WHOLE = "whole"
+_GPU_COLUMNS: tuple[tuple[str, int | str | None], ...] = (
+    ("temp_c", 2), ("mem_temp_c", 2), ("power_w", 2), ("power_instant_w", 2), ("energy_j", _WHOLE),
+    ("power_limit_w", 2), ("sm_clock_mhz", 0), ("mem_clock_mhz", 0), ("util_pct", 2), ("mem_util_pct", 2),
+    ("violation_power_s", 1), ("violation_thermal_s", 1),
+    ("mem_used_bytes", None), ("processes", None), ("clock_event_mask", None), ("pstate", None),
+    ("ecc_sbe_volatile_total", None), ("ecc_dbe_volatile_total", None),
+    *((name, None) for name in THROTTLE_BITS), ("lost", None),
+    # the activity KPI as the GPU agent gives it: GPM SM activity where the GPU has GPM, else utilization
+    ("activity_pct", 2), ("activity_source", None),
+)
+
+
+def _writer(meas: schema.Measurement, name: str, resolution: int | str | None):
+    """The function that turns one column (a numpy array) into the value texts of ``name``."""
+    kind = meas.field(name).type
+    if (kind == "float") != (resolution is not None):
+        msg = f"{meas.name}.{name} is {kind}: a resolution is given for float fields only"
+        raise ValueError(msg)
+    if kind == "float":
+        return whole if resolution == _WHOLE else functools.partial(fixed, decimals=resolution)
+    return {"int": ints, "bool": bool_col, "str": np.ndarray.tolist}[kind]
+
+
+_GPU_FIELDS = _whole(_check_fields(schema.GPU, [n for n, _ in _GPU_COLUMNS]),
+                     *[n for n, r in _GPU_COLUMNS if r == _WHOLE])
+_GPU_WRITERS = [(n, _writer(schema.GPU, n, r)) for n, r in _GPU_COLUMNS]
 _PDU_FIELDS = _whole(_check_fields(
     schema.PDU, ("power_w", "apparent_power_va", "power_factor", "peak_power_w", "energy_j", "frequency_hz", "load_state")
 ), "energy_j")
@@ -70,18 +92,17 @@ class Emitter:
         self.hall = hall
         self._xid_block: SeriesBlock | None = None
         self._xid_keys: list[tuple[int, int]] = []
-        gpu_tags, lost_tags = [], []
+        gpu_tags = []
         for i in range(hall.n_gpus):
             o = gpus[i]
             t = dict(hall.rack_tags[hall.gpu_rack[i]])
             t.update(node=o.node, gpu=str(o.index), uuid=o.uuid, model=o.model)
             gpu_tags.append(t)
-            lost_tags.append(t)
         self.gpu_block = SeriesBlock("gpu", gpu_tags, _GPU_FIELDS)
         gpm = np.array([architecture(t["model"]) != "other" for t in gpu_tags], dtype=bool)
         self._gpm = gpm
         self._activity_source = np.where(gpm, "gpm_sm_active", "nvml_util").astype(object)
-        self.lost_block = SeriesBlock("gpu", lost_tags, _LOST_FIELDS)
+        self.lost_block = SeriesBlock("gpu", gpu_tags, _LOST_FIELDS)  # a lost GPU's line: lost=true alone
         pdu_tags, phase_tags, env_tags = [], [], []
         self.phase_rows: list[int] = []  # phase slot index of each pdu_phase series
         for pi, (rack, name) in enumerate(hall.pdu_keys):
@@ -141,26 +162,25 @@ class Emitter:
     def _gpu(self, hall: HallPhysics, alive: np.ndarray, g_rows: tuple[int, ...] | None) -> list:
         out = []
         sel = slice(None) if g_rows is None else np.flatnonzero(alive)
-        r2 = lambda a: fixed(a[sel], 2)  # noqa: E731 - sensors report 0.01 resolution
-        util = hall.util[sel]
-        cols = [
-            r2(hall.temp), r2(hall.mem_temp), r2(hall.power), r2(hall.power_instant),
-            whole(hall.gpu_energy[sel]), r2(hall.power_limit), fixed(hall.sm_clock[sel], 0),
-            fixed(hall.mem_clock[sel], 0), r2(hall.util), r2(hall.mem_util_pct()),
-            fixed(hall.viol_power_s[sel], 1), fixed(hall.viol_thermal_s[sel], 1),
-            hall.mem_used_bytes()[sel].tolist(), ints((util >= 5.0).astype(np.int64)), ints(hall.mask[sel]),
-            ints(np.zeros(len(util), dtype=np.int64)), ints(hall.ecc_sbe[sel]), ints(hall.ecc_dbe[sel]),
-        ]
-        mask = hall.mask[sel]
-        cols += [bool_col((mask & bit) != 0) for bit in THROTTLE_BITS.values()]
-        cols.append(["false"] * len(util))
+        util, mask = hall.util, hall.mask
         # the same model as the simulated NVML's GPM (dcim.simulators.nvml.sm_activity_pct), vectorized
-        tdp = hall.tdp_w[sel]
-        idle = IDLE_POWER_FRACTION * tdp
-        frac = np.clip((hall.power[sel] - idle) / np.maximum(tdp - idle, 1.0), 0.0, 1.0)
+        idle = IDLE_POWER_FRACTION * hall.tdp_w
+        frac = np.clip((hall.power - idle) / np.maximum(hall.tdp_w - idle, 1.0), 0.0, 1.0)
         sm = util * (SM_ACTIVITY_FLOOR + (1 - SM_ACTIVITY_FLOOR) * frac)
-        cols += [fixed(np.where(self._gpm[sel], sm, util), 2), self._activity_source[sel].tolist()]
-        out.append((self.gpu_block, g_rows, cols))
+        # each field's column, by name (every GPU; the lines take the answering ones)
+        values = {
+            "temp_c": hall.temp, "mem_temp_c": hall.mem_temp, "power_w": hall.power,
+            "power_instant_w": hall.power_instant, "energy_j": hall.gpu_energy, "power_limit_w": hall.power_limit,
+            "sm_clock_mhz": hall.sm_clock, "mem_clock_mhz": hall.mem_clock, "util_pct": util,
+            "mem_util_pct": hall.mem_util_pct(), "violation_power_s": hall.viol_power_s,
+            "violation_thermal_s": hall.viol_thermal_s, "mem_used_bytes": hall.mem_used_bytes(),
+            "processes": (util >= 5.0).astype(np.int64), "clock_event_mask": mask,
+            "pstate": np.zeros(len(util), dtype=np.int64), "ecc_sbe_volatile_total": hall.ecc_sbe,
+            "ecc_dbe_volatile_total": hall.ecc_dbe, "lost": hall.lost,
+            "activity_pct": np.where(self._gpm, sm, util), "activity_source": self._activity_source,
+        }
+        values.update((name, (mask & bit) != 0) for name, bit in THROTTLE_BITS.items())
+        out.append((self.gpu_block, g_rows, [write(values[name][sel]) for name, write in _GPU_WRITERS]))
         if g_rows is not None:
             lost_rows = tuple(np.flatnonzero(hall.lost).tolist())
             out.append((self.lost_block, lost_rows, [["true"] * len(lost_rows)]))

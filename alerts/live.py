@@ -21,13 +21,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from dcim.alerts.actions import ActionRunner
+from dcim.alerts.actions import ActionRunner, make_runner
 from dcim.alerts.engine import Engine
 from dcim.alerts.state import Transition
 from dcim.alerts.metrics import AlertMetrics
 from dcim.alerts.notifiers import Dispatcher, Notifier, make_notifier
 from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules
-from dcim.config import SiteConfig
+from dcim.config import SiteConfig, default_site
 from dcim.record import Record
 
 log = logging.getLogger(__name__)
@@ -207,16 +207,12 @@ def make_observer(site: SiteConfig | Any = None, *, notifiers: Sequence[Notifier
     hall's topology and alert section are used.
     """
     if not isinstance(site, SiteConfig):
-        from dcim.config import default_site
-
         site = default_site()
     cfg = site.alerts
     rules = load_rules(rule_paths(site))
     engine = Engine(rules, site=site, evaluation_interval_s=cfg.evaluation_interval_s)
     if notifiers is None:
         notifiers = [make_notifier(n) for n in cfg.notifiers]
-    from dcim.alerts.actions import make_runner
-
     return LiveObserver(engine, notifiers, clock=clock, lateness_s=cfg.lateness_s,
                         actions=make_runner(rules, site, registry=registry), state_path=cfg.state_path,
                         grace_period_s=cfg.for_grace_period_s, outage_tolerance_s=cfg.for_outage_tolerance_s,

@@ -42,8 +42,8 @@ def notifications(receiver):
     return out
 
 
-def observer(am, state):
-    engine = Engine([parse_rule(RULE)], site=named_site("h100-hall"), evaluation_interval_s=1.0)
+def observer(am, state, rules=(RULE,)):
+    engine = Engine([parse_rule(r) for r in rules], site=named_site("h100-hall"), evaluation_interval_s=1.0)
     return LiveObserver(engine, [AlertmanagerNotifier(am.url, resend_interval_s=2, resolve_resend_s=5)],
                         ticker=False, state_path=state)
 
@@ -97,13 +97,6 @@ PUMP_RULES = [
 ]
 
 
-def pump_observer(am, state):
-    rules = [parse_rule(r) for r in PUMP_RULES]
-    engine = Engine(rules, site=named_site("h100-hall"), evaluation_interval_s=1.0)
-    return LiveObserver(engine, [AlertmanagerNotifier(am.url, resend_interval_s=2, resolve_resend_s=5)],
-                        ticker=False, state_path=state)
-
-
 def pump_feed(obs, start_s, end_s, *, flow, temp):
     for t in range(int(start_s), int(end_s) + 1):
         obs.observe([Record("coolant_loop", {"loop": "loop-a", "cdu": "cdu-a"},
@@ -128,7 +121,7 @@ def test_an_alert_inhibited_at_shutdown_stays_quiet_after_a_restart(alertmanager
     state = tmp_path / "alert-state.json"
     now = int(time.time())
 
-    first = pump_observer(am, state)
+    first = observer(am, state, PUMP_RULES)
     # the pump fails with the GPU hot: the loop alert pages, the GPU alert is inhibited beneath it; the
     # pump recovers 3 s ago, the GPU is still hot: the mark lasts the loop rule's 60 s inhibit_grace,
     # and Alertmanager mutes the GPU alert only while the loop alert is active, so the notifier holds
@@ -142,7 +135,7 @@ def test_an_alert_inhibited_at_shutdown_stays_quiet_after_a_restart(alertmanager
                         and a["status"]["state"] == "suppressed"], 15, message="the GPU alert muted")
     first.close()  # the engine stops (state saved) while the mark is in its grace
 
-    second = pump_observer(am, state)  # and starts again
+    second = observer(am, state, PUMP_RULES)  # and starts again
     assert sorted((t.rule, t.state) for t in second.restored) == [("CoolantFlowLow", "resolved"),
                                                                    ("GpuHot", "firing")]
     t = int(time.time())
@@ -165,18 +158,12 @@ FLAP_RULE = {"name": "GpuFlapping", "kind": "threshold", "severity": "warning", 
              "field": "temp_c", "threshold": 85, "for": "0s", "flap": {"window": "120s", "max_fires": 3}}
 
 
-def flap_observer(am, state):
-    engine = Engine([parse_rule(FLAP_RULE)], site=named_site("h100-hall"), evaluation_interval_s=1.0)
-    return LiveObserver(engine, [AlertmanagerNotifier(am.url, resend_interval_s=2, resolve_resend_s=5)],
-                        ticker=False, state_path=state)
-
-
 def test_flap_history_survives_a_restart_so_a_third_fire_holds(alertmanager_factory, receiver, tmp_path):
     am = alertmanager_factory(config=am_config(receiver.url))
     state = tmp_path / "alert-state.json"
     now = int(time.time())
 
-    first = flap_observer(am, state)
+    first = observer(am, state, [FLAP_RULE])
     for start in (now - 40, now - 30):  # fires and resolves twice
         feed(first, start, start + 1, 95)
         feed(first, start + 2, start + 4, 70)
@@ -186,7 +173,7 @@ def test_flap_history_survives_a_restart_so_a_third_fire_holds(alertmanager_fact
     time.sleep(2.0)  # let Alertmanager send what it has
     before = len(notifications(receiver))
 
-    second = flap_observer(am, state)
+    second = observer(am, state, [FLAP_RULE])
     assert second.restored == []  # nothing was active at the restart
     t = int(time.time())
     feed(second, t, t + 1, 95)  # the third fire within the window: flapping

@@ -125,6 +125,9 @@ class Collector:
         self._reading_paused = False
         self._high_water = max(10, config.receive_maximum)
         self._low_water = self._high_water // 4
+        # the labelled counters ``handle`` bumps for every message, looked up once
+        self._received_by_kind = {kind: self.metrics.messages_received.labels(kind)
+                                  for kind in ("lineprotocol", "json", "status")}
 
     # --- topics -----------------------------------------------------------------------------
 
@@ -157,7 +160,8 @@ class Collector:
             lines, records, kind = [], [], "lineprotocol"
             rejects = [Reject("parse_error", f"collector error: {type(exc).__name__}: {exc}",
                               payload[:EXCERPT].decode("utf-8", "replace"), size=len(payload))]
-        self.metrics.messages_received.labels(kind).inc()
+        received = self._received_by_kind.get(kind)
+        (received if received is not None else self.metrics.messages_received.labels(kind)).inc()
         for r in rejects:
             self.dead_letter.add(r, topic=topic, now_ns=now, size=r.size)
             self.metrics.rejected.labels(r.reason).inc()

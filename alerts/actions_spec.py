@@ -45,16 +45,15 @@ def check_scope(spec: ActionSpec, rule: Any) -> str | None:
         meas = getattr(rule, "measurement", None)
         if meas is None or meas not in schema.MEASUREMENTS:
             return None  # the rule's own check reports the measurement
-        tags = set(schema.MEASUREMENTS[meas].tags) | set(getattr(rule, "by", None) or ())
         by = getattr(rule, "by", None)
+        tags = set(schema.MEASUREMENTS[meas].tags) | set(by or ())
         if by and kind in ("aggregate", "imbalance", "redundancy", "absent"):
             tags = set(by)  # grouped alerts keep only their group labels (and the place the topology adds)
         if "node" in tags:
             tags |= {"rack", "loop"}
         if "rack" in tags:
             tags.add("loop")
-    need = {"node": "node", "rack": "rack", "loop": "loop"}[spec.scope]
-    if need in tags:
+    if spec.scope in tags:  # a scope is named by the label of the same name
         return None
-    return f"scope {spec.scope!r} needs alerts labelled with {need!r}; this rule's alerts carry {sorted(tags)}"
+    return f"scope {spec.scope!r} needs alerts labelled with {spec.scope!r}; this rule's alerts carry {sorted(tags)}"
 

@@ -17,8 +17,8 @@ import httpx
 from pydantic import SecretStr
 
 from dcim.alerts.actions_driver import Action
-from dcim.errors import DriverError
 from dcim.alerts.notifiers import WebhookNotifier
+from dcim.errors import DriverError
 
 
 class WebhookDriver:

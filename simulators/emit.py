@@ -167,19 +167,12 @@ class Emitter:
         idle = IDLE_POWER_FRACTION * hall.tdp_w
         frac = np.clip((hall.power - idle) / np.maximum(hall.tdp_w - idle, 1.0), 0.0, 1.0)
         sm = util * (SM_ACTIVITY_FLOOR + (1 - SM_ACTIVITY_FLOOR) * frac)
-        # each field's column, by name (every GPU; the lines take the answering ones)
-        values = {
-            "temp_c": hall.temp, "mem_temp_c": hall.mem_temp, "power_w": hall.power,
-            "power_instant_w": hall.power_instant, "energy_j": hall.gpu_energy, "power_limit_w": hall.power_limit,
-            "sm_clock_mhz": hall.sm_clock, "mem_clock_mhz": hall.mem_clock, "util_pct": util,
-            "mem_util_pct": hall.mem_util_pct(), "violation_power_s": hall.viol_power_s,
-            "violation_thermal_s": hall.viol_thermal_s, "mem_used_bytes": hall.mem_used_bytes(),
-            "processes": (util >= 5.0).astype(np.int64), "clock_event_mask": mask,
-            "pstate": np.zeros(len(util), dtype=np.int64), "ecc_sbe_volatile_total": hall.ecc_sbe,
-            "ecc_dbe_volatile_total": hall.ecc_dbe, "lost": hall.lost,
-            "activity_pct": np.where(self._gpm, sm, util), "activity_source": self._activity_source,
-        }
+        # each field's column by name, for every GPU (the lines take the answering ones): the model's
+        # readings, and what the agent works out from them or the hall does not model (P-state 0)
+        values = hall.gpu_readings()
         values.update((name, (mask & bit) != 0) for name, bit in THROTTLE_BITS.items())
+        values.update(pstate=np.zeros(len(util), dtype=np.int64), activity_pct=np.where(self._gpm, sm, util),
+                      activity_source=self._activity_source)
         out.append((self.gpu_block, g_rows, [write(values[name][sel]) for name, write in _GPU_WRITERS]))
         if g_rows is not None:
             lost_rows = tuple(np.flatnonzero(hall.lost).tolist())

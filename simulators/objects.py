@@ -10,8 +10,6 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from dcim.simulators.physics import LOOP_FLOATS, PHASES
 from dcim.simulators.state import GpuState, HallState, LoopState, OutletState, PduState, PhaseState
 
@@ -114,43 +112,13 @@ class StateObjects:
         st = self.state
         st.time_ns = hall.time_ns
         st.events = hall.take_events()
-        util = hall.util.tolist()
-        mem_util = hall.mem_util_pct().tolist()
-        mem_used = hall.mem_used_bytes().tolist()
-        cols = dict(
-            power=hall.power.tolist(), inst=hall.power_instant.tolist(), energy=hall.gpu_energy.tolist(),
-            temp=hall.temp.tolist(), mem_temp=hall.mem_temp.tolist(), clock=hall.sm_clock.tolist(),
-            mem_clock=hall.mem_clock.tolist(), mask=hall.mask.tolist(), vp=hall.viol_power_s.tolist(),
-            vt=hall.viol_thermal_s.tolist(), lost=hall.lost.tolist(), sbe=hall.ecc_sbe.tolist(),
-            dbe=hall.ecc_dbe.tolist(), limit=hall.power_limit.tolist(),
-            tx=hall.nvlink_tx.astype(np.int64).tolist(), rx=hall.nvlink_rx.astype(np.int64).tolist(),
-        )
-        for i, o in enumerate(self.gpus):
-            o.util_pct = util[i]
-            o.mem_util_pct = mem_util[i]
-            o.power_w = cols["power"][i]
-            o.power_instant_w = cols["inst"][i]
-            o.energy_j = cols["energy"][i]
-            o.temp_c = cols["temp"][i]
-            o.mem_temp_c = cols["mem_temp"][i]
-            o.sm_clock_mhz = cols["clock"][i]
-            o.mem_clock_mhz = cols["mem_clock"][i]
-            o.mem_used_bytes = mem_used[i]
-            o.processes = 1 if util[i] >= 5.0 else 0
-            o.clock_event_mask = cols["mask"][i]
-            o.violation_power_s = cols["vp"][i]
-            o.violation_thermal_s = cols["vt"][i]
-            o.ecc_sbe_volatile_total = cols["sbe"][i]
-            o.ecc_dbe_volatile_total = cols["dbe"][i]
-            o.ecc_sbe_aggregate_total = cols["sbe"][i]
-            o.ecc_dbe_aggregate_total = cols["dbe"][i]
-            o.nvlink_tx_bytes_total = cols["tx"][i]
-            o.nvlink_rx_bytes_total = cols["rx"][i]
-            o.power_limit_w = cols["limit"][i]
-            o.lost = cols["lost"][i]
-        self._synced_limit = cols["limit"]
+        by_name = {name: a.tolist() for name, a in hall.gpu_readings().items()}
+        for name, col in by_name.items():  # a field at a time: one setattr per value, no indexing
+            for o, v in zip(self.gpus, col):
+                setattr(o, name, v)
+        self._synced_limit = by_name["power_limit_w"]
         flags = self._synced_flags
-        for i, v in enumerate(cols["lost"]):
+        for i, v in enumerate(by_name["lost"]):
             flags[("gpu", i)] = v
         for i, v in enumerate(hall.pdu_answering.tolist()):
             flags[("pdu", i)] = v

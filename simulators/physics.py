@@ -609,6 +609,24 @@ class HallPhysics:
             else:
                 arrays[kind][i] = value
 
+    def gpu_readings(self) -> dict[str, np.ndarray]:
+        """The model's GPU readings under the names of their fields (dcim.gpu_fields), one entry per GPU:
+        what the state objects are refreshed with and what the hall's ``gpu`` line writes."""
+        util = self.util
+        return {
+            "temp_c": self.temp, "mem_temp_c": self.mem_temp, "power_w": self.power,
+            "power_instant_w": self.power_instant, "energy_j": self.gpu_energy, "power_limit_w": self.power_limit,
+            "sm_clock_mhz": self.sm_clock, "mem_clock_mhz": self.mem_clock, "util_pct": util,
+            "mem_util_pct": self.mem_util_pct(), "violation_power_s": self.viol_power_s,
+            "violation_thermal_s": self.viol_thermal_s, "mem_used_bytes": self.mem_used_bytes(),
+            "processes": (util >= 5.0).astype(np.int64), "clock_event_mask": self.mask,
+            # the driver is never reloaded: the aggregate ECC counts are the volatile ones
+            "ecc_sbe_volatile_total": self.ecc_sbe, "ecc_dbe_volatile_total": self.ecc_dbe,
+            "ecc_sbe_aggregate_total": self.ecc_sbe, "ecc_dbe_aggregate_total": self.ecc_dbe,
+            "nvlink_tx_bytes_total": self.nvlink_tx.astype(np.int64),
+            "nvlink_rx_bytes_total": self.nvlink_rx.astype(np.int64), "lost": self.lost,
+        }
+
     def mem_util_pct(self) -> np.ndarray:
         """Memory-controller utilization per GPU (%)."""
         return np.clip(self.util * 0.45 + 2.0 * self._gpu_noise[1], 0.0, 100.0) * (self.util > 1.0)

@@ -524,19 +524,19 @@ LOOP_LAYOUTS: dict[str, Callable[[LoopState, int], list[Row]]] = {"liebert": lie
 
 def pdu_layout(vendor: str, device: str) -> Callable[..., list[Row]]:
     """The layout a PDU of ``vendor`` is served in; ConfigError naming the device when there is none."""
-    layout = PDU_LAYOUTS.get(vendor)
-    if layout is None:
-        msg = (f"PDU {device}: vendor {vendor!r} has no simulated SNMP layout "
-               f"(simulated PDU vendors: {', '.join(sorted(PDU_LAYOUTS))})")
-        raise ConfigError(msg)
-    return layout
+    return _layout(PDU_LAYOUTS, vendor, f"PDU {device}", "PDU")
 
 
 def loop_layout(vendor: str, device: str) -> Callable[[LoopState, int], list[Row]]:
     """The layout a CDU of ``vendor`` is served in; ConfigError naming the device when there is none."""
-    layout = LOOP_LAYOUTS.get(vendor)
+    return _layout(LOOP_LAYOUTS, vendor, f"CDU {device}", "cooling")
+
+
+def _layout(layouts: dict[str, Callable[..., list[Row]]], vendor: str, device: str,
+            kind: str) -> Callable[..., list[Row]]:
+    layout = layouts.get(vendor)
     if layout is None:
-        msg = (f"CDU {device}: vendor {vendor!r} has no simulated SNMP layout "
-               f"(simulated cooling vendors: {', '.join(sorted(LOOP_LAYOUTS))})")
+        msg = (f"{device}: vendor {vendor!r} has no simulated SNMP layout "
+               f"(simulated {kind} vendors: {', '.join(sorted(layouts))})")
         raise ConfigError(msg)
     return layout

@@ -58,12 +58,17 @@ def load_state(current_a: float, rating_a: float, thresholds: tuple[float, float
     return 2
 
 
+def _power_factor(power_w: float, apparent_power_va: float, unloaded: float) -> float:
+    """Real over apparent power, as a meter computes it; ``unloaded`` (the configured one) at no load."""
+    return power_w / apparent_power_va if apparent_power_va > 0 else unloaded
+
+
 def apc_rpdu2(pdu: PduState, uptime_cs: int = 0, thresholds: tuple[float, float, float] = THRESHOLDS) -> list[Row]:
     """PowerNet-MIB rPDU2: 0.01 kW, 0.1 A, 0.1 kWh, whole volts, 0.01 power factor, 0.1 degC."""
     base = "1.3.6.1.4.1.318.1.1.26"
     rows = _system(f"APC Web/SNMP Management Card (sim) {pdu.rack}/{pdu.name}", SYS_OBJECT_ID["apc"],
                    f"{pdu.rack}-{pdu.name}", uptime_cs)
-    pf = pdu.power_w / pdu.apparent_power_va if pdu.apparent_power_va > 0 else pdu.power_factor
+    pf = _power_factor(pdu.power_w, pdu.apparent_power_va, pdu.power_factor)
     worst = max((load_state(ph.current_a, ph.breaker_a, thresholds) for ph in pdu.phases), default=2)
     dev = f"{base}.4.3.1"
     rows += [
@@ -80,7 +85,7 @@ def apc_rpdu2(pdu: PduState, uptime_cs: int = 0, thresholds: tuple[float, float,
     ph_t = f"{base}.6.3.1"
     bank_t = f"{base}.8.3.1"
     for i, ph in enumerate(pdu.phases, start=1):
-        ppf = ph.power_w / ph.apparent_power_va if ph.apparent_power_va > 0 else pdu.power_factor
+        ppf = _power_factor(ph.power_w, ph.apparent_power_va, pdu.power_factor)
         rows += [
             (f"{ph_t}.1.{i}", INTEGER, i),
             (f"{ph_t}.2.{i}", INTEGER, 1),
@@ -164,7 +169,7 @@ def raritan_pdu2(pdu: PduState, uptime_cs: int = 0, thresholds: tuple[float, flo
             (f"{meas}.4.{idx}.{stype}", GAUGE32, max(0, round(value * 10**d))),
         ]
 
-    pf = pdu.power_w / pdu.apparent_power_va if pdu.apparent_power_va > 0 else pdu.power_factor
+    pf = _power_factor(pdu.power_w, pdu.apparent_power_va, pdu.power_factor)
     total_a = sum(ph.current_a for ph in pdu.phases)
     mean_v = sum(ph.voltage_v for ph in pdu.phases) / max(1, len(pdu.phases))
     for stype, value in ((RMS_CURRENT, total_a), (RMS_VOLTAGE, mean_v), (ACTIVE_POWER, pdu.power_w),
@@ -172,7 +177,7 @@ def raritan_pdu2(pdu: PduState, uptime_cs: int = 0, thresholds: tuple[float, flo
                          (ACTIVE_ENERGY, pdu.energy_j / 3600.0)):
         rows += sensor(cfg_inlet, meas_inlet, "inlet", "1.1", stype, value)
     for p, ph in enumerate(pdu.phases, start=1):
-        ppf = ph.power_w / ph.apparent_power_va if ph.apparent_power_va > 0 else pdu.power_factor
+        ppf = _power_factor(ph.power_w, ph.apparent_power_va, pdu.power_factor)
         state = raritan_state(ph.current_a, ph.breaker_a, thresholds)
         for stype, value in ((RMS_CURRENT, ph.current_a), (RMS_VOLTAGE, ph.voltage_v),
                              (ACTIVE_POWER, ph.power_w), (APPARENT_POWER, ph.apparent_power_va),
@@ -212,7 +217,7 @@ def sentry4(pdu: PduState, uptime_cs: int = 0, thresholds: tuple[float, float, f
     cord = "1.1"
     rating_a = max((ph.breaker_a for ph in pdu.phases), default=0.0)
     capacity_va = sum(ph.voltage_v * ph.breaker_a for ph in pdu.phases)
-    pf = pdu.power_w / pdu.apparent_power_va if pdu.apparent_power_va > 0 else pdu.power_factor
+    pf = _power_factor(pdu.power_w, pdu.apparent_power_va, pdu.power_factor)
     rows += [
         (f"{st4}.2.2.1.5.1", OCTETS, pdu_vendor("servertech").model),          # st4UnitModel
         (f"{st4}.3.2.1.2.{cord}", OCTETS, "AA"),                                # st4InputCordID
@@ -232,7 +237,7 @@ def sentry4(pdu: PduState, uptime_cs: int = 0, thresholds: tuple[float, float, f
     for i, ph in enumerate(pdu.phases, start=1):
         idx = f"{cord}.{i}"
         phase_label = "AA:L-L/N" if single else f"AA:L{i}-N"
-        ppf = ph.power_w / ph.apparent_power_va if ph.apparent_power_va > 0 else pdu.power_factor
+        ppf = _power_factor(ph.power_w, ph.apparent_power_va, pdu.power_factor)
         rows += [
             (f"{st4}.4.2.1.4.{idx}", OCTETS, f"AA:L{i}"),                       # st4LineLabel
             (f"{st4}.4.3.1.1.{idx}", INTEGER, ST4_ON),                          # st4LineState
@@ -385,7 +390,7 @@ def cyberpower_epdu2(pdu: PduState, uptime_cs: int = 0,
     model = pdu_vendor("cyberpower").model
     rows = _system(f"CyberPower {model} (sim) {pdu.rack}/{pdu.name}", SYS_OBJECT_ID["cyberpower"],
                    f"{pdu.rack}-{pdu.name}", uptime_cs)
-    pf = pdu.power_w / pdu.apparent_power_va if pdu.apparent_power_va > 0 else pdu.power_factor
+    pf = _power_factor(pdu.power_w, pdu.apparent_power_va, pdu.power_factor)
     worst = max((load_state(ph.current_a, ph.breaker_a, thresholds) for ph in pdu.phases), default=2)
     dev = f"{base}.3.4.1"
     rows += [
@@ -404,7 +409,7 @@ def cyberpower_epdu2(pdu: PduState, uptime_cs: int = 0,
     low, near, over = thresholds
     three = len(pdu.phases) == 3
     for i, ph in enumerate(pdu.phases, start=1):
-        ppf = ph.power_w / ph.apparent_power_va if ph.apparent_power_va > 0 else pdu.power_factor
+        ppf = _power_factor(ph.power_w, ph.apparent_power_va, pdu.power_factor)
         cfg, st = f"{base}.4.2.1", f"{base}.4.4.1"
         rows += [
             (f"{cfg}.1.{i}", INTEGER, i),                                       # ePDU2PhaseConfigIndex

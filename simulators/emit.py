@@ -16,7 +16,7 @@ from dcim import schema
 from dcim.record import Record
 from dcim.lineprotocol.encode import SeriesBlock
 from dcim.simulators.output import bool_col, fixed, ints, whole
-from dcim.simulators.nvml import IDLE_POWER_FRACTION, SM_ACTIVITY_FLOOR, architecture
+from dcim.simulators.nvml import architecture, sm_activity_pct
 from dcim.simulators.physics import LOOP_FLOATS, PHASES
 from dcim.simulators.throttle import THROTTLE_BITS
 from dcim.vendors import pdu_vendor
@@ -163,10 +163,7 @@ class Emitter:
         out = []
         sel = slice(None) if g_rows is None else np.flatnonzero(alive)
         util, mask = hall.util, hall.mask
-        # the same model as the simulated NVML's GPM (dcim.simulators.nvml.sm_activity_pct), vectorized
-        idle = IDLE_POWER_FRACTION * hall.tdp_w
-        frac = np.clip((hall.power - idle) / np.maximum(hall.tdp_w - idle, 1.0), 0.0, 1.0)
-        sm = util * (SM_ACTIVITY_FLOOR + (1 - SM_ACTIVITY_FLOOR) * frac)
+        sm = sm_activity_pct(util, hall.power, hall.tdp_w)  # the simulated NVML's GPM model, for every GPU
         # each field's column by name, for every GPU (the lines take the answering ones): the model's
         # readings, and what the agent works out from them or the hall does not model (P-state 0)
         values = hall.gpu_readings()

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pynvml as nv
 
 from dcim.gpu_fields import GPU_FIELDS, Call, FieldId
@@ -595,11 +596,18 @@ IDLE_POWER_FRACTION = 0.1
 SM_ACTIVITY_FLOOR = 0.2
 
 
-def sm_activity_pct(util_pct: float, power_w: float, tdp_w: float) -> float:
-    """The GPM model's SM activity: utilization scaled by where the power sits between idle and TDP."""
+def power_fraction(power_w: Any, tdp_w: Any) -> Any:
+    """Where the power sits between idle and TDP, 0 to 1: of one GPU, or of numpy arrays of them."""
     idle_w = IDLE_POWER_FRACTION * tdp_w
-    power_frac = min(1.0, max(0.0, (power_w - idle_w) / max(tdp_w - idle_w, 1.0)))
-    return util_pct * (SM_ACTIVITY_FLOOR + (1 - SM_ACTIVITY_FLOOR) * power_frac)
+    return np.clip((power_w - idle_w) / np.maximum(tdp_w - idle_w, 1.0), 0.0, 1.0)
+
+
+def sm_activity_pct(util_pct: Any, power_w: Any, tdp_w: Any) -> Any:
+    """The GPM model's SM activity: utilization scaled by where the power sits between idle and TDP.
+
+    Of one GPU (the simulated GPM) or of numpy arrays (the hall's gpu line writes the same model).
+    """
+    return util_pct * (SM_ACTIVITY_FLOOR + (1 - SM_ACTIVITY_FLOOR) * power_fraction(power_w, tdp_w))
 
 
 def gpm_activity(g: GpuState) -> dict[str, float]:
@@ -611,8 +619,7 @@ def gpm_activity(g: GpuState) -> dict[str, float]:
     low power has low SM activity. Tensor activity follows SM activity on a busy GPU, DRAM
     activity the memory-controller utilization.
     """
-    idle_w = IDLE_POWER_FRACTION * g.tdp_w
-    power_frac = min(1.0, max(0.0, (g.power_w - idle_w) / max(g.tdp_w - idle_w, 1.0)))
+    power_frac = power_fraction(g.power_w, g.tdp_w)
     sm = sm_activity_pct(g.util_pct, g.power_w, g.tdp_w)
     return {
         "gr": g.util_pct, "sm": sm, "occ": sm * 0.55, "tensor": sm * 0.85 * power_frac,

@@ -208,3 +208,27 @@ def test_series_budget_refuses_new_series_and_keeps_the_old_ones():
     assert good == first  # every series admitted before goes on
     assert [r.reason for r in rejects] == ["series_budget"] * 4 and "max_series 3" in rejects[0].detail
     assert adm.series == 3
+
+
+def test_admission_verdicts_hold_when_a_series_comes_again():
+    """The verdicts are cached per series and topic: a series admitted on its own topic is still
+    checked against any other topic, and a refused series is refused again, with or without one."""
+    layouts = ["+/{site}/{rack}/{node}/gpu"]
+    adm = Admission(max_series=2, topic_layouts=layouts)
+    own, other = "dcim/dc1/A01/n1/gpu", "dcim/dc1/A01/n2/gpu"
+    bad_tag = _line("n1", extra=",colour=red")
+    for _ in range(3):
+        assert _filter(adm, [_line("n1")], own) == ([_line("n1")], [])
+        good, rejects = _filter(adm, [_line("n1")], other)
+        assert good == [] and [r.reason for r in rejects] == ["topic_mismatch"]
+        for topic in (own, None):
+            good, rejects = _filter(adm, [bad_tag], topic)
+            assert good == [] and [r.reason for r in rejects] == ["unknown_tag"]
+    # a series refused for its topic first is admitted on its own topic later, and counts then
+    assert _filter(adm, [_line("n2")], own)[1][0].reason == "topic_mismatch"
+    assert adm.series == 1
+    assert _filter(adm, [_line("n2")], other) == ([_line("n2")], [])
+    assert adm.series == 2
+    # past the budget a new series is refused on every topic; the admitted ones go on
+    assert _filter(adm, [_line("n3")], None)[1][0].reason == "series_budget"
+    assert _filter(adm, [_line("n1"), _line("n2")], None) == ([_line("n1"), _line("n2")], [])

@@ -4,15 +4,14 @@ and the simulator (a new vendor is one row here, one agent profile and one simul
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
 class Vendor:
-    """One vendor's devices of one kind, as the agent reads them and the simulator serves them."""
+    """One vendor's devices of one kind (the table it is a row of), as the agent reads them and the
+    simulator serves them."""
 
     name: str
-    kind: Literal["pdu", "cooling"]
     #: the SNMP agent profile that reads the device (``agents/snmp/profiles/<profile>.yaml``); the
     #: simulated unit is auto-detected as this profile
     profile: str
@@ -24,17 +23,17 @@ class Vendor:
 
 #: rack PDUs, by the name a site's ``vendor:`` gives
 PDU_VENDORS: dict[str, Vendor] = {v.name: v for v in (
-    Vendor("apc", "pdu", "apc_rpdu2", "PowerNet-MIB (rPDU2)", "AP8886"),
-    Vendor("raritan", "pdu", "raritan_pdu2", "PDU2-MIB", "PX3-5190R"),
-    Vendor("servertech", "pdu", "sentry4", "Sentry4-MIB", "C2WG36MS"),
-    Vendor("eaton", "pdu", "eaton_epdu", "EATON-EPDU-MIB", "EMAH28"),
-    Vendor("cyberpower", "pdu", "cyberpower_epdu2", "CPS-MIB (ePDU2)", "PDU81005"),
+    Vendor("apc", "apc_rpdu2", "PowerNet-MIB (rPDU2)", "AP8886"),
+    Vendor("raritan", "raritan_pdu2", "PDU2-MIB", "PX3-5190R"),
+    Vendor("servertech", "sentry4", "Sentry4-MIB", "C2WG36MS"),
+    Vendor("eaton", "eaton_epdu", "EATON-EPDU-MIB", "EMAH28"),
+    Vendor("cyberpower", "cyberpower_epdu2", "CPS-MIB (ePDU2)", "PDU81005"),
 )}
 
 #: coolant distribution units, by the name a loop's ``vendor:`` gives
 COOLING_VENDORS: dict[str, Vendor] = {v.name: v for v in (
-    Vendor("liebert", "cooling", "liebert_flexible", "LIEBERT-GP-FLEXIBLE-MIB", "XDU"),
-    Vendor("apc", "cooling", "apc_cooling", "PowerNet-MIB (coolingUnit)", "InRow"),
+    Vendor("liebert", "liebert_flexible", "LIEBERT-GP-FLEXIBLE-MIB", "XDU"),
+    Vendor("apc", "apc_cooling", "PowerNet-MIB (coolingUnit)", "InRow"),
 )}
 
 

@@ -3,8 +3,8 @@ and whether the simulated GPU holds it.
 
 ``dcim.schema.GPU`` is built from these rows, the GPU agent's read plan (``agents/gpu/fields.py``)
 and its dcgm-style ``/metrics`` names (``agents/gpu/metrics.py``) likewise, and the simulated NVML
-(``simulators/nvml.py``) serves every ``FieldId`` row from the ``GpuState`` attribute of the same
-name. A new GPU field is a new row here; a test holds the four uses to the table.
+(``simulators/nvml.py``) serves every ``FieldId`` row (but the NVLink counters, derived per link)
+and every temperature threshold from the ``GpuState`` attribute of the same name. A new GPU field is a new row here; a test holds the four uses to the table.
 
 NVML names are kept as text with their nvml.h values (NVIDIA nvml.h, NVML_API_VERSION 13), so this
 core module needs no NVML binding and the agent runs on nvidia-ml-py releases that predate a name.

@@ -28,6 +28,7 @@ from dcim.alerts.metrics import AlertMetrics
 from dcim.alerts.notifiers import Dispatcher, Notifier, make_notifier
 from dcim.alerts.rulefile import DEFAULT_RULES_DIR, load_rules
 from dcim.config import SiteConfig, default_site
+from dcim.files import fsync_dir
 from dcim.record import Record
 
 log = logging.getLogger(__name__)
@@ -132,11 +133,7 @@ class LiveObserver:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.state_path)
-            fd = os.open(self.state_path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)  # the rename itself
-            finally:
-                os.close(fd)
+            fsync_dir(self.state_path.parent)  # the rename itself
             self._saved_countdowns, self._saved_ns = countdowns, self.engine.clock_ns
         except OSError as exc:
             log.error("alert state %s not saved: %s", self.state_path, exc)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dcim.collector.validate import Reject
+from dcim.files import owner_only
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class DeadLetter:
         if self._f is None:
             # refused lines can hold anything a device sent: a new folder 0700, the file 0600
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._f = open(self.path, "a", encoding="utf-8", opener=_private)  # noqa: SIM115
+            self._f = open(self.path, "a", encoding="utf-8", opener=owner_only)  # noqa: SIM115
             os.chmod(self.path, 0o600)
         return self._f
 
@@ -150,10 +151,6 @@ class DeadLetter:
             except OSError:
                 pass
             self._f = None
-
-
-def _private(path: str, flags: int) -> int:
-    return os.open(path, flags, 0o600)
 
 
 def read_dead_letters(path: Path | str) -> list[dict]:

@@ -28,6 +28,7 @@ import zlib
 from pathlib import Path
 
 from dcim.errors import SpoolFull
+from dcim.files import fsync_dir, owner_only
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +156,12 @@ class Spool:
 
     def _write_cursor(self) -> None:
         tmp = self.path / "cursor.tmp"
-        with open(tmp, "w", opener=_private) as f:
+        with open(tmp, "w", opener=owner_only) as f:
             f.write(f"{self._cursor[0]} {self._cursor[1]}\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path / "cursor")
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -174,7 +175,7 @@ class Spool:
         seg = self._segments[-1]
         try:
             if self._writer is None:
-                self._writer = open(self._seg_path(seg), "ab", opener=_private)  # noqa: SIM115
+                self._writer = open(self._seg_path(seg), "ab", opener=owner_only)  # noqa: SIM115
             w = self._writer
             w.write(_HEAD.pack(len(body), zlib.crc32(body), lines))
             w.write(body)
@@ -207,7 +208,7 @@ class Spool:
             self._writer = None
         seg = (self._segments[-1] + 1) if self._segments else max(self._cursor[0], 1)
         self._seg_path(seg).touch(mode=0o600)
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         self._segments.append(seg)
         self._sizes[seg] = 0
         if len(self._segments) == 1:
@@ -293,7 +294,7 @@ class Spool:
         self._save_cursor()  # first: a crash after it must not resend the dropped segment
         try:
             self._seg_path(seg).unlink(missing_ok=True)
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
         except OSError as exc:  # a later start deletes a segment before its cursor
             log.error("spool %s: cannot delete drained segment %s (%s)", self.path, seg, exc)
 
@@ -303,16 +304,3 @@ class Spool:
                 f.close()
         self._writer = self._reader = None
         self._reader_id = -1
-
-
-def _private(path: str, flags: int) -> int:
-    """``open(..., opener=_private)``: a new file readable by its owner only."""
-    return os.open(path, flags, 0o600)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from dcim.errors import ConfigError
+from dcim.files import fsync_dir, owner_only
 from dcim.lineprotocol.decode import decode_line, decode_report, measurement_and_time
 from dcim.lineprotocol.encode import encode_record
 from dcim.record import Record
@@ -89,7 +90,7 @@ class EmbeddedStore:
         os.chmod(self.path, 0o700)
         fmt = self.path / "FORMAT"
         if not fmt.exists():
-            with open(fmt, "w", opener=_private) as f:
+            with open(fmt, "w", opener=owner_only) as f:
                 f.write(FORMAT_LINE + "see docs/collector.md, section 'Embedded store'\n")
         fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -110,13 +111,13 @@ class EmbeddedStore:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         seg = folder / f"{_hour_name(hour)}.lp"
         new_file = not seg.exists()
-        f = open(seg, "ab+", opener=_private)  # noqa: SIM115 - kept open across batches, closed in close()
+        f = open(seg, "ab+", opener=owner_only)  # noqa: SIM115 - kept open across batches, closed in close()
         if not new_file:
             _repair_tail(f)
         if new_dir:
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
         if new_file:
-            _fsync_dir(folder)
+            fsync_dir(folder)
         if len(self._files) >= 64:  # old hours stop getting points; don't hold their handles
             for k in list(self._files)[:32]:
                 self._files.pop(k).close()
@@ -217,15 +218,15 @@ class EmbeddedStore:
                 gz = seg.with_name(seg.name + ".gz")
                 tmp = seg.with_name(seg.name + ".gz.tmp")
                 data = _complete_lines(seg.read_bytes())
-                with open(tmp, "wb", opener=_private) as raw:
+                with open(tmp, "wb", opener=owner_only) as raw:
                     with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as z:
                         z.write(data)
                     raw.flush()
                     os.fsync(raw.fileno())
                 os.replace(tmp, gz)
-                _fsync_dir(folder)
+                fsync_dir(folder)
                 seg.unlink()
-                _fsync_dir(folder)
+                fsync_dir(folder)
                 done += 1
         return done
 
@@ -343,16 +344,3 @@ def _repair_tail(f) -> None:  # noqa: ANN001
     f.flush()
     os.fsync(f.fileno())
     f.seek(0, os.SEEK_END)
-
-
-
-def _private(path: str, flags: int) -> int:
-    """``open(..., opener=_private)``: a new file readable by its owner only."""
-    return os.open(path, flags, 0o600)
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

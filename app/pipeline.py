@@ -56,7 +56,6 @@ from dcim.record import Record
 from dcim.simulators.hall import Hall
 from dcim.simulators.nvml import SimNvml, node_gpus
 from dcim.simulators.snmp import serve
-from dcim.simulators.snmp.responder import _Silent
 
 log = logging.getLogger(__name__)
 
@@ -198,16 +197,8 @@ def devices_child(fd: int) -> None:
 
 
 async def _devices_serve(conn: Any, site: SiteConfig, seed: int, scenario: Any, start_ns: int) -> None:
-
     hall = Hall(site, seed=seed, scenario=scenario, start_ns=start_ns)
     loop = asyncio.get_running_loop()
-
-    def quiet(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        # a device the scenario silences drops requests by raising inside pysnmp's callback
-        if not isinstance(context.get("exception"), _Silent):
-            loop.default_exception_handler(context)
-
-    loop.set_exception_handler(quiet)
     done = loop.create_future()
     with serve(hall, "127.0.0.1", 0) as handle:
         conn.send(handle.ports)

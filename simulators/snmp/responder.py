@@ -7,6 +7,7 @@ state says ``answering = False`` stays silent (the poller sees a timeout).
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import socket
 from collections.abc import Callable
@@ -181,6 +182,7 @@ def serve(hall: Any, host: str = "127.0.0.1", base_port: int = 0, *, community: 
     authPriv. Returns the handle with the name -> port map. One pysnmp engine carries every
     device's UDP socket (loading its MIBs once), so a hall of hundreds of devices starts quickly.
     """
+    _quiet_silenced_devices(asyncio.get_running_loop())
     renderers = device_renderers(hall)
     if devices is not None:
         unknown = set(devices) - set(renderers)
@@ -205,6 +207,22 @@ def serve(hall: Any, host: str = "127.0.0.1", base_port: int = 0, *, community: 
         handle.stop()
         raise
     return handle
+
+
+def _quiet_silenced_devices(loop: asyncio.AbstractEventLoop) -> None:
+    """A device the scenario silences drops a request by raising inside pysnmp's datagram callback,
+    which asyncio would log as an unhandled error: keep those out of the loop's log, pass the rest on."""
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), _Silent):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 def _engine(mib: instrum.AbstractMibInstrumController, community: str, users: list[V3User]) -> Any:

@@ -207,8 +207,15 @@ def test_wheel_installs_only_dcim(tmp_path):
     import sys
     import zipfile
 
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
-                           capture_output=True, text=True, timeout=600)
+    import shutil
+
+    had_build = (ROOT / "build").exists()
+    try:
+        built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+                               capture_output=True, text=True, timeout=600)
+    finally:
+        if not had_build:  # pip builds in the tree: leave the checkout as it was
+            shutil.rmtree(ROOT / "build", ignore_errors=True)
     assert built.returncode == 0, built.stderr[-2000:]
     (wheel,) = tmp_path.glob("dcim-*.whl")
     with zipfile.ZipFile(wheel) as z:

@@ -71,23 +71,39 @@ def test_unknown_node_exits_2_with_one_line_error() -> None:
     assert proc.stderr.startswith("error: node 'Z9' is not in site") and "Traceback" not in proc.stderr
 
 
-def test_docs_sample_config_parses_and_every_field_is_documented() -> None:
+def test_docs_sample_config_parses_and_the_field_table_is_generated_from_the_rows() -> None:
     import re
     from pathlib import Path
 
     import yaml
 
+    from dcim import gpu_fields
+    from dcim.agents.gpu import docgen
     from dcim.config import GpuAgentConfig, MqttConfig
-    from dcim.schema import GPU
 
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "gpu-agent.md").read_text()
+    path = Path(__file__).resolve().parents[2] / "docs" / "gpu-agent.md"
+    doc = path.read_text()
     sample = re.search(r"```yaml\n(.*?)```", doc, re.S).group(1)
     data = yaml.safe_load(sample)
     assert GpuAgentConfig.model_validate(data["gpu_agent"]).queue_max == 10000
     assert MqttConfig.model_validate(data["mqtt"]).password.env == "DCIM_MQTT_PASSWORD"
-    table = doc.split("## Fields", 1)[1]
-    for name in GPU.fields:
-        assert f"| `{name}` |" in table, name
+    assert docgen.BLOCK.begin in doc.split("## Fields", 1)[1].split("\n## ", 1)[0]
+    assert not docgen.BLOCK.stale(path, docgen.fields_markdown()), f"run: {docgen.BLOCK.command} docs/gpu-agent.md"
+    # one line per row, in table order, naming what the row holds
+    lines = docgen.BLOCK.current(path).splitlines()[2:]
+    assert len(lines) == len(gpu_fields.GPU_FIELDS)
+    for line, row in zip(lines, gpu_fields.GPU_FIELDS, strict=True):
+        name, unit, source, _, _, metric, sim = (c.strip() for c in line.strip("|").split(" | "))
+        assert (name, unit, sim) == (f"`{row.name}`", f"{row.type}, {row.unit}", "held" if row.sim else "derived")
+        read = row.read
+        for r in (read, getattr(read, "fallback", None)):
+            if isinstance(r, gpu_fields.FieldId):
+                assert f"`{r.name}` ({r.id}, {r.ctype})" in source, row.name
+            elif isinstance(r, gpu_fields.Call | gpu_fields.Gpm):
+                assert f"`{getattr(r, 'call', None) or r.name}" in source, row.name
+            elif isinstance(r, gpu_fields.Agent):
+                assert r.how in source, row.name
+        assert (metric == "-") if row.metric is None else metric.startswith(f"`{row.metric.name}"), row.name
 
 
 def test_a_host_not_in_the_site_file_is_refused_not_given_another_nodes_identity() -> None:

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 
 from dcim.collector.validate import REASONS, Validator
 from dcim.lineprotocol.encode import encode_record
-from dcim.lineprotocol.decode import decode
+from dcim.lineprotocol.decode import decode, decode_line, measurement_and_time
 from dcim.record import Record, UInt
 from dcim.schema import MEASUREMENTS
 
@@ -143,6 +143,49 @@ def test_the_records_beside_the_lines_are_what_the_lines_say(records):
         lines, got, rejects = V.read(payload, NOW)
         assert rejects == [] and got == records
         assert decode("\n".join(lines)) == records
+
+
+_RAW_VALUES = ["1", "-2.5", ".5", "1e3", "7i", "-7i", "7u", "0u", "t", "FALSE", "true", '"x"', '"a b"',
+               '"a\\"b"', '"a,b=c"', "nan", "1_0", "+1i", ""]
+
+
+@st.composite
+def odd_lines(draw):
+    """Lines as other writers send them: values of any type in any field, escapes, blanks, CRLF,
+    comments, a timestamp or none (or one in seconds), an unknown measurement now and then."""
+    meas = draw(st.sampled_from([*sorted(MEASUREMENTS), "nosuch"]))
+    m = MEASUREMENTS.get(meas)
+    tag_names = list(m.tags) if m is not None else ["t"]
+    field_names = sorted(m.fields) if m is not None else ["f"]
+    tags = draw(st.dictionaries(st.sampled_from(tag_names),
+                                st.sampled_from(["n1", "a\\ b", "a\\,b", "x=y", "h\\=1"]), max_size=3))
+    names = draw(st.lists(st.sampled_from(field_names), min_size=1, max_size=4))
+    values = [draw(st.sampled_from(_RAW_VALUES)) for _ in names]
+    key = ",".join([meas, *(f"{k}={v}" for k, v in tags.items())])
+    fields = ",".join(f"{n}={v}" for n, v in zip(names, values))
+    ts = draw(st.sampled_from(["", f" {NOW}", f"  {NOW}", f" {NOW // 10**9}", f" {NOW} ", " -1"]))
+    lead = draw(st.sampled_from(["", " ", "\t"]))
+    tail = draw(st.sampled_from(["", "\r", " # note"]))
+    return f"{lead}{key} {fields}{ts}{tail}"
+
+
+@given(st.lists(st.one_of(odd_lines(), st.sampled_from(["", "# c", "junk"])), min_size=1, max_size=6))
+@settings(max_examples=400, deadline=None)
+def test_every_line_passed_on_means_exactly_its_record_in_the_schemas_types(texts):
+    """Whatever a payload holds, each line that goes on decodes to exactly the record beside it, with
+    the schema's types and a timestamp (so a line passed on as it arrived is never one the schema
+    coerces, or one without its time); every refused line is named by its line number."""
+    lines, records, rejects = V.read("\r\n".join(texts).encode(), NOW)
+    assert len(lines) == len(records)
+    want = {"float": float, "int": int, "uint": UInt, "bool": bool, "str": str}
+    for line, rec in zip(lines, records):
+        assert decode_line(line) == rec
+        assert rec.time_ns is not None
+        assert measurement_and_time(line) in (None, (rec.measurement, rec.time_ns))
+        meas = MEASUREMENTS[rec.measurement]
+        assert all(type(v) is want[meas.fields[k].type] for k, v in rec.fields.items()), rec
+    assert all(r.line is not None and r.reason in REASONS for r in rejects)
+    assert [r.line for r in rejects] == sorted(r.line for r in rejects)
 
 
 def test_records_beside_lines_with_escaped_keys_and_strings():

@@ -345,6 +345,23 @@ def test_kept_lines_and_the_text_shortcut_agree_with_the_records(meas: str, tags
     assert found is None or found == (meas, ts)
 
 
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet='mab =,"\\\t\x0012-#\r\n.iu', max_size=30))
+def test_text_shortcut_never_disagrees_with_decode_line(text: str) -> None:
+    """On any text the decoder reads as one point, ``measurement_and_time`` (which the embedded
+    store files lines by) gives that point's measurement and timestamp, or declines; it never
+    names a measurement or time the decoder does not (escapes, quotes, blanks, trailing text)."""
+    from dcim.lineprotocol.decode import measurement_and_time
+
+    try:
+        rec = decode_line(text)
+    except LineProtocolError:
+        return
+    found = measurement_and_time(text)
+    if found is not None:
+        assert found == (rec.measurement, rec.time_ns)
+
+
 @settings(max_examples=1500, deadline=None)
 @given(st.text(alphabet='ab =,"\\\n#\t', max_size=60))
 def test_line_splitting_shortcut_agrees_with_influxdbs_scanner(text: str) -> None:

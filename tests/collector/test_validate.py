@@ -177,6 +177,7 @@ def test_every_line_passed_on_means_exactly_its_record_in_the_schemas_types(text
     coerces, or one without its time); every refused line is named by its line number."""
     lines, records, rejects = V.read("\r\n".join(texts).encode(), NOW)
     assert len(lines) == len(records)
+    assert decode("\n".join(lines)) == records  # and read back together, as a segment of the store
     want = {"float": float, "int": int, "uint": UInt, "bool": bool, "str": str}
     for line, rec in zip(lines, records):
         assert decode_line(line) == rec

@@ -130,7 +130,6 @@ class EmbeddedStore:
         A record that line protocol cannot carry raises LineProtocolError before anything of the
         batch is written.
         """
-        self._open_writer()
         chunks: dict[tuple[str, int], list[str]] = {}
         n = self._file_records(chunks, records)
         return self._append(chunks, n)

@@ -150,9 +150,10 @@ class Collector:
         """Decode, validate and batch one message; its ack waits for the batch to be durable."""
         now = self.clock()
         try:
-            lines, records, rejects, kind = self.decode(topic, payload, now)
+            linenos: list[int] = []
+            lines, records, rejects, kind = self.decode(topic, payload, now, linenos)
             if lines:
-                lines, records, refused = self.admission.admit(lines, records, topic)
+                lines, records, refused = self.admission.admit(lines, records, topic, linenos or None)
                 rejects += refused
                 self.metrics.series.set(self.admission.series)
         except Exception as exc:  # a bug of ours must cost one message, dead-lettered, not the pipeline
@@ -186,8 +187,10 @@ class Collector:
         # flush before the broker's window of unacknowledged messages (receive maximum) is used up
         return max(1, self.config.receive_maximum // 2)
 
-    def decode(self, topic: str, payload: bytes, now_ns: int) -> tuple[list[str], list[Record], list[Reject], str]:
-        """(valid lines, their records, rejects, payload kind) for one message."""
+    def decode(self, topic: str, payload: bytes, now_ns: int, linenos: list[int] | None = None
+               ) -> tuple[list[str], list[Record], list[Reject], str]:
+        """(valid lines, their records, rejects, payload kind) for one message; ``linenos``, when
+        given, receives the payload line number of each valid line-protocol line."""
         if len(payload) > self.config.max_payload_bytes:
             excerpt = payload[:EXCERPT].decode("utf-8", "replace")
             return [], [], [Reject("payload_too_large",
@@ -230,7 +233,7 @@ class Collector:
         if stripped[:1] in (b"{", b"["):
             return [], [], [Reject("no_mapping", "JSON payload on a topic that no mapping matches",
                                payload[:EXCERPT].decode("utf-8", "replace"))], "json"
-        lines, records, rejects = self.validator.read(payload, now_ns)
+        lines, records, rejects = self.validator.read(payload, now_ns, linenos)
         return lines, records, rejects, "lineprotocol"
 
     # --- batches ----------------------------------------------------------------------------

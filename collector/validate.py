@@ -67,12 +67,15 @@ class Validator:
         good, _records, rejects = self.read(payload, now_ns)
         return good, rejects
 
-    def read(self, payload: bytes, now_ns: int) -> tuple[list[str], list[Record], list[Reject]]:
+    def read(self, payload: bytes, now_ns: int, linenos: list[int] | None = None
+             ) -> tuple[list[str], list[Record], list[Reject]]:
         """(valid lines, their records, rejects): the payload is decoded once, by the codec's scanner.
 
         A line the fast reader took as it stands, with its own timestamp and the schema's value
         types, goes on exactly as it arrived; any other valid line is written from its record,
         coerced to the schema's types and stamped with the arrival time when it has none.
+        ``linenos``, when given, receives the payload line number (1-based) of each valid line, so
+        that a later refusal (``Admission``) can name the line too.
         """
         if b"\r" in payload:
             payload = payload.replace(b"\r\n", b"\n")
@@ -85,24 +88,26 @@ class Validator:
         good: list[str] = []
         records: list[Record] = []
         layouts = self._layouts
-        texts, linenos, verbatim = result.lines, result.linenos, result.verbatim
+        texts, numbers, verbatim = result.lines, result.linenos, result.verbatim
         for i, r in enumerate(result.records):
             fields = r.fields
             coerce_ = layouts.get((r.measurement, tuple(fields), tuple(map(type, fields.values()))))
             if coerce_ is None:
                 problem = self._check_record(r, lo, hi)
                 if problem is not None:
-                    rejects.append(Reject(problem[0], problem[1], texts[i], linenos[i]))  # type: ignore[index]
+                    rejects.append(Reject(problem[0], problem[1], texts[i], numbers[i]))  # type: ignore[index]
                     continue
                 coerce_ = self._remember(r)
             ts = r.time_ns
             if ts is not None and not lo <= ts <= hi:
                 problem = self._check_record(r, lo, hi)
-                rejects.append(Reject(problem[0], problem[1], texts[i], linenos[i]))  # type: ignore[index]
+                rejects.append(Reject(problem[0], problem[1], texts[i], numbers[i]))  # type: ignore[index]
                 continue
             if ts is not None and not coerce_ and verbatim[i]:  # type: ignore[index]
                 good.append(texts[i])  # type: ignore[index]
                 records.append(r)
+                if linenos is not None:
+                    linenos.append(numbers[i])  # type: ignore[index]
                 continue
             # the careful path: the schema's types and a timestamp, written from the record
             r = Record(r.measurement, r.tags, coerce(MEASUREMENTS[r.measurement], fields),
@@ -110,9 +115,11 @@ class Validator:
             try:
                 good.append(encode_record(r))
             except Exception as exc:  # noqa: BLE001 - the codec names what it cannot carry
-                rejects.append(Reject("parse_error", str(exc), texts[i], linenos[i]))  # type: ignore[index]
+                rejects.append(Reject("parse_error", str(exc), texts[i], numbers[i]))  # type: ignore[index]
                 continue
             records.append(r)
+            if linenos is not None:
+                linenos.append(numbers[i])  # type: ignore[index]
         if result.errors and len(rejects) > len(result.errors):
             rejects.sort(key=lambda rj: rj.line or 0)  # in payload order
         return good, records, rejects
@@ -234,23 +241,24 @@ class Admission:
     def series(self) -> int:
         return len(self._series)
 
-    def admit(self, lines: list[str], records: list[Record], topic: str | None
-              ) -> tuple[list[str], list[Record], list[Reject]]:
-        """(lines admitted, their records, a reject for each other line); ``records[i]`` is ``lines[i]`` decoded."""
+    def admit(self, lines: list[str], records: list[Record], topic: str | None,
+              linenos: list[int] | None = None) -> tuple[list[str], list[Record], list[Reject]]:
+        """(lines admitted, their records, a reject for each other line); ``records[i]`` is ``lines[i]``
+        decoded, and ``linenos[i]``, when given, its line number in the payload, which a reject keeps."""
         expected = self._topic_tags(topic) if topic is not None and self.layouts else None
         good: list[str] = []
         kept: list[Record] = []
         rejects: list[Reject] = []
         series = self._series
         keys = self._keys
-        for line, rec in zip(lines, records, strict=True):
+        for i, (line, rec) in enumerate(zip(lines, records, strict=True)):
             tags = rec.tags
             key = (rec.measurement, tuple(tags.items()))
             parsed = keys.get(key)
             if parsed is None:
                 parsed = self._verdict(key, rec)
             if len(parsed) == 3:
-                rejects.append(Reject(parsed[0], parsed[1], line))
+                rejects.append(Reject(parsed[0], parsed[1], line, linenos[i] if linenos else None))
                 continue
             seen_on = parsed[1]
             if topic in seen_on:  # the series exists and agreed with this topic before
@@ -263,13 +271,15 @@ class Admission:
                 if wrong:
                     k = wrong[0]
                     rejects.append(Reject("topic_mismatch", f"tag {k}={tags[k]!r} disagrees with the topic "
-                                          f"{topic!r}, which names {k} {expected[k]!r}", line))
+                                          f"{topic!r}, which names {k} {expected[k]!r}", line,
+                                          linenos[i] if linenos else None))
                     continue
             if h not in series:
                 if len(series) >= self.max_series:
                     tag_text = ",".join(f"{k}={v}" for k, v in tags.items())
                     rejects.append(Reject("series_budget", f"a new series past max_series {self.max_series} "
-                                          f"({rec.measurement} {tag_text!r}); existing series go on", line))
+                                          f"({rec.measurement} {tag_text!r}); existing series go on", line,
+                                          linenos[i] if linenos else None))
                     continue
                 series.add(h)
             if len(seen_on) < _TOPICS_PER_SERIES:

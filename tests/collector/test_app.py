@@ -63,6 +63,27 @@ async def test_good_bad_and_status_messages(tmp_path):
     c.close()
 
 
+async def test_admission_refusals_name_their_line_in_the_dead_letter_file(tmp_path):
+    # a payload whose lines 2, 4 and 5 are refused after validation (an unknown tag, a device tag
+    # the topic contradicts, a series past the budget) and line 3 by validation: each entry names
+    # its line, and the other lines go on
+    c, sink = make(tmp_path, max_series=2)
+    good = [f"gpu,site=dc1,rack=A01,node=n1,gpu={g} power_w=300.5 {NOW}" for g in (0, 1, 2)]
+    payload = "\n".join([good[0],
+                         f"gpu,site=dc1,rack=A01,node=n1,gpu=0,colour=red power_w=1 {NOW}",
+                         f"gpu,site=dc1,node=n1 nope=1 {NOW}",
+                         f"gpu,site=dc1,rack=A01,node=n2,gpu=0 power_w=1 {NOW}",
+                         good[2],
+                         good[1]])
+    c.handle("dcim/dc1/A01/n1/gpu", payload.encode())
+    await c.flush()
+    assert sink.accepted == [good[0], good[2]]
+    dead = read_dead_letters(tmp_path / "dl.jsonl")
+    assert [(d["reason"], d["line"]) for d in dead] == [
+        ("unknown_field", 3), ("unknown_tag", 2), ("topic_mismatch", 4), ("series_budget", 6)]
+    c.close()
+
+
 async def test_batches_flush_at_batch_size_and_ack_window(tmp_path):
     c, _ = make(tmp_path, batch_size=3, receive_maximum=10)
     for i in range(2):
@@ -256,10 +277,10 @@ async def test_a_decoding_bug_costs_one_message_not_the_pipeline(tmp_path, monke
     c, sink = make(tmp_path)
     real = c.validator.read
 
-    def flaky(payload, now_ns):
+    def flaky(payload, now_ns, linenos=None):
         if b"boom" in payload:
             raise RuntimeError("boom")
-        return real(payload, now_ns)
+        return real(payload, now_ns, linenos)
 
     monkeypatch.setattr(c.validator, "read", flaky)
     c.handle("t", b"boom")

@@ -90,7 +90,7 @@ async def test_fast_pysnmp_and_v3_paths_agree(snmp_sim) -> None:
 
 @pytest.mark.devices("A03-pdu-a", "A03-pdu-b")
 async def test_device_that_stops_answering_goes_stale_then_recovers(snmp_hall, snmp_sim) -> None:
-    dev = Device("A03-pdu-a", port=snmp_sim.ports["A03-pdu-a"], profile="apc_rpdu2", timeout_s=0.2, retries=0)
+    dev = Device("A03-pdu-a", port=snmp_sim.ports["A03-pdu-a"], profile="apc_rpdu2", timeout_s=1.0, retries=0)
     other = Device("A03-pdu-b", port=snmp_sim.ports["A03-pdu-b"], profile="raritan_pdu2")
     registry = CollectorRegistry()
     async with Poller([dev, other], PROFILES, registry=registry) as poller:

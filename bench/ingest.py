@@ -4,8 +4,10 @@ bare batched HTTP writer sending the same points straight to the same InfluxDB i
 Prints one JSON line: points_per_s (collector: publish start until its /metrics says every point
 is written), raw_points_per_s (the bare writer, run before and after the collector into fresh
 databases; the mean), ratio_vs_raw_writer (goal >= 0.7), lost (published minus counted in InfluxDB
-afterwards; must be 0), collector_peak_rss_mb (goal < 200), collector_cpu_us_per_point. Starts its
-own servers on loopback ports.
+afterwards; must be 0), collector_peak_rss_mb (goal < 200), collector_cpu_us_per_point,
+cpu_s_during_run (CPU seconds of the collector, InfluxDB, Mosquitto and the publisher while the
+collector ingests) and cpu_busy_pct (their sum over the machine's cores and the run's wall time).
+Starts its own servers on loopback ports.
 """
 
 from __future__ import annotations
@@ -179,6 +181,9 @@ def main() -> None:
         pub.connect(broker.host, broker.port)
         pub.loop_start()
         cpu_start = cpu_s(proc.pid)
+        # every process's CPU during the run: on a small machine they share the cores, and the
+        # collector's share is what the raw writer does not pay
+        others_start = {"influxdb": cpu_s(influx.pid), "broker": cpu_s(broker.pid), "publisher": time.process_time()}
         t0 = time.perf_counter()
         infos = [pub.publish(topic, payload, qos=1) for topic, payload in msgs]
         done = threading.Event()
@@ -202,6 +207,9 @@ def main() -> None:
                 break  # stuck: report what was lost
             time.sleep(0.1)
         elapsed = time.perf_counter() - t0
+        others = {"influxdb": cpu_s(influx.pid), "broker": cpu_s(broker.pid), "publisher": time.process_time()}
+        others = {k: v - others_start[k] for k, v in others.items()}
+        collector_cpu = cpu_s(proc.pid) - cpu_start
         done.wait(30)
         pub.disconnect()
         pub.loop_stop()
@@ -224,6 +232,8 @@ def main() -> None:
             "lost": expected - got,
             "collector_peak_rss_mb": round(rss, 1),
             "collector_cpu_us_per_point": round(cpu / max(got, 1) * 1e6, 1),
+            "cpu_s_during_run": {"collector": round(collector_cpu, 1), **{k: round(v, 1) for k, v in others.items()}},
+            "cpu_busy_pct": round(100 * (collector_cpu + sum(others.values())) / (elapsed * (os.cpu_count() or 1)), 1),
             "load_avg_1m": round(os.getloadavg()[0], 1),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

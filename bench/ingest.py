@@ -180,10 +180,13 @@ def main() -> None:
         pub.max_queued_messages_set(0)
         pub.connect(broker.host, broker.port)
         pub.loop_start()
-        cpu_start = cpu_s(proc.pid)
         # every process's CPU during the run: on a small machine they share the cores, and the
         # collector's share is what the raw writer does not pay
-        others_start = {"influxdb": cpu_s(influx.pid), "broker": cpu_s(broker.pid), "publisher": time.process_time()}
+        def cpu_now() -> dict[str, float]:
+            return {"collector": cpu_s(proc.pid), "influxdb": cpu_s(influx.pid), "broker": cpu_s(broker.pid),
+                    "publisher": time.process_time()}
+
+        cpu_start = cpu_now()
         t0 = time.perf_counter()
         infos = [pub.publish(topic, payload, qos=1) for topic, payload in msgs]
         done = threading.Event()
@@ -207,14 +210,11 @@ def main() -> None:
                 break  # stuck: report what was lost
             time.sleep(0.1)
         elapsed = time.perf_counter() - t0
-        others = {"influxdb": cpu_s(influx.pid), "broker": cpu_s(broker.pid), "publisher": time.process_time()}
-        others = {k: v - others_start[k] for k, v in others.items()}
-        collector_cpu = cpu_s(proc.pid) - cpu_start
+        used = {k: v - cpu_start[k] for k, v in cpu_now().items()}
         done.wait(30)
         pub.disconnect()
         pub.loop_stop()
         rss = peak_rss_mb(proc.pid)
-        cpu = cpu_s(proc.pid) - cpu_start
         pps = written(port) / elapsed
         got = count_points(influx, "collector", fields)
         # the limit again, after: on a shared machine the load drifts, so the mean of both is the limit
@@ -231,9 +231,9 @@ def main() -> None:
             "ratio_vs_raw_writer": round(pps / raw_pps, 3),
             "lost": expected - got,
             "collector_peak_rss_mb": round(rss, 1),
-            "collector_cpu_us_per_point": round(cpu / max(got, 1) * 1e6, 1),
-            "cpu_s_during_run": {"collector": round(collector_cpu, 1), **{k: round(v, 1) for k, v in others.items()}},
-            "cpu_busy_pct": round(100 * (collector_cpu + sum(others.values())) / (elapsed * (os.cpu_count() or 1)), 1),
+            "collector_cpu_us_per_point": round(used["collector"] / max(got, 1) * 1e6, 1),
+            "cpu_s_during_run": {k: round(v, 1) for k, v in used.items()},
+            "cpu_busy_pct": round(100 * sum(used.values()) / (elapsed * (os.cpu_count() or 1)), 1),
             "load_avg_1m": round(os.getloadavg()[0], 1),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

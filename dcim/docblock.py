@@ -3,10 +3,12 @@ written by a generator from the code it describes, and a test compares it, so th
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dcim.errors import ConfigError
+from dcim.errors import ConfigError, DcimError
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,3 +52,12 @@ class DocBlock:
             return False
         doc.write_text(new)
         return True
+
+    def main(self, body: Callable[[], str], default_doc: str) -> None:
+        """The generator's command line: rewrite the doc named by the first argument (else
+        ``default_doc``), print whether it changed; a doc without its markers exits non-zero."""
+        try:
+            doc = Path(sys.argv[1] if len(sys.argv) > 1 else default_doc)
+            print("updated" if self.rewrite(doc, body()) else "unchanged")
+        except DcimError as exc:
+            sys.exit(f"error: {exc}")

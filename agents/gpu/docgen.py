@@ -5,12 +5,8 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from dcim import gpu_fields as table
 from dcim.docblock import DocBlock
-from dcim.errors import DcimError
 
 BLOCK = DocBlock("gpu-fields", "python -m dcim.agents.gpu.docgen")
 
@@ -130,13 +126,5 @@ def fields_markdown() -> str:
     return "\n".join(out)
 
 
-def rewrite(doc: Path) -> bool:
-    """Replace the generated block of ``doc``; True when it changed."""
-    return BLOCK.rewrite(doc, fields_markdown())
-
-
 if __name__ == "__main__":
-    try:
-        print("updated" if rewrite(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/gpu-agent.md")) else "unchanged")
-    except DcimError as exc:
-        sys.exit(f"error: {exc}")
+    BLOCK.main(fields_markdown, "docs/gpu-agent.md")

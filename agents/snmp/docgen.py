@@ -5,14 +5,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import yaml
 
 from dcim.agents.snmp.profile import PROFILE_DIR, Profile, load_profiles
 from dcim.docblock import DocBlock
-from dcim.errors import DcimError
 
 BLOCK = DocBlock("profiles", "python -m dcim.agents.snmp.docgen")
 BEGIN, END = BLOCK.begin, BLOCK.end
@@ -106,13 +104,5 @@ def profiles_markdown(directory: Path = PROFILE_DIR) -> str:
     return "\n".join(out)
 
 
-def rewrite(doc: Path) -> bool:
-    """Replace the generated block of ``doc``; True when it changed."""
-    return BLOCK.rewrite(doc, profiles_markdown())
-
-
 if __name__ == "__main__":
-    try:
-        print("updated" if rewrite(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/snmp.md")) else "unchanged")
-    except DcimError as exc:
-        sys.exit(f"error: {exc}")
+    BLOCK.main(profiles_markdown, "docs/snmp.md")

@@ -42,3 +42,18 @@ def test_a_doc_without_its_markers_once_each_in_order_is_refused_and_left_alone(
     with pytest.raises(ConfigError, match=r"doc\.md: needs the markers <!-- things:begin"):
         BLOCK.rewrite(doc, "table")
     assert doc.read_text() == text
+
+
+def test_the_command_line_rewrites_the_named_doc_and_fails_on_one_without_markers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = tmp_path / "doc.md"
+    doc.write_text(DOC)
+    monkeypatch.setattr("sys.argv", ["docgen", str(doc)])
+    BLOCK.main(lambda: "new table", "elsewhere.md")
+    BLOCK.main(lambda: "new table", "elsewhere.md")
+    assert capsys.readouterr().out.split() == ["updated", "unchanged"]
+    assert BLOCK.current(doc) == "new table"
+    doc.write_text("# no markers\n")
+    with pytest.raises(SystemExit, match=r"^error: .*doc\.md: needs the markers"):
+        BLOCK.main(lambda: "new table", "elsewhere.md")
+    assert doc.read_text() == "# no markers\n"
